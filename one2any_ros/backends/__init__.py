@@ -1,0 +1,32 @@
+"""Backends behind one interface, created by name; imports are lazy so torch loads only when needed."""
+from __future__ import annotations
+
+from .base import Backend, Proposal, QueryContext, SearchSettings
+
+BACKENDS = ("auto", "one2any", "classic", "icp")
+
+
+def create_backend(name: str, *, device: str = "auto", checkpoint: str | None = None) -> Backend:
+    """``auto``: the learned backend when a checkpoint loads, else ``classic``."""
+    if name == "classic":
+        from .classic import ClassicBackend
+
+        return ClassicBackend()
+    if name == "icp":
+        from .icp import IcpBackend
+
+        return IcpBackend()
+    if name in ("one2any", "auto"):
+        try:
+            from .one2any import One2AnyBackend  # noqa: F401  (lands with the learned model)
+        except ImportError:
+            if name == "one2any":
+                raise
+            from .classic import ClassicBackend
+
+            return ClassicBackend()
+        return One2AnyBackend(device=device, checkpoint=checkpoint)  # type: ignore[misc]
+    raise ValueError(f"unknown backend '{name}' (choose from {', '.join(BACKENDS)})")
+
+
+__all__ = ["Backend", "Proposal", "QueryContext", "SearchSettings", "create_backend", "BACKENDS"]

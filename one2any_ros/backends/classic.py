@@ -1,0 +1,31 @@
+"""Training-free global search: multi-start ICP from a uniform SO(3) grid, placed at the centroids.
+
+DESIGN 7 measured this (100 super-Fibonacci starts, ~150 points, inlier distance 0.2->0.1->0.05 d, all
+starts scored by the verifier, best few refined) at ADD@0.1d 0.80 on unseen procedural objects, ahead of
+FPFH+RANSAC+ICP (0.62). Every start's ICP result is a hypothesis: the verifier, not ICP fitness, decides.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from ..geometry import icp_batched, subsample, super_fibonacci_rotations
+from ..reference import Reference
+from .base import Backend, Proposal, QueryContext, SearchSettings, centroid_start
+
+
+@lru_cache(maxsize=8)
+def _grid(n: int) -> np.ndarray:
+    return super_fibonacci_rotations(n)
+
+
+class ClassicBackend(Backend):
+    name = "classic"
+
+    def propose(self, ref: Reference, query: QueryContext, settings: SearchSettings, diameter: float) -> Proposal:
+        src = ref.points_C[subsample(ref.points_C, settings.icp_points)]
+        T0 = centroid_start(ref, query, _grid(settings.num_start_rotations))
+        res = icp_batched(src, query.tree, T0, thresholds=tuple(t * diameter for t in settings.icp_thresholds),
+                          iterations=settings.icp_iterations)
+        return Proposal(T_query_C=res.T, sources=["grid"] * len(res.T))

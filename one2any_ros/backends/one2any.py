@@ -1,0 +1,114 @@
+"""The learned backend (the paper's method): ROPE-encoded reference, conditioned U-Net decoder -> dense ROC
++ confidence on the query -> RANSAC + weighted Umeyama hypotheses, pooled with the classic global search.
+
+The reference is encoded once (``encode_reference`` fills ``ref.embedding`` with numpy arrays, saved with
+the reference); per frame only the decoder runs. An embedding from another checkpoint (its id is stored
+beside the arrays) is re-encoded once, never silently reused.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError, One2AnyError
+from ..geometry import ransac_rigid, subsample
+from ..model.checkpoint import load_checkpoint
+from ..model.inputs import CropWindow, output_at_pixels, query_input, reference_input
+from ..model.network import EMBEDDING_KEYS, confidence_from_log_b
+from ..reference import Reference, View
+from .base import Backend, Proposal, QueryContext, SearchSettings
+from .classic import ClassicBackend
+
+RANSAC_POINTS = 1000  # correspondences per RANSAC run (a random subset of the query points)
+RANSAC_THRESHOLD_STEPS = (1.0, 2.0, 0.5, 1.5, 3.0, 0.75)  # x settings.ransac_threshold, one per hypothesis
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; an explicit ``cuda`` that is absent raises One2AnyError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise One2AnyError(f"device '{device}' was requested but CUDA is not available", reason="device_unavailable")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise One2AnyError(f"unknown device '{device}' (auto|cpu|cuda)", reason="bad_device")
+    return torch.device(device)
+
+
+class One2AnyBackend(Backend):
+    name = "one2any"
+
+    def __init__(self, device: str = "auto", checkpoint: str | None = None, *, with_classic: bool = True) -> None:
+        """Load ``checkpoint`` (None or "" = the bundled ``model/default``); CheckpointError when it cannot.
+
+        ``with_classic``: pool the classic grid-search hypotheses with the network's (DESIGN 1)."""
+        self.device = resolve_device(device)
+        try:
+            self.model, self.config = load_checkpoint(checkpoint or None, device=self.device)
+        except CheckpointError:
+            raise
+        except (OSError, RuntimeError) as e:  # e.g. CUDA out of memory while moving the weights
+            raise CheckpointError(f"checkpoint {checkpoint or 'default'} could not be loaded on {self.device}: {e}") from e
+        self.input_size = int(self.model.cfg.input_size)
+        self.checkpoint_id = str(self.config.get("sha256", ""))[:16]
+        self.classic = ClassicBackend() if with_classic else None
+        self.encoder_calls = 0  # how often the ROPE encoder ran (tests check it is once per reference)
+
+    # --- reference ---------------------------------------------------------------------------------
+    def encode_reference(self, ref: Reference) -> None:
+        x, valid, _ = reference_input(ref, self.input_size)
+        with torch.inference_mode():
+            emb = self.model.encode(torch.from_numpy(x)[None].to(self.device), torch.from_numpy(valid)[None].to(self.device))
+        self.encoder_calls += 1
+        ref.embedding = {k: emb[k][0].float().cpu().numpy() if k != "valid" else emb[k][0].cpu().numpy() for k in EMBEDDING_KEYS}
+        ref.embedding["checkpoint_id"] = np.frombuffer(self.checkpoint_id.encode(), np.uint8).copy()
+        ref.embedding_backend = self.name
+
+    def _embedding(self, ref: Reference) -> dict[str, torch.Tensor]:
+        emb = ref.embedding
+        stored_id = bytes(np.asarray(emb.get("checkpoint_id", np.zeros(0, np.uint8)), np.uint8)).decode(errors="replace")
+        if stored_id != self.checkpoint_id or any(k not in emb for k in EMBEDDING_KEYS):
+            self.encode_reference(ref)  # from another checkpoint (or none): encode once, then cached again
+            emb = ref.embedding
+        return {k: torch.from_numpy(np.asarray(emb[k]))[None].to(self.device) for k in EMBEDDING_KEYS}
+
+    # --- query -------------------------------------------------------------------------------------
+    def predict(self, ref: Reference, view: View) -> tuple[np.ndarray, np.ndarray, CropWindow]:
+        """The network's output over the query crop: (ROC (3,G,G) in reference-radius units, confidence
+        (1,G,G) in 0..1, the crop window). G = input_size / output_stride."""
+        emb = self._embedding(ref)
+        x, win = query_input(view, ref.scale, self.input_size)
+        with torch.inference_mode():
+            out = self.model.decode(torch.from_numpy(x)[None].to(self.device), emb)
+        roc = out["roc"][0].float().cpu().numpy()
+        conf = confidence_from_log_b(out["log_b"][0].float()).cpu().numpy()
+        return roc, conf, win
+
+    def propose(self, ref: Reference, query: QueryContext, settings: SearchSettings, diameter: float) -> Proposal:
+        t0 = time.perf_counter()
+        roc_grid, conf_grid, win = self.predict(ref, query.view)
+        t1 = time.perf_counter()
+        roc_pred = output_at_pixels(roc_grid, win, query.pixels).astype(np.float64)  # (N,3)
+        weight = output_at_pixels(conf_grid, win, query.pixels)[:, 0].astype(np.float64)  # (N,)
+        rng = np.random.default_rng(0)
+        sel = subsample(query.points, RANSAC_POINTS, rng)
+        src, dst, w = roc_pred[sel] * ref.scale, query.points[sel], weight[sel] + 1e-3
+        Ts, sources = [], []
+        if len(sel) >= 3:
+            for i in range(max(settings.ransac_hypotheses, 0)):
+                step = RANSAC_THRESHOLD_STEPS[i % len(RANSAC_THRESHOLD_STEPS)]
+                res = ransac_rigid(src, dst, w, threshold=step * settings.ransac_threshold * diameter,
+                                   iterations=settings.ransac_iterations, rng=np.random.default_rng(i))
+                if res.num_inliers >= 3:
+                    Ts.append(res.T)
+                    sources.append("ransac")
+        t2 = time.perf_counter()
+        timings = {"network": 1000.0 * (t1 - t0), "ransac": 1000.0 * (t2 - t1)}
+        if self.classic is not None:
+            grid = self.classic.propose(ref, query, settings, diameter)
+            timings["grid"] = 1000.0 * (time.perf_counter() - t2)
+            Ts.extend(grid.T_query_C)
+            sources.extend(grid.sources)
+        T = np.stack(Ts) if Ts else np.zeros((0, 4, 4))
+        return Proposal(T_query_C=T, sources=sources, roc_pred=roc_pred, roc_weight=weight, timings_ms=timings)

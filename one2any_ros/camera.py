@@ -1,0 +1,150 @@
+"""Camera model: intrinsics, depth decoding/validation, back-projection and projection.
+
+Frames: REP-103 optical (x right, y down, z forward). Units: metres. Pixels: (u, v) = (column, row),
+pixel centres at integer coordinates (OpenCV convention).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError
+
+MIN_MASK_PIXELS = 30  # fewer valid object pixels than this cannot support a 6D fit
+
+
+def validate_intrinsics(K: np.ndarray | None) -> np.ndarray:
+    """Return K as a (3,3) float64 array, or raise InputError if it is missing, non-finite or singular."""
+    if K is None:
+        raise InputError("camera intrinsics K are missing", reason="missing_camera_info")
+    K = np.asarray(K, dtype=np.float64)
+    if K.size == 9:
+        K = K.reshape(3, 3)
+    if K.shape != (3, 3):
+        raise InputError(f"intrinsics K must be 3x3, got shape {K.shape}", reason="bad_intrinsics")
+    if not np.all(np.isfinite(K)):
+        raise InputError("intrinsics K contain NaN/inf", reason="bad_intrinsics")
+    fx, fy = K[0, 0], K[1, 1]
+    if fx <= 1e-6 or fy <= 1e-6 or abs(np.linalg.det(K)) < 1e-9:
+        raise InputError(f"intrinsics K are singular (fx={fx}, fy={fy})", reason="bad_intrinsics")
+    return K
+
+
+def decode_depth(depth: np.ndarray, *, depth_scale_m: float | None = None, encoding: str | None = None) -> np.ndarray:
+    """Decode a depth image to float32 metres with invalid pixels (0, NaN, inf, negative) set to 0.
+
+    ``encoding``: ``16UC1``/``mono16`` (millimetres), ``32FC1`` (metres), or None to infer from the dtype
+    (uint16 -> millimetres, float -> metres). ``depth_scale_m`` overrides the unit: metres per raw unit
+    (BOP: ``depth_scale`` mm per unit -> depth_scale / 1000).
+    """
+    depth = np.asarray(depth)
+    if depth.ndim == 3 and depth.shape[2] == 1:
+        depth = depth[..., 0]
+    if depth.ndim != 2 or depth.size == 0:
+        raise InputError(f"depth must be a 2-D image, got shape {depth.shape}", reason="bad_depth_shape")
+    if encoding is not None:
+        enc = encoding.upper()
+        if enc in ("16UC1", "MONO16"):
+            if depth.dtype != np.uint16:
+                raise InputError(f"depth encoding {encoding} needs uint16 data, got {depth.dtype}", reason="bad_depth_encoding")
+        elif enc == "32FC1":
+            if depth.dtype != np.float32:
+                raise InputError(f"depth encoding {encoding} needs float32 data, got {depth.dtype}", reason="bad_depth_encoding")
+        else:
+            raise InputError(f"unsupported depth encoding '{encoding}' (use 16UC1 mm or 32FC1 m)", reason="bad_depth_encoding")
+    if depth.dtype == np.uint16 or depth.dtype == np.int32 or depth.dtype == np.uint32:
+        scale = 1e-3 if depth_scale_m is None else float(depth_scale_m)
+        out = depth.astype(np.float32) * np.float32(scale)
+    elif depth.dtype in (np.float32, np.float64, np.float16):
+        scale = 1.0 if depth_scale_m is None else float(depth_scale_m)
+        out = depth.astype(np.float32) * np.float32(scale)
+    else:
+        raise InputError(f"unsupported depth dtype {depth.dtype} (use uint16 mm or float32 m)", reason="bad_depth_encoding")
+    out[~np.isfinite(out) | (out < 0)] = 0.0
+    return out
+
+
+def decode_mask(mask: np.ndarray) -> np.ndarray:
+    """Return the mask as a 2-D bool array (non-zero = object)."""
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[2] == 1:
+        mask = mask[..., 0]
+    if mask.ndim != 2 or mask.size == 0:
+        raise InputError(f"mask must be a 2-D image, got shape {mask.shape}", reason="bad_mask_shape")
+    if mask.dtype == bool:
+        return mask
+    if not (np.issubdtype(mask.dtype, np.integer) or np.issubdtype(mask.dtype, np.floating)):
+        raise InputError(f"unsupported mask dtype {mask.dtype}", reason="bad_mask_encoding")
+    return np.nan_to_num(mask) != 0
+
+
+def decode_rgb(rgb: np.ndarray) -> np.ndarray:
+    """Return an (H,W,3) uint8 RGB image (grey images are replicated)."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[..., None], 3, axis=2)
+    if rgb.ndim != 3 or rgb.shape[2] not in (3, 4) or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise InputError(f"rgb must be (H,W,3), got shape {rgb.shape}", reason="bad_rgb_shape")
+    rgb = rgb[..., :3]
+    if rgb.dtype != np.uint8:
+        if np.issubdtype(rgb.dtype, np.floating):
+            rgb = np.clip(np.nan_to_num(rgb) * (255.0 if rgb.max(initial=0) <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+        elif rgb.dtype == np.uint16:
+            rgb = (rgb >> 8).astype(np.uint8)
+        else:
+            raise InputError(f"unsupported rgb dtype {rgb.dtype}", reason="bad_rgb_encoding")
+    return np.ascontiguousarray(rgb)
+
+
+def pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(u, v) float32 grids of shape (H, W)."""
+    v, u = np.mgrid[0:height, 0:width].astype(np.float32)
+    return u, v
+
+
+def backproject(depth_m: np.ndarray, K: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Back-project valid depth pixels to 3D camera points.
+
+    Returns ``(points (N,3) float64 m in the camera frame, pixel indices (N,2) int as (v, u))``.
+    A pixel is used when depth > 0 and (mask is None or mask[v, u]).
+    """
+    valid = depth_m > 0
+    if mask is not None:
+        valid &= mask
+    v, u = np.nonzero(valid)
+    z = depth_m[v, u].astype(np.float64)
+    x = (u - K[0, 2]) * z / K[0, 0]
+    y = (v - K[1, 2]) * z / K[1, 1]
+    return np.stack([x, y, z], axis=1), np.stack([v, u], axis=1)
+
+
+def depth_to_xyz_image(depth_m: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """(H,W,3) float32 camera-frame points for every pixel (zeros where depth is invalid)."""
+    h, w = depth_m.shape
+    u, v = pixel_grid(h, w)
+    z = depth_m.astype(np.float32)
+    x = (u - np.float32(K[0, 2])) * z / np.float32(K[0, 0])
+    y = (v - np.float32(K[1, 2])) * z / np.float32(K[1, 1])
+    return np.stack([x, y, z], axis=-1)
+
+
+def project(points: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Project (..., 3) camera points to pixels. Returns (uv (...,2) float, z (...)). z <= 0 gives NaN uv."""
+    z = points[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zs = np.where(z > 1e-9, z, np.nan)
+        u = K[0, 0] * points[..., 0] / zs + K[0, 2]
+        v = K[1, 1] * points[..., 1] / zs + K[1, 2]
+    return np.stack([u, v], axis=-1), z
+
+
+def crop_box(mask: np.ndarray, *, pad: float = 1.2) -> tuple[int, int, int]:
+    """The crop rule (fixed: the network is trained on it): a square box centred on the mask's
+    bounding box, side = ``pad`` x the larger bbox side. Returns (u0, v0, side) in pixels; it may extend
+    past the image (callers pad with zeros)."""
+    v, u = np.nonzero(mask)
+    if v.size == 0:
+        raise InputError("mask is empty", reason="empty_mask")
+    cu = 0.5 * (u.min() + u.max())
+    cv = 0.5 * (v.min() + v.max())
+    side = max(int(np.ceil(pad * max(u.max() - u.min() + 1, v.max() - v.min() + 1))), 8)
+    return int(round(cu - side / 2)), int(round(cv - side / 2)), side

@@ -1,0 +1,209 @@
+"""The public API: ``PoseEstimator(backend).set_reference(view)`` then ``.estimate(view) -> PoseResult``.
+
+One pipeline for every backend (DESIGN 1): the backend proposes hypotheses of T_query_C, the last good
+pose joins them when there is one, one verifier scores them all, the best few are refined by guarded ICP
+(a refined pose is kept only if it scores better), and the winner must pass the inlier and confidence
+gates or the call raises EstimationFailure. Tracking mode first tries the last good pose alone and runs
+the global search only when that fails verification (re-detection on loss).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from . import camera
+from .backends import Backend, QueryContext, SearchSettings, create_backend
+from .errors import EstimationFailure
+from .geometry import icp_batched, subsample, transform_points
+from .reference import Reference, View, make_reference, require_reference
+from .verify import DepthTarget, VerifierWeights, VerifyResult, colour_features, make_target, verify
+
+
+@dataclass(frozen=True)
+class EstimatorSettings:
+    """Every tunable of the pipeline. Distances are fractions of the object diameter unless named _m."""
+
+    search: SearchSettings = SearchSettings()
+    verifier: VerifierWeights = VerifierWeights()
+    verify_points: int = 400  # points per direction the verifier projects
+    tree_points: int = 3000  # query points in the ICP target tree
+    refine_top_k: int = 5
+    refine_points: int = 800
+    refine_thresholds: tuple[float, ...] = (0.05, 0.025)
+    refine_iterations: int = 8
+    track_min_confidence: float = 0.35  # below this the tracked pose is not trusted: global search
+    min_inliers: int = 20  # reference points within the final ICP band of the query surface
+    min_confidence: float = 0.05
+    inlier_threshold: float = 0.03  # band for inliers/residual, x diameter
+
+    def with_updates(self, **kw) -> "EstimatorSettings":
+        """A copy with top-level fields and ``search.*``/``verifier.*`` fields replaced (dotted keys)."""
+        top = {k: v for k, v in kw.items() if "." not in k}
+        search = {k.split(".", 1)[1]: v for k, v in kw.items() if k.startswith("search.")}
+        ver = {k.split(".", 1)[1]: v for k, v in kw.items() if k.startswith("verifier.")}
+        return replace(self, search=replace(self.search, **search), verifier=replace(self.verifier, **ver), **top)
+
+
+@dataclass
+class PoseResult:
+    T_camera_object: np.ndarray  # (4,4) pose of the object frame O in the query camera, metres
+    T_camera_C: np.ndarray  # (4,4) pose of the canonical frame C
+    confidence: float  # 0..1
+    inliers: int
+    residual_m: float  # RMS distance of the inliers
+    score: float  # verifier score of the winner
+    backend: str
+    mode: str  # "global" or "track"
+    source: str  # which proposal won ("grid", "ransac", "track", ...)
+    num_hypotheses: int
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.ms[name] = self.ms.get(name, 0.0) + 1000.0 * (now - self._t)
+        self._t = now
+
+
+@dataclass
+class _RefCache:
+    """Per-reference arrays the verifier and refinement reuse on every frame (computed once)."""
+
+    verify_points: np.ndarray
+    verify_colours: np.ndarray
+    target: DepthTarget
+    refine_points: np.ndarray
+
+
+class PoseEstimator:
+    def __init__(self, backend: str | Backend = "auto", *, settings: EstimatorSettings | None = None,
+                 device: str = "auto", checkpoint: str | None = None) -> None:
+        self.backend: Backend = create_backend(backend, device=device, checkpoint=checkpoint) if isinstance(backend, str) else backend
+        self.settings = settings or EstimatorSettings()
+        self.reference: Reference | None = None
+        self._cache: _RefCache | None = None
+        self.last_T_C: np.ndarray | None = None  # last good pose of C in the camera (tracking)
+
+    # --- reference -----------------------------------------------------------------------------------
+    def set_reference(self, view_or_ref: View | Reference) -> Reference:
+        """Encode a reference view (or adopt a loaded Reference, re-encoding only if its cached embedding
+        is from another backend). Resets tracking."""
+        ref = view_or_ref if isinstance(view_or_ref, Reference) else make_reference(view_or_ref)
+        if ref.embedding_backend != self.backend.name:
+            ref.embedding = {}
+            self.backend.encode_reference(ref)
+            ref.embedding_backend = self.backend.name
+        rng = np.random.default_rng(0)
+        vp = ref.points_C[subsample(ref.points_C, self.settings.verify_points, rng)]
+        T = ref.T_refcam_C
+        pts_cam = transform_points(T, vp)
+        uv, _ = camera.project(pts_cam, ref.view.K)
+        ui = np.clip(np.rint(uv[:, 0]).astype(int), 0, ref.view.shape[1] - 1)
+        vi = np.clip(np.rint(uv[:, 1]).astype(int), 0, ref.view.shape[0] - 1)
+        target = make_target(ref.view.depth, ref.view.mask, ref.view.K, ref.view.rgb)
+        self._cache = _RefCache(
+            verify_points=vp, verify_colours=target.colour[vi, ui], target=target,
+            refine_points=ref.points_C[subsample(ref.points_C, self.settings.refine_points, rng)])
+        self.reference = ref
+        self.last_T_C = None
+        return ref
+
+    def clear_reference(self) -> None:
+        self.reference = None
+        self._cache = None
+        self.last_T_C = None
+
+    def set_backend(self, backend: str | Backend, **kw) -> None:
+        self.backend = create_backend(backend, **kw) if isinstance(backend, str) else backend
+        if self.reference is not None:
+            self.set_reference(self.reference)
+
+    # --- estimation ----------------------------------------------------------------------------------
+    def _context(self, view: View) -> QueryContext:
+        pts, pix = camera.backproject(view.depth, view.K, view.mask)
+        tree_pts = pts[subsample(pts, self.settings.tree_points)]
+        return QueryContext(view=view, points=pts, pixels=pix, tree=cKDTree(tree_pts), centroid=np.median(pts, axis=0))
+
+    def _score(self, T: np.ndarray, q: QueryContext, qsel: np.ndarray, qcol: np.ndarray, qtarget: DepthTarget,
+               roc_pred, roc_w) -> VerifyResult:
+        ref, c = self.reference, self._cache
+        return verify(T, ref_points_C=c.verify_points, ref_colours=c.verify_colours, ref_target=c.target,
+                      T_refcam_C=ref.T_refcam_C, query_points=q.points[qsel], query_colours=qcol,
+                      query_target=qtarget, diameter=ref.diameter, weights=self.settings.verifier,
+                      roc_pred=None if roc_pred is None else roc_pred[qsel],
+                      roc_weight=None if roc_w is None else roc_w[qsel], scale=ref.scale)
+
+    def _refine(self, T: np.ndarray, q: QueryContext) -> np.ndarray:
+        d = self.reference.diameter
+        return icp_batched(self._cache.refine_points, q.tree, T,
+                           thresholds=tuple(t * d for t in self.settings.refine_thresholds),
+                           iterations=self.settings.refine_iterations).T
+
+    def estimate(self, view: View, *, track: bool = False) -> PoseResult:
+        """Pose of the reference object in ``view``. ``track=True`` starts from the last good pose."""
+        ref = require_reference(self.reference)
+        s, d = self.settings, ref.diameter
+        tm = _Timer()
+        q = self._context(view)
+        qsel = subsample(q.points, s.verify_points, np.random.default_rng(1))
+        qtarget = make_target(view.depth, view.mask, view.K, view.rgb)
+        qcol = qtarget.colour[q.pixels[qsel, 0], q.pixels[qsel, 1]]
+        tm.lap("prepare")
+
+        if track and self.last_T_C is not None:
+            T = self._refine(self.last_T_C[None], q)
+            vr = self._score(T, q, qsel, qcol, qtarget, None, None)
+            tm.lap("refine")
+            if vr.confidence[0] >= s.track_min_confidence:
+                return self._finish(T[0], vr, 0, q, "track", "track", 1, tm)
+
+        prop = self.backend.propose(ref, q, s.search, d)
+        tm.lap("hypotheses")
+        for k, v in prop.timings_ms.items():
+            tm.ms[k] = v
+        Ts, sources = prop.T_query_C, list(prop.sources)
+        if self.last_T_C is not None:
+            Ts = np.concatenate([Ts, self.last_T_C[None]])
+            sources.append("track")
+        vr = self._score(Ts, q, qsel, qcol, qtarget, prop.roc_pred, prop.roc_weight)
+        tm.lap("verify")
+        top = np.argsort(-vr.score)[: s.refine_top_k]
+        Tr = self._refine(Ts[top], q)
+        vr_r = self._score(Tr, q, qsel, qcol, qtarget, prop.roc_pred, prop.roc_weight)
+        better = vr_r.score > vr.score[top]  # the guard: keep a refinement only if it scores better
+        cand_T = np.where(better[:, None, None], Tr, Ts[top])
+        cand_score = np.where(better, vr_r.score, vr.score[top])
+        cand_conf = np.where(better, vr_r.confidence, vr.confidence[top])
+        best = int(np.argmax(cand_score))
+        tm.lap("refine")
+        final = VerifyResult(score=cand_score, confidence=cand_conf, agree=vr.agree[top], violation=vr.violation[top])
+        return self._finish(cand_T[best], final, best, q, "global", sources[top[best]], len(Ts), tm)
+
+    def _finish(self, T_C: np.ndarray, vr: VerifyResult, i: int, q: QueryContext, mode: str, source: str,
+                n_hyp: int, tm: _Timer) -> PoseResult:
+        ref, s = self.reference, self.settings
+        band = s.inlier_threshold * ref.diameter
+        dist, _ = q.tree.query(transform_points(T_C, self._cache.refine_points), k=1, distance_upper_bound=band)
+        inl = np.isfinite(dist)
+        inliers = int(inl.sum())
+        residual = float(np.sqrt(np.mean(dist[inl] ** 2))) if inliers else float("inf")
+        conf = float(vr.confidence[i])
+        tm.lap("finish")
+        tm.ms["total"] = sum(v for k, v in tm.ms.items() if k not in ("network",))
+        if inliers < s.min_inliers or conf < s.min_confidence:
+            self.last_T_C = None
+            raise EstimationFailure(
+                f"no trustworthy pose: {inliers} inliers (min {s.min_inliers}), confidence {conf:.2f} "
+                f"(min {s.min_confidence:.2f})", reason="low_inliers" if inliers < s.min_inliers else "low_confidence")
+        self.last_T_C = T_C
+        return PoseResult(T_camera_object=T_C @ ref.T_C_O, T_camera_C=T_C, confidence=conf, inliers=inliers,
+                          residual_m=residual, score=float(vr.score[i]), backend=self.backend.name, mode=mode,
+                          source=source, num_hypotheses=n_hyp, timings_ms=dict(tm.ms))

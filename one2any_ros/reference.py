@@ -1,0 +1,201 @@
+"""Views and the single reference: canonical frame C, object frame O, scale, ROC map, cloud; save/load.
+
+Conventions (DESIGN 2, fixed: a trained checkpoint depends on them):
+- C: origin at the median of the reference's masked 3D points, axes parallel to the reference camera's.
+- s: robust object radius = 95th percentile of the masked points' distances to that median.
+- ROC of a surface point = its coordinates in C divided by s.
+- O: C by default; the caller may supply the object's pose in the reference camera (T_C_O = T_refcam_C^-1 T_refcam_O).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import camera
+from .errors import InputError, NoReferenceError, ReferenceFileError
+
+REFERENCE_FORMAT_VERSION = 1
+RADIUS_PERCENTILE = 95.0
+MAX_CLOUD_POINTS = 4000  # the reference cloud kept for verification and ICP; subsampled once per reference
+
+
+@dataclass(frozen=True)
+class View:
+    """One validated RGB-D + mask observation. Arrays share the same (H, W)."""
+
+    rgb: np.ndarray  # (H,W,3) uint8 RGB
+    depth: np.ndarray  # (H,W) float32 metres, 0 = invalid
+    mask: np.ndarray  # (H,W) bool, object pixels
+    K: np.ndarray  # (3,3) float64
+    T_cam_obj: np.ndarray | None = None  # optional (4,4) object pose in this camera (reference only)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.depth.shape  # type: ignore[return-value]
+
+    @property
+    def valid(self) -> np.ndarray:
+        """Object pixels with valid depth."""
+        return self.mask & (self.depth > 0)
+
+
+def make_view(
+    rgb: np.ndarray | None,
+    depth: np.ndarray,
+    mask: np.ndarray,
+    K: np.ndarray | None,
+    *,
+    depth_scale_m: float | None = None,
+    depth_encoding: str | None = None,
+    min_depth: float = 0.1,
+    max_depth: float = 4.0,
+    T_cam_obj: np.ndarray | None = None,
+    min_pixels: int = camera.MIN_MASK_PIXELS,
+) -> View:
+    """Validate and decode raw arrays into a View, raising InputError with a reason on bad input.
+
+    ``rgb`` may be None (a grey image is substituted). Depth outside [min_depth, max_depth] is invalid.
+    """
+    K = camera.validate_intrinsics(K)
+    depth_m = camera.decode_depth(depth, depth_scale_m=depth_scale_m, encoding=depth_encoding)
+    depth_m[(depth_m < min_depth) | (depth_m > max_depth)] = 0.0
+    mask_b = camera.decode_mask(mask)
+    if mask_b.shape != depth_m.shape:
+        raise InputError(f"mask {mask_b.shape} and depth {depth_m.shape} have different sizes", reason="size_mismatch")
+    if rgb is None:
+        rgb_u8 = np.full(depth_m.shape + (3,), 128, np.uint8)
+    else:
+        rgb_u8 = camera.decode_rgb(rgb)
+        if rgb_u8.shape[:2] != depth_m.shape:
+            raise InputError(f"rgb {rgb_u8.shape[:2]} and depth {depth_m.shape} have different sizes", reason="size_mismatch")
+    n_mask = int(mask_b.sum())
+    if n_mask == 0:
+        raise InputError("mask is empty: no object pixels", reason="empty_mask")
+    if n_mask < min_pixels:
+        raise InputError(f"mask has only {n_mask} pixels (need >= {min_pixels})", reason="tiny_mask")
+    n_valid = int((mask_b & (depth_m > 0)).sum())
+    if n_valid == 0:
+        raise InputError(
+            f"no valid depth inside the mask (all zero/NaN or outside [{min_depth}, {max_depth}] m)", reason="no_depth_in_mask"
+        )
+    if n_valid < min_pixels:
+        raise InputError(f"only {n_valid} mask pixels have valid depth (need >= {min_pixels})", reason="too_little_depth")
+    if T_cam_obj is not None:
+        T_cam_obj = np.asarray(T_cam_obj, dtype=np.float64)
+        if T_cam_obj.shape != (4, 4) or not np.all(np.isfinite(T_cam_obj)):
+            raise InputError("object pose must be a finite 4x4 transform", reason="bad_object_pose")
+    return View(rgb=rgb_u8, depth=depth_m, mask=mask_b, K=K, T_cam_obj=T_cam_obj)
+
+
+@dataclass
+class Reference:
+    """The encoded single reference view. ``embedding`` holds backend-specific cached arrays (e.g. ROPE
+    tokens) computed once by the backend's ``encode_reference``."""
+
+    view: View
+    T_refcam_C: np.ndarray  # (4,4) canonical frame C in the reference camera (pure translation)
+    T_C_O: np.ndarray  # (4,4) object frame O in C (identity by default)
+    scale: float  # s, metres
+    points_C: np.ndarray  # (N,3) float64 reference surface points in C, metres (subsampled)
+    roc_map: np.ndarray  # (H,W,3) float32 ROC of every valid mask pixel (0 elsewhere)
+    embedding: dict[str, np.ndarray] = field(default_factory=dict)
+    embedding_backend: str = ""
+
+    @property
+    def num_points(self) -> int:
+        return int(self.view.valid.sum())
+
+    @property
+    def diameter(self) -> float:
+        return 2.0 * self.scale
+
+
+def make_reference(view: View, *, rng_seed: int = 0) -> Reference:
+    """Build C, s, the ROC map and the subsampled cloud from a validated view."""
+    pts, pix = camera.backproject(view.depth, view.K, view.mask)
+    if len(pts) < camera.MIN_MASK_PIXELS:
+        raise InputError(f"reference has only {len(pts)} valid 3D points", reason="too_little_depth")
+    centroid = np.median(pts, axis=0)
+    dist = np.linalg.norm(pts - centroid, axis=1)
+    scale = float(np.percentile(dist, RADIUS_PERCENTILE))
+    if not np.isfinite(scale) or scale < 1e-4:
+        raise InputError(f"reference object is degenerate (radius {scale:.2e} m)", reason="degenerate_reference")
+    T_refcam_C = np.eye(4)
+    T_refcam_C[:3, 3] = centroid
+    pts_C = pts - centroid
+    roc_map = np.zeros(view.depth.shape + (3,), np.float32)
+    roc_map[pix[:, 0], pix[:, 1]] = (pts_C / scale).astype(np.float32)
+    if len(pts_C) > MAX_CLOUD_POINTS:
+        idx = np.random.default_rng(rng_seed).choice(len(pts_C), MAX_CLOUD_POINTS, replace=False)
+        cloud = pts_C[np.sort(idx)]
+    else:
+        cloud = pts_C
+    T_C_O = np.eye(4)
+    if view.T_cam_obj is not None:
+        T_C_O = np.linalg.inv(T_refcam_C) @ view.T_cam_obj
+    return Reference(view=view, T_refcam_C=T_refcam_C, T_C_O=T_C_O, scale=scale, points_C=cloud, roc_map=roc_map)
+
+
+# --- save / load: a zip of .npy arrays + JSON metadata; never pickle -----------------------------------
+
+def save_reference(ref: Reference, path: str | os.PathLike) -> None:
+    """Write atomically (temp file + rename) so a crash mid-write never leaves a half file in place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "rgb": ref.view.rgb, "depth": ref.view.depth, "mask": ref.view.mask, "K": ref.view.K,
+        "T_refcam_C": ref.T_refcam_C, "T_C_O": ref.T_C_O, "points_C": ref.points_C,
+    }
+    if ref.view.T_cam_obj is not None:
+        arrays["T_cam_obj"] = ref.view.T_cam_obj
+    for k, v in ref.embedding.items():
+        arrays["emb__" + k] = v
+    meta = {"format": "one2any_reference", "version": REFERENCE_FORMAT_VERSION, "scale": ref.scale,
+            "embedding_backend": ref.embedding_backend}
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        zf.writestr("meta.json", json.dumps(meta))
+        for k, v in arrays.items():
+            buf = io.BytesIO()
+            np.save(buf, np.ascontiguousarray(v), allow_pickle=False)
+            zf.writestr(k + ".npy", buf.getvalue())
+    os.replace(tmp, path)
+
+
+def load_reference(path: str | os.PathLike) -> Reference:
+    """Load a saved reference; raise ReferenceFileError naming the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReferenceFileError(f"reference file {path} does not exist", reason="reference_missing")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            meta = json.loads(zf.read("meta.json"))
+            arrays = {n[:-4]: np.load(io.BytesIO(zf.read(n)), allow_pickle=False) for n in zf.namelist() if n.endswith(".npy")}
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
+        raise ReferenceFileError(f"reference file {path} is truncated or corrupt: {e}") from e
+    if meta.get("format") != "one2any_reference" or meta.get("version") != REFERENCE_FORMAT_VERSION:
+        raise ReferenceFileError(
+            f"reference file {path} has format {meta.get('format')!r} version {meta.get('version')!r}; "
+            f"this build reads version {REFERENCE_FORMAT_VERSION}", reason="reference_version")
+    try:
+        view = make_view(arrays["rgb"], arrays["depth"], arrays["mask"], arrays["K"], T_cam_obj=arrays.get("T_cam_obj"),
+                         min_depth=0.0, max_depth=np.inf)
+        ref = make_reference(view)
+    except (KeyError, InputError) as e:
+        raise ReferenceFileError(f"reference file {path} is incomplete or invalid: {e}") from e
+    ref.T_C_O = arrays["T_C_O"].astype(np.float64)
+    ref.embedding = {k[5:]: v for k, v in arrays.items() if k.startswith("emb__")}
+    ref.embedding_backend = str(meta.get("embedding_backend", ""))
+    return ref
+
+
+def require_reference(ref: Reference | None) -> Reference:
+    if ref is None:
+        raise NoReferenceError("no reference is set: call set_reference first")
+    return ref

@@ -1,0 +1,127 @@
+"""The one hypothesis scorer every backend's proposals go through (DESIGN 1).
+
+For a hypothesis T_query_C it checks, in both directions, that the two views agree:
+- reference -> query: the reference cloud placed by T and projected into the query camera should land
+  on the query's object surface (|dz| < tau inside the mask) and never in front of what the query camera
+  sees (free space: closer than the observed depth by more than tau, inside or outside the mask);
+- query -> reference: the query cloud mapped back into the reference camera, the same tests.
+Points hidden behind an observed surface (self-occlusion, occluders) are neutral, so partial overlap
+is not punished. With a learned backend, the predicted ROC adds an agreement term: the query points
+mapped by T into C (divided by the scale) should match the network's ROC — the term that separates
+near-symmetric flips that depth and silhouette cannot.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .geometry import invert_transform, transform_points
+
+
+@dataclass(frozen=True)
+class VerifierWeights:
+    tau: float = 0.03  # depth agreement band, x object diameter (DESIGN 7)
+    violation: float = 1.0  # weight of free-space violations against agreement
+    roc: float = 1.0  # weight of the learned ROC agreement term (when present)
+    roc_tau: float = 0.15  # ROC agreement band, reference-radius units
+    colour: float = 0.25  # weight of colour agreement on depth-agreeing points
+    colour_tau: float = 0.12  # chromaticity + brightness distance band
+
+
+@dataclass
+class DepthTarget:
+    """What one camera saw, prepared once: depth (H,W) m, mask (H,W) bool, K (3,3), rgb features."""
+
+    depth: np.ndarray
+    mask: np.ndarray
+    K: np.ndarray
+    colour: np.ndarray  # (H,W,3) float32 normalised colour features
+
+
+@dataclass
+class VerifyResult:
+    score: np.ndarray  # (B,) higher is better
+    confidence: np.ndarray  # (B,) 0..1
+    agree: np.ndarray  # (B,) mean agreement fraction of the two directions
+    violation: np.ndarray  # (B,) mean free-space violation fraction
+
+
+def colour_features(rgb: np.ndarray) -> np.ndarray:
+    """Lighting-tolerant colour: chromaticity (r, g) of the normalised rgb plus brightness relative to
+    the image's median, so two views under different light still compare."""
+    x = rgb.astype(np.float32) + 1.0
+    s = x.sum(axis=2, keepdims=True)
+    chroma = x[..., :2] / s
+    bright = s[..., 0] / (np.median(s) + 1e-6)
+    return np.concatenate([chroma * 3.0, 0.25 * bright[..., None]], axis=2).astype(np.float32)
+
+
+def make_target(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, rgb: np.ndarray) -> DepthTarget:
+    return DepthTarget(depth=depth, mask=mask, K=K, colour=colour_features(rgb))
+
+
+def _check_against(points_cam: np.ndarray, colours: np.ndarray | None, target: DepthTarget, tau: float, colour_tau: float):
+    """points_cam (B,M,3) in the target camera. Returns agree, violation, colour-agree fractions (B,)."""
+    h, w = target.depth.shape
+    z = points_cam[..., 2]
+    K = target.K
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.rint(K[0, 0] * points_cam[..., 0] / z + K[0, 2])
+        v = np.rint(K[1, 1] * points_cam[..., 1] / z + K[1, 2])
+    inside = (z > 1e-6) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    ui = np.where(inside, u, 0).astype(np.int64)
+    vi = np.where(inside, v, 0).astype(np.int64)
+    zt = target.depth[vi, ui]
+    mt = target.mask[vi, ui]
+    has = inside & (zt > 0)
+    agree = has & mt & (np.abs(z - zt) < tau)
+    # free space: in front of an observed surface, or on the image where the target saw no object
+    viol = inside & ((has & (z < zt - tau)) | (~mt & ~has))
+    M = points_cam.shape[1]
+    col = np.zeros(points_cam.shape[0])
+    if colours is not None:
+        ct = target.colour[vi, ui]
+        close = np.linalg.norm(ct - colours[None], axis=2) < colour_tau
+        col = (agree & close).sum(axis=1) / M
+    return agree.sum(axis=1) / M, viol.sum(axis=1) / M, col
+
+
+def verify(
+    T_query_C: np.ndarray,
+    *,
+    ref_points_C: np.ndarray,
+    ref_colours: np.ndarray | None,
+    ref_target: DepthTarget,
+    T_refcam_C: np.ndarray,
+    query_points: np.ndarray,
+    query_colours: np.ndarray | None,
+    query_target: DepthTarget,
+    diameter: float,
+    weights: VerifierWeights = VerifierWeights(),
+    roc_pred: np.ndarray | None = None,
+    roc_weight: np.ndarray | None = None,
+    scale: float = 1.0,
+) -> VerifyResult:
+    """Score hypotheses T_query_C (B,4,4).
+
+    ref_points_C (M,3) m in C with colours (M,3) features; query_points (N,3) m in the query camera with
+    colours (N,3); roc_pred (N,3) the network's ROC for those query points with weights (N,) 0..1.
+    """
+    tau = weights.tau * diameter
+    a_fw, v_fw, c_fw = _check_against(transform_points(T_query_C, ref_points_C), ref_colours, query_target, tau, weights.colour_tau)
+    T_refcam_query = T_refcam_C[None] @ invert_transform(T_query_C)
+    a_bw, v_bw, c_bw = _check_against(transform_points(T_refcam_query, query_points), query_colours, ref_target, tau, weights.colour_tau)
+    agree = 0.5 * (a_fw + a_bw)
+    viol = 0.5 * (v_fw + v_bw)
+    colour = 0.5 * (c_fw + c_bw)
+    score = agree - weights.violation * viol + weights.colour * colour
+    confidence = np.clip(agree - viol, 0.0, 1.0)
+    if roc_pred is not None:
+        q_C = transform_points(invert_transform(T_query_C), query_points) / scale  # (B,N,3) ROC under T
+        wr = np.ones(len(query_points)) if roc_weight is None else roc_weight
+        ok = np.linalg.norm(q_C - roc_pred[None], axis=2) < weights.roc_tau
+        roc_agree = (ok * wr[None]).sum(axis=1) / max(wr.sum(), 1e-9)
+        score = score + weights.roc * roc_agree
+        confidence = np.clip(0.5 * confidence + 0.5 * roc_agree, 0.0, 1.0)
+    return VerifyResult(score=score, confidence=confidence, agree=agree, violation=viol)

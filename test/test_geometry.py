@@ -1,0 +1,92 @@
+"""Geometry recovers known transforms under noise and outliers."""
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
+
+from one2any_ros.geometry import (icp_batched, invert_transform, make_transform, ransac_rigid, rotation_angle_deg,
+                                  super_fibonacci_rotations, transform_points, umeyama, umeyama_batched)
+
+
+def _random_T(rng, max_t=0.5):
+    return make_transform(Rotation.random(random_state=rng.integers(1 << 31)).as_matrix(), rng.uniform(-max_t, max_t, 3))
+
+
+def _pose_err(Ta, Tb):
+    return float(rotation_angle_deg(Ta[:3, :3].T @ Tb[:3, :3])), float(np.linalg.norm(Ta[:3, 3] - Tb[:3, 3]))
+
+
+def test_transform_inverse_roundtrip():
+    rng = np.random.default_rng(0)
+    T = _random_T(rng)
+    np.testing.assert_allclose(T @ invert_transform(T), np.eye(4), atol=1e-12)
+    p = rng.normal(size=(10, 3))
+    np.testing.assert_allclose(transform_points(invert_transform(T), transform_points(T, p)), p, atol=1e-12)
+
+
+def test_umeyama_exact_and_weighted():
+    rng = np.random.default_rng(1)
+    src = rng.normal(size=(50, 3)) * 0.1
+    T = _random_T(rng)
+    dst = transform_points(T, src)
+    np.testing.assert_allclose(umeyama(src, dst), T, atol=1e-9)
+    # zero weights on corrupted points make them irrelevant
+    dst2 = dst.copy()
+    dst2[:10] += 1.0
+    w = np.ones(50)
+    w[:10] = 0
+    np.testing.assert_allclose(umeyama(src, dst2, w), T, atol=1e-9)
+    # batched: identity for zero-weight batches
+    Tb = umeyama_batched(np.stack([src, src]), np.stack([dst, dst]), np.stack([np.ones(50), np.zeros(50)]))
+    np.testing.assert_allclose(Tb[0], T, atol=1e-9)
+    np.testing.assert_allclose(Tb[1], np.eye(4))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ransac_noise_and_half_outliers(seed):
+    rng = np.random.default_rng(seed)
+    n = 400
+    src = rng.uniform(-0.1, 0.1, (n, 3))  # a 20 cm object
+    T = _random_T(rng)
+    dst = transform_points(T, src) + rng.normal(0, 0.002, (n, 3))  # 2 mm noise
+    out = rng.random(n) < 0.5
+    dst[out] = rng.uniform(-0.3, 0.3, (out.sum(), 3)) + T[:3, 3]  # 50 % outliers
+    res = ransac_rigid(src, dst, threshold=0.01, iterations=300, rng=rng)
+    r, t = _pose_err(res.T, T)
+    assert r < 1.0 and t < 0.003, (r, t)
+    assert res.inliers[~out].mean() > 0.9 and res.inliers[out].mean() < 0.1
+
+
+def test_super_fibonacci_covers_so3():
+    R = super_fibonacci_rotations(100)
+    assert R.shape == (100, 3, 3)
+    np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-9)
+    # every random rotation is within ~50 deg of some grid rotation (100 uniform points on SO(3))
+    test = Rotation.random(500, random_state=3).as_matrix()
+    ang = rotation_angle_deg(np.einsum("aji,bjk->abik", test, R))
+    assert ang.min(axis=1).max() < 50.0
+
+
+def test_icp_batched_converges_from_nearby_starts():
+    rng = np.random.default_rng(4)
+    # an asymmetric L-shaped cloud
+    a = rng.uniform([-0.1, -0.02, -0.02], [0.1, 0.02, 0.02], (600, 3))
+    b = rng.uniform([-0.1, 0.02, -0.02], [-0.06, 0.12, 0.02], (300, 3))
+    src = np.concatenate([a, b])
+    T = _random_T(rng, 0.2)
+    dst = transform_points(T, src) + rng.normal(0, 0.001, src.shape)
+    # starts 15 deg off in random directions
+    starts = []
+    for _ in range(8):
+        dR = Rotation.from_rotvec(np.deg2rad(15) * _unit(rng)).as_matrix()
+        starts.append(make_transform(dR @ T[:3, :3], T[:3, 3] + rng.normal(0, 0.01, 3)))
+    res = icp_batched(src[::3], cKDTree(dst), np.stack(starts), thresholds=(0.04, 0.02, 0.01), iterations=10)
+    for Tk in res.T:
+        r, t = _pose_err(Tk, T)
+        assert r < 1.5 and t < 0.003, (r, t)
+    assert np.all(res.fitness > 0.9)
+
+
+def _unit(rng):
+    v = rng.normal(size=3)
+    return v / np.linalg.norm(v)
