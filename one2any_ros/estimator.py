@@ -16,7 +16,7 @@ from scipy.spatial import cKDTree
 
 from . import camera
 from .backends import Backend, QueryContext, SearchSettings, create_backend
-from .errors import EstimationFailure
+from .errors import EstimationFailure, InputError
 from .geometry import icp_batched, subsample, transform_points
 from .reference import Reference, View, make_reference, require_reference
 from .verify import DepthTarget, VerifierWeights, VerifyResult, colour_features, make_target, verify
@@ -128,7 +128,9 @@ class PoseEstimator:
 
     # --- estimation ----------------------------------------------------------------------------------
     def _context(self, view: View) -> QueryContext:
-        pts, pix = camera.backproject(view.depth, view.K, view.mask)
+        pts, pix = camera.backproject(view.depth, view.K, camera.object_depth_mask(view.depth, view.K, view.mask))
+        if len(pts) < camera.MIN_MASK_PIXELS:
+            raise InputError(f"only {len(pts)} object pixels have usable depth", reason="too_little_depth")
         tree_pts = pts[subsample(pts, self.settings.tree_points)]
         return QueryContext(view=view, points=pts, pixels=pix, tree=cKDTree(tree_pts), centroid=np.median(pts, axis=0))
 

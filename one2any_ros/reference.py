@@ -109,7 +109,7 @@ class Reference:
 
     @property
     def num_points(self) -> int:
-        return int(self.view.valid.sum())
+        return int(np.count_nonzero(np.any(self.roc_map != 0, axis=2)))
 
     @property
     def diameter(self) -> float:
@@ -118,7 +118,7 @@ class Reference:
 
 def make_reference(view: View, *, rng_seed: int = 0) -> Reference:
     """Build C, s, the ROC map and the subsampled cloud from a validated view."""
-    pts, pix = camera.backproject(view.depth, view.K, view.mask)
+    pts, pix = camera.backproject(view.depth, view.K, camera.object_depth_mask(view.depth, view.K, view.mask))
     if len(pts) < camera.MIN_MASK_PIXELS:
         raise InputError(f"reference has only {len(pts)} valid 3D points", reason="too_little_depth")
     centroid = np.median(pts, axis=0)

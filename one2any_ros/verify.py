@@ -21,7 +21,8 @@ from .geometry import invert_transform, transform_points
 
 @dataclass(frozen=True)
 class VerifierWeights:
-    tau: float = 0.03  # depth agreement band, x object diameter (DESIGN 7)
+    tau: float = 0.03  # depth agreement band, x object diameter (DESIGN 7) ...
+    tau_min_m: float = 0.008  # ... but never tighter than depth noise (RGB-D at ~1 m: a few mm)
     violation: float = 1.0  # weight of free-space violations against agreement
     roc: float = 1.0  # weight of the learned ROC agreement term (when present)
     roc_tau: float = 0.15  # ROC agreement band, reference-radius units
@@ -47,18 +48,19 @@ class VerifyResult:
     violation: np.ndarray  # (B,) mean free-space violation fraction
 
 
-def colour_features(rgb: np.ndarray) -> np.ndarray:
+def colour_features(rgb: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Lighting-tolerant colour: chromaticity (r, g) of the normalised rgb plus brightness relative to
-    the image's median, so two views under different light still compare."""
+    the object's median brightness (the mask's), so two views under different light still compare."""
     x = rgb.astype(np.float32) + 1.0
     s = x.sum(axis=2, keepdims=True)
     chroma = x[..., :2] / s
-    bright = s[..., 0] / (np.median(s) + 1e-6)
+    ref_level = np.median(s[mask]) if mask is not None and mask.any() else np.median(s)
+    bright = s[..., 0] / (ref_level + 1e-6)
     return np.concatenate([chroma * 3.0, 0.25 * bright[..., None]], axis=2).astype(np.float32)
 
 
 def make_target(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, rgb: np.ndarray) -> DepthTarget:
-    return DepthTarget(depth=depth, mask=mask, K=K, colour=colour_features(rgb))
+    return DepthTarget(depth=depth, mask=mask, K=K, colour=colour_features(rgb, mask))
 
 
 def _check_against(points_cam: np.ndarray, colours: np.ndarray | None, target: DepthTarget, tau: float, colour_tau: float):
@@ -76,8 +78,9 @@ def _check_against(points_cam: np.ndarray, colours: np.ndarray | None, target: D
     mt = target.mask[vi, ui]
     has = inside & (zt > 0)
     agree = has & mt & (np.abs(z - zt) < tau)
-    # free space: in front of an observed surface, or on the image where the target saw no object
-    viol = inside & ((has & (z < zt - tau)) | (~mt & ~has))
+    # free space: in front of a surface the target camera observed (inside the mask or not). Where the
+    # target has no depth (dropouts at edges, beyond range) nothing is known: neutral.
+    viol = has & (z < zt - tau)
     M = points_cam.shape[1]
     col = np.zeros(points_cam.shape[0])
     if colours is not None:
@@ -108,7 +111,7 @@ def verify(
     ref_points_C (M,3) m in C with colours (M,3) features; query_points (N,3) m in the query camera with
     colours (N,3); roc_pred (N,3) the network's ROC for those query points with weights (N,) 0..1.
     """
-    tau = weights.tau * diameter
+    tau = max(weights.tau * diameter, weights.tau_min_m)
     a_fw, v_fw, c_fw = _check_against(transform_points(T_query_C, ref_points_C), ref_colours, query_target, tau, weights.colour_tau)
     T_refcam_query = T_refcam_C[None] @ invert_transform(T_query_C)
     a_bw, v_bw, c_bw = _check_against(transform_points(T_refcam_query, query_points), query_colours, ref_target, tau, weights.colour_tau)

@@ -1,6 +1,7 @@
 """Backends behind one interface, created by name; imports are lazy so torch loads only when needed."""
 from __future__ import annotations
 
+from ..errors import CheckpointError
 from .base import Backend, Proposal, QueryContext, SearchSettings
 
 BACKENDS = ("auto", "one2any", "classic", "icp")
@@ -18,14 +19,17 @@ def create_backend(name: str, *, device: str = "auto", checkpoint: str | None = 
         return IcpBackend()
     if name in ("one2any", "auto"):
         try:
-            from .one2any import One2AnyBackend  # noqa: F401  (lands with the learned model)
-        except ImportError:
+            from .one2any import One2AnyBackend
+
+            return One2AnyBackend(device=device, checkpoint=checkpoint)
+        except (ImportError, CheckpointError) as e:
             if name == "one2any":
                 raise
             from .classic import ClassicBackend
 
-            return ClassicBackend()
-        return One2AnyBackend(device=device, checkpoint=checkpoint)  # type: ignore[misc]
+            fallback = ClassicBackend()
+            fallback.fallback_reason = f"one2any unavailable ({e}); using classic"
+            return fallback
     raise ValueError(f"unknown backend '{name}' (choose from {', '.join(BACKENDS)})")
 
 

@@ -50,6 +50,7 @@ class Proposal:
 
 class Backend(abc.ABC):
     name: str = "base"
+    fallback_reason: str = ""  # set when the factory fell back to this backend (reported in diagnostics)
 
     def encode_reference(self, ref: Reference) -> None:
         """Cache whatever the backend needs per reference into ``ref.embedding`` (default: nothing)."""

@@ -1,0 +1,134 @@
+"""The ``one2any`` command: demo, estimate, render, train, eval, bench, node."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .backends import BACKENDS
+
+
+def _cmd_render(a) -> int:
+    from .data.generate import render_dataset
+
+    render_dataset(Path(a.out), objects=a.objects, scenes=a.scenes, frames=a.frames, max_rotation_deg=a.max_rotation, seed=a.seed)
+    print(f"wrote BOP dataset to {a.out}")
+    return 0
+
+
+def _cmd_eval(a) -> int:
+    from .evaluate import evaluate_dataset, format_report_table
+
+    report = evaluate_dataset(Path(a.dataset), split=a.split, backend=a.backend, out_dir=Path(a.out),
+                              max_queries=a.max_queries, estimator_kwargs={"device": a.device, "checkpoint": a.checkpoint})
+    print(format_report_table(report))
+    print(f"report: {Path(a.out) / 'report.json'}  results: {Path(a.out) / 'results.csv'}")
+    return 0
+
+
+def _cmd_bench(a) -> int:
+    if a.ros:
+        from .ros.bench import main as ros_bench  # lands with the ROS node
+
+        return ros_bench(a)
+    from .bench import format_bench, run_bench
+
+    rep = run_bench(a.backend, repeats=a.repeats, out_dir=Path(a.out), threads=a.threads, device=a.device, checkpoint=a.checkpoint)
+    print(format_bench(rep))
+    return 0
+
+
+def _cmd_train(a) -> int:
+    from .train import train
+
+    train(a.config, resume=a.resume, device=a.device, out_dir=a.out)
+    return 0
+
+
+def _cmd_demo(a) -> int:
+    from .demo import run_demo
+
+    return run_demo(backend=a.backend, out_dir=Path(a.out), device=a.device)
+
+
+def _cmd_estimate(a) -> int:
+    from .estimate_files import estimate_from_files
+
+    res = estimate_from_files(a)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+def _cmd_node(a, rest: list[str]) -> int:
+    from .ros.node import main as node_main
+
+    return node_main(["one2any_node", *rest]) or 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="one2any", description="One-reference 6D object pose estimation (One2Any) for ROS 2.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def backend_args(sp, default="auto"):
+        sp.add_argument("--backend", default=default, choices=BACKENDS, help="pose backend (auto: one2any if a checkpoint loads, else classic)")
+        sp.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+        sp.add_argument("--checkpoint", default=None, help="model checkpoint (.safetensors); default: the bundled one")
+
+    sp = sub.add_parser("demo", help="reference from the first frame of the bundled sample, poses for the rest, overlays")
+    backend_args(sp)
+    sp.add_argument("--out", default="outputs/demo")
+
+    sp = sub.add_parser("estimate", help="pose of one query from one reference (image files)")
+    backend_args(sp)
+    sp.add_argument("--ref", nargs=3, metavar=("RGB", "DEPTH", "MASK"), required=True)
+    sp.add_argument("--query", nargs=3, metavar=("RGB", "DEPTH", "MASK"), required=True)
+    sp.add_argument("--intrinsics", required=True, help="JSON file with K (3x3 or 9 row-wise) or fx, fy, cx, cy")
+    sp.add_argument("--depth-scale", type=float, default=0.001, help="metres per depth unit of 16-bit PNGs (default 0.001 = mm)")
+    sp.add_argument("--ref-pose", default=None, help="optional JSON with the object's 4x4 pose in the reference camera (metres)")
+    sp.add_argument("--overlay", default=None, help="write a PNG overlay of the estimate here")
+
+    sp = sub.add_parser("render", help="render a BOP-format dataset of procedural objects")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--objects", default="test", choices=("train", "val", "test"))
+    sp.add_argument("--scenes", type=int, default=20)
+    sp.add_argument("--frames", type=int, default=8, help="images per scene, the reference included")
+    sp.add_argument("--max-rotation", type=float, default=120.0, help="rotation differences to frame 0 spread over [0, DEG]")
+    sp.add_argument("--seed", type=int, default=0)
+
+    sp = sub.add_parser("train", help="train the One2Any model")
+    sp.add_argument("--config", default="config/train_default.yaml")
+    sp.add_argument("--resume", action="store_true")
+    sp.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    sp.add_argument("--out", default=None, help="run directory (default: from the config)")
+
+    sp = sub.add_parser("eval", help="one-reference evaluation on a BOP-format dataset")
+    backend_args(sp)
+    sp.add_argument("--dataset", required=True, help="BOP dataset root (models/, split folders)")
+    sp.add_argument("--split", default="test")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--max-queries", type=int, default=None)
+
+    sp = sub.add_parser("bench", help="latency per stage on the bundled sample (640x480)")
+    backend_args(sp)
+    sp.add_argument("--out", default="outputs/bench")
+    sp.add_argument("--repeats", type=int, default=2)
+    sp.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    sp.add_argument("--ros", action="store_true", help="soak/overload benchmark of the ROS node")
+
+    sub.add_parser("node", help="run the ROS 2 node (pass --ros-args ... after it)", add_help=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "node":
+        return _cmd_node(None, argv[1:])
+    a = build_parser().parse_args(argv)
+    handlers = {"render": _cmd_render, "eval": _cmd_eval, "bench": _cmd_bench, "train": _cmd_train, "demo": _cmd_demo,
+                "estimate": _cmd_estimate}
+    return handlers[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
