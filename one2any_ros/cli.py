@@ -42,7 +42,10 @@ def _cmd_bench(a) -> int:
 def _cmd_train(a) -> int:
     from .train import train
 
-    train(a.config, resume=a.resume, device=a.device, out_dir=a.out)
+    import yaml
+
+    overrides = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.set)}
+    train(a.config, resume=a.resume, device=a.device, out_dir=a.out, overrides=overrides or None)
     return 0
 
 
@@ -101,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--resume", action="store_true")
     sp.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     sp.add_argument("--out", default=None, help="run directory (default: from the config)")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value (e.g. train.batch_size=16)")
 
     sp = sub.add_parser("eval", help="one-reference evaluation on a BOP-format dataset")
     backend_args(sp)

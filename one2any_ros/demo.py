@@ -64,6 +64,6 @@ def run_demo(*, backend: str = "auto", out_dir: Path = Path("outputs/demo"), dev
         "frames": rows,
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"ADD(-S)@0.1d {summary['add_01d_recall']:.2f}  median rot {summary['median_rot_err_deg']} deg  "
-          f"median trans {summary['median_trans_err_mm']} mm  -> {out_dir}/summary.json, overlay_*.png")
+    print(f"ADD(-S)@0.1d {summary['add_01d_recall']:.2f}  median rot {summary['median_rot_err_deg'] or float('nan'):.2f} deg  "
+          f"median trans {summary['median_trans_err_mm'] or float('nan'):.1f} mm  -> {out_dir}/summary.json, overlay_*.png")
     return 0

@@ -19,7 +19,7 @@ from .backends import Backend, QueryContext, SearchSettings, create_backend
 from .errors import EstimationFailure, InputError
 from .geometry import icp_batched, subsample, transform_points
 from .reference import Reference, View, make_reference, require_reference
-from .verify import DepthTarget, VerifierWeights, VerifyResult, colour_features, make_target, verify
+from .verify import DepthTarget, VerifierWeights, VerifyResult, make_target, verify
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class EstimatorSettings:
     refine_points: int = 800
     refine_thresholds: tuple[float, ...] = (0.05, 0.025)
     refine_iterations: int = 8
+    refine_colour_weight: float = 0.2  # coloured-ICP feature scale in refinement, x diameter (0 = off)
     track_min_confidence: float = 0.35  # below this the tracked pose is not trusted: global search
     min_inliers: int = 20  # reference points within the final ICP band of the query surface
     min_confidence: float = 0.05
@@ -81,6 +82,7 @@ class _RefCache:
     verify_colours: np.ndarray
     target: DepthTarget
     refine_points: np.ndarray
+    refine_colour: np.ndarray
 
 
 class PoseEstimator:
@@ -109,9 +111,9 @@ class PoseEstimator:
         ui = np.clip(np.rint(uv[:, 0]).astype(int), 0, ref.view.shape[1] - 1)
         vi = np.clip(np.rint(uv[:, 1]).astype(int), 0, ref.view.shape[0] - 1)
         target = make_target(ref.view.depth, ref.view.mask, ref.view.K, ref.view.rgb)
-        self._cache = _RefCache(
-            verify_points=vp, verify_colours=target.colour[vi, ui], target=target,
-            refine_points=ref.points_C[subsample(ref.points_C, self.settings.refine_points, rng)])
+        ri = subsample(ref.points_C, self.settings.refine_points, rng)
+        self._cache = _RefCache(verify_points=vp, verify_colours=target.colour[vi, ui], target=target,
+                                refine_points=ref.points_C[ri], refine_colour=ref.colour_C[ri])
         self.reference = ref
         self.last_T_C = None
         return ref
@@ -131,8 +133,10 @@ class PoseEstimator:
         pts, pix = camera.backproject(view.depth, view.K, camera.object_depth_mask(view.depth, view.K, view.mask))
         if len(pts) < camera.MIN_MASK_PIXELS:
             raise InputError(f"only {len(pts)} object pixels have usable depth", reason="too_little_depth")
-        tree_pts = pts[subsample(pts, self.settings.tree_points)]
-        return QueryContext(view=view, points=pts, pixels=pix, tree=cKDTree(tree_pts), centroid=np.median(pts, axis=0))
+        ti = subsample(pts, self.settings.tree_points)
+        target = make_target(view.depth, view.mask, view.K, view.rgb)
+        return QueryContext(view=view, points=pts, pixels=pix, tree=cKDTree(pts[ti]), centroid=np.median(pts, axis=0),
+                            colour=target.colour[pix[:, 0], pix[:, 1]], tree_index=ti, target=target)
 
     def _score(self, T: np.ndarray, q: QueryContext, qsel: np.ndarray, qcol: np.ndarray, qtarget: DepthTarget,
                roc_pred, roc_w) -> VerifyResult:
@@ -144,10 +148,11 @@ class PoseEstimator:
                       roc_weight=None if roc_w is None else roc_w[qsel], scale=ref.scale)
 
     def _refine(self, T: np.ndarray, q: QueryContext) -> np.ndarray:
-        d = self.reference.diameter
-        return icp_batched(self._cache.refine_points, q.tree, T,
+        d, c = self.reference.diameter, self._cache
+        lam = self.settings.refine_colour_weight * d
+        return icp_batched(c.refine_points, q.colour_tree(lam) if lam > 0 else q.tree, T,
                            thresholds=tuple(t * d for t in self.settings.refine_thresholds),
-                           iterations=self.settings.refine_iterations).T
+                           iterations=self.settings.refine_iterations, src_feat=lam * c.refine_colour if lam > 0 else None).T
 
     def estimate(self, view: View, *, track: bool = False) -> PoseResult:
         """Pose of the reference object in ``view``. ``track=True`` starts from the last good pose."""
@@ -156,8 +161,7 @@ class PoseEstimator:
         tm = _Timer()
         q = self._context(view)
         qsel = subsample(q.points, s.verify_points, np.random.default_rng(1))
-        qtarget = make_target(view.depth, view.mask, view.K, view.rgb)
-        qcol = qtarget.colour[q.pixels[qsel, 0], q.pixels[qsel, 1]]
+        qtarget, qcol = q.target, q.colour[qsel]
         tm.lap("prepare")
 
         if track and self.last_T_C is not None:

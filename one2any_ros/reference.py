@@ -19,6 +19,7 @@ import numpy as np
 
 from . import camera
 from .errors import InputError, NoReferenceError, ReferenceFileError
+from .verify import colour_features
 
 REFERENCE_FORMAT_VERSION = 1
 RADIUS_PERCENTILE = 95.0
@@ -104,6 +105,7 @@ class Reference:
     scale: float  # s, metres
     points_C: np.ndarray  # (N,3) float64 reference surface points in C, metres (subsampled)
     roc_map: np.ndarray  # (H,W,3) float32 ROC of every valid mask pixel (0 elsewhere)
+    colour_C: np.ndarray  # (N,3) float32 lighting-tolerant colour features of points_C (verify.colour_features)
     embedding: dict[str, np.ndarray] = field(default_factory=dict)
     embedding_backend: str = ""
 
@@ -131,15 +133,16 @@ def make_reference(view: View, *, rng_seed: int = 0) -> Reference:
     pts_C = pts - centroid
     roc_map = np.zeros(view.depth.shape + (3,), np.float32)
     roc_map[pix[:, 0], pix[:, 1]] = (pts_C / scale).astype(np.float32)
+    idx = np.arange(len(pts_C))
     if len(pts_C) > MAX_CLOUD_POINTS:
-        idx = np.random.default_rng(rng_seed).choice(len(pts_C), MAX_CLOUD_POINTS, replace=False)
-        cloud = pts_C[np.sort(idx)]
-    else:
-        cloud = pts_C
+        idx = np.sort(np.random.default_rng(rng_seed).choice(len(pts_C), MAX_CLOUD_POINTS, replace=False))
+    cloud = pts_C[idx]
+    colour = colour_features(view.rgb, view.mask)[pix[idx, 0], pix[idx, 1]]
     T_C_O = np.eye(4)
     if view.T_cam_obj is not None:
         T_C_O = np.linalg.inv(T_refcam_C) @ view.T_cam_obj
-    return Reference(view=view, T_refcam_C=T_refcam_C, T_C_O=T_C_O, scale=scale, points_C=cloud, roc_map=roc_map)
+    return Reference(view=view, T_refcam_C=T_refcam_C, T_C_O=T_C_O, scale=scale, points_C=cloud, roc_map=roc_map,
+                     colour_C=colour)
 
 
 # --- save / load: a zip of .npy arrays + JSON metadata; never pickle -----------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from .geometry import invert_transform, transform_points
@@ -26,7 +27,7 @@ class VerifierWeights:
     violation: float = 1.0  # weight of free-space violations against agreement
     roc: float = 1.0  # weight of the learned ROC agreement term (when present)
     roc_tau: float = 0.15  # ROC agreement band, reference-radius units
-    colour: float = 0.25  # weight of colour agreement on depth-agreeing points
+    colour: float = 2.0  # weight of colour agreement on depth-agreeing points (texture breaks shape symmetry)
     colour_tau: float = 0.12  # chromaticity + brightness distance band
 
 
@@ -38,6 +39,7 @@ class DepthTarget:
     mask: np.ndarray
     K: np.ndarray
     colour: np.ndarray  # (H,W,3) float32 normalised colour features
+    near_depth: np.ndarray  # (H,W) nearest valid depth in a small window (0 = none): the free-space test
 
 
 @dataclass
@@ -59,8 +61,14 @@ def colour_features(rgb: np.ndarray, mask: np.ndarray | None = None) -> np.ndarr
     return np.concatenate([chroma * 3.0, 0.25 * bright[..., None]], axis=2).astype(np.float32)
 
 
-def make_target(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, rgb: np.ndarray) -> DepthTarget:
-    return DepthTarget(depth=depth, mask=mask, K=K, colour=colour_features(rgb, mask))
+def make_target(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, rgb: np.ndarray, *, window: int = 5) -> DepthTarget:
+    """Prepare a camera's observation once. The free-space test uses the nearest depth in a small window:
+    a point counts as seen-through only if it is in front of every surface around its pixel, so a pose a
+    pixel off at a depth edge (or a mask bleeding onto the background) is not punished."""
+    far = np.where(depth > 0, depth, np.float32(np.inf)).astype(np.float32)
+    near = cv2.erode(far, np.ones((window, window), np.uint8))
+    near[~np.isfinite(near)] = 0.0
+    return DepthTarget(depth=depth, mask=mask, K=K, colour=colour_features(rgb, mask), near_depth=near)
 
 
 def _check_against(points_cam: np.ndarray, colours: np.ndarray | None, target: DepthTarget, tau: float, colour_tau: float):
@@ -75,12 +83,13 @@ def _check_against(points_cam: np.ndarray, colours: np.ndarray | None, target: D
     ui = np.where(inside, u, 0).astype(np.int64)
     vi = np.where(inside, v, 0).astype(np.int64)
     zt = target.depth[vi, ui]
+    zn = target.near_depth[vi, ui]
     mt = target.mask[vi, ui]
     has = inside & (zt > 0)
     agree = has & mt & (np.abs(z - zt) < tau)
-    # free space: in front of a surface the target camera observed (inside the mask or not). Where the
-    # target has no depth (dropouts at edges, beyond range) nothing is known: neutral.
-    viol = has & (z < zt - tau)
+    # free space: in front of every surface the target camera observed around that pixel (inside the
+    # mask or not). Where the target has no depth (dropouts, beyond range) nothing is known: neutral.
+    viol = inside & (zn > 0) & (z < zn - tau)
     M = points_cam.shape[1]
     col = np.zeros(points_cam.shape[0])
     if colours is not None:

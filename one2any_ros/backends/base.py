@@ -13,6 +13,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..reference import Reference, View
+from ..verify import DepthTarget
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class SearchSettings:
     icp_points: int = 150  # reference points moved by the multi-start ICP
     icp_thresholds: tuple[float, ...] = (0.2, 0.1, 0.05)
     icp_iterations: int = 5  # per threshold
+    icp_keep: int = 50  # starts kept after the coarsest threshold
+    colour_weight: float = 0.2  # coloured-ICP feature scale, x diameter (0 = geometry only)
     ransac_iterations: int = 256
     ransac_threshold: float = 0.05
     ransac_hypotheses: int = 4  # hypotheses a learned backend adds (best RANSAC runs)
@@ -37,6 +40,17 @@ class QueryContext:
     pixels: np.ndarray  # (N,2) their (v, u)
     tree: cKDTree  # over a subsample of ``points`` (ICP target)
     centroid: np.ndarray  # (3,) median of the points
+    colour: np.ndarray  # (N,3) colour features of ``points`` (verify.colour_features)
+    target: "DepthTarget"  # the query observation prepared for the verifier
+    tree_index: np.ndarray  # (T,) which of ``points`` are in ``tree``
+    _colour_trees: dict = field(default_factory=dict)
+
+    def colour_tree(self, scale: float) -> cKDTree:
+        """KD-tree over [xyz, scale * colour] for coloured ICP (built once per frame and scale)."""
+        if scale not in self._colour_trees:
+            i = self.tree_index
+            self._colour_trees[scale] = cKDTree(np.concatenate([self.points[i], scale * self.colour[i]], axis=1))
+        return self._colour_trees[scale]
 
 
 @dataclass

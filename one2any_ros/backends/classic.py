@@ -24,8 +24,11 @@ class ClassicBackend(Backend):
     name = "classic"
 
     def propose(self, ref: Reference, query: QueryContext, settings: SearchSettings, diameter: float) -> Proposal:
-        src = ref.points_C[subsample(ref.points_C, settings.icp_points)]
+        i = subsample(ref.points_C, settings.icp_points)
         T0 = centroid_start(ref, query, _grid(settings.num_start_rotations))
-        res = icp_batched(src, query.tree, T0, thresholds=tuple(t * diameter for t in settings.icp_thresholds),
-                          iterations=settings.icp_iterations)
+        lam = settings.colour_weight * diameter
+        res = icp_batched(ref.points_C[i], query.colour_tree(lam) if lam > 0 else query.tree, T0,
+                          thresholds=tuple(t * diameter for t in settings.icp_thresholds),
+                          iterations=settings.icp_iterations, src_feat=lam * ref.colour_C[i] if lam > 0 else None,
+                          prune_to=settings.icp_keep)
         return Proposal(T_query_C=res.T, sources=["grid"] * len(res.T))

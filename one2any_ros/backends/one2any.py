@@ -21,8 +21,13 @@ from ..reference import Reference, View
 from .base import Backend, Proposal, QueryContext, SearchSettings
 from .classic import ClassicBackend
 
-RANSAC_POINTS = 1000  # correspondences per RANSAC run (a random subset of the query points)
+RANSAC_POINTS = 600  # correspondences per RANSAC run (a random subset of the query points; ~35 ms per run here)
 RANSAC_THRESHOLD_STEPS = (1.0, 2.0, 0.5, 1.5, 3.0, 0.75)  # x settings.ransac_threshold, one per hypothesis
+# The verifier's ROC term rewards hypotheses that agree with the predicted ROC. From an undertrained network
+# (validation ROC error around the "copy the query geometry" level, DESIGN 7: ~0.4 radii) that term only
+# biases the choice towards small rotations, so by default the prediction is handed to the verifier only when
+# the checkpoint's training summary shows a validation ROC error below this (or has no summary at all).
+ROC_VERIFIER_MAX_VAL_ERR = 0.3
 
 
 def resolve_device(device: str) -> torch.device:
@@ -39,11 +44,19 @@ def resolve_device(device: str) -> torch.device:
 class One2AnyBackend(Backend):
     name = "one2any"
 
-    def __init__(self, device: str = "auto", checkpoint: str | None = None, *, with_classic: bool = True) -> None:
+    def __init__(self, device: str = "auto", checkpoint: str | None = None, *, with_classic: bool = True,
+                 roc_to_verifier: bool | None = None, threads: int | None = None) -> None:
         """Load ``checkpoint`` (None or "" = the bundled ``model/default``); CheckpointError when it cannot.
 
-        ``with_classic``: pool the classic grid-search hypotheses with the network's (DESIGN 1)."""
+        ``with_classic``: pool the classic grid-search hypotheses with the network's (DESIGN 1).
+        ``roc_to_verifier``: hand the predicted ROC to the verifier's ROC term; None = decided by the
+        checkpoint's validation ROC error (see ROC_VERIFIER_MAX_VAL_ERR).
+        ``threads``: torch's CPU thread count (process-wide; None leaves it). Measured here: with 2 threads on
+        2 cores and another busy process, OpenMP spin-waiting made one decoder pass ~50x slower (1.3 s vs
+        25 ms with 1 thread); a node sharing its cores with a camera driver should not use them all."""
         self.device = resolve_device(device)
+        if threads is not None:
+            torch.set_num_threads(max(int(threads), 1))
         try:
             self.model, self.config = load_checkpoint(checkpoint or None, device=self.device)
         except CheckpointError:
@@ -53,6 +66,9 @@ class One2AnyBackend(Backend):
         self.input_size = int(self.model.cfg.input_size)
         self.checkpoint_id = str(self.config.get("sha256", ""))[:16]
         self.classic = ClassicBackend() if with_classic else None
+        self.val_roc_err = _val_roc_err(self.config)
+        self.roc_to_verifier = (self.val_roc_err is None or self.val_roc_err < ROC_VERIFIER_MAX_VAL_ERR) \
+            if roc_to_verifier is None else bool(roc_to_verifier)
         self.encoder_calls = 0  # how often the ROPE encoder ran (tests check it is once per reference)
 
     # --- reference ---------------------------------------------------------------------------------
@@ -111,4 +127,16 @@ class One2AnyBackend(Backend):
             Ts.extend(grid.T_query_C)
             sources.extend(grid.sources)
         T = np.stack(Ts) if Ts else np.zeros((0, 4, 4))
+        if not self.roc_to_verifier:
+            roc_pred = weight = None
         return Proposal(T_query_C=T, sources=sources, roc_pred=roc_pred, roc_weight=weight, timings_ms=timings)
+
+
+def _val_roc_err(meta: dict) -> float | None:
+    """The validation ROC error recorded in a checkpoint's training summary (None when absent)."""
+    tr = meta.get("training") or {}
+    for key in ("val", "last_val"):
+        v = tr.get(key)
+        if isinstance(v, dict) and isinstance(v.get("val_roc_err"), (int, float)):
+            return float(v["val_roc_err"])
+    return None

@@ -1,0 +1,141 @@
+"""Training: the pair sampler's targets, the loss, a tiny run that learns, and the train() loop's files/resume."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from one2any_ros.errors import CheckpointError, One2AnyError
+from one2any_ros.geometry import transform_points
+from one2any_ros.model.checkpoint import load_checkpoint
+from one2any_ros.model.network import NetConfig, One2AnyNet
+
+pytest.importorskip("pybullet")
+
+from one2any_ros.data.pairs import PairConfig, PairSampler, symmetry_transforms  # noqa: E402
+from one2any_ros.train import compute_loss, load_config, train  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_YAML = REPO / "config" / "train_tiny.yaml"
+TINY = NetConfig.from_dict(load_config(TINY_YAML)["model"])
+PAIR_KEYS = ("ref", "ref_valid", "query", "gt", "gt_valid")
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny tensors gain nothing from threads, and OpenMP spin-waiting on a busy shared machine made these
+    tests 10x slower with 2 threads: run them on one."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    cfg = PairConfig(input_size=TINY.input_size, output_stride=TINY.output_stride, pixel_diameter=(60.0, 200.0),
+                     object_pool=2, pairs_per_object=50, max_variants=4)
+    sampler = PairSampler(cfg, seed=5)
+    try:
+        yield [sampler.sample() for _ in range(4)]
+    finally:
+        sampler.close()
+
+
+def test_pairs_are_consistent(pairs):
+    n, g = TINY.input_size, TINY.input_size // TINY.output_stride
+    for p in pairs:
+        assert p["ref"].shape == (7, n, n) and p["query"].shape == (8, n, n) and p["gt"].shape == (4, 3, g, g)
+        assert p["gt_valid"].sum() > 10
+        assert 0.0 <= p["angle_deg"] <= 180.0
+        # the target ROC (x s) carried by the ground-truth T_query_C lands on the query's own points
+        m = (p["gt_valid"][0] > 0) & (p["q_points_valid"][0] > 0)
+        pts_C = p["gt"][0][:, m].T * p["scale"]
+        resid = np.linalg.norm(transform_points(p["T_query_C"][0], pts_C.astype(np.float64)) - p["q_points"][:, m].T, axis=1)
+        assert np.median(resid) < 0.05 * p["diameter"]
+        # the reference channels: ROC only where depth is valid, mask channel binary
+        assert set(np.unique(p["ref"][6])) <= {0.0, 1.0}
+        assert np.all(p["ref"][3:6][:, p["ref_valid"][0] == 0] == 0)
+
+
+def test_symmetry_variants_are_symmetries():
+    from one2any_ros.data.objects import make_object
+
+    obj = make_object(3, symmetric=True)
+    S = symmetry_transforms(obj, 12)
+    assert np.allclose(S[0], np.eye(4)) and len(S) >= 2
+    for T in S[1:]:  # each maps the surface onto itself (vertices land near surface samples)
+        from scipy.spatial import cKDTree
+
+        surf = obj.sample_surface(4000, seed=0)
+        d, _ = cKDTree(surf).query(transform_points(T, obj.sample_surface(300, seed=1)))
+        assert np.median(d) < 0.03 * obj.diameter
+
+
+def test_loss_takes_the_best_symmetric_variant():
+    g = 8
+    gt = torch.randn(2, 3, 3, g, g)
+    valid = torch.ones(2, 1, g, g)
+    out = {"roc": gt[:, 2].clone(), "roc_match": gt[:, 2].clone(), "log_b": torch.full((2, 1, g, g), -3.0)}
+    loss, parts = compute_loss(out, {"gt": gt, "gt_valid": valid}, {"beta": 0.1, "match_weight": 0.5, "conf_weight": 0.0})
+    assert parts["loss_roc"] == 0.0 and parts["roc_err"] == 0.0
+    out["roc"] = out["roc"] + 0.5
+    _, parts2 = compute_loss(out, {"gt": gt, "gt_valid": valid}, {"beta": 0.1, "conf_weight": 1.0})
+    assert parts2["loss_roc"] > 0 and parts2["roc_err"] > 0
+
+
+def test_tiny_training_lowers_the_loss_on_a_fixed_batch(pairs):
+    torch.manual_seed(0)
+    model = One2AnyNet(TINY)
+    batch = {k: torch.from_numpy(np.stack([p[k] for p in pairs])) for k in PAIR_KEYS}
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(25):
+        out = model(batch["ref"], batch["ref_valid"], batch["query"])
+        loss, parts = compute_loss(out, batch, {"beta": 0.1, "match_weight": 0.5, "conf_weight": 0.1})
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(parts["loss_roc"])
+    assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3]), losses
+
+
+def test_train_writes_outputs_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    res = train(TINY_YAML, device="cpu", out_dir=out, progress=False)
+    assert res["steps"] == 6
+    for f in ("checkpoint.safetensors", "checkpoint.json", "best.safetensors", "train_state.json",
+              "train_state.safetensors", "metrics.jsonl", "metrics.csv", "curves.png", "config.yaml"):
+        assert (out / f).is_file(), f
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any(r["kind"] == "val" and "val_pose_acc" in r for r in rows)
+    assert any(r["kind"] == "train" and np.isfinite(r["loss"]) for r in rows)
+    model, meta = load_checkpoint(out / "checkpoint")
+    assert meta["training"]["steps"] == 6 and meta["input_size"] == TINY.input_size
+    # an existing run is never silently overwritten
+    with pytest.raises(One2AnyError, match="resume"):
+        train(TINY_YAML, device="cpu", out_dir=out, progress=False)
+    res2 = train(TINY_YAML, device="cpu", out_dir=out, resume=True, overrides={"train.max_steps": 8}, progress=False)
+    assert res2["steps"] == 8 and res2["samples"] == 8 * 4
+    st = json.loads((out / "train_state.json").read_text())
+    assert st["step"] == 8 and st["resumes"] == 1
+
+
+def test_resume_rejects_another_architecture(tmp_path):
+    out = tmp_path / "run"
+    train(TINY_YAML, device="cpu", out_dir=out, overrides={"train.max_steps": 1, "data.val_pairs": 0}, progress=False)
+    with pytest.raises(CheckpointError, match="architecture"):
+        train(TINY_YAML, device="cpu", out_dir=out, resume=True, overrides={"model.match_dim": 8}, progress=False)
+
+
+def test_config_errors_are_named(tmp_path):
+    with pytest.raises(One2AnyError, match="does not exist"):
+        load_config(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("modle: {}\n")
+    with pytest.raises(One2AnyError, match="unknown sections"):
+        load_config(bad)
+    bad.write_text("model: {input_size: 30}\n")
+    with pytest.raises(ValueError, match="input_size"):
+        load_config(bad)
