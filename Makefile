@@ -57,6 +57,7 @@ build: $(CONFIG_STAMP)
 	  || { cat $(BUILD)/build.log; echo "make: cmake --build failed (log: build/build.log)"; exit 1; }
 	@$(CMAKE_ENV) cmake --install $(BUILD) > $(BUILD)/install.log 2>&1 \
 	  || { cat $(BUILD)/install.log; echo "make: cmake --install failed (log: build/install.log)"; exit 1; }
+	@tools/build_tf2_msgs.sh $(VENV) $(BUILD)/tf2_msgs
 	@echo "one2any_ros built and installed into $(VENV) (logs: build/build.log, build/install.log)"
 
 # pytest's exit code 5 means that no test was collected (only possible with a filter in PYTEST_ARGS):

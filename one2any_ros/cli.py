@@ -50,9 +50,13 @@ def _cmd_train(a) -> int:
 
 
 def _cmd_demo(a) -> int:
-    from .demo import run_demo
+    if a.no_ros:
+        from .demo import run_demo
 
-    return run_demo(backend=a.backend, out_dir=Path(a.out), device=a.device)
+        return run_demo(backend=a.backend, out_dir=Path(a.out), device=a.device)
+    from .ros.demo_graph import run_ros_demo
+
+    return run_ros_demo(backend=a.backend, out_dir=Path(a.out), device=a.device)
 
 
 def _cmd_estimate(a) -> int:
@@ -78,9 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
         sp.add_argument("--checkpoint", default=None, help="model checkpoint (.safetensors); default: the bundled one")
 
-    sp = sub.add_parser("demo", help="reference from the first frame of the bundled sample, poses for the rest, overlays")
+    sp = sub.add_parser("demo", help="the bundled sample through a real ROS graph: player -> node -> client; errors, rates, overlays")
     backend_args(sp)
     sp.add_argument("--out", default="outputs/demo")
+    sp.add_argument("--no-ros", action="store_true", help="run the library directly instead of the ROS graph")
 
     sp = sub.add_parser("estimate", help="pose of one query from one reference (image files)")
     backend_args(sp)

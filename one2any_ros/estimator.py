@@ -34,6 +34,10 @@ class EstimatorSettings:
     refine_points: int = 800
     refine_thresholds: tuple[float, ...] = (0.05, 0.025)
     refine_iterations: int = 8
+    sweep_top_k: int = 0  # spin sweep: the best few hypotheses turned about the reference's principal axes
+    sweep_angles: int = 12  # ... in this many steps per axis (0 or top_k 0 = off)
+    sweep_points: int = 300
+    sweep_iterations: int = 4
     refine_colour_weight: float = 0.2  # coloured-ICP feature scale in refinement, x diameter (0 = off)
     track_min_confidence: float = 0.35  # below this the tracked pose is not trusted: global search
     min_inliers: int = 20  # reference points within the final ICP band of the query surface
@@ -83,6 +87,7 @@ class _RefCache:
     target: DepthTarget
     refine_points: np.ndarray
     refine_colour: np.ndarray
+    sweep: np.ndarray  # (S,4,4) spins of C about its principal axes through the cloud's centre
 
 
 class PoseEstimator:
@@ -113,7 +118,8 @@ class PoseEstimator:
         target = make_target(ref.view.depth, ref.view.mask, ref.view.K, ref.view.rgb)
         ri = subsample(ref.points_C, self.settings.refine_points, rng)
         self._cache = _RefCache(verify_points=vp, verify_colours=target.colour[vi, ui], target=target,
-                                refine_points=ref.points_C[ri], refine_colour=ref.colour_C[ri])
+                                refine_points=ref.points_C[ri], refine_colour=ref.colour_C[ri],
+                                sweep=_spin_sweep(ref.points_C, self.settings.sweep_angles))
         self.reference = ref
         self.last_T_C = None
         return ref
@@ -154,6 +160,18 @@ class PoseEstimator:
                            thresholds=tuple(t * d for t in self.settings.refine_thresholds),
                            iterations=self.settings.refine_iterations, src_feat=lam * c.refine_colour if lam > 0 else None).T
 
+    def _sweep(self, T: np.ndarray, q: QueryContext) -> np.ndarray:
+        """Spin each hypothesis about the reference's principal axes and let a short coloured ICP settle
+        the variants: shapes with a symmetry (bottles, bowls, boxes) fit equally well at every spin, and
+        only the texture (verifier colour term) can choose; the grid alone leaves that spin too coarse."""
+        s, d, c = self.settings, self.reference.diameter, self._cache
+        Tv = (T[:, None] @ c.sweep[None]).reshape(-1, 4, 4)
+        i = subsample(c.refine_points, s.sweep_points)
+        lam = s.refine_colour_weight * d
+        return icp_batched(c.refine_points[i], q.colour_tree(lam) if lam > 0 else q.tree, Tv,
+                           thresholds=tuple(t * d for t in s.refine_thresholds[:1]), iterations=s.sweep_iterations,
+                           src_feat=lam * c.refine_colour[i] if lam > 0 else None).T
+
     def estimate(self, view: View, *, track: bool = False) -> PoseResult:
         """Pose of the reference object in ``view``. ``track=True`` starts from the last good pose."""
         ref = require_reference(self.reference)
@@ -181,6 +199,14 @@ class PoseEstimator:
             sources.append("track")
         vr = self._score(Ts, q, qsel, qcol, qtarget, prop.roc_pred, prop.roc_weight)
         tm.lap("verify")
+        if s.sweep_top_k > 0 and len(self._cache.sweep):
+            Tv = self._sweep(Ts[np.argsort(-vr.score)[: s.sweep_top_k]], q)
+            vv = self._score(Tv, q, qsel, qcol, qtarget, prop.roc_pred, prop.roc_weight)
+            Ts = np.concatenate([Ts, Tv])
+            sources += ["sweep"] * len(Tv)
+            vr = VerifyResult(*(np.concatenate([a, b]) for a, b in zip(
+                (vr.score, vr.confidence, vr.agree, vr.violation), (vv.score, vv.confidence, vv.agree, vv.violation))))
+            tm.lap("sweep")
         top = np.argsort(-vr.score)[: s.refine_top_k]
         Tr = self._refine(Ts[top], q)
         vr_r = self._score(Tr, q, qsel, qcol, qtarget, prop.roc_pred, prop.roc_weight)
@@ -213,3 +239,20 @@ class PoseEstimator:
         return PoseResult(T_camera_object=T_C @ ref.T_C_O, T_camera_C=T_C, confidence=conf, inliers=inliers,
                           residual_m=residual, score=float(vr.score[i]), backend=self.backend.name, mode=mode,
                           source=source, num_hypotheses=n_hyp, timings_ms=dict(tm.ms))
+
+
+def _spin_sweep(points_C: np.ndarray, n_angles: int) -> np.ndarray:
+    """(3*(n-1),4,4) rotations of C by k*360/n deg (k=1..n-1) about each principal axis of the cloud,
+    through its mean: one of them is close to the symmetry axis of a body of revolution or a box."""
+    if n_angles < 2 or len(points_C) < 3:
+        return np.zeros((0, 4, 4))
+    from scipy.spatial.transform import Rotation
+
+    c = points_C.mean(axis=0)
+    _, _, axes = np.linalg.svd(points_C - c, full_matrices=False)
+    ang = 2 * np.pi * np.arange(1, n_angles) / n_angles
+    R = Rotation.from_rotvec((axes[:, None, :] * ang[None, :, None]).reshape(-1, 3)).as_matrix()
+    T = np.tile(np.eye(4), (len(R), 1, 1))
+    T[:, :3, :3] = R
+    T[:, :3, 3] = c - R @ c
+    return T

@@ -1,0 +1,103 @@
+"""The node's health in numbers: thread-safe counters and the /diagnostics status built from them.
+
+Keys (DESIGN 4, exactly): rate_hz, latency_ms, dropped_frames, inliers, confidence, reference (set/none),
+backend, device, input_age_ms, last_failure.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+KEYS = ("rate_hz", "latency_ms", "dropped_frames", "inliers", "confidence", "reference", "backend", "device",
+        "input_age_ms", "last_failure")
+
+
+class NodeStats:
+    """Counters the node's threads update; :meth:`status` reads them once a second."""
+
+    def __init__(self, *, window_s: float = 5.0) -> None:
+        self.window_s = window_s
+        self._lock = threading.Lock()
+        self._poses: deque[tuple[float, float]] = deque()  # (monotonic time, latency ms) of published poses
+        self.frames = 0  # complete frames received
+        self.dropped = 0  # complete frames replaced by a newer one before the worker took them
+        self.poses = 0
+        self.failures = 0
+        self.inliers = 0
+        self.confidence = 0.0
+        self.input_age_ms: float | None = None
+        self.last_failure = ""  # "reason: message" of the most recent failure
+        self.last_ok = False  # did the most recent frame give a pose
+
+    def frame_received(self, age_ms: float | None) -> None:
+        with self._lock:
+            self.frames += 1
+            self.input_age_ms = age_ms
+
+    def frame_dropped(self) -> None:
+        with self._lock:
+            self.dropped += 1
+
+    def pose_published(self, latency_ms: float, inliers: int, confidence: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.poses += 1
+            self._poses.append((now, latency_ms))
+            self.inliers, self.confidence, self.last_ok = int(inliers), float(confidence), True
+
+    def failure(self, reason: str, message: str, *, frame: bool = True) -> None:
+        """Record a failure; ``frame`` = it cost a frame its pose (else: a service or startup problem)."""
+        with self._lock:
+            self.failures += 1
+            self.last_failure = f"{reason}: {message}"
+            if frame:
+                self.last_ok = False
+
+    def _recent(self, now: float) -> list[tuple[float, float]]:
+        while self._poses and now - self._poses[0][0] > self.window_s:
+            self._poses.popleft()
+        return list(self._poses)
+
+    def rate_hz(self) -> float:
+        with self._lock:
+            recent = self._recent(time.monotonic())
+        return len(recent) / self.window_s
+
+    def status(self, name: str, *, reference: bool, backend: str, device: str, note: str = "") -> DiagnosticStatus:
+        with self._lock:
+            recent = self._recent(time.monotonic())
+            lat = sorted(l for _, l in recent)
+            values = {
+                "rate_hz": f"{len(recent) / self.window_s:.2f}",
+                "latency_ms": f"{lat[len(lat) // 2]:.1f}" if lat else "",
+                "dropped_frames": str(self.dropped),
+                "inliers": str(self.inliers),
+                "confidence": f"{self.confidence:.3f}",
+                "reference": "set" if reference else "none",
+                "backend": backend,
+                "device": device,
+                "input_age_ms": "" if self.input_age_ms is None else f"{self.input_age_ms:.1f}",
+                "last_failure": self.last_failure,
+            }
+            last_ok, frames = self.last_ok, self.frames
+        if not reference:
+            level, msg = DiagnosticStatus.WARN, "no reference: call ~/set_reference"
+        elif frames == 0:
+            level, msg = DiagnosticStatus.WARN, "no complete frame received"
+        elif not last_ok:
+            level, msg = DiagnosticStatus.WARN, "last frame gave no pose: " + values["last_failure"]
+        else:
+            level, msg = DiagnosticStatus.OK, f"tracking at {values['rate_hz']} Hz"
+        if note:
+            msg = f"{msg} ({note})"
+        return DiagnosticStatus(level=level, name=name, message=msg, hardware_id=device,
+                                values=[KeyValue(key=k, value=values[k]) for k in KEYS])
+
+
+def diagnostic_array(status: DiagnosticStatus, stamp) -> DiagnosticArray:
+    arr = DiagnosticArray(status=[status])
+    arr.header.stamp = stamp
+    return arr

@@ -1,0 +1,302 @@
+"""The ``one2any`` node (DESIGN 4): one reference view sets the object; every synchronized RGB-D + mask
+frame after it yields the object's pose on ``~/pose``, ``~/estimate`` and ``/tf``.
+
+Concurrency (MultiThreadedExecutor; each group mutually exclusive, so none waits on another):
+- inputs: the synchronizer's subscriptions. They only store the newest complete frame in a one-slot
+  mailbox (a frame still waiting there is replaced and counted as dropped: latest wins) and wake ...
+- inference: a guard condition whose callback empties the mailbox, one frame at a time;
+- services: ``~/set_reference`` may wait for the next frame (threading.Condition) while frames keep
+  arriving; ``~/clear_reference``;
+- the default group: the 1 Hz diagnostics timer and rclpy's parameter services.
+The estimator is used under one lock (worker, services, backend swaps), for at most one frame at a time.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped, TransformStamped
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+
+from ..backends import create_backend
+from ..errors import InputError, NoReferenceError, One2AnyError
+from ..estimator import PoseEstimator
+from ..geometry import transform_points
+from ..msg import PoseEstimate
+from ..reference import load_reference, save_reference
+from ..srv import SetReference
+from . import conversions as conv
+from . import params
+from .diagnostics import NodeStats, diagnostic_array
+from .sync import Frame, FrameSynchronizer
+from .tf import create_broadcaster
+from .transport import apply_default_transport
+
+OUT_QOS = QoSProfile(depth=10)  # outputs: reliable, volatile
+INPUTS = {"rgb": Image, "depth": Image, "mask": Image, "camera_info": CameraInfo}
+DEFAULT_WAIT_S = 2.0  # ~/set_reference timeout_s = 0
+INPUT_WINDOW_S = 2.0  # inputs arriving this long without a complete frame are reported
+
+
+class One2AnyNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("one2any", **kwargs)
+        self._settings = s = params.declare(self)
+        self._stats = NodeStats()
+        self._lock = threading.Lock()  # the estimator
+        self._backend_note, self._last_reason = "", ""
+        try:
+            backend = self._make_backend(s)
+        except (One2AnyError, ImportError, ValueError) as e:
+            self._fail(getattr(e, "reason", "bad_backend"), f"backend '{s.backend}' unavailable ({e}); using classic",
+                       frame=False)
+            backend = create_backend("classic")
+        self._est = PoseEstimator(backend, settings=s.estimator)
+
+        self._inputs_group = MutuallyExclusiveCallbackGroup()
+        self._infer_group = MutuallyExclusiveCallbackGroup()
+        self._service_group = MutuallyExclusiveCallbackGroup()
+        self._frame_cv = threading.Condition()
+        self._latest: Frame | None = None  # newest complete frame (for ~/set_reference)
+        self._pending: Frame | None = None  # the mailbox the worker empties
+        self._seq = 0
+
+        self._pose_pub = self.create_publisher(PoseStamped, "~/pose", OUT_QOS)
+        self._estimate_pub = self.create_publisher(PoseEstimate, "~/estimate", OUT_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUT_QOS)
+        self._debug_pub = None
+        try:
+            self._tf = create_broadcaster(self)
+        except ImportError as e:
+            self._tf, self._backend_note = None, "TF disabled: tf2_msgs missing"
+            self.get_logger().error(f"/tf will not be published: {e}")
+        self._ref_path = Path(s.reference_path or params.default_reference_path(self.get_fully_qualified_name()))
+        self._load_reference()
+
+        self._wake = self.create_guard_condition(self._work, callback_group=self._infer_group)
+        self._sync = FrameSynchronizer(self, INPUTS, qos=qos_profile_sensor_data, slop_s=s.sync_slop,
+                                       callback=self._on_frame, callback_group=self._inputs_group)
+        self.create_service(SetReference, "~/set_reference", self._srv_set_reference, callback_group=self._service_group)
+        self.create_service(Trigger, "~/clear_reference", self._srv_clear_reference, callback_group=self._service_group)
+        self.create_timer(1.0, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.get_logger().info(
+            f"ready: backend {self._est.backend.name}, reference {'set' if self._est.reference else 'none'} "
+            f"({self._ref_path}), synchronizer {self._sync.backend}")
+
+    # --- frames: inputs group -> mailbox -> inference group ---------------------------------------------
+    def _on_frame(self, msgs: dict) -> None:
+        now = self.get_clock().now().nanoseconds
+        stamp = conv.stamp_to_ns(msgs["rgb"].header.stamp)
+        self._stats.frame_received((now - stamp) / 1e6 if now > 0 else None)
+        with self._frame_cv:
+            self._seq += 1
+            if self._pending is not None:
+                self._stats.frame_dropped()
+            self._latest = self._pending = Frame(msgs, stamp, time.monotonic(), self._seq)
+            self._frame_cv.notify_all()
+        self._wake.trigger()
+
+    def _work(self) -> None:
+        while True:
+            with self._frame_cv:
+                frame, self._pending = self._pending, None
+            if frame is None:
+                return
+            self._process(frame)
+
+    def _process(self, frame: Frame) -> None:
+        s = self._settings  # one consistent snapshot for the whole frame
+        try:
+            if self._est.reference is None:
+                raise NoReferenceError("no reference is set: call ~/set_reference")
+            self._check_age(frame, s)
+            view = conv.view_from_messages(frame.msgs, min_depth=s.min_depth, max_depth=s.max_depth)
+            with self._lock:
+                self._est.settings = s.estimator
+                result = self._est.estimate(view, track=True)
+                ref = self._est.reference
+        except One2AnyError as e:
+            return self._fail(e.reason, str(e))
+        except Exception as e:  # a bug must not take the node down: report it and go on
+            self.get_logger().error(f"internal error on a frame: {traceback.format_exc()}", throttle_duration_sec=10.0)
+            return self._fail("internal_error", repr(e))
+        header, T = frame.header, result.T_camera_object
+        pose = conv.matrix_to_pose(T)
+        latency_ms = (time.monotonic() - frame.received) * 1000.0
+        self._pose_pub.publish(PoseStamped(header=header, pose=pose))
+        self._estimate_pub.publish(PoseEstimate(
+            header=header, pose=pose, confidence=float(result.confidence), inliers=int(result.inliers),
+            residual_m=float(result.residual_m), latency_ms=float(latency_ms), backend=result.backend))
+        if s.publish_tf and self._tf is not None:
+            self._tf.send_transform(TransformStamped(header=header, child_frame_id=s.object_frame,
+                                                     transform=conv.matrix_to_transform(T)))
+        if s.debug:
+            self._publish_debug(header, view, result, ref)
+        self._stats.pose_published(latency_ms, result.inliers, result.confidence)
+
+    def _publish_debug(self, header: Header, view, result, ref) -> None:
+        from ..visualize import draw_pose
+
+        if self._debug_pub is None:
+            self._debug_pub = self.create_publisher(Image, "~/debug_image", OUT_QOS)
+        img = draw_pose(view.rgb, view.K, result.T_camera_object, axis_len=ref.scale,
+                        cloud_cam=transform_points(result.T_camera_C, ref.points_C),
+                        label=f"{result.backend} {result.mode} conf {result.confidence:.2f} inliers {result.inliers}")
+        self._debug_pub.publish(conv.array_to_image(img, "rgb8", stamp=header.stamp, frame_id=header.frame_id))
+
+    def _check_age(self, frame: Frame, s: params.NodeSettings) -> None:
+        now = self.get_clock().now().nanoseconds
+        if s.max_frame_age_ms <= 0 or now <= 0:  # off, or sim time before the first /clock
+            return
+        age_ms = (now - frame.stamp_ns) / 1e6
+        if age_ms > s.max_frame_age_ms:
+            raise InputError(f"frame is {age_ms:.0f} ms old (max_frame_age_ms = {s.max_frame_age_ms})",
+                             reason="stale_frame")
+
+    def _fail(self, reason: str, message: str, *, frame: bool = True) -> None:
+        self._stats.failure(reason, message, frame=frame)
+        if reason != self._last_reason:  # a new kind of failure is logged at once, repeats throttled
+            self._last_reason = reason
+            self.get_logger().warning(f"{reason}: {message}")
+        else:
+            self.get_logger().warning(f"{reason}: {message}", throttle_duration_sec=5.0)
+
+    def _input_issue(self) -> str:
+        return self._sync.monitor.explain(window_s=INPUT_WINDOW_S, slop_s=self._settings.sync_slop)
+
+    # --- services -------------------------------------------------------------------------------------
+    def _wait_frame(self, req) -> tuple[Frame | None, str]:
+        if req.use_latest_frame:
+            with self._frame_cv:
+                frame = self._latest
+            return frame, "" if frame else "no_frame: no synchronized frame received yet" + self._input_issue()
+        timeout = float(req.timeout_s) if req.timeout_s > 0 else DEFAULT_WAIT_S
+        with self._frame_cv:
+            seq = self._seq
+            got = self._frame_cv.wait_for(lambda: self._seq > seq, timeout)
+            frame = self._latest if got else None
+        return frame, "" if frame else f"no_frame: no synchronized frame within {timeout:.1f} s" + self._input_issue()
+
+    def _srv_set_reference(self, req: SetReference.Request, res: SetReference.Response) -> SetReference.Response:
+        s = self._settings
+        frame, why = self._wait_frame(req)
+        try:
+            if frame is None:
+                raise One2AnyError(why.split(": ", 1)[1], reason="no_frame")
+            self._check_age(frame, s)
+            T_cam_obj = conv.pose_to_matrix(req.object_pose) if req.has_object_pose else None
+            view = conv.view_from_messages(frame.msgs, min_depth=s.min_depth, max_depth=s.max_depth, T_cam_obj=T_cam_obj)
+            with self._lock:
+                self._est.settings = s.estimator
+                ref = self._est.set_reference(view)
+        except One2AnyError as e:
+            self._fail(e.reason, f"set_reference: {e}", frame=False)
+            res.success, res.message = False, f"{e.reason}: {e}"
+            return res
+        try:
+            save_reference(ref, self._ref_path)
+            saved = f"saved to {self._ref_path}"
+        except OSError as e:
+            saved = f"NOT saved to {self._ref_path}: {e}"
+            self.get_logger().error(f"reference {saved}")
+        res.success, res.num_points, res.object_radius = True, int(ref.num_points), float(ref.scale)
+        res.message = (f"reference set from the frame stamped {frame.stamp_ns / 1e9:.3f} s: {ref.num_points} points, "
+                       f"radius {ref.scale * 1000:.1f} mm; {saved}")
+        self.get_logger().info(res.message)
+        return res
+
+    def _srv_clear_reference(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
+        with self._lock:
+            had = self._est.reference is not None
+            self._est.clear_reference()
+        res.success, res.message = True, "reference cleared" if had else "no reference was set"
+        try:
+            self._ref_path.unlink()
+            res.message += f"; deleted {self._ref_path}"
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            res.message += f"; could not delete {self._ref_path}: {e}"
+        self.get_logger().info(res.message)
+        return res
+
+    def _load_reference(self) -> None:
+        if not self._ref_path.exists():
+            self.get_logger().info(f"no saved reference at {self._ref_path}")
+            return
+        try:
+            self._est.set_reference(load_reference(self._ref_path))
+            self.get_logger().info(f"reference restored from {self._ref_path}")
+        except One2AnyError as e:  # a corrupt file must not stop the node: report it, run without
+            self.get_logger().error(f"could not restore the reference: {e}; running without one")
+            self._stats.failure(e.reason, str(e), frame=False)
+
+    # --- parameters and diagnostics -------------------------------------------------------------------
+    def _make_backend(self, s: params.NodeSettings):
+        backend = create_backend(s.backend, device=s.device, checkpoint=s.checkpoint or None)
+        self._backend_note = getattr(backend, "fallback_reason", "")
+        if self._backend_note:
+            self.get_logger().warning(self._backend_note)
+        return backend
+
+    def _on_set_parameters(self, changed) -> SetParametersResult:
+        old = self._settings
+        try:
+            new = params.updated_settings(old, {p.name: p.value for p in changed})
+            if new.backend != old.backend:
+                backend = self._make_backend(new)  # may load a model; a failure rejects the change
+                with self._lock:
+                    self._est.set_backend(backend)  # re-encodes the reference for the new backend
+        except (One2AnyError, ImportError, ValueError) as e:
+            return SetParametersResult(successful=False, reason=str(e))
+        if new.sync_slop != old.sync_slop:
+            self._sync.set_slop(new.sync_slop)
+        self._settings = new  # swapped whole: a frame in flight keeps its snapshot
+        return SetParametersResult(successful=True)
+
+    def _publish_diagnostics(self) -> None:
+        issue = self._sync.monitor.diagnose(window_s=INPUT_WINDOW_S, slop_s=self._settings.sync_slop)
+        if issue:
+            self._fail(*issue)
+        backend = self._est.backend
+        status = self._stats.status(self.get_fully_qualified_name(), reference=self._est.reference is not None,
+                                    backend=backend.name, device=str(getattr(backend, "device", "cpu")),
+                                    note=self._backend_note)
+        self._diag_pub.publish(diagnostic_array(status, self.get_clock().now().to_msg()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``one2any_node [--ros-args ...]``; ``argv`` includes the program name (as sys.argv does)."""
+    apply_default_transport()  # before rclpy.init: Fast DDS reads it when the participant is created
+    rclpy.init(args=sys.argv if argv is None else argv)
+    node = None
+    try:
+        node = One2AnyNode()
+        executor = MultiThreadedExecutor(num_threads=5)  # one per callback group, plus one spare
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The node's parameters (DESIGN 4): one table, declared with descriptors, read into a frozen dataclass.
+
+Every parameter has a ParameterDescriptor (description, range, read_only for model paths). The node
+reads them once into :class:`NodeSettings`; its parameter callback builds a new NodeSettings from the
+changed values (:func:`updated_settings`) and swaps it whole, so a frame always sees one consistent set.
+Estimator tunables map one-to-one onto ``EstimatorSettings.with_updates`` keys (dotted names such as
+``search.num_start_rotations`` are ``search:`` blocks in the yaml).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+from ..backends import BACKENDS
+from ..estimator import EstimatorSettings
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    backend: str = "auto"
+    device: str = "auto"
+    checkpoint: str = ""
+    object_frame: str = "object"
+    publish_tf: bool = True
+    reference_path: str = ""
+    sync_slop: float = 0.05
+    min_depth: float = 0.1
+    max_depth: float = 4.0
+    max_frame_age_ms: int = 500
+    debug: bool = False
+    estimator: EstimatorSettings = field(default_factory=EstimatorSettings)
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any
+    description: str
+    range: tuple[float, float] | None = None
+    read_only: bool = False
+    choices: tuple[str, ...] = ()
+    estimator_key: str | None = None  # EstimatorSettings.with_updates key; None = a NodeSettings field
+
+
+def _est(key: str) -> Any:
+    obj = EstimatorSettings()
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return list(obj) if isinstance(obj, tuple) else obj
+
+
+def _e(key: str, description: str, rng=None) -> Param:
+    return Param(key, _est(key), description, rng, estimator_key=key)
+
+
+PARAMS: tuple[Param, ...] = (
+    Param("backend", "auto", "pose backend: auto (one2any when a checkpoint loads, else classic), one2any, "
+          "classic or icp; changeable at runtime", choices=BACKENDS),
+    Param("device", "auto", "inference device of the learned backend: auto, cpu or cuda", read_only=True, choices=DEVICES),
+    Param("checkpoint", "", "model checkpoint (.safetensors); empty = the bundled one", read_only=True),
+    Param("object_frame", "object", "TF child frame of the object (parent: the image's camera frame)"),
+    Param("publish_tf", True, "broadcast camera -> object_frame on /tf"),
+    Param("reference_path", "", "where the reference is saved when set and loaded on start; empty = "
+          "$ROS_HOME/one2any/<node's full name>.reference.zip", read_only=True),
+    Param("sync_slop", 0.05, "s: rgb, depth, mask and camera_info stamps of one frame lie within this", (0.0, 10.0)),
+    Param("min_depth", 0.1, "m: nearer depth is invalid", (0.0, 100.0)),
+    Param("max_depth", 4.0, "m: farther depth is invalid", (0.0, 100.0)),
+    Param("max_frame_age_ms", 500, "ms: frames whose stamp is older than this (node clock) are skipped; 0 = off",
+          (0, 3_600_000)),
+    Param("debug", False, "publish the pose overlay on ~/debug_image"),
+    _e("min_inliers", "reference points within inlier_threshold of the query surface needed for a pose",
+       (0, 1_000_000)),
+    _e("min_confidence", "verifier confidence (0..1) needed for a pose", (0.0, 1.0)),
+    _e("track_min_confidence", "below this the tracked pose is not trusted and the global search runs", (0.0, 1.0)),
+    _e("inlier_threshold", "inlier band, x object diameter", (1e-4, 1.0)),
+    _e("refine_top_k", "hypotheses refined by guarded ICP", (1, 1000)),
+    _e("refine_iterations", "ICP iterations per refinement threshold", (1, 1000)),
+    _e("refine_thresholds", "ICP inlier distances of the refinement, x object diameter (coarse to fine)"),
+    _e("search.num_start_rotations", "global search: start rotations of the multi-start ICP", (1, 100_000)),
+    _e("search.icp_points", "global search: reference points moved by the multi-start ICP", (3, 100_000)),
+    _e("search.icp_thresholds", "global search: ICP inlier distances, x object diameter (coarse to fine)"),
+    _e("search.icp_iterations", "global search: ICP iterations per threshold", (1, 1000)),
+    _e("search.ransac_iterations", "RANSAC iterations on correspondences", (1, 1_000_000)),
+    _e("search.ransac_threshold", "RANSAC inlier distance, x object diameter", (1e-4, 1.0)),
+    _e("search.ransac_hypotheses", "best RANSAC runs a learned backend adds as hypotheses", (0, 1000)),
+    _e("verifier.tau", "verifier depth agreement band, x object diameter", (1e-4, 1.0)),
+    _e("verifier.violation", "verifier weight of free-space violations", (0.0, 100.0)),
+)
+BY_NAME = {p.name: p for p in PARAMS}
+_NODE_FIELDS = {f.name for f in fields(NodeSettings)} - {"estimator"}
+
+
+def default_reference_path(full_name: str) -> Path:
+    """reference_path = "": $ROS_HOME/one2any/<full name, '/' -> '.'>.reference.zip (ROS names have no '.',
+    so two nodes never share a file)."""
+    home = Path(os.environ.get("ROS_HOME") or Path.home() / ".ros")
+    return home / "one2any" / (full_name.strip("/").replace("/", ".") + ".reference.zip")
+
+
+def descriptor(p: Param) -> ParameterDescriptor:
+    d = ParameterDescriptor(name=p.name, read_only=p.read_only)
+    d.description = p.description + (f" ({'|'.join(p.choices)})" if p.choices else "")
+    if isinstance(p.default, bool):
+        d.type = ParameterType.PARAMETER_BOOL
+    elif isinstance(p.default, int):
+        d.type = ParameterType.PARAMETER_INTEGER
+        if p.range:
+            d.integer_range = [IntegerRange(from_value=int(p.range[0]), to_value=int(p.range[1]), step=1)]
+    elif isinstance(p.default, float):
+        d.type = ParameterType.PARAMETER_DOUBLE
+        if p.range:
+            d.floating_point_range = [FloatingPointRange(from_value=float(p.range[0]), to_value=float(p.range[1]),
+                                                         step=0.0)]
+    elif isinstance(p.default, list):
+        d.type = ParameterType.PARAMETER_DOUBLE_ARRAY
+    else:
+        d.type = ParameterType.PARAMETER_STRING
+    return d
+
+
+def declare(node) -> NodeSettings:
+    """Declare every parameter on ``node`` and return the settings they hold (validated)."""
+    values = {}
+    for p in PARAMS:
+        values[p.name] = node.declare_parameter(p.name, p.default, descriptor(p)).value
+    return updated_settings(NodeSettings(), values)
+
+
+def updated_settings(base: NodeSettings, changes: dict[str, Any]) -> NodeSettings:
+    """A new NodeSettings with ``changes`` ({parameter name: value}; unknown names ignored) applied.
+    Raises ValueError naming the problem for a value the descriptors cannot express (choices, order)."""
+    node_kw, est_kw = {}, {}
+    for name, value in changes.items():
+        p = BY_NAME.get(name)
+        if p is None:
+            continue  # use_sim_time and other rclpy-owned parameters
+        if p.choices and value not in p.choices:
+            raise ValueError(f"{name} must be one of {', '.join(p.choices)}, got '{value}'")
+        if isinstance(p.default, list):
+            value = tuple(float(v) for v in value)
+            if not value or any(not 0.0 < v <= 1.0 for v in value):
+                raise ValueError(f"{name} must be a non-empty list of fractions in (0, 1], got {list(value)}")
+        elif isinstance(p.default, float):
+            value = float(value)
+        if p.estimator_key:
+            est_kw[p.estimator_key] = value
+        elif name in _NODE_FIELDS:
+            node_kw[name] = value
+    new = replace(base, estimator=base.estimator.with_updates(**est_kw), **node_kw)
+    if not new.min_depth < new.max_depth:
+        raise ValueError(f"min_depth ({new.min_depth}) must be smaller than max_depth ({new.max_depth})")
+    return new

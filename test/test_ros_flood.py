@@ -1,0 +1,99 @@
+"""Overload: ~10 s of frames at ~4x the rate the node can process. The node keeps only the newest frame
+(latest wins), counts the rest as dropped in /diagnostics, keeps publishing correct poses, and its
+services and parameters keep answering within a generous bound (~5x what one frame's processing allows).
+
+The global search runs on every frame here (track_min_confidence 1.0: tracking is never trusted), so
+every frame costs the same (~0.1 s with classic on 2 shared cores) and the flood rate (~4x) is measured,
+not assumed. Frames are frame 1 of the sample, the reference too (its ground-truth pose given).
+"""
+import statistics
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from one2any_ros.geometry import rotation_angle_deg
+from one2any_ros.ros import conversions as conv
+from one2any_ros.ros.harness import GraphClient, NodeProcess, frame_messages
+
+pytestmark = pytest.mark.slow
+FLOOD_S = 10.0
+
+
+def test_flood_drops_old_frames_and_services_keep_answering(tmp_path):
+    from one2any_ros.data.sample import load_sample_sequence
+
+    frames = load_sample_sequence()["frames"]
+    node = NodeProcess(params={"backend": "classic", "reference_path": str(tmp_path / "ref.zip"),
+                               "track_min_confidence": 1.0, "max_frame_age_ms": 0}, log_path=tmp_path / "node.log").start()
+    client = GraphClient()
+    try:
+        assert client.wait_ready(60), node.log_text()
+        f1, T1 = frames[1], frames[1]["T_cam_obj"]
+        future = client.set_reference_async(use_latest_frame=False, timeout_s=10.0, T_cam_obj=T1)
+        time.sleep(0.3)
+        client.publish_frame(f1, time.time_ns())
+        assert client.wait_for(future.done, 30) and future.result().success
+
+        # the processing time of one frame, frames sent one at a time
+        proc_ms = []
+        for _ in range(3):
+            stamp = time.time_ns()
+            client.publish_frame(f1, stamp)
+            assert client.wait_pose(stamp, 30) is not None
+            proc_ms.append(client.wait_for(lambda: client.estimates.get(stamp), 5)[0].latency_ms)
+        proc_s = statistics.median(proc_ms) / 1000
+        period = proc_s / 4
+
+        # service and parameter calls from another thread while the flood runs
+        calls: list[tuple[str, float, bool]] = []
+        stop = threading.Event()
+
+        def caller():
+            while not stop.wait(1.5):
+                t = time.monotonic()
+                ok = client.set_reference(use_latest_frame=True, T_cam_obj=T1, call_timeout=60).success
+                calls.append(("set_reference", time.monotonic() - t, ok))
+                t = time.monotonic()
+                ok = client.set_parameters(min_confidence=0.05, call_timeout=60)[0].successful
+                calls.append(("set_parameters", time.monotonic() - t, ok))
+
+        msgs = frame_messages(f1, time.time_ns())
+        n_poses0 = client.counts["pose"]
+        th = threading.Thread(target=caller)
+        th.start()
+        t0, sent, stamps = time.monotonic(), 0, []
+        while time.monotonic() - t0 < FLOOD_S:
+            stamp = conv.ns_to_stamp(time.time_ns())
+            for m in msgs.values():
+                m.header.stamp = stamp
+            client.publish(msgs)
+            stamps.append(conv.stamp_to_ns(stamp))
+            sent += 1
+            time.sleep(max(0.0, t0 + sent * period - time.monotonic()))
+        stop.set()
+        th.join(120)
+        elapsed = time.monotonic() - t0
+        time.sleep(2 * proc_s + 1.5)  # the last frame's pose and one more /diagnostics
+        poses = client.counts["pose"] - n_poses0
+        diag = client.wait_diagnostics(timeout=5)
+        dropped = int(diag["dropped_frames"])
+        lat = [client.estimates[s][0].latency_ms for s in stamps if s in client.estimates]
+        errs = [(rotation_angle_deg(conv.pose_to_matrix(client.poses[s][0].pose)[:3, :3].T @ T1[:3, :3]),
+                 1000 * np.linalg.norm(conv.pose_to_matrix(client.poses[s][0].pose)[:3, 3] - T1[:3, 3]))
+                for s in stamps if s in client.poses]
+        bound = max(1.5, 5 * (proc_s + 0.1))  # ~5x the expected wait: one frame in progress + encoding
+        print(f"\nflood: processing {proc_s * 1000:.0f} ms/frame; sent {sent} frames in {elapsed:.1f} s "
+              f"({sent / elapsed:.1f} Hz), poses {poses} ({poses / elapsed:.2f} Hz), dropped {dropped}, "
+              f"latency median {statistics.median(lat):.0f} ms max {max(lat):.0f} ms; calls (s): "
+              + ", ".join(f"{n} {d:.2f}" for n, d, _ in calls) + f"; bound {bound:.2f} s")
+        assert calls and all(ok for _, _, ok in calls)
+        assert max(d for _, d, _ in calls) < bound, calls
+        assert poses >= 0.3 * elapsed / proc_s, "the node stopped producing poses under load"
+        assert dropped > 0 and dropped >= 0.5 * (sent - poses), (sent, poses, dropped)
+        assert max(r for r, _ in errs) < 3.0 and max(t for _, t in errs) < 5.0
+        assert node.alive()
+    finally:
+        client.close()
+        node.stop()

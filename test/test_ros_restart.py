@@ -1,0 +1,96 @@
+"""The saved reference survives kill -9 (restored on start, poses resume without ~/set_reference);
+a corrupt file is reported and the node runs without one. Uses the default reference path under
+ROS_HOME (conftest: .ros/pytest), named after the node's full name (namespace /cam1)."""
+import os
+import time
+
+import numpy as np
+import pytest
+
+from one2any_ros.geometry import rotation_angle_deg
+from one2any_ros.ros import conversions as conv
+from one2any_ros.ros.harness import GraphClient, NodeProcess, frame_messages
+from one2any_ros.ros.params import default_reference_path
+
+pytestmark = pytest.mark.slow
+NS = "/cam1"
+PARAMS = {"backend": "classic", "max_frame_age_ms": 3000}
+
+
+@pytest.fixture(scope="module")
+def frames():
+    from one2any_ros.data.sample import load_sample_sequence
+
+    return load_sample_sequence()["frames"]
+
+
+@pytest.fixture(scope="module")
+def client():
+    cl = GraphClient(namespace=NS)
+    yield cl
+    cl.close()
+
+
+@pytest.fixture
+def start_node(tmp_path):
+    procs = []
+
+    def start():
+        p = NodeProcess(namespace=NS, params=PARAMS, log_path=tmp_path / f"node{len(procs)}.log").start()
+        procs.append(p)
+        return p
+    yield start
+    for p in procs:
+        p.stop()
+
+
+def pose_for(client, frame, timeout=30):
+    """Publish the frame (again every 3 s: a restarted node's subscriptions may still be matching) until a pose."""
+    end, pose = time.monotonic() + timeout, None
+    while pose is None and time.monotonic() < end:
+        stamp = time.time_ns()
+        client.publish_frame(frame, stamp)
+        pose = client.wait_pose(stamp, timeout=3.0)
+    assert pose is not None
+    T = conv.pose_to_matrix(pose.pose)
+    G = frame["T_cam_obj"]
+    return rotation_angle_deg(T[:3, :3].T @ G[:3, :3]), 1000 * np.linalg.norm(T[:3, 3] - G[:3, 3])
+
+
+def test_kill9_and_restart_restores_the_reference(client, frames, start_node):
+    path = default_reference_path(f"{NS}/one2any")
+    path.unlink(missing_ok=True)
+    node = start_node()
+    assert client.wait_ready(60), node.log_text()
+    future = client.set_reference_async(use_latest_frame=False, timeout_s=10.0, T_cam_obj=frames[0]["T_cam_obj"])
+    time.sleep(0.3)
+    client.publish_frame(frames[0], time.time_ns())
+    assert client.wait_for(future.done, 30) and future.result().success, future.result().message
+    assert path.is_file() and str(path) in future.result().message
+    rot, trans = pose_for(client, frames[1])
+    assert rot < 3.0 and trans < 5.0
+
+    node.kill9()
+    assert not node.alive()
+    node2 = start_node()
+    assert client.wait_ready(60), node2.log_text()
+    assert client.wait_diagnostics(lambda d: d["reference"] == "set", timeout=10), node2.log_text()
+    rot, trans = pose_for(client, frames[2])  # no set_reference: restored from the file
+    assert rot < 3.0 and trans < 5.0
+    assert "reference restored" in node2.log_text()
+
+
+def test_corrupt_reference_file_is_reported_and_the_node_runs_without(client, frames, start_node):
+    path = default_reference_path(f"{NS}/one2any")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(os.urandom(256))
+    node = start_node()
+    assert client.wait_ready(60), node.log_text()
+    d = client.wait_diagnostics(lambda d: d["last_failure"].startswith("bad_reference_file"), timeout=10)
+    assert d is not None and d["reference"] == "none", node.log_text()
+    assert "could not restore the reference" in node.log_text()
+    future = client.set_reference_async(use_latest_frame=False, timeout_s=10.0)  # recovers: a new reference
+    time.sleep(0.3)
+    client.publish(frame_messages(frames[0], time.time_ns()))
+    assert client.wait_for(future.done, 30) and future.result().success
+    assert node.alive()
