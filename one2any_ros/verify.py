@@ -22,12 +22,22 @@ from .geometry import invert_transform, transform_points
 
 @dataclass(frozen=True)
 class VerifierWeights:
+    """score = agree * depth agreement + colour * (depth and colour agreement) - violation * free space.
+
+    Tuned on validation objects (never the test split): a symmetric shape fits its own visible surface
+    best at the wrong spin (front onto front, full overlap), while the true pose of a view 90 deg away
+    overlaps half; only the texture says so. Counting only points that agree in depth *and* colour
+    (agree 0, colour 1) picked the right pose from the same pool for 0.67 of queries, against 0.60 for
+    depth agreement plus a colour bonus and 0.49 for depth alone.
+    """
+
     tau: float = 0.03  # depth agreement band, x object diameter (DESIGN 7) ...
     tau_min_m: float = 0.008  # ... but never tighter than depth noise (RGB-D at ~1 m: a few mm)
-    violation: float = 1.0  # weight of free-space violations against agreement
+    agree: float = 0.0  # weight of depth agreement alone
+    colour: float = 1.0  # weight of agreement in depth and colour
+    violation: float = 2.0  # weight of free-space violations
     roc: float = 1.0  # weight of the learned ROC agreement term (when present)
     roc_tau: float = 0.15  # ROC agreement band, reference-radius units
-    colour: float = 2.0  # weight of colour agreement on depth-agreeing points (texture breaks shape symmetry)
     colour_tau: float = 0.12  # chromaticity + brightness distance band
 
 
@@ -51,13 +61,15 @@ class VerifyResult:
 
 
 def colour_features(rgb: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Lighting-tolerant colour: chromaticity (r, g) of the normalised rgb plus brightness relative to
-    the object's median brightness (the mask's), so two views under different light still compare."""
+    """Lighting-tolerant colour: chromaticity (r, g) after a grey-world balance on the object (each
+    channel divided by its mean over the mask), plus brightness relative to the object's median, so two
+    views under different light intensity or colour still compare."""
     x = rgb.astype(np.float32) + 1.0
+    sel = mask if mask is not None and mask.any() else np.ones(x.shape[:2], bool)
+    x = x / (x[sel].mean(axis=0) + 1e-6)
     s = x.sum(axis=2, keepdims=True)
     chroma = x[..., :2] / s
-    ref_level = np.median(s[mask]) if mask is not None and mask.any() else np.median(s)
-    bright = s[..., 0] / (ref_level + 1e-6)
+    bright = s[..., 0] / (np.median(s[sel]) + 1e-6)
     return np.concatenate([chroma * 3.0, 0.25 * bright[..., None]], axis=2).astype(np.float32)
 
 
@@ -127,7 +139,7 @@ def verify(
     agree = 0.5 * (a_fw + a_bw)
     viol = 0.5 * (v_fw + v_bw)
     colour = 0.5 * (c_fw + c_bw)
-    score = agree - weights.violation * viol + weights.colour * colour
+    score = weights.agree * agree + weights.colour * colour - weights.violation * viol
     confidence = np.clip(agree - viol, 0.0, 1.0)
     if roc_pred is not None:
         q_C = transform_points(invert_transform(T_query_C), query_points) / scale  # (B,N,3) ROC under T

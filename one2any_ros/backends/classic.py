@@ -25,7 +25,7 @@ class ClassicBackend(Backend):
 
     def propose(self, ref: Reference, query: QueryContext, settings: SearchSettings, diameter: float) -> Proposal:
         i = subsample(ref.points_C, settings.icp_points)
-        T0 = centroid_start(ref, query, _grid(settings.num_start_rotations))
+        T0 = centroid_start(ref, query, _grid(settings.num_start_rotations), settings.start_depth_offset)
         lam = settings.colour_weight * diameter
         res = icp_batched(ref.points_C[i], query.colour_tree(lam) if lam > 0 else query.tree, T0,
                           thresholds=tuple(t * diameter for t in settings.icp_thresholds),
