@@ -29,3 +29,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "slow: takes more than a few seconds (training, many renders, a running node graph); "
         "deselect with -m 'not slow'")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors gain nothing from threads, and OpenMP spin-waiting on a busy shared machine made the
+    model tests 10x slower with 2 threads: run them on one."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -16,14 +16,7 @@ TINY = NetConfig(input_size=32, output_stride=2, stem=8, widths=(16, 16, 32), ma
                  bottleneck_layers=1)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors gain nothing from threads, and OpenMP spin-waiting on a busy shared machine made these
-    tests 10x slower with 2 threads: run them on one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny_model(seed=0, cfg=TINY):

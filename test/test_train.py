@@ -22,14 +22,7 @@ TINY = NetConfig.from_dict(load_config(TINY_YAML)["model"])
 PAIR_KEYS = ("ref", "ref_valid", "query", "gt", "gt_valid")
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors gain nothing from threads, and OpenMP spin-waiting on a busy shared machine made these
-    tests 10x slower with 2 threads: run them on one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -662,15 +662,11 @@ class Renderer:
             lightSpecularCoeff=float(lt["specular"]),
         )
         proj = projection_matrix(K, width, height, near, far)
-        _, _, rgba, dbuf, seg = pb.getCameraImage(
-            width,
-            height,
-            viewMatrix=_VIEW,
-            projectionMatrix=proj,
-            renderer=pb.ER_TINY_RENDERER,
-            physicsClientId=cid,
-            **kw,
-        )
+        def capture():
+            return pb.getCameraImage(width, height, viewMatrix=_VIEW, projectionMatrix=proj,
+                                     renderer=pb.ER_TINY_RENDERER, physicsClientId=cid, **kw)
+
+        _, _, rgba, dbuf, seg = capture()
         rgb = np.ascontiguousarray(np.asarray(rgba, np.uint8).reshape(height, width, 4)[:, :, :3])
         dbuf = np.asarray(dbuf, np.float32).reshape(height, width)
         seg = np.asarray(seg).reshape(height, width)
@@ -697,15 +693,7 @@ class Renderer:
         elif full_mask:
             for ob, _ in self._occluders:
                 self._place(ob, None)
-            _, _, _, _, seg2 = pb.getCameraImage(
-                width,
-                height,
-                viewMatrix=_VIEW,
-                projectionMatrix=proj,
-                renderer=pb.ER_TINY_RENDERER,
-                physicsClientId=cid,
-                **kw,
-            )
+            _, _, _, _, seg2 = capture()
             out["mask_full"] = np.asarray(seg2).reshape(height, width) == bid
         if "mask_full" in out:
             n_full = int(out["mask_full"].sum())
