@@ -40,6 +40,8 @@ class EstimatorSettings:
     sweep_iterations: int = 4
     refine_colour_weight: float = 0.2  # coloured-ICP feature scale in refinement, x diameter (0 = off)
     track_min_confidence: float = 0.35  # below this the tracked pose is not trusted: global search
+    track_points: int = 400  # tracking refines the last pose with fewer points and iterations: it starts close
+    track_iterations: int = 5
     min_inliers: int = 20  # reference points within the final ICP band of the query surface
     min_confidence: float = 0.05
     inlier_threshold: float = 0.03  # band for inliers/residual, x diameter
@@ -153,12 +155,14 @@ class PoseEstimator:
                       roc_pred=None if roc_pred is None else roc_pred[qsel],
                       roc_weight=None if roc_w is None else roc_w[qsel], scale=ref.scale)
 
-    def _refine(self, T: np.ndarray, q: QueryContext) -> np.ndarray:
-        d, c = self.reference.diameter, self._cache
-        lam = self.settings.refine_colour_weight * d
-        return icp_batched(c.refine_points, q.colour_tree(lam) if lam > 0 else q.tree, T,
-                           thresholds=tuple(t * d for t in self.settings.refine_thresholds),
-                           iterations=self.settings.refine_iterations, src_feat=lam * c.refine_colour if lam > 0 else None).T
+    def _refine(self, T: np.ndarray, q: QueryContext, *, n_points: int | None = None, iterations: int | None = None) -> np.ndarray:
+        s, d, c = self.settings, self.reference.diameter, self._cache
+        i = subsample(c.refine_points, n_points) if n_points else slice(None)
+        lam = s.refine_colour_weight * d
+        return icp_batched(c.refine_points[i], q.colour_tree(lam) if lam > 0 else q.tree, T,
+                           thresholds=tuple(t * d for t in s.refine_thresholds),
+                           iterations=iterations or s.refine_iterations,
+                           src_feat=lam * c.refine_colour[i] if lam > 0 else None).T
 
     def _sweep(self, T: np.ndarray, q: QueryContext) -> np.ndarray:
         """Spin each hypothesis about the reference's principal axes and let a short coloured ICP settle
@@ -183,7 +187,7 @@ class PoseEstimator:
         tm.lap("prepare")
 
         if track and self.last_T_C is not None:
-            T = self._refine(self.last_T_C[None], q)
+            T = self._refine(self.last_T_C[None], q, n_points=s.track_points, iterations=s.track_iterations)
             vr = self._score(T, q, qsel, qcol, qtarget, None, None)
             tm.lap("refine")
             if vr.confidence[0] >= s.track_min_confidence:

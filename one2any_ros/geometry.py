@@ -185,7 +185,8 @@ def icp_batched(
 
     def query(X: np.ndarray, thr: float):
         q = X.reshape(-1, 3) if feat is None else np.concatenate([X.reshape(-1, 3), feat], axis=1)
-        return dst_tree.query(q, k=1, workers=workers, distance_upper_bound=thr)
+        # threads pay off only for big batches: below ~8k points their start-up costs more than the search
+        return dst_tree.query(q, k=1, workers=workers if len(q) >= 8192 else 1, distance_upper_bound=thr)
 
     for stage, thr in enumerate(thresholds):
         if stage == 1 and prune_to is not None and prune_to < B:
