@@ -78,6 +78,8 @@ PARAMS: tuple[Param, ...] = (
        (0, 1_000_000)),
     _e("min_confidence", "verifier confidence (0..1) needed for a pose", (0.0, 1.0)),
     _e("track_min_confidence", "below this the tracked pose is not trusted and the global search runs", (0.0, 1.0)),
+    _e("track_points", "reference points of the tracking refinement", (3, 100_000)),
+    _e("track_iterations", "ICP iterations per threshold of the tracking refinement", (1, 1000)),
     _e("inlier_threshold", "inlier band, x object diameter", (1e-4, 1.0)),
     _e("refine_top_k", "hypotheses refined by guarded ICP", (1, 1000)),
     _e("refine_iterations", "ICP iterations per refinement threshold", (1, 1000)),
