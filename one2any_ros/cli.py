@@ -136,7 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     handlers = {"render": _cmd_render, "eval": _cmd_eval, "bench": _cmd_bench, "train": _cmd_train, "demo": _cmd_demo,
                 "estimate": _cmd_estimate}
-    return handlers[a.cmd](a)
+    from .errors import One2AnyError
+
+    try:
+        return handlers[a.cmd](a)
+    except One2AnyError as e:  # bad input, files, checkpoints: a clear line, not a traceback
+        print(f"one2any {a.cmd}: error ({e.reason}): {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
