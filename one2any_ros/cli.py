@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--repeats", type=int, default=2)
     sp.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     sp.add_argument("--ros", action="store_true", help="soak/overload benchmark of the ROS node")
+    sp.add_argument("--duration", type=float, default=60.0,
+                    help="with --ros: seconds per phase (the camera at 30 Hz, then at 4x the node's processing rate)")
 
     sub.add_parser("node", help="run the ROS 2 node (pass --ros-args ... after it)", add_help=False)
     return p

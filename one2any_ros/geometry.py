@@ -40,6 +40,28 @@ def transform_points(T: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return np.einsum("bij,bnj->bni", R, pts) + t[:, None, :]
 
 
+def is_rigid(T: np.ndarray, *, tol: float = 1e-3) -> bool:
+    """True for a finite real (4,4) rotation + translation (orthonormal, det +1, last row 0 0 0 1) within
+    ``tol``: datasets store rotations with 6-8 digits, which must still pass (see ``orthonormalize``)."""
+    T = np.asarray(T)
+    if T.shape != (4, 4) or not np.issubdtype(T.dtype, np.number) or np.iscomplexobj(T):
+        return False
+    T = T.astype(np.float64)
+    if not np.all(np.isfinite(T)):
+        return False
+    R = T[:3, :3]
+    return bool(np.allclose(R @ R.T, np.eye(3), atol=tol) and np.linalg.det(R) > 0 and np.allclose(T[3], [0, 0, 0, 1]))
+
+
+def orthonormalize(T: np.ndarray) -> np.ndarray:
+    """The nearest proper rotation (SVD projection) with the same translation: rounding in files removed."""
+    U, _, Vt = np.linalg.svd(T[:3, :3])
+    out = np.array(T, dtype=np.float64, copy=True)
+    out[:3, :3] = U @ np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))]) @ Vt
+    out[3] = [0.0, 0.0, 0.0, 1.0]
+    return out
+
+
 def rotation_angle_deg(R: np.ndarray) -> np.ndarray:
     """Rotation angle(s) of (...,3,3) matrices in degrees, in [0, 180]."""
     tr = np.trace(R, axis1=-2, axis2=-1)

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from . import camera
 from .errors import InputError, NoReferenceError, ReferenceFileError
+from .geometry import is_rigid, orthonormalize
 from .verify import colour_features
 
 REFERENCE_FORMAT_VERSION = 1
@@ -88,9 +90,10 @@ def make_view(
     if n_valid < min_pixels:
         raise InputError(f"only {n_valid} mask pixels have valid depth (need >= {min_pixels})", reason="too_little_depth")
     if T_cam_obj is not None:
-        T_cam_obj = np.asarray(T_cam_obj, dtype=np.float64)
-        if T_cam_obj.shape != (4, 4) or not np.all(np.isfinite(T_cam_obj)):
-            raise InputError("object pose must be a finite 4x4 transform", reason="bad_object_pose")
+        if not is_rigid(T_cam_obj):
+            raise InputError("object pose must be a finite rigid 4x4 transform (rotation + translation)",
+                             reason="bad_object_pose")
+        T_cam_obj = orthonormalize(np.asarray(T_cam_obj, dtype=np.float64))
     return View(rgb=rgb_u8, depth=depth_m, mask=mask_b, K=K, T_cam_obj=T_cam_obj)
 
 
@@ -180,19 +183,23 @@ def load_reference(path: str | os.PathLike) -> Reference:
         with zipfile.ZipFile(path) as zf:
             meta = json.loads(zf.read("meta.json"))
             arrays = {n[:-4]: np.load(io.BytesIO(zf.read(n)), allow_pickle=False) for n in zf.namelist() if n.endswith(".npy")}
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
+    except (zipfile.BadZipFile, zlib.error, KeyError, ValueError, OSError, EOFError, NotImplementedError, RuntimeError) as e:
         raise ReferenceFileError(f"reference file {path} is truncated or corrupt: {e}") from e
-    if meta.get("format") != "one2any_reference" or meta.get("version") != REFERENCE_FORMAT_VERSION:
+    if not isinstance(meta, dict) or meta.get("format") != "one2any_reference" or meta.get("version") != REFERENCE_FORMAT_VERSION:
+        m = meta if isinstance(meta, dict) else {}
         raise ReferenceFileError(
-            f"reference file {path} has format {meta.get('format')!r} version {meta.get('version')!r}; "
+            f"reference file {path} has format {m.get('format')!r} version {m.get('version')!r}; "
             f"this build reads version {REFERENCE_FORMAT_VERSION}", reason="reference_version")
     try:
         view = make_view(arrays["rgb"], arrays["depth"], arrays["mask"], arrays["K"], T_cam_obj=arrays.get("T_cam_obj"),
                          min_depth=0.0, max_depth=np.inf)
         ref = make_reference(view)
-    except (KeyError, InputError) as e:
+        T_C_O = arrays["T_C_O"]
+        if not is_rigid(T_C_O):
+            raise InputError(f"T_C_O is not a rigid 4x4 transform (shape {T_C_O.shape}, dtype {T_C_O.dtype})")
+    except (KeyError, ValueError, TypeError) as e:  # InputError is a ValueError
         raise ReferenceFileError(f"reference file {path} is incomplete or invalid: {e}") from e
-    ref.T_C_O = arrays["T_C_O"].astype(np.float64)
+    ref.T_C_O = orthonormalize(T_C_O.astype(np.float64))
     ref.embedding = {k[5:]: v for k, v in arrays.items() if k.startswith("emb__")}
     ref.embedding_backend = str(meta.get("embedding_backend", ""))
     return ref

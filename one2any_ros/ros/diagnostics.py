@@ -28,14 +28,17 @@ class NodeStats:
         self.failures = 0
         self.inliers = 0
         self.confidence = 0.0
-        self.input_age_ms: float | None = None
+        self.input_age_ms: float | None = None  # age of the newest complete frame when it arrived
+        self.newest_stamp_ns: int | None = None  # its header stamp (the age keeps growing when input stops)
         self.last_failure = ""  # "reason: message" of the most recent failure
         self.last_ok = False  # did the most recent frame give a pose
 
-    def frame_received(self, age_ms: float | None) -> None:
+    def frame_received(self, age_ms: float | None, stamp_ns: int | None = None) -> None:
         with self._lock:
             self.frames += 1
             self.input_age_ms = age_ms
+            if stamp_ns is not None:
+                self.newest_stamp_ns = int(stamp_ns)
 
     def frame_dropped(self) -> None:
         with self._lock:
@@ -66,9 +69,15 @@ class NodeStats:
             recent = self._recent(time.monotonic())
         return len(recent) / self.window_s
 
-    def status(self, name: str, *, reference: bool, backend: str, device: str, note: str = "") -> DiagnosticStatus:
+    def status(self, name: str, *, reference: bool, backend: str, device: str, note: str = "",
+               now_ns: int | None = None, stale_ms: float | None = None) -> DiagnosticStatus:
+        """``now_ns``: the node clock, so that input_age_ms is the newest frame's age now (it grows when the
+        camera stops), not when it arrived; ``stale_ms``: above this age the status says the input is stale."""
         with self._lock:
             recent = self._recent(time.monotonic())
+            age_ms = self.input_age_ms
+            if now_ns and now_ns > 0 and self.newest_stamp_ns is not None:
+                age_ms = (now_ns - self.newest_stamp_ns) / 1e6
             lat = sorted(l for _, l in recent)
             values = {
                 "rate_hz": f"{len(recent) / self.window_s:.2f}",
@@ -79,7 +88,7 @@ class NodeStats:
                 "reference": "set" if reference else "none",
                 "backend": backend,
                 "device": device,
-                "input_age_ms": "" if self.input_age_ms is None else f"{self.input_age_ms:.1f}",
+                "input_age_ms": "" if age_ms is None else f"{age_ms:.1f}",
                 "last_failure": self.last_failure,
             }
             last_ok, frames = self.last_ok, self.frames
@@ -87,6 +96,8 @@ class NodeStats:
             level, msg = DiagnosticStatus.WARN, "no reference: call ~/set_reference"
         elif frames == 0:
             level, msg = DiagnosticStatus.WARN, "no complete frame received"
+        elif stale_ms is not None and age_ms is not None and age_ms > stale_ms:
+            level, msg = DiagnosticStatus.WARN, f"input stale: the newest frame is {age_ms / 1000:.1f} s old"
         elif not last_ok:
             level, msg = DiagnosticStatus.WARN, "last frame gave no pose: " + values["last_failure"]
         else:

@@ -8,7 +8,9 @@ Concurrency (MultiThreadedExecutor; each group mutually exclusive, so none waits
 - services: ``~/set_reference`` may wait for the next frame (threading.Condition) while frames keep
   arriving; ``~/clear_reference``;
 - the default group: the 1 Hz diagnostics timer and rclpy's parameter services.
-The estimator is used under one lock (worker, services, backend swaps), for at most one frame at a time.
+The estimator is used under one lock (worker, set_reference, backend swaps), for at most one frame at a
+time. ``~/clear_reference`` never waits for it: when the lock is busy it leaves a pending clear that the
+next holder applies first (the frame in progress then publishes no pose).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import sys
 import threading
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 import rclpy
@@ -49,6 +52,7 @@ OUT_QOS = QoSProfile(depth=10)  # outputs: reliable, volatile
 INPUTS = {"rgb": Image, "depth": Image, "mask": Image, "camera_info": CameraInfo}
 DEFAULT_WAIT_S = 2.0  # ~/set_reference timeout_s = 0
 INPUT_WINDOW_S = 2.0  # inputs arriving this long without a complete frame are reported
+STALE_INPUT_S = 2.0  # /diagnostics warns when the newest complete frame is older than this (camera stopped)
 
 
 class One2AnyNode(Node):
@@ -57,6 +61,7 @@ class One2AnyNode(Node):
         self._settings = s = params.declare(self)
         self._stats = NodeStats()
         self._lock = threading.Lock()  # the estimator
+        self._clear_pending = False  # ~/clear_reference came while the estimator was busy (see _estimator)
         self._backend_note, self._last_reason = "", ""
         try:
             backend = self._make_backend(s)
@@ -101,7 +106,7 @@ class One2AnyNode(Node):
     def _on_frame(self, msgs: dict) -> None:
         now = self.get_clock().now().nanoseconds
         stamp = conv.stamp_to_ns(msgs["rgb"].header.stamp)
-        self._stats.frame_received((now - stamp) / 1e6 if now > 0 else None)
+        self._stats.frame_received((now - stamp) / 1e6 if now > 0 else None, stamp)
         with self._frame_cv:
             self._seq += 1
             if self._pending is not None:
@@ -121,14 +126,18 @@ class One2AnyNode(Node):
     def _process(self, frame: Frame) -> None:
         s = self._settings  # one consistent snapshot for the whole frame
         try:
-            if self._est.reference is None:
+            if self._est.reference is None or self._clear_pending:
                 raise NoReferenceError("no reference is set: call ~/set_reference")
             self._check_age(frame, s)
             view = conv.view_from_messages(frame.msgs, min_depth=s.min_depth, max_depth=s.max_depth)
-            with self._lock:
-                self._est.settings = s.estimator
-                result = self._est.estimate(view, track=True)
-                ref = self._est.reference
+            with self._estimator() as est:
+                if est.reference is None:
+                    raise NoReferenceError("no reference is set: call ~/set_reference")
+                est.settings = s.estimator
+                result = est.estimate(view, track=True)
+                ref = est.reference
+                if self._clear_pending:
+                    raise NoReferenceError("~/clear_reference came while this frame was processed")
         except One2AnyError as e:
             return self._fail(e.reason, str(e))
         except Exception as e:  # a bug must not take the node down: report it and go on
@@ -200,9 +209,9 @@ class One2AnyNode(Node):
             self._check_age(frame, s)
             T_cam_obj = conv.pose_to_matrix(req.object_pose) if req.has_object_pose else None
             view = conv.view_from_messages(frame.msgs, min_depth=s.min_depth, max_depth=s.max_depth, T_cam_obj=T_cam_obj)
-            with self._lock:
-                self._est.settings = s.estimator
-                ref = self._est.set_reference(view)
+            with self._estimator() as est:
+                est.settings = s.estimator
+                ref = est.set_reference(view)
         except One2AnyError as e:
             self._fail(e.reason, f"set_reference: {e}", frame=False)
             res.success, res.message = False, f"{e.reason}: {e}"
@@ -219,10 +228,25 @@ class One2AnyNode(Node):
         self.get_logger().info(res.message)
         return res
 
-    def _srv_clear_reference(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
+    @contextmanager
+    def _estimator(self):
+        """The estimator under its lock, with a clear that came in while it was busy applied first."""
         with self._lock:
-            had = self._est.reference is not None
-            self._est.clear_reference()
+            if self._clear_pending:
+                self._est.clear_reference()
+                self._clear_pending = False
+            yield self._est
+
+    def _srv_clear_reference(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
+        had = self._est.reference is not None and not self._clear_pending
+        if self._lock.acquire(blocking=False):
+            try:
+                self._est.clear_reference()
+                self._clear_pending = False
+            finally:
+                self._lock.release()
+        else:  # a frame (or a backend swap) holds the estimator: do not wait for it
+            self._clear_pending = True
         res.success, res.message = True, "reference cleared" if had else "no reference was set"
         try:
             self._ref_path.unlink()
@@ -241,9 +265,10 @@ class One2AnyNode(Node):
         try:
             self._est.set_reference(load_reference(self._ref_path))
             self.get_logger().info(f"reference restored from {self._ref_path}")
-        except One2AnyError as e:  # a corrupt file must not stop the node: report it, run without
-            self.get_logger().error(f"could not restore the reference: {e}; running without one")
-            self._stats.failure(e.reason, str(e), frame=False)
+        except Exception as e:  # a corrupt file must not stop the node, whatever the loader raises: report, run without
+            reason = e.reason if isinstance(e, One2AnyError) else "bad_reference_file"
+            self.get_logger().error(f"could not restore the reference: {e!r}; running without one")
+            self._stats.failure(reason, f"{self._ref_path}: {e}", frame=False)
 
     # --- parameters and diagnostics -------------------------------------------------------------------
     def _make_backend(self, s: params.NodeSettings):
@@ -259,8 +284,8 @@ class One2AnyNode(Node):
             new = params.updated_settings(old, {p.name: p.value for p in changed})
             if new.backend != old.backend:
                 backend = self._make_backend(new)  # may load a model; a failure rejects the change
-                with self._lock:
-                    self._est.set_backend(backend)  # re-encodes the reference for the new backend
+                with self._estimator() as est:
+                    est.set_backend(backend)  # re-encodes the reference for the new backend
         except (One2AnyError, ImportError, ValueError) as e:
             return SetParametersResult(successful=False, reason=str(e))
         if new.sync_slop != old.sync_slop:
@@ -273,15 +298,20 @@ class One2AnyNode(Node):
         if issue:
             self._fail(*issue)
         backend = self._est.backend
-        status = self._stats.status(self.get_fully_qualified_name(), reference=self._est.reference is not None,
+        status = self._stats.status(self.get_fully_qualified_name(),
+                                    reference=self._est.reference is not None and not self._clear_pending,
                                     backend=backend.name, device=str(getattr(backend, "device", "cpu")),
-                                    note=self._backend_note)
+                                    note=self._backend_note, now_ns=self.get_clock().now().nanoseconds,
+                                    stale_ms=1000.0 * STALE_INPUT_S)
         self._diag_pub.publish(diagnostic_array(status, self.get_clock().now().to_msg()))
 
 
 def main(argv: list[str] | None = None) -> int:
     """``one2any_node [--ros-args ...]``; ``argv`` includes the program name (as sys.argv does)."""
     apply_default_transport()  # before rclpy.init: Fast DDS reads it when the participant is created
+    # the worker's many short numpy calls hold the GIL in 5 ms slices by default, starving the executor
+    # threads that take camera messages in; hand it over more often
+    sys.setswitchinterval(0.0005)
     rclpy.init(args=sys.argv if argv is None else argv)
     node = None
     try:
