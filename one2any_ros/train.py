@@ -372,9 +372,11 @@ def train(config_path: str | os.PathLike, *, resume: bool = False, device: str =
     pcfg = _pair_config(cfg)
     workers = int(cfg["data"]["workers"])
     ds = PairDataset(pcfg, seed=int(cfg["seed"]) * 1000 + resumes, rank=dist_info.rank)  # a fresh stream per resume
+    # a process forked from one that has made a GL context hangs making its own: GL workers start fresh
+    mp_context = "forkserver" if workers > 0 and pcfg.renderer != "pybullet" else None
     loader = torch.utils.data.DataLoader(ds, batch_size=int(cfg["train"]["batch_size"]), num_workers=workers,
                                          persistent_workers=workers > 0, pin_memory=dev.type == "cuda",
-                                         prefetch_factor=4 if workers > 0 else None)
+                                         prefetch_factor=4 if workers > 0 else None, multiprocessing_context=mp_context)
     val_pairs = make_validation_pairs(pcfg, int(cfg["data"]["val_pairs"]), num_objects=int(cfg["data"]["val_objects"])) \
         if dist_info.main and int(cfg["data"]["val_pairs"]) > 0 else []
     log = MetricsLog(out) if dist_info.main else None

@@ -31,9 +31,11 @@ from ..model.inputs import CropWindow, crop_window_from_bbox, query_arrays, refe
 from ..reference import make_reference, make_view
 from .objects import SPLIT_RANGES, ObjectSpec, make_object, random_texture
 from .render import Renderer, axis_angle_to_matrix, random_light, random_rotation, rotation_at_angle
+from .render_gl import GlRenderer, make_renderer
 
 ANGLE_BINS = ((0, 30), (30, 60), (60, 90), (90, 120), (120, 180))
 REF_POINTS = 256  # reference cloud points per pair (for validation ADD)
+RENDERERS = ("pybullet", "gl", "auto")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,12 @@ class PairConfig:
     max_variants: int = 12  # symmetric targets per pair (continuous symmetry discretised in 360/max_variants)
     object_pool: int = 8  # objects a worker keeps
     pairs_per_object: int = 6  # mean number of pairs drawn from an object before it is replaced
+    # pybullet | gl (render_gl.GlRenderer: moderngl, offscreen) | auto (gl where a GL context can be made)
+    renderer: str = "pybullet"
+
+    def __post_init__(self) -> None:
+        if self.renderer not in RENDERERS:
+            raise ValueError(f"unknown renderer {self.renderer!r} ({'|'.join(RENDERERS)})")
 
     @classmethod
     def from_dict(cls, d: dict) -> "PairConfig":
@@ -114,14 +122,16 @@ class PairSampler:
         self.rng = np.random.default_rng(seed)
         self.seed = seed
         self.object_ids = None if object_ids is None else list(object_ids)
-        self._renderer: Renderer | None = None
+        self._renderer: Renderer | GlRenderer | None = None
         self._pool: list[ObjectSpec] = []
         self._textures: list[np.ndarray] = []
 
     @property
-    def renderer(self) -> Renderer:
+    def renderer(self) -> Renderer | GlRenderer:
+        """Made on first use, so in the process that renders (a DataLoader worker): a GL context must not
+        cross a fork."""
         if self._renderer is None:
-            self._renderer = Renderer(seed=int(self.rng.integers(1 << 31)))
+            self._renderer = make_renderer(self.cfg.renderer, seed=int(self.rng.integers(1 << 31)))
         return self._renderer
 
     def close(self) -> None:
