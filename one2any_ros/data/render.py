@@ -36,6 +36,19 @@ DEFAULT_K = np.array([[600.0, 0.0, 319.5], [0.0, 600.0, 239.5], [0.0, 0.0, 1.0]]
 # rotations and poses (pure numpy)
 
 
+def occluder_pose(T_cam_obj: np.ndarray, diameter: float, rng: np.random.Generator) -> np.ndarray:
+    """Pose (4,4) of an occluder between the camera and the object, over a random part of its silhouette
+    (one place for both renderers, so the same rng draws the same scene)."""
+    target = T_cam_obj[:3, 3] + rng.uniform(-0.7, 0.7, 3) * 0.5 * diameter
+    p = target * rng.uniform(0.5, 0.85)
+    if p[2] < MIN_RANGE_M + 0.05:
+        p = target * (MIN_RANGE_M + 0.05) / target[2]
+    T = np.eye(4)
+    T[:3, :3] = random_rotation(rng)
+    T[:3, 3] = p
+    return T
+
+
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
     """(3,3) rotation uniformly distributed on SO(3)."""
     q = rng.normal(size=4)
@@ -568,19 +581,12 @@ class Renderer:
     ) -> list[float]:
         """Small textured boxes between the camera and the object, over a random part of its silhouette."""
         zs = []
-        t = T_cam_obj[:3, 3]
-        r = 0.5 * obj.diameter
         for i, (bid, he) in enumerate(self._occluders):
             if i >= n:
                 self._place(bid, None)
                 continue
-            target = t + rng.uniform(-0.7, 0.7, 3) * r
-            p = target * rng.uniform(0.5, 0.85)
-            if p[2] < MIN_RANGE_M + 0.05:
-                p = target * (MIN_RANGE_M + 0.05) / target[2]
-            T = np.eye(4)
-            T[:3, :3] = random_rotation(rng)
-            T[:3, 3] = p
+            T = occluder_pose(T_cam_obj, obj.diameter, rng)
+            p = T[:3, 3]
             self._place(bid, T)
             self._pb.changeVisualShape(
                 bid,

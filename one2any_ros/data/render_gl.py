@@ -46,13 +46,12 @@ import numpy as np
 from .objects import ObjectSpec, random_texture
 from .render import (
     MAX_RANGE_M,
-    MIN_RANGE_M,
     BackgroundSpec,
     Renderer,
     add_depth_noise,
     add_rgb_noise,
+    occluder_pose,
     random_light,
-    random_rotation,
 )
 
 _NEAR, _FAR_PAD = 0.02, 1.0  # clip planes (m): depth comes from the z attachment; they only bracket the scene
@@ -368,16 +367,8 @@ class GlRenderer:
         """(mesh, T, texture) of ``n`` small boxes between the camera and the object, over a random part of
         its silhouette; the same draws in the same order as Renderer._place_occluders."""
         out = []
-        t = T_cam_obj[:3, 3]
-        r = 0.5 * obj.diameter
-        for i, (mesh, _) in enumerate(self._occluders[:n]):
-            target = t + rng.uniform(-0.7, 0.7, 3) * r
-            p = target * rng.uniform(0.5, 0.85)
-            if p[2] < MIN_RANGE_M + 0.05:
-                p = target * (MIN_RANGE_M + 0.05) / target[2]
-            T = np.eye(4)
-            T[:3, :3] = random_rotation(rng)
-            T[:3, 3] = p
+        for mesh, _ in self._occluders[:n]:
+            T = occluder_pose(T_cam_obj, obj.diameter, rng)
             out.append((mesh, T, int(rng.integers(len(self._tex_ids)))))
         return out
 
