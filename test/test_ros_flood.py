@@ -45,7 +45,7 @@ def test_flood_drops_old_frames_and_services_keep_answering(tmp_path):
             proc_ms.append(client.wait_for(lambda: client.estimates.get(stamp), 5)[0].latency_ms)
         proc_s = statistics.median(proc_ms) / 1000
         # 4x the processing rate, but no faster than 60 Hz (above any RGB-D camera): tracking takes ~25 ms, and 160 Hz of 640x480
-        # RGB-D saturates rclpy's input path (GIL-bound; measured in one2any bench --ros, see docs/benchmarks.md)
+        # RGB-D is more than any camera sends; one2any bench --ros measures the node at 4x (docs/benchmarks.md)
         period = max(proc_s / 4, 1 / 60)
 
         # service and parameter calls from another thread while the flood runs

@@ -248,7 +248,7 @@ Correct = within 5 deg / 10 mm of the ground truth of the reference in effect. C
 {table(['phase', 'input Hz', 'poses/s', 'latency ms', 'steady p99', 'node median (n > 3x proc.)', 'frames sent / dropped / other', 'correct poses', 'CPU node / machine'], rows)}
 
 Service round trips during the phases (ms), measured by the client process. The *control node* is a bare
-rclpy node (one parameter, the same MultiThreadedExecutor, no work) in a process of its own, called the
+rclpy node (one parameter, the same SingleThreadedExecutor, no work) in a process of its own, called the
 same way in the same cycle: what the machine and the client add to a round trip, apart from the one2any node.
 
 {table(['phase', 'call', 'n', 'median', 'p90', 'p99', 'max', 'failed'], svc_rows)}
@@ -272,7 +272,7 @@ def gil_note(r: dict) -> str:
                       for p in bound)
     return f"""
 **The node's process was bound at one core**: {parts}. One Python process runs Python code on one core
-at a time (the GIL), and here the estimation thread shares it with rclpy's MultiThreadedExecutor and the
+at a time (the GIL), and here the estimation thread shares it with the executor thread and the
 four input callbacks, which take in every 1.8 MB frame whether or not it is estimated; when the input
 rate is high, the estimation thread gets what is left, so the pose rate and the tail latencies swing
 from run to run. Where the machine had spare cores (machine CPU well under 100 %), the limit was this,

@@ -124,11 +124,11 @@ def camera_main(argv: list[str] | None = None) -> int:
 
 
 def control_main(argv: list[str] | None = None) -> int:
-    """``python -m one2any_ros.ros.bench control``: a bare rclpy node (one parameter, MultiThreadedExecutor, no
-    work) in its own process: the same get/set_parameters calls to it show what the machine and the client
+    """``python -m one2any_ros.ros.bench control``: a bare rclpy node (one parameter, the node's
+    SingleThreadedExecutor, no work) in its own process: the same get/set_parameters calls to it show what the machine and the client
     add to a round trip, apart from the one2any node."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     from .transport import apply_default_transport
 
@@ -136,7 +136,7 @@ def control_main(argv: list[str] | None = None) -> int:
     rclpy.init(args=["one2any_bench_control", "--ros-args", "-r", f"__ns:={NAMESPACE}"])
     node = rclpy.create_node("control")
     node.declare_parameter("min_confidence", 0.05)
-    ex = MultiThreadedExecutor(num_threads=5)
+    ex = SingleThreadedExecutor()
     ex.add_node(node)
     try:
         ex.spin()

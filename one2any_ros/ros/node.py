@@ -1,34 +1,41 @@
 """The ``one2any`` node (DESIGN 4): one reference view sets the object; every synchronized RGB-D + mask
 frame after it yields the object's pose on ``~/pose``, ``~/estimate`` and ``/tf``.
 
-Concurrency (MultiThreadedExecutor; each group mutually exclusive, so none waits on another):
-- inputs: the synchronizer's subscriptions. They only store the newest complete frame in a one-slot
-  mailbox (a frame still waiting there is replaced and counted as dropped: latest wins) and wake ...
-- inference: a guard condition whose callback empties the mailbox, one frame at a time;
-- services: ``~/set_reference`` may wait for the next frame (threading.Condition) while frames keep
-  arriving; ``~/clear_reference``;
-- the default group: the 1 Hz diagnostics timer and rclpy's parameter services.
-The estimator is used under one lock (worker, set_reference, backend swaps), for at most one frame at a
-time. ``~/clear_reference`` never waits for it: when the lock is busy it leaves a pending clear that the
-next holder applies first (the frame in progress then publishes no pose).
+Concurrency: one SingleThreadedExecutor thread takes every message, service call, parameter change and
+timer; one plain worker thread does all estimation. (rclpy's MultiThreadedExecutor spends about a core
+of its own at 120 Hz of 640x480 RGB-D and still cannot keep up; the single-threaded one takes the same
+stream with about a third of a core: docs/benchmarks.md.)
+- inputs: the synchronizer's callbacks only store the newest complete frame in a one-slot mailbox (a
+  frame still waiting there is replaced and counted as dropped: latest wins) and wake the worker;
+- the worker empties the mailbox one frame at a time, and runs the jobs services hand it;
+- ``~/set_reference`` is a coroutine: it hands the worker a job (wait for the next frame, set the
+  reference, save it) and awaits its result, so the executor keeps taking frames meanwhile;
+  ``~/clear_reference`` answers at once;
+- the 1 Hz diagnostics timer and rclpy's parameter services run on the executor thread too.
+The estimator is used under one lock (worker, backend swaps), for at most one frame at a time.
+``~/clear_reference`` never waits for it: when the lock is busy it leaves a pending clear that the next
+holder applies first (the frame in progress then publishes no pose).
 """
 from __future__ import annotations
 
 import sys
 import threading
+from collections import deque
 import time
 import traceback
 from contextlib import contextmanager
+from typing import Callable
 from pathlib import Path
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped, TransformStamped
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.task import Future
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -71,13 +78,12 @@ class One2AnyNode(Node):
             backend = create_backend("classic")
         self._est = PoseEstimator(backend, settings=s.estimator)
 
-        self._inputs_group = MutuallyExclusiveCallbackGroup()
-        self._infer_group = MutuallyExclusiveCallbackGroup()
-        self._service_group = MutuallyExclusiveCallbackGroup()
-        self._frame_cv = threading.Condition()
+        self._frame_cv = threading.Condition()  # guards the mailbox, the jobs and the frame counter
         self._latest: Frame | None = None  # newest complete frame (for ~/set_reference)
         self._pending: Frame | None = None  # the mailbox the worker empties
+        self._jobs: deque[tuple[Callable[[], object], Future]] = deque()  # work services hand the worker
         self._seq = 0
+        self._stopping = False
 
         self._pose_pub = self.create_publisher(PoseStamped, "~/pose", OUT_QOS)
         self._estimate_pub = self.create_publisher(PoseEstimate, "~/estimate", OUT_QOS)
@@ -91,18 +97,24 @@ class One2AnyNode(Node):
         self._ref_path = Path(s.reference_path or params.default_reference_path(self.get_fully_qualified_name()))
         self._load_reference()
 
-        self._wake = self.create_guard_condition(self._work, callback_group=self._infer_group)
+        # ~/set_reference awaits the worker: it must not hold the default (mutually exclusive) group, or the
+        # inputs would stop while it waits; the guard condition wakes the executor when a job is done
+        self._awaiting_group = ReentrantCallbackGroup()
+        self._job_done = self.create_guard_condition(lambda: None, callback_group=self._awaiting_group)
         self._sync = FrameSynchronizer(self, INPUTS, qos=qos_profile_sensor_data, slop_s=s.sync_slop,
-                                       callback=self._on_frame, callback_group=self._inputs_group)
-        self.create_service(SetReference, "~/set_reference", self._srv_set_reference, callback_group=self._service_group)
-        self.create_service(Trigger, "~/clear_reference", self._srv_clear_reference, callback_group=self._service_group)
+                                       callback=self._on_frame)
+        self.create_service(SetReference, "~/set_reference", self._srv_set_reference,
+                            callback_group=self._awaiting_group)
+        self.create_service(Trigger, "~/clear_reference", self._srv_clear_reference)
         self.create_timer(1.0, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._worker = threading.Thread(target=self._work, name="one2any_worker", daemon=True)
+        self._worker.start()
         self.get_logger().info(
             f"ready: backend {self._est.backend.name}, reference {'set' if self._est.reference else 'none'} "
             f"({self._ref_path}), synchronizer {self._sync.backend}")
 
-    # --- frames: inputs group -> mailbox -> inference group ---------------------------------------------
+    # --- frames: executor thread -> mailbox -> worker thread --------------------------------------------
     def _on_frame(self, msgs: dict) -> None:
         now = self.get_clock().now().nanoseconds
         stamp = conv.stamp_to_ns(msgs["rgb"].header.stamp)
@@ -113,15 +125,44 @@ class One2AnyNode(Node):
                 self._stats.frame_dropped()
             self._latest = self._pending = Frame(msgs, stamp, time.monotonic(), self._seq)
             self._frame_cv.notify_all()
-        self._wake.trigger()
 
     def _work(self) -> None:
+        """The worker thread: jobs first (an operator is waiting on them), then the newest frame."""
         while True:
             with self._frame_cv:
-                frame, self._pending = self._pending, None
-            if frame is None:
-                return
-            self._process(frame)
+                self._frame_cv.wait_for(lambda: self._stopping or self._jobs or self._pending is not None)
+                if self._stopping:
+                    return
+                job, frame = (self._jobs.popleft(), None) if self._jobs else (None, self._pending)
+                if job is None:
+                    self._pending = None
+            if job is not None:
+                self._run_job(*job)
+            else:
+                self._process(frame)
+
+    def _run_job(self, fn: Callable[[], object], future: Future) -> None:
+        try:
+            future.set_result(fn())
+        except Exception as e:  # handed to the awaiting coroutine, which answers the caller
+            future.set_exception(e)
+        self._job_done.trigger()
+
+    async def _on_worker(self, fn: Callable[[], object]):
+        """Run ``fn`` on the worker thread and await its result without blocking the executor."""
+        future: Future = Future()
+        with self._frame_cv:
+            self._jobs.append((fn, future))
+            self._frame_cv.notify_all()
+        return await future
+
+    def destroy_node(self) -> None:
+        with self._frame_cv:
+            self._stopping = True
+            self._frame_cv.notify_all()
+        if self._worker.is_alive() and self._worker is not threading.current_thread():
+            self._worker.join(timeout=5.0)
+        super().destroy_node()
 
     def _process(self, frame: Frame) -> None:
         s = self._settings  # one consistent snapshot for the whole frame
@@ -188,21 +229,32 @@ class One2AnyNode(Node):
         return self._sync.monitor.explain(window_s=INPUT_WINDOW_S, slop_s=self._settings.sync_slop)
 
     # --- services -------------------------------------------------------------------------------------
-    def _wait_frame(self, req) -> tuple[Frame | None, str]:
+    def _wait_frame(self, req, seq: int) -> tuple[Frame | None, str]:
+        """The frame ~/set_reference uses: the newest one, or the first after the call (frame ``seq``)."""
         if req.use_latest_frame:
             with self._frame_cv:
                 frame = self._latest
             return frame, "" if frame else "no_frame: no synchronized frame received yet" + self._input_issue()
         timeout = float(req.timeout_s) if req.timeout_s > 0 else DEFAULT_WAIT_S
         with self._frame_cv:
-            seq = self._seq
             got = self._frame_cv.wait_for(lambda: self._seq > seq, timeout)
             frame = self._latest if got else None
         return frame, "" if frame else f"no_frame: no synchronized frame within {timeout:.1f} s" + self._input_issue()
 
-    def _srv_set_reference(self, req: SetReference.Request, res: SetReference.Response) -> SetReference.Response:
+    async def _srv_set_reference(self, req: SetReference.Request, res: SetReference.Response) -> SetReference.Response:
+        with self._frame_cv:
+            seq = self._seq
+        try:
+            return await self._on_worker(lambda: self._set_reference(req, res, seq))
+        except Exception as e:  # a bug must not leave the caller without an answer
+            self.get_logger().error(f"internal error in set_reference: {traceback.format_exc()}")
+            res.success, res.message = False, f"internal_error: {e!r}"
+            return res
+
+    def _set_reference(self, req: SetReference.Request, res: SetReference.Response, seq: int) -> SetReference.Response:
+        """The worker's half of ~/set_reference."""
         s = self._settings
-        frame, why = self._wait_frame(req)
+        frame, why = self._wait_frame(req, seq)
         try:
             if frame is None:
                 raise One2AnyError(why.split(": ", 1)[1], reason="no_frame")
@@ -316,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     node = None
     try:
         node = One2AnyNode()
-        executor = MultiThreadedExecutor(num_threads=5)  # one per callback group, plus one spare
+        executor = SingleThreadedExecutor()  # the worker thread does the estimation (module docstring)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
