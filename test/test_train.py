@@ -132,3 +132,18 @@ def test_config_errors_are_named(tmp_path):
     bad.write_text("model: {input_size: 30}\n")
     with pytest.raises(ValueError, match="input_size"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "config").glob("train_*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_training_config_builds_its_model_and_sampler(path):
+    """A config a user is told to run must not fail after minutes of setup: its network and sampler build,
+    and one forward pass gives the output grid the sampler's targets use."""
+    from one2any_ros.train import _pair_config
+
+    cfg = load_config(path)
+    net = NetConfig.from_dict(cfg["model"])
+    pc = _pair_config(cfg)
+    assert (pc.input_size, pc.output_stride) == (net.input_size, net.output_stride)
+    n = net.input_size
+    out = One2AnyNet(net)(torch.rand(1, 7, n, n), torch.ones(1, 1, n, n), torch.rand(1, 8, n, n))
+    assert out["roc"].shape == (1, 3, net.output_size, net.output_size)
