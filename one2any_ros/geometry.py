@@ -126,6 +126,22 @@ def ransac_rigid(
     hypothesis with the largest weighted inlier count (residual < threshold, metres — callers pass a
     fraction of the object scale) is refitted with weighted Umeyama on its inliers.
     """
+    return ransac_rigid_thresholds(src, dst, w, thresholds=(threshold,), iterations=iterations, rng=rng,
+                                   refine_rounds=refine_rounds)[0]
+
+
+def ransac_rigid_thresholds(
+    src: np.ndarray,
+    dst: np.ndarray,
+    w: np.ndarray | None = None,
+    *,
+    thresholds: tuple[float, ...],
+    iterations: int = 256,
+    rng: np.random.Generator | None = None,
+    refine_rounds: int = 2,
+) -> list[RansacResult]:
+    """``ransac_rigid`` at several inlier thresholds from ONE set of minimal samples: the samples, their fits
+    and residuals (the cost) are shared, only the vote and the refit differ. One result per threshold."""
     n = len(src)
     if n < 3:
         raise ValueError(f"RANSAC needs >= 3 correspondences, got {n}")
@@ -136,18 +152,21 @@ def ransac_rigid(
         rng.choice(n, size=(iterations, 3), p=p)
     Ts = umeyama_batched(src[idx], dst[idx])
     res = np.linalg.norm(transform_points(Ts, src) - dst[None], axis=2)  # (I,N)
-    score = ((res < threshold) * w[None]).sum(axis=1)
-    best = int(np.argmax(score))
-    inl = res[best] < threshold
-    T = Ts[best]
-    for _ in range(refine_rounds):
-        if inl.sum() < 3:
-            break
-        T = umeyama(src[inl], dst[inl], w[inl])
-        inl = np.linalg.norm(transform_points(T, src) - dst, axis=1) < threshold
-    r = np.linalg.norm(transform_points(T, src) - dst, axis=1)
-    rmse = float(np.sqrt(np.mean(r[inl] ** 2))) if inl.any() else float("inf")
-    return RansacResult(T=T, inliers=inl, num_inliers=int(inl.sum()), rmse=rmse)
+    out = []
+    for threshold in thresholds:
+        score = ((res < threshold) * w[None]).sum(axis=1)
+        best = int(np.argmax(score))
+        inl = res[best] < threshold
+        T = Ts[best]
+        for _ in range(refine_rounds):
+            if inl.sum() < 3:
+                break
+            T = umeyama(src[inl], dst[inl], w[inl])
+            inl = np.linalg.norm(transform_points(T, src) - dst, axis=1) < threshold
+        r = np.linalg.norm(transform_points(T, src) - dst, axis=1)
+        rmse = float(np.sqrt(np.mean(r[inl] ** 2))) if inl.any() else float("inf")
+        out.append(RansacResult(T=T, inliers=inl, num_inliers=int(inl.sum()), rmse=rmse))
+    return out
 
 
 def super_fibonacci_rotations(n: int) -> np.ndarray:
@@ -187,6 +206,7 @@ def icp_batched(
     workers: int = -1,
     src_feat: np.ndarray | None = None,
     prune_to: int | None = None,
+    eps: float = 0.0,
 ) -> IcpResult:
     """Point-to-point ICP from many starts at once (trimmed by a distance threshold stepped coarse to fine).
 
@@ -199,6 +219,9 @@ def icp_batched(
     (bottles, boxes) a pull towards the texture-consistent pose; the fit itself uses positions only.
     ``prune_to``: after the first (coarsest) threshold keep only that many starts, those with the most
     inliers; starts that found no surface by then rarely win and cost as much as the rest.
+    ``eps``: approximate neighbours (cKDTree's eps: within (1 + eps) x the true nearest distance), which
+    prunes the 6-D coloured search hard; a multi-start search that only has to land near the right pose
+    before the exact refinement loses nothing by it.
     """
     T = np.array(T0, dtype=np.float64, copy=True)
     B, M = T.shape[0], src.shape[0]
@@ -208,7 +231,7 @@ def icp_batched(
     def query(X: np.ndarray, thr: float):
         q = X.reshape(-1, 3) if feat is None else np.concatenate([X.reshape(-1, 3), feat], axis=1)
         # threads pay off only for big batches: below ~8k points their start-up costs more than the search
-        return dst_tree.query(q, k=1, workers=workers if len(q) >= 8192 else 1, distance_upper_bound=thr)
+        return dst_tree.query(q, k=1, eps=eps, workers=workers if len(q) >= 8192 else 1, distance_upper_bound=thr)
 
     for stage, thr in enumerate(thresholds):
         if stage == 1 and prune_to is not None and prune_to < B:

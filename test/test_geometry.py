@@ -4,7 +4,8 @@ import pytest
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from one2any_ros.geometry import (icp_batched, invert_transform, make_transform, ransac_rigid, rotation_angle_deg,
+from one2any_ros.geometry import (icp_batched, invert_transform, make_transform, ransac_rigid, ransac_rigid_thresholds,
+                                  rotation_angle_deg,
                                   super_fibonacci_rotations, transform_points, umeyama, umeyama_batched)
 
 
@@ -55,6 +56,23 @@ def test_ransac_noise_and_half_outliers(seed):
     r, t = _pose_err(res.T, T)
     assert r < 1.0 and t < 0.003, (r, t)
     assert res.inliers[~out].mean() > 0.9 and res.inliers[out].mean() < 0.1
+
+
+def test_ransac_at_several_thresholds_matches_one_run_per_threshold():
+    """Sharing the minimal samples must give exactly what separate runs with the same samples give."""
+    rng = np.random.default_rng(7)
+    src = rng.uniform(-0.1, 0.1, (300, 3))
+    T = _random_T(rng)
+    dst = transform_points(T, src) + rng.normal(0, 0.003, (300, 3))
+    dst[:120] = rng.uniform(-0.3, 0.3, (120, 3))
+    thresholds = (0.005, 0.01, 0.03)
+    multi = ransac_rigid_thresholds(src, dst, thresholds=thresholds, iterations=200, rng=np.random.default_rng(1))
+    assert len(multi) == 3
+    for thr, m in zip(thresholds, multi):
+        one = ransac_rigid(src, dst, threshold=thr, iterations=200, rng=np.random.default_rng(1))
+        np.testing.assert_allclose(m.T, one.T)
+        assert m.num_inliers == one.num_inliers
+    assert multi[0].num_inliers <= multi[1].num_inliers <= multi[2].num_inliers
 
 
 def test_super_fibonacci_covers_so3():

@@ -30,5 +30,5 @@ class ClassicBackend(Backend):
         res = icp_batched(ref.points_C[i], query.colour_tree(lam) if lam > 0 else query.tree, T0,
                           thresholds=tuple(t * diameter for t in settings.icp_thresholds),
                           iterations=settings.icp_iterations, src_feat=lam * ref.colour_C[i] if lam > 0 else None,
-                          prune_to=settings.icp_keep)
+                          prune_to=settings.icp_keep, eps=settings.icp_eps)
         return Proposal(T_query_C=res.T, sources=["grid"] * len(res.T))

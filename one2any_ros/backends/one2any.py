@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, One2AnyError
-from ..geometry import ransac_rigid, subsample
+from ..geometry import ransac_rigid_thresholds, subsample
 from ..model.checkpoint import load_checkpoint
 from ..model.inputs import CropWindow, output_at_pixels, query_input, reference_input
 from ..model.network import EMBEDDING_KEYS, confidence_from_log_b
@@ -21,8 +21,9 @@ from ..reference import Reference, View
 from .base import Backend, Proposal, QueryContext, SearchSettings
 from .classic import ClassicBackend
 
-RANSAC_POINTS = 600  # correspondences per RANSAC run (a random subset of the query points; ~35 ms per run here)
+RANSAC_POINTS = 600  # correspondences of the RANSAC (a random subset of the query points)
 RANSAC_THRESHOLD_STEPS = (1.0, 2.0, 0.5, 1.5, 3.0, 0.75)  # x settings.ransac_threshold, one per hypothesis
+# (all from one set of minimal samples: geometry.ransac_rigid_thresholds)
 # The verifier's ROC term rewards hypotheses that agree with the predicted ROC. From an undertrained network
 # (validation ROC error around the "copy the query geometry" level, DESIGN 7: ~0.4 radii) that term only
 # biases the choice towards small rotations, so by default the prediction is handed to the verifier only when
@@ -111,11 +112,12 @@ class One2AnyBackend(Backend):
         sel = subsample(query.points, RANSAC_POINTS, rng)
         src, dst, w = roc_pred[sel] * ref.scale, query.points[sel], weight[sel] + 1e-3
         Ts, sources = [], []
-        if len(sel) >= 3:
-            for i in range(max(settings.ransac_hypotheses, 0)):
-                step = RANSAC_THRESHOLD_STEPS[i % len(RANSAC_THRESHOLD_STEPS)]
-                res = ransac_rigid(src, dst, w, threshold=step * settings.ransac_threshold * diameter,
-                                   iterations=settings.ransac_iterations, rng=np.random.default_rng(i))
+        k = max(settings.ransac_hypotheses, 0)
+        if len(sel) >= 3 and k:
+            steps = [RANSAC_THRESHOLD_STEPS[i % len(RANSAC_THRESHOLD_STEPS)] for i in range(k)]
+            for res in ransac_rigid_thresholds(src, dst, w, thresholds=tuple(t * settings.ransac_threshold * diameter
+                                                                             for t in steps),
+                                               iterations=settings.ransac_iterations, rng=rng):
                 if res.num_inliers >= 3:
                     Ts.append(res.T)
                     sources.append("ransac")
