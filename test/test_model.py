@@ -319,13 +319,17 @@ def test_embedding_from_another_checkpoint_is_recomputed(tmp_path):
     assert bb.encoder_calls == 1
 
 
-@pytest.mark.parametrize("val_err,expect", [(0.7, False), (0.1, True)])
-def test_weak_checkpoint_keeps_its_roc_out_of_the_verifier(tmp_path, val_err, expect):
+@pytest.mark.parametrize("val_err,span,expect", [(0.7, None, False), (0.1, None, True), (0.1, 180.0, True),
+                                                  (0.1, 90.0, False)])  # a 0-90 deg curriculum says nothing of 90-180
+def test_weak_checkpoint_keeps_its_roc_out_of_the_verifier(tmp_path, val_err, span, expect):
     from one2any_ros.backends.base import SearchSettings
     from one2any_ros.backends.one2any import One2AnyBackend
     from one2any_ros.estimator import PoseEstimator
 
-    save_checkpoint(_tiny_model(), tmp_path / "m", training={"val": {"val_roc_err": val_err}})
+    training = {"val": {"val_roc_err": val_err}}
+    if span is not None:
+        training["pair_sampler"] = {"max_rotation_deg": span}
+    save_checkpoint(_tiny_model(), tmp_path / "m", training=training)
     backend = One2AnyBackend(device="cpu", checkpoint=str(tmp_path / "m"))
     assert backend.roc_to_verifier is expect
     est = PoseEstimator(backend)

@@ -27,8 +27,11 @@ RANSAC_THRESHOLD_STEPS = (1.0, 2.0, 0.5, 1.5, 3.0, 0.75)  # x settings.ransac_th
 # The verifier's ROC term rewards hypotheses that agree with the predicted ROC. From an undertrained network
 # (validation ROC error around the "copy the query geometry" level, DESIGN 7: ~0.4 radii) that term only
 # biases the choice towards small rotations, so by default the prediction is handed to the verifier only when
-# the checkpoint's training summary shows a validation ROC error below this (or has no summary at all).
+# the checkpoint's training summary shows a validation ROC error below this, measured on pairs spanning the whole
+# 0-180 deg range (validation follows the training sampler's range: a curriculum run at 0-90 deg reports a low
+# error that says nothing about the wide baselines the term is for), or when it has no summary at all.
 ROC_VERIFIER_MAX_VAL_ERR = 0.3
+ROC_VERIFIER_MIN_VAL_SPAN_DEG = 180.0
 
 
 def resolve_device(device: str) -> torch.device:
@@ -68,8 +71,7 @@ class One2AnyBackend(Backend):
         self.checkpoint_id = str(self.config.get("sha256", ""))[:16]
         self.classic = ClassicBackend() if with_classic else None
         self.val_roc_err = _val_roc_err(self.config)
-        self.roc_to_verifier = (self.val_roc_err is None or self.val_roc_err < ROC_VERIFIER_MAX_VAL_ERR) \
-            if roc_to_verifier is None else bool(roc_to_verifier)
+        self.roc_to_verifier = _roc_trustworthy(self.config) if roc_to_verifier is None else bool(roc_to_verifier)
         self.encoder_calls = 0  # how often the ROPE encoder ran (tests check it is once per reference)
 
     # --- reference ---------------------------------------------------------------------------------
@@ -132,6 +134,16 @@ class One2AnyBackend(Backend):
         if not self.roc_to_verifier:
             roc_pred = weight = None
         return Proposal(T_query_C=T, sources=sources, roc_pred=roc_pred, roc_weight=weight, timings_ms=timings)
+
+
+def _roc_trustworthy(meta: dict) -> bool:
+    """Whether a checkpoint's own validation vouches for its ROC over wide baselines (see ROC_VERIFIER_*)."""
+    tr = meta.get("training")
+    if not tr:
+        return True  # no summary: whoever made the file vouches for it
+    err = _val_roc_err(meta)
+    span = float((tr.get("pair_sampler") or {}).get("max_rotation_deg", ROC_VERIFIER_MIN_VAL_SPAN_DEG))
+    return err is not None and err < ROC_VERIFIER_MAX_VAL_ERR and span >= ROC_VERIFIER_MIN_VAL_SPAN_DEG
 
 
 def _val_roc_err(meta: dict) -> float | None:
