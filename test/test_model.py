@@ -337,3 +337,22 @@ def test_weak_checkpoint_keeps_its_roc_out_of_the_verifier(tmp_path, val_err, sp
     prop = backend.propose(ref, est._context(_sphere_view(shift=(2, 0))), SearchSettings(num_start_rotations=4), ref.diameter)
     assert (prop.roc_pred is not None) is expect
     assert "ransac" in prop.sources
+
+
+def test_learned_backend_reports_its_stages_and_an_honest_total(tmp_path):
+    """The network, RANSAC and grid times are parts of the hypotheses stage: the total is wall time, not their sum."""
+    import time
+
+    from one2any_ros.backends.one2any import One2AnyBackend
+    from one2any_ros.estimator import EstimatorSettings, PoseEstimator
+
+    save_checkpoint(_tiny_model(), tmp_path / "m")
+    est = PoseEstimator(One2AnyBackend(device="cpu", checkpoint=str(tmp_path / "m")),
+                        settings=EstimatorSettings(min_inliers=0, min_confidence=0.0))
+    est.set_reference(_sphere_view())
+    t0 = time.perf_counter()
+    res = est.estimate(_sphere_view(shift=(2, 0)))
+    wall_ms = 1000.0 * (time.perf_counter() - t0)
+    assert {"network", "ransac", "grid", "hypotheses"} <= set(res.timings_ms)
+    assert res.timings_ms["hypotheses"] >= res.timings_ms["network"] + res.timings_ms["grid"]
+    assert res.timings_ms["total"] <= wall_ms + 0.5
