@@ -146,7 +146,10 @@ class One2AnyNode(Node):
             future.set_result(fn())
         except Exception as e:  # handed to the awaiting coroutine, which answers the caller
             future.set_exception(e)
-        self._job_done.trigger()
+        try:
+            self._job_done.trigger()
+        except Exception:  # the node is being destroyed: nobody is waiting any more
+            pass
 
     async def _on_worker(self, fn: Callable[[], object]):
         """Run ``fn`` on the worker thread and await its result without blocking the executor."""
