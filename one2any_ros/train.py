@@ -58,6 +58,8 @@ DEFAULTS: dict[str, Any] = {
         "log_every": 20,
         "val_every": 1000,
         "checkpoint_minutes": 5.0,
+        "init_from": None,  # a checkpoint whose weights start a NEW run (warm start; --resume continues a run instead)
+        "max_bad_steps": 50,  # consecutive steps with a non-finite loss or gradient (skipped) before giving up
         "amp": True,  # mixed precision on CUDA
         "cpu_threads": None,  # torch threads of the training process on a CPU; None: cores - data workers (>= 1)
         "loss": {"beta": 0.1, "match_weight": 0.5, "conf_weight": 0.1},
@@ -320,6 +322,21 @@ def _init_distributed(device: str) -> tuple[_Dist, torch.device]:
     return _Dist(rank, world, local), torch.device("cpu")
 
 
+def _warm_start(model: One2AnyNet, path: str, net_cfg: NetConfig, dev: torch.device) -> dict[str, Any]:
+    """Load a checkpoint's weights into a new run's model; returns the lineage recorded in the summaries."""
+    from .model.checkpoint import load_checkpoint
+
+    src, meta = load_checkpoint(path, device=dev)
+    if src.cfg != net_cfg:
+        raise CheckpointError(f"train.init_from {path}: its architecture {src.cfg.to_dict()} differs from the "
+                              f"config's {net_cfg.to_dict()}", reason="checkpoint_mismatch")
+    if not all(torch.isfinite(t).all() for t in src.state_dict().values()):
+        raise CheckpointError(f"train.init_from {path} holds non-finite weights", reason="checkpoint_nan")
+    model.load_state_dict(src.state_dict())
+    parent = meta.get("training") or {}
+    return {"init_from": str(path), "init_samples": int(parent.get("samples") or 0), "init_steps": int(parent.get("steps") or 0)}
+
+
 def _lr_at(step: int, cfg: dict) -> float:
     t = cfg["train"]
     base, warm, total = float(t["lr"]), int(t["warmup_steps"]), max(int(t["max_steps"]), 1)
@@ -350,8 +367,11 @@ def train(config_path: str | os.PathLike, *, resume: bool = False, device: str =
     model = One2AnyNet(net_cfg).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["train"]["lr"]), weight_decay=float(cfg["train"]["weight_decay"]))
     step, samples, elapsed, best_err, resumes = 0, 0, 0.0, float("inf"), 0
+    lineage: dict[str, Any] = {}
     if resume:
         step, samples, elapsed, best_err, resumes = _load_state(out, model, opt, net_cfg, dev)
+    elif cfg["train"].get("init_from"):
+        lineage = _warm_start(model, str(cfg["train"]["init_from"]), net_cfg, dev)
     if dist_info.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -399,7 +419,7 @@ def train(config_path: str | os.PathLike, *, resume: bool = False, device: str =
     def save_all(final: bool = False) -> None:
         summary = {"steps": step, "samples": samples, "elapsed_s": round(elapsed + time.time() - t_start, 1),
                    "config": str(config_path), "best_val_roc_err": best_err, "last_val": last_val,
-                   "pair_sampler": pcfg.to_dict(), "num_parameters": count_parameters(model)}
+                   "pair_sampler": pcfg.to_dict(), "num_parameters": count_parameters(model), **lineage}
         save_checkpoint(model, out / "checkpoint", training=summary)
         tensors, opt_meta = _optimizer_tensors(opt)
         save_tensors(tensors, out / "train_state.safetensors")
@@ -419,7 +439,8 @@ def train(config_path: str | os.PathLike, *, resume: bool = False, device: str =
         if res["val_roc_err"] < best_err:
             best_err = res["val_roc_err"]
             save_checkpoint(model, out / "best", training={"steps": step, "samples": samples, "val": res,
-                                                           "config": str(config_path)})
+                                                           "config": str(config_path), "pair_sampler": pcfg.to_dict(),
+                                                           **lineage})
         plot_curves(log.read(), out / "curves.png")
         if bar is not None:
             bar.write(f"step {step}: val loss {res['val_loss']:.4f}, ROC error {res['val_roc_err']:.3f}, "
@@ -427,6 +448,7 @@ def train(config_path: str | os.PathLike, *, resume: bool = False, device: str =
 
     model.train()
     it = iter(loader)
+    bad_steps = 0
     stop = step >= max_steps
     try:
         while not stop:
@@ -440,10 +462,22 @@ def train(config_path: str | os.PathLike, *, resume: bool = False, device: str =
             loss, parts = compute_loss(out_t, batch, tcfg["loss"])
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
-            if tcfg.get("grad_clip"):
+            if tcfg.get("grad_clip") or not scaler.is_enabled():
                 scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), float(tcfg["grad_clip"]))
-            scaler.step(opt)
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float(tcfg.get("grad_clip") or float("inf")))
+            else:
+                norm = torch.zeros(())
+            if not scaler.is_enabled() and not (torch.isfinite(loss) and torch.isfinite(norm)):
+                # one bad batch must not turn every weight into NaN (the fp16 GradScaler does this on its own)
+                bad_steps += 1
+                if bad_steps >= int(tcfg.get("max_bad_steps", 50)):
+                    raise One2AnyError(f"training diverged: {bad_steps} steps in a row with a non-finite loss or "
+                                       f"gradient (last loss {float(loss):.4g}); lower train.lr, or warm-start from "
+                                       f"{out / 'best.safetensors'} with train.init_from", reason="diverged")
+                parts["skipped"] = 1.0
+            else:
+                bad_steps = 0
+                scaler.step(opt)
             scaler.update()
             step += 1
             samples += batch["ref"].shape[0] * dist_info.world

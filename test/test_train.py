@@ -122,6 +122,34 @@ def test_resume_rejects_another_architecture(tmp_path):
         train(TINY_YAML, device="cpu", out_dir=out, resume=True, overrides={"model.match_dim": 8}, progress=False)
 
 
+def test_warm_start_records_its_parent_and_rejects_another_architecture(tmp_path):
+    parent = tmp_path / "parent"
+    train(TINY_YAML, device="cpu", out_dir=parent, overrides={"train.max_steps": 2, "data.val_pairs": 0}, progress=False)
+    child = tmp_path / "child"
+    train(TINY_YAML, device="cpu", out_dir=child, progress=False,
+          overrides={"train.max_steps": 1, "data.val_pairs": 0, "train.init_from": str(parent / "checkpoint")})
+    _, meta = load_checkpoint(child / "checkpoint")
+    assert meta["training"]["init_from"] == str(parent / "checkpoint") and meta["training"]["init_samples"] == 2 * 4
+    with pytest.raises(CheckpointError, match="architecture"):
+        train(TINY_YAML, device="cpu", out_dir=tmp_path / "other", progress=False,
+              overrides={"train.max_steps": 1, "data.val_pairs": 0, "model.match_dim": 8,
+                         "train.init_from": str(parent / "checkpoint")})
+
+
+def test_non_finite_steps_are_skipped_and_a_diverged_run_stops_with_a_reason(tmp_path, monkeypatch):
+    """A NaN loss must never reach the weights; a run that only produces NaN stops with a clear error."""
+    import one2any_ros.train as tr
+
+    real = tr.compute_loss
+    monkeypatch.setattr(tr, "compute_loss", lambda out, batch, cfg: (lambda l, p: (l * float("nan"), p))(*real(out, batch, cfg)))
+    out = tmp_path / "run"
+    with pytest.raises(One2AnyError, match="diverged"):
+        train(TINY_YAML, device="cpu", out_dir=out, progress=False,
+              overrides={"train.max_steps": 20, "train.max_bad_steps": 3, "data.val_pairs": 0, "train.checkpoint_minutes": 0.0})
+    model, _ = load_checkpoint(out / "checkpoint")  # saved after the skipped steps: still the initial, finite weights
+    assert all(torch.isfinite(t).all() for t in model.state_dict().values())
+
+
 def test_config_errors_are_named(tmp_path):
     with pytest.raises(One2AnyError, match="does not exist"):
         load_config(tmp_path / "none.yaml")

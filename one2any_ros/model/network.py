@@ -268,7 +268,9 @@ class QueryDecoder(nn.Module):
         vv = v.float()
         m1 = torch.bmm(attn, vv)
         m2 = torch.bmm(attn, vv * vv)
-        spread = (m2 - m1 * m1).clamp_min(0).sum(-1, keepdim=True).sqrt()
+        # floored before the root: once the matching grows sharp the variance reaches 0, where sqrt's gradient is
+        # infinite (it turned a CPU run's weights to NaN at step ~2000)
+        spread = (m2 - m1 * m1).sum(-1, keepdim=True).clamp_min(1e-8).sqrt()
         roc_match = _grid(m1, no, no)
         h = self.head(torch.cat([g.float(), roc_match, _grid(spread, no, no)], 1))
         return {"roc": roc_match + h[:, :3], "roc_match": roc_match, "log_b": h[:, 3:4].clamp(-7.0, 3.0),
