@@ -68,6 +68,7 @@ def test_two_namespaced_nodes_keep_their_own_reference_topics_frames_and_poses(g
     for k, (ns, c) in enumerate(clients.items()):
         c.publish_frame(frames[CAMERAS[ns]["ref"]], t + k * 10**6, frame_id=f"{ns.strip('/')}_optical")
     paths = {}
+    ref_stamps = {ns: t + k * 10**6 for k, ns in enumerate(clients)}
     for ns, fut in futures.items():
         assert clients[ns].wait_for(fut.done, 30), f"{ns}: set_reference did not answer"
         res = fut.result()
@@ -76,6 +77,10 @@ def test_two_namespaced_nodes_keep_their_own_reference_topics_frames_and_poses(g
         assert paths[ns].is_file() and str(paths[ns]) in res.message
     assert paths["/cam1"] != paths["/cam2"] and paths["/cam1"].read_bytes() != paths["/cam2"].read_bytes()
     assert paths["/cam1"].name == "cam1.one2any.reference.zip"
+    # after setting the reference each worker goes on to estimate that same frame (the global search); let it
+    # finish, or on a loaded machine the next single frame waits behind it past max_frame_age_ms (stale)
+    for ns, c in clients.items():
+        c.wait_pose(ref_stamps[ns], timeout=20)
 
     stamps = {ns: [] for ns in CAMERAS}
     for j in range(3):
