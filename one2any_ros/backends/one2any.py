@@ -7,6 +7,7 @@ beside the arrays) is re-encoded once, never silently reused.
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -55,10 +56,13 @@ class One2AnyBackend(Backend):
         ``with_classic``: pool the classic grid-search hypotheses with the network's (DESIGN 1).
         ``roc_to_verifier``: hand the predicted ROC to the verifier's ROC term; None = decided by the
         checkpoint's validation ROC error (see ROC_VERIFIER_MAX_VAL_ERR).
-        ``threads``: torch's CPU thread count (process-wide; None leaves it). Measured here: with 2 threads on
-        2 cores and another busy process, OpenMP spin-waiting made one decoder pass ~50x slower (1.3 s vs
-        25 ms with 1 thread); a node sharing its cores with a camera driver should not use them all."""
+        ``threads``: torch's CPU thread count (process-wide); None = half the cores (at least 1) on a CPU.
+        Measured here: with 2 threads on 2 cores and another busy process, OpenMP spin-waiting made one decoder
+        pass ~50x slower (1.3 s vs 25 ms with 1 thread); a node sharing its cores with a camera driver and its
+        own executor thread should not use them all."""
         self.device = resolve_device(device)
+        if threads is None and self.device.type == "cpu":
+            threads = max(1, (os.cpu_count() or 2) // 2)
         if threads is not None:
             torch.set_num_threads(max(int(threads), 1))
         try:
