@@ -274,11 +274,15 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """The optimizer state as flat tensors. Adam's moments are kept in bfloat16 (fp32's range, so a small
+    second moment never underflows to 0): the run directory is committed to resume training in the next
+    session (the machine keeps nothing), and this halves it; ``Optimizer.load_state_dict`` casts them back."""
     sd = opt.state_dict()
     tensors = {}
     for pid, st in sd["state"].items():
         for k, v in st.items():
-            tensors[f"{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+            t = v if torch.is_tensor(v) else torch.tensor(v)
+            tensors[f"{pid}.{k}"] = t.to(torch.bfloat16) if k != "step" and t.is_floating_point() else t
     return tensors, {"param_groups": sd["param_groups"]}
 
 

@@ -8,7 +8,7 @@ import torch
 
 from one2any_ros.errors import CheckpointError, One2AnyError
 from one2any_ros.geometry import transform_points
-from one2any_ros.model.checkpoint import load_checkpoint
+from one2any_ros.model.checkpoint import load_checkpoint, load_tensors
 from one2any_ros.model.network import NetConfig, One2AnyNet
 
 pytest.importorskip("pybullet")
@@ -113,6 +113,10 @@ def test_train_writes_outputs_and_resumes(tmp_path):
     assert res2["steps"] == 8 and res2["samples"] == 8 * 4
     st = json.loads((out / "train_state.json").read_text())
     assert st["step"] == 8 and st["resumes"] == 1
+    # the committed run state stays small: Adam's moments in bfloat16, cast back to fp32 on resume
+    opt_t = load_tensors(out / "train_state.safetensors")
+    moments = [t for k, t in opt_t.items() if k.endswith(("exp_avg", "exp_avg_sq"))]
+    assert moments and all(t.dtype == torch.bfloat16 for t in moments)
 
 
 def test_resume_rejects_another_architecture(tmp_path):
