@@ -11,7 +11,9 @@ from .errors import One2AnyError
 from .estimator import PoseEstimator
 from .reference import make_view
 
-STAGES = ("decode", "prepare", "network", "hypotheses", "verify", "refine", "total")
+# "network", "ransac" and "grid" are the learned backend's parts of "hypotheses" (the decoder's forward pass,
+# RANSAC on its ROC, the classic grid pooled with it)
+STAGES = ("decode", "prepare", "network", "ransac", "grid", "hypotheses", "verify", "sweep", "refine", "total")
 
 
 def _raw(frame: dict) -> dict:
@@ -68,7 +70,7 @@ def run_bench(backend: str = "auto", *, repeats: int = 2, out_dir: Path | None =
     encode_ms = 1000 * (time.perf_counter() - t0)
     raws = [_raw(f) for f in frames[1:]]
     _run(est, raws[:1], track=False, repeats=1)  # warm-up (allocations, lazy imports)
-    report = {"backend": est.backend.name, "image_size": list(frames[0]["depth"].shape[::-1]),
+    report = {"backend": est.backend.name, "model": est.backend.describe(), "image_size": list(frames[0]["depth"].shape[::-1]),
               "reference_encode_ms": encode_ms, "n_queries": len(raws), "repeats": repeats}
     for mode, track in (("global", False), ("tracking", True)):
         st = _stats(_run(est, raws, track=track, repeats=repeats))

@@ -260,6 +260,7 @@ def evaluate_dataset(
     report.update(
         backend=backend,
         backends_used=dict(Counter(r["backend"] for r in records if r["ok"])),
+        model=_describe(est),
         dataset=str(root.resolve()),
         split=split,
         n_scenes=n_scenes,
@@ -291,6 +292,12 @@ def evaluate_dataset(
     tmp.write_text(json.dumps(report, indent=2))
     os.replace(tmp, out / "report.json")
     return report
+
+
+def _describe(est: Any) -> dict | None:
+    """The estimator's backend and, for a learned one, its checkpoint and training summary (None for fakes)."""
+    describe = getattr(getattr(est, "backend", None), "describe", None)
+    return describe() if callable(describe) else None
 
 
 def _failure(reason: str, rel_deg: float, diameter_m: float, latency_ms: float | None = None) -> dict:

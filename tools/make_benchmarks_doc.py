@@ -58,16 +58,23 @@ def _dataset(args) -> Path:
     return DEFAULT_DATASET
 
 
+CHECKPOINT: str | None = None  # --checkpoint: the one2any rows from this file instead of the bundled one
+
+
 def checkpoint_loads() -> bool:
-    """Whether the bundled checkpoint loads (the one2any rows are measured only then)."""
+    """Whether the checkpoint of the one2any rows loads (they are measured only then)."""
     from one2any_ros.errors import CheckpointError
     from one2any_ros.model.checkpoint import load_checkpoint
 
     try:
-        load_checkpoint(None)
+        load_checkpoint(CHECKPOINT)
     except CheckpointError:
         return False
     return True
+
+
+def _checkpoint_args(backend: str) -> list[str]:
+    return ["--checkpoint", CHECKPOINT] if backend == "one2any" and CHECKPOINT else []
 
 
 def ensure_eval(backend: str, args) -> None:
@@ -83,7 +90,8 @@ def ensure_eval(backend: str, args) -> None:
         _run([PY, "-m", "one2any_ros.cli", "render", "--out", str(ds), "--objects", "test", "--scenes", str(SCENES),
               "--frames", "8", "--max-rotation", "120"])
     out = ROOT / "outputs" / "eval" / f"{backend}_{TAG}"
-    _run([PY, "-m", "one2any_ros.cli", "eval", "--dataset", str(ds), "--backend", backend, "--out", str(out)])
+    _run([PY, "-m", "one2any_ros.cli", "eval", "--dataset", str(ds), "--backend", backend, "--out", str(out),
+          *_checkpoint_args(backend)])
     shutil.copy(out / "report.json", target)
 
 
@@ -95,7 +103,7 @@ def ensure_bench(backend: str, args) -> None:
         target.unlink(missing_ok=True)
         return
     args.check_may_run(target)
-    _run([PY, "-m", "one2any_ros.cli", "bench", "--backend", backend, "--out", "outputs/bench"])
+    _run([PY, "-m", "one2any_ros.cli", "bench", "--backend", backend, "--out", "outputs/bench", *_checkpoint_args(backend)])
     shutil.copy(ROOT / "outputs" / "bench" / f"bench_{backend}.json", target)
 
 
@@ -168,14 +176,23 @@ and the verifier add.
 
 def one2any_note(reports: dict[str, dict]) -> str:
     if "one2any" in reports:
-        r = reports["one2any"]
-        return (f"`one2any` used the checkpoint {r.get('checkpoint') or 'bundled with the package'} (its training summary: "
-                "`one2any_ros/model/default.json`). ")
+        m = reports["one2any"].get("model") or {}
+        ck = str(m.get("checkpoint") or "")
+        tr = m.get("training") or {}
+        trained = (f"{tr.get('samples', '?')} training pairs ({tr.get('steps', '?')} steps, "
+                   f"{f((tr.get('elapsed_s') or 0) / 3600, 1)} h), rotations up to {m.get('max_rotation_deg_trained', '?')} deg")
+        roc = "with" if m.get("roc_to_verifier") else "without"
+        if ck.endswith("one2any_ros/model/default.safetensors"):
+            return (f"`one2any` used the bundled checkpoint (`one2any_ros/model/default.json`: {trained}), {roc} the "
+                    "ROC term in the verifier. ")
+        return (f"`one2any` used the checkpoint `{os.path.relpath(ck, ROOT) if ck else '?'}` ({trained}), {roc} the ROC "
+                "term in the verifier. It is NOT bundled: a run still in training, measured to show where it stands; "
+                "`auto` falls back to `classic`.\n")
     return ("The learned backend (`one2any`) has no bundled checkpoint: `auto` falls back to `classic` and says so\n"
             "(in the log and in /diagnostics), so there is no `one2any` row to report. ")
 
 
-STAGE_NAMES = ("decode", "prepare", "network", "hypotheses", "verify", "refine", "total")
+STAGE_NAMES = ("decode", "prepare", "network", "ransac", "grid", "hypotheses", "verify", "sweep", "refine", "total")
 
 
 def stages_section(b: dict) -> str:
@@ -459,7 +476,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", default=None,
                    help=f"BOP dataset for eval (default: the one in the reports, else {DEFAULT_DATASET})")
     p.add_argument("--duration", type=float, default=60.0, help="seconds per phase of the ROS benchmark")
+    p.add_argument("--checkpoint", default=None,
+                   help="measure the one2any rows with this checkpoint (e.g. the CPU run checkpoints/train_cpu/checkpoint"
+                        ".safetensors) instead of the bundled one")
     args = p.parse_args(argv)
+    global CHECKPOINT
+    CHECKPOINT = args.checkpoint
     args.wants = lambda what: "all" in args.refresh or what in args.refresh
 
     def check_may_run(target: Path) -> None:

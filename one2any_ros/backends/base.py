@@ -69,6 +69,10 @@ class Backend(abc.ABC):
     name: str = "base"
     fallback_reason: str = ""  # set when the factory fell back to this backend (reported in diagnostics)
 
+    def describe(self) -> dict:
+        """What produced the poses (recorded in evaluation reports and benchmarks)."""
+        return {"backend": self.name, **({"fallback_reason": self.fallback_reason} if self.fallback_reason else {})}
+
     def encode_reference(self, ref: Reference) -> None:
         """Cache whatever the backend needs per reference into ``ref.embedding`` (default: nothing)."""
 

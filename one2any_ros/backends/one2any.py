@@ -15,7 +15,7 @@ import torch
 
 from ..errors import CheckpointError, One2AnyError
 from ..geometry import ransac_rigid_thresholds, subsample
-from ..model.checkpoint import load_checkpoint
+from ..model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from ..model.inputs import CropWindow, output_at_pixels, query_input, reference_input
 from ..model.network import EMBEDDING_KEYS, confidence_from_log_b
 from ..reference import Reference, View
@@ -71,12 +71,20 @@ class One2AnyBackend(Backend):
             raise
         except (OSError, RuntimeError) as e:  # e.g. CUDA out of memory while moving the weights
             raise CheckpointError(f"checkpoint {checkpoint or 'default'} could not be loaded on {self.device}: {e}") from e
+        self.checkpoint_path = str(checkpoint or DEFAULT_CHECKPOINT)
         self.input_size = int(self.model.cfg.input_size)
         self.checkpoint_id = str(self.config.get("sha256", ""))[:16]
         self.classic = ClassicBackend() if with_classic else None
         self.val_roc_err = _val_roc_err(self.config)
         self.roc_to_verifier = _roc_trustworthy(self.config) if roc_to_verifier is None else bool(roc_to_verifier)
         self.encoder_calls = 0  # how often the ROPE encoder ran (tests check it is once per reference)
+
+    def describe(self) -> dict:
+        tr = self.config.get("training") or {}
+        return {"backend": self.name, "checkpoint": self.checkpoint_path, "checkpoint_sha256": self.config.get("sha256"),
+                "training": {k: tr.get(k) for k in ("steps", "samples", "elapsed_s", "best_val_roc_err") if k in tr},
+                "max_rotation_deg_trained": (tr.get("pair_sampler") or {}).get("max_rotation_deg"),
+                "roc_to_verifier": self.roc_to_verifier, "device": str(self.device)}
 
     # --- reference ---------------------------------------------------------------------------------
     def encode_reference(self, ref: Reference) -> None:
