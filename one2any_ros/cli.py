@@ -45,7 +45,12 @@ def _cmd_train(a) -> int:
     import yaml
 
     overrides = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.set)}
-    train(a.config, resume=a.resume, device=a.device, out_dir=a.out, overrides=overrides or None)
+    try:
+        train(a.config, resume=a.resume, device=a.device, out_dir=a.out, overrides=overrides or None)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: train() saved the run state before re-raising
+        print(f"one2any train: stopped ({e or 'interrupted'}); the run state is saved, continue with --resume",
+              file=sys.stderr)
+        return 130
     return 0
 
 

@@ -341,6 +341,22 @@ def _warm_start(model: One2AnyNet, path: str, net_cfg: NetConfig, dev: torch.dev
     return {"init_from": str(path), "init_samples": int(parent.get("samples") or 0), "init_steps": int(parent.get("steps") or 0)}
 
 
+def _sigterm_as_interrupt():
+    """SIGTERM (``kill``, a session or job scheduler ending) stops training like Ctrl-C: the run state is saved
+    before the process exits, so a background run loses nothing. Returns the function restoring the old handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, old)
+
+
 def _lr_at(step: int, cfg: dict) -> float:
     t = cfg["train"]
     base, warm, total = float(t["lr"]), int(t["warmup_steps"]), max(int(t["max_steps"]), 1)
@@ -454,6 +470,7 @@ def train(config_path: str | os.PathLike, *, resume: bool = False, device: str =
     it = iter(loader)
     bad_steps = 0
     stop = step >= max_steps
+    restore_sigterm = _sigterm_as_interrupt()
     try:
         while not stop:
             batch = next(it)
@@ -517,6 +534,7 @@ def train(config_path: str | os.PathLike, *, resume: bool = False, device: str =
             save_all()
         raise
     finally:
+        restore_sigterm()
         if bar is not None:
             bar.close()
     if dist_info.world > 1:

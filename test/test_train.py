@@ -179,3 +179,32 @@ def test_every_shipped_training_config_builds_its_model_and_sampler(path):
     n = net.input_size
     out = One2AnyNet(net)(torch.rand(1, 7, n, n), torch.ones(1, 1, n, n), torch.rand(1, 8, n, n))
     assert out["roc"].shape == (1, 3, net.output_size, net.output_size)
+
+
+def test_sigterm_saves_the_run_state_and_exits_cleanly(tmp_path):
+    """A background run stopped by SIGTERM (a session ending, ``kill``) keeps its progress for --resume."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "one2any_ros.cli", "train", "--config", str(TINY_YAML), "--device", "cpu",
+           "--out", str(out), "--set", "train.max_steps=100000", "--set", "train.val_every=100000"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (out / "metrics.jsonl").exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)  # the first logged steps: training is under way
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "run state is saved" in err and "Traceback" not in err
+    st = json.loads((out / "train_state.json").read_text())
+    assert st["step"] >= 2 and not st["final"]
+    load_checkpoint(out / "checkpoint")  # the weights at that step load
