@@ -208,3 +208,12 @@ def test_sigterm_saves_the_run_state_and_exits_cleanly(tmp_path):
     st = json.loads((out / "train_state.json").read_text())
     assert st["step"] >= 2 and not st["final"]
     load_checkpoint(out / "checkpoint")  # the weights at that step load
+
+
+def test_cpu_and_gpu_configs_train_the_same_committed_run():
+    """config/train_cpu.yaml and config/train_gpu.yaml continue one run (checkpoints/train/): a resume checks the
+    architecture, so their model sections must stay identical."""
+    cpu, gpu = load_config(REPO / "config" / "train_cpu.yaml"), load_config(REPO / "config" / "train_gpu.yaml")
+    assert cpu["model"] == gpu["model"]
+    assert cpu["out_dir"] == gpu["out_dir"] == "checkpoints/train"
+    assert cpu["data"]["sampler"] | {"renderer": None} == gpu["data"]["sampler"] | {"renderer": None}
