@@ -204,9 +204,13 @@ def stages_section(b: dict) -> str:
             rows.append([s, f(g and g["median_ms"], 1), f(g and g["p90_ms"], 1), f(t and t["median_ms"], 1) + tn,
                          f(t and t["p90_ms"], 1)])
     rows.append(["**fps** (1 / median total)", f(b["global"]["fps"], 1), "", f(b["tracking"]["fps"], 1), ""])
+    m = b.get("model") or {}
+    ck = m.get("checkpoint")
+    model = "" if not ck else (f" with the checkpoint `{os.path.relpath(ck, ROOT)}` (network on {m.get('device', '?')}; "
+                               "*network*, *ransac* and *grid* are the parts of *hypotheses*)")
     return f"""## Latency per stage on CPU (library, no ROS): `{b['backend']}`
 
-`one2any bench --backend {b['backend']}`: the bundled sample ({b['image_size'][0]}x{b['image_size'][1]}, one unseen
+`one2any bench --backend {b['backend']}`{model}: the bundled sample ({b['image_size'][0]}x{b['image_size'][1]}, one unseen
 object turning 0-60 deg), reference frame 0 (encoded once: {f(b['reference_encode_ms'], 0)} ms), {b['n_queries']} queries x
 {b['repeats']} repeats; *global* = the full search on every frame, *tracking* = refine the last pose and search
 only when verification fails (a stage that ran on only some tracking frames shows on how many).
