@@ -227,6 +227,26 @@ class MetricsLog:
         with open(self.csv, "a", newline="") as f:
             csv.writer(f).writerow([_fmt(row.get(c, "")) for c in CSV_COLUMNS])
 
+    def drop_after(self, step: int) -> int:
+        """Remove the rows logged after ``step`` (a run killed between two saves logged steps its resumed state
+        never had: without this the curves would run those steps twice). Returns how many were dropped."""
+        rows = self.read()
+        keep = [r for r in rows if int(r.get("step", 0)) <= step]
+        if len(keep) == len(rows):
+            return 0
+        for path, text in ((self.jsonl, "".join(json.dumps(r) + "\n" for r in keep)), (self.csv, None)):
+            tmp = path.with_name(path.name + ".tmp")
+            if text is None:
+                with open(tmp, "w", newline="") as f:
+                    w = csv.writer(f)
+                    w.writerow(CSV_COLUMNS)
+                    for r in keep:
+                        w.writerow([_fmt(r.get(c, "")) for c in CSV_COLUMNS])
+            else:
+                tmp.write_text(text)
+            os.replace(tmp, path)
+        return len(rows) - len(keep)
+
     def read(self) -> list[dict[str, Any]]:
         if not self.jsonl.exists():
             return []
@@ -420,6 +440,8 @@ def train(config_path: str | os.PathLike, *, resume: bool = False, device: str =
     val_pairs = make_validation_pairs(pcfg, int(cfg["data"]["val_pairs"]), num_objects=int(cfg["data"]["val_objects"])) \
         if dist_info.main and int(cfg["data"]["val_pairs"]) > 0 else []
     log = MetricsLog(out) if dist_info.main else None
+    if log is not None and resume:
+        log.drop_after(step)
     if dist_info.main:
         (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     tcfg = cfg["train"]

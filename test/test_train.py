@@ -109,8 +109,15 @@ def test_train_writes_outputs_and_resumes(tmp_path):
     # an existing run is never silently overwritten
     with pytest.raises(One2AnyError, match="resume"):
         train(TINY_YAML, device="cpu", out_dir=out, progress=False)
+    # rows logged after the saved state (a run killed between two saves) are dropped on resume, not run twice
+    with open(out / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps({"kind": "train", "step": 7, "samples": 28, "loss": 9.0}) + "\n")
     res2 = train(TINY_YAML, device="cpu", out_dir=out, resume=True, overrides={"train.max_steps": 8}, progress=False)
     assert res2["steps"] == 8 and res2["samples"] == 8 * 4
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["kind"] == "train"] == sorted(r["step"] for r in rows if r["kind"] == "train")
+    assert all(r.get("loss") != 9.0 for r in rows)
+    assert len((out / "metrics.csv").read_text().splitlines()) == len(rows) + 1
     st = json.loads((out / "train_state.json").read_text())
     assert st["step"] == 8 and st["resumes"] == 1
     # the committed run state stays small: Adam's moments in bfloat16, cast back to fp32 on resume
