@@ -602,12 +602,15 @@ def _load_state(out: Path, model: One2AnyNet, opt: torch.optim.Optimizer, net_cf
         int(st.get("resumes", 0)) + 1
 
 
-def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, max_mb: float = 25.0) -> tuple[Path, Path]:
-    """Re-save a checkpoint (verified by loading it) to ``dst`` (e.g. the bundled ``model/default``)."""
+def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, max_mb: float = 25.0,
+                      inference: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    """Re-save a checkpoint (verified by loading it) to ``dst`` (e.g. the bundled ``model/default``);
+    ``inference``: how the backend should use it, as measured on validation scenes (tools/promote_checkpoint.py)."""
     from .model.checkpoint import checkpoint_paths, load_checkpoint
 
     model, meta = load_checkpoint(src)
-    paths = save_checkpoint(model, dst, training=meta.get("training", {}))
+    paths = save_checkpoint(model, dst, training=meta.get("training", {}),
+                            extra={"inference": inference} if inference else None)
     size = paths[0].stat().st_size / 1e6
     if size > max_mb:
         raise CheckpointError(f"{paths[0]} is {size:.1f} MB, over the {max_mb} MB limit", reason="checkpoint_too_large")

@@ -339,6 +339,20 @@ def test_weak_checkpoint_keeps_its_roc_out_of_the_verifier(tmp_path, val_err, sp
     assert "ransac" in prop.sources
 
 
+@pytest.mark.parametrize("choice", [True, False])
+def test_measured_choice_in_the_checkpoint_decides_the_roc_term(tmp_path, choice):
+    """A checkpoint promoted by measurement (one2any_ros.promote) records whether its ROC helped the verifier on
+    validation scenes; that record wins over the heuristic from the training summary."""
+    from one2any_ros.backends.one2any import One2AnyBackend
+    from one2any_ros.train import export_checkpoint
+
+    save_checkpoint(_tiny_model(), tmp_path / "m", training={"val": {"val_roc_err": 0.1 if not choice else 0.7}})
+    export_checkpoint(tmp_path / "m", tmp_path / "bundled", inference={"roc_to_verifier": choice})
+    backend = One2AnyBackend(device="cpu", checkpoint=str(tmp_path / "bundled"))
+    assert backend.roc_to_verifier is choice
+    assert backend.describe()["roc_to_verifier"] is choice
+
+
 def test_learned_backend_reports_its_stages_and_an_honest_total(tmp_path):
     """The network, RANSAC and grid times are parts of the hypotheses stage: the total is wall time, not their sum."""
     import time

@@ -149,7 +149,12 @@ class One2AnyBackend(Backend):
 
 
 def _roc_trustworthy(meta: dict) -> bool:
-    """Whether a checkpoint's own validation vouches for its ROC over wide baselines (see ROC_VERIFIER_*)."""
+    """Whether a checkpoint's ROC goes to the verifier: the choice measured on validation scenes and recorded
+    by tools/promote_checkpoint.py (``inference.roc_to_verifier``) when there is one, else whether its own
+    training validation vouches for its ROC over wide baselines (see ROC_VERIFIER_*)."""
+    choice = (meta.get("inference") or {}).get("roc_to_verifier")
+    if isinstance(choice, bool):
+        return choice
     tr = meta.get("training")
     if not tr:
         return True  # no summary: whoever made the file vouches for it

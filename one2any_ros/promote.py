@@ -1,0 +1,120 @@
+"""Whether a trained checkpoint becomes the bundled model, decided by measurement on validation objects.
+
+    .venv/bin/python -m one2any_ros.promote [--checkpoint checkpoints/train/checkpoint] [--export]
+
+`auto` picks the learned backend whenever a checkpoint loads (DESIGN 4), so a checkpoint is bundled only when it
+beats the training-free `classic` where learning has to add something: overall AND in the 60-90 and 90-120 deg
+bins (issue #4's bar). This is measured on VALIDATION objects (never trained on, never in the test split), so
+the decision does not tune anything to the test split. Each checkpoint is tried without and with its ROC term
+in the verifier; the better variant is the candidate, and the choice is written into the bundled checkpoint's
+JSON (``inference.roc_to_verifier``, read by ``backends.one2any``) together with the numbers behind it.
+
+The validation set is rendered when missing: ``one2any render --objects val --scenes 30 --frames 8
+--max-rotation 120 --seed 1``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+DECISIVE_BINS = ("60-90", "90-120")
+VAL_RENDER = {"objects": "val", "scenes": 30, "frames": 8, "max_rotation_deg": 120.0, "seed": 1}
+DEFAULT_RUN_CHECKPOINT = "checkpoints/train/checkpoint"
+DEFAULT_DATASET = "outputs/datasets/val30"
+
+
+def _recall(report: Mapping[str, Any], bin_name: str | None = None) -> float:
+    r = report["add_s_01d_recall"] if bin_name is None else report["by_rotation_bin"][bin_name]["add_s_01d_recall"]
+    return float("nan") if r is None else float(r)
+
+
+def decide(classic: Mapping[str, Any], variants: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Pick the best learned variant (by overall ADD(-S)@0.1d) and say whether it beats ``classic`` overall and in
+    every decisive bin (strictly: a tie adds nothing but latency). Reports are ``evaluate_dataset`` reports."""
+    if not variants:
+        raise ValueError("no learned variant to compare")
+    best = max(variants, key=lambda k: _recall(variants[k]))
+    rep = variants[best]
+    rows = {"overall": (_recall(classic), _recall(rep))}
+    rows.update({b: (_recall(classic, b), _recall(rep, b)) for b in DECISIVE_BINS})
+    beats = all(l > c for c, l in rows.values())
+    return {"promote": bool(beats), "variant": best,
+            "comparison": {k: {"classic": c, "one2any": l} for k, (c, l) in rows.items()},
+            "variants": {k: _recall(v) for k, v in variants.items()}}
+
+
+def _evaluate(dataset: Path, out: Path, backend: str, checkpoint: str | None, roc: bool | None,
+              max_queries: int | None) -> dict:
+    from .estimator import PoseEstimator
+    from .evaluate import evaluate_dataset
+
+    if backend == "classic":
+        est = PoseEstimator("classic")
+    else:
+        from .backends.one2any import One2AnyBackend
+
+        est = PoseEstimator(One2AnyBackend(device="cpu", checkpoint=checkpoint, roc_to_verifier=roc))
+    return evaluate_dataset(dataset, backend=backend, out_dir=out, estimator=est, max_queries=max_queries, plot=False)
+
+
+def run(checkpoint: str, dataset: Path, out_dir: Path, *, max_queries: int | None = None,
+        export: bool = False) -> dict[str, Any]:
+    """Evaluate classic and the checkpoint's two variants on ``dataset``; with ``export``, bundle a winner."""
+    if not (dataset / "test").is_dir():
+        from .data.generate import render_dataset
+
+        render_dataset(dataset, objects=VAL_RENDER["objects"], scenes=VAL_RENDER["scenes"], frames=VAL_RENDER["frames"],
+                       max_rotation_deg=VAL_RENDER["max_rotation_deg"], seed=VAL_RENDER["seed"])
+    classic = _evaluate(dataset, out_dir / "classic", "classic", None, None, max_queries)
+    variants = {name: _evaluate(dataset, out_dir / name, "one2any", checkpoint, roc, max_queries)
+                for name, roc in (("one2any_no_roc", False), ("one2any_roc", True))}
+    result = decide(classic, variants)
+    result.update(checkpoint=str(checkpoint), dataset=str(dataset), max_queries=max_queries,
+                  n_queries=classic["n_queries"], exported=None)
+    if export and result["promote"]:
+        from .model.checkpoint import DEFAULT_CHECKPOINT
+        from .train import export_checkpoint
+
+        inference = {"roc_to_verifier": result["variant"] == "one2any_roc",
+                     "validation": {k: v for k, v in result.items() if k in ("comparison", "variants", "n_queries")},
+                     "validation_set": {**VAL_RENDER} if str(dataset) == DEFAULT_DATASET else str(dataset)}
+        paths = export_checkpoint(checkpoint, DEFAULT_CHECKPOINT.with_suffix(""), inference=inference)
+        result["exported"] = str(paths[0])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "decision.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def format_decision(result: Mapping[str, Any]) -> str:
+    lines = [f"{'ADD(-S)@0.1d':<14}{'classic':>10}{'one2any':>10}   ({result['variant']}, {result['n_queries']} validation queries)"]
+    for k, v in result["comparison"].items():
+        lines.append(f"{k:<14}{v['classic']:>10.3f}{v['one2any']:>10.3f}")
+    verdict = "PROMOTE" if result["promote"] else "keep classic as the default"
+    lines.append(f"decision: {verdict}" + (f" (exported to {result['exported']})" if result.get("exported") else ""))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m one2any_ros.promote", description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default=DEFAULT_RUN_CHECKPOINT, help="the trained checkpoint to judge")
+    ap.add_argument("--dataset", default=DEFAULT_DATASET, help="validation BOP dataset (rendered when missing)")
+    ap.add_argument("--out", default="outputs/promote", help="reports and decision.json")
+    ap.add_argument("--max-queries", type=int, default=None)
+    ap.add_argument("--export", action="store_true", help="bundle the checkpoint as one2any_ros/model/default if it wins")
+    a = ap.parse_args(argv)
+    from .errors import One2AnyError
+
+    try:
+        result = run(a.checkpoint, Path(a.dataset), Path(a.out), max_queries=a.max_queries, export=a.export)
+    except One2AnyError as e:
+        print(f"promote: error ({e.reason}): {e}", file=sys.stderr)
+        return 2
+    print(format_decision(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
