@@ -605,7 +605,7 @@ def _load_state(out: Path, model: One2AnyNet, opt: torch.optim.Optimizer, net_cf
 def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, max_mb: float = 25.0,
                       inference: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """Re-save a checkpoint (verified by loading it) to ``dst`` (e.g. the bundled ``model/default``);
-    ``inference``: how the backend should use it, as measured on validation scenes (tools/promote_checkpoint.py)."""
+    ``inference``: how the backend should use it, as measured on validation scenes (``one2any_ros.promote``)."""
     from .model.checkpoint import checkpoint_paths, load_checkpoint
 
     model, meta = load_checkpoint(src)

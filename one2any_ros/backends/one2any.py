@@ -150,7 +150,7 @@ class One2AnyBackend(Backend):
 
 def _roc_trustworthy(meta: dict) -> bool:
     """Whether a checkpoint's ROC goes to the verifier: the choice measured on validation scenes and recorded
-    by tools/promote_checkpoint.py (``inference.roc_to_verifier``) when there is one, else whether its own
+    by ``one2any_ros.promote`` (``inference.roc_to_verifier``) when there is one, else whether its own
     training validation vouches for its ROC over wide baselines (see ROC_VERIFIER_*)."""
     choice = (meta.get("inference") or {}).get("roc_to_verifier")
     if isinstance(choice, bool):
