@@ -13,7 +13,7 @@ produces each one when it is missing or named in --refresh:
   --backend B --out outputs/eval/B_test40` on DS = `one2any render --out DS --objects test --scenes 40 --frames 8
   --max-rotation 120` (issue #4's held-out set)
 - bench_B.json for B = classic (and one2any when a checkpoint loads): `one2any bench --backend B --out outputs/bench`
-- ros_bench.json: `one2any bench --ros --backend classic --duration 60 --out outputs/bench` (run here as
+- ros_bench.json: `one2any bench --ros --backend B --duration 60 --out outputs/bench`, B = what `auto` runs (run here as
   `python -m one2any_ros.ros.bench run ...`, the same code without the CLI)
 - faults.json: `ONE2ANY_FAULTS_JSON=... pytest test/test_faults.py`
 """
@@ -112,7 +112,8 @@ def ensure_ros(args) -> None:
     if target.exists() and not args.wants("ros"):
         return
     args.check_may_run(target)
-    _run([PY, "-m", "one2any_ros.ros.bench", "run", "--backend", "classic", "--duration", str(args.duration),
+    backend = "one2any" if checkpoint_loads() else "classic"  # what the node's default (auto) runs
+    _run([PY, "-m", "one2any_ros.ros.bench", "run", "--backend", backend, "--duration", str(args.duration),
           "--out", "outputs/bench"])
     shutil.copy(ROOT / "outputs" / "bench" / "ros_bench.json", target)
 
