@@ -89,13 +89,9 @@ def errors(pose_msg, T_gt):
     return rotation_angle_deg(T[:3, :3].T @ T_gt[:3, :3]), 1000 * np.linalg.norm(T[:3, 3] - T_gt[:3, 3])
 
 
-def set_reference_on(client, frame, *, msgs=None, T_cam_obj=None):
-    """~/set_reference waiting for the next frame, then that frame (no race with frames already sent)."""
-    future = client.set_reference_async(use_latest_frame=False, timeout_s=10.0, T_cam_obj=T_cam_obj)
-    time.sleep(0.3)
-    client.publish(msgs if msgs is not None else frame_messages(frame, time.time_ns()))
-    assert client.wait_for(future.done, 30), "set_reference did not answer"
-    return future.result()
+def set_reference_on(client, frame, *, T_cam_obj=None, msgs=None):
+    """~/set_reference on that frame (GraphClient.set_reference_on: sent after the request, repeated until answered)."""
+    return client.set_reference_on(msgs if msgs is not None else frame_messages(frame, time.time_ns()), T_cam_obj=T_cam_obj)
 
 
 class Streamer:

@@ -31,10 +31,7 @@ def test_flood_drops_old_frames_and_services_keep_answering(tmp_path):
     try:
         assert client.wait_ready(60), node.log_text()
         f1, T1 = frames[1], frames[1]["T_cam_obj"]
-        future = client.set_reference_async(use_latest_frame=False, timeout_s=10.0, T_cam_obj=T1)
-        time.sleep(0.3)
-        client.publish_frame(f1, time.time_ns())
-        assert client.wait_for(future.done, 30) and future.result().success
+        assert client.set_reference_on(frame_messages(f1, time.time_ns()), T_cam_obj=T1).success
 
         # the processing time of one frame, frames sent one at a time
         proc_ms = []

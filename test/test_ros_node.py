@@ -53,12 +53,8 @@ def pose_errors(T, T_gt):
 
 
 def set_reference_on(client, frame, *, T_cam_obj=None, msgs=None):
-    """~/set_reference waiting for the next frame, then that frame: no race with frames already sent."""
-    future = client.set_reference_async(use_latest_frame=False, timeout_s=10.0, T_cam_obj=T_cam_obj)
-    time.sleep(0.3)
-    client.publish(msgs if msgs is not None else frame_messages(frame, time.time_ns()))
-    assert client.wait_for(future.done, 30), "set_reference did not answer"
-    return future.result()
+    """~/set_reference on that frame (GraphClient.set_reference_on: sent after the request, repeated until answered)."""
+    return client.set_reference_on(msgs if msgs is not None else frame_messages(frame, time.time_ns()), T_cam_obj=T_cam_obj)
 
 
 def expect_failure(client, msgs, reason, *, timeout=6.0):

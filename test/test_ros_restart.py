@@ -62,11 +62,9 @@ def test_kill9_and_restart_restores_the_reference(client, frames, start_node):
     path.unlink(missing_ok=True)
     node = start_node()
     assert client.wait_ready(60), node.log_text()
-    future = client.set_reference_async(use_latest_frame=False, timeout_s=10.0, T_cam_obj=frames[0]["T_cam_obj"])
-    time.sleep(0.3)
-    client.publish_frame(frames[0], time.time_ns())
-    assert client.wait_for(future.done, 30) and future.result().success, future.result().message
-    assert path.is_file() and str(path) in future.result().message
+    res = client.set_reference_on(frame_messages(frames[0], time.time_ns()), T_cam_obj=frames[0]["T_cam_obj"])
+    assert res.success, res.message
+    assert path.is_file() and str(path) in res.message
     rot, trans = pose_for(client, frames[1])
     assert rot < 3.0 and trans < 5.0
 
@@ -89,8 +87,5 @@ def test_corrupt_reference_file_is_reported_and_the_node_runs_without(client, fr
     d = client.wait_diagnostics(lambda d: d["last_failure"].startswith("bad_reference_file"), timeout=10)
     assert d is not None and d["reference"] == "none", node.log_text()
     assert "could not restore the reference" in node.log_text()
-    future = client.set_reference_async(use_latest_frame=False, timeout_s=10.0)  # recovers: a new reference
-    time.sleep(0.3)
-    client.publish(frame_messages(frames[0], time.time_ns()))
-    assert client.wait_for(future.done, 30) and future.result().success
+    assert client.set_reference_on(frame_messages(frames[0], time.time_ns())).success  # recovers: a new reference
     assert node.alive()

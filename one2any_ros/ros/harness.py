@@ -256,6 +256,22 @@ class GraphClient:
             req.has_object_pose, req.object_pose = True, conv.matrix_to_pose(kw["T_cam_obj"])
         return self.set_ref_client.call_async(req)
 
+    def set_reference_on(self, msgs: dict[str, Any], *, T_cam_obj: np.ndarray | None = None,
+                         call_timeout: float = 30.0, repeat_s: float = 1.0) -> SetReference.Response:
+        """~/set_reference waiting for the next frame, then the frame ``msgs`` (no race with frames already sent),
+        published again every ``repeat_s`` until the node answers: a best-effort frame sent right after discovery
+        can be lost before the node's readers have matched this writer (seen once in a CI-like run: "nothing
+        arrives"), and the node takes the first complete copy (same stamp)."""
+        future = self.set_reference_async(use_latest_frame=False, timeout_s=10.0, T_cam_obj=T_cam_obj)
+        time.sleep(0.3)
+        deadline = time.monotonic() + call_timeout
+        while not future.done() and time.monotonic() < deadline:
+            self.publish(msgs)
+            self.wait_for(future.done, repeat_s)
+        if not future.done():
+            raise TimeoutError(f"set_reference did not answer within {call_timeout:.0f} s")
+        return future.result()
+
     def clear_reference(self, call_timeout: float = 30.0) -> Trigger.Response:
         return self._call(self.clear_ref_client, Trigger.Request(), call_timeout)
 
