@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import json
 import math
 import os
@@ -232,19 +233,13 @@ class MetricsLog:
         never had: without this the curves would run those steps twice). Returns how many were dropped."""
         rows = self.read()
         keep = [r for r in rows if int(r.get("step", 0)) <= step]
-        if len(keep) == len(rows):
-            return 0
-        for path, text in ((self.jsonl, "".join(json.dumps(r) + "\n" for r in keep)), (self.csv, None)):
-            tmp = path.with_name(path.name + ".tmp")
-            if text is None:
-                with open(tmp, "w", newline="") as f:
-                    w = csv.writer(f)
-                    w.writerow(CSV_COLUMNS)
-                    for r in keep:
-                        w.writerow([_fmt(r.get(c, "")) for c in CSV_COLUMNS])
-            else:
+        if len(keep) < len(rows):
+            table = io.StringIO()
+            csv.writer(table).writerows([CSV_COLUMNS] + [[_fmt(r.get(c, "")) for c in CSV_COLUMNS] for r in keep])
+            for path, text in ((self.jsonl, "".join(json.dumps(r) + "\n" for r in keep)), (self.csv, table.getvalue())):
+                tmp = path.with_name(path.name + ".tmp")  # each file replaced atomically: a crash keeps the old log
                 tmp.write_text(text)
-            os.replace(tmp, path)
+                os.replace(tmp, path)
         return len(rows) - len(keep)
 
     def read(self) -> list[dict[str, Any]]:
