@@ -5,9 +5,10 @@
 `auto` picks the learned backend whenever a checkpoint loads (DESIGN 4), so a checkpoint is bundled only when it
 beats the training-free `classic` where learning has to add something: overall AND in the 60-90 and 90-120 deg
 bins (issue #4's bar). This is measured on VALIDATION objects (never trained on, never in the test split), so
-the decision does not tune anything to the test split. Each checkpoint is tried without and with its ROC term
-in the verifier; the better variant is the candidate, and the choice is written into the bundled checkpoint's
-JSON (``inference.roc_to_verifier``, read by ``backends.one2any``) together with the numbers behind it.
+the decision does not tune anything to the test split. Each checkpoint is tried in the VARIANTS below (its ROC
+term in the verifier or not; the query crop alone or in four rolls); the best variant overall is the candidate
+(a tie goes to the one listed first, the cheaper), and the choice is written into the bundled checkpoint's JSON
+(``inference.roc_to_verifier``, ``inference.query_rolls``, read by ``backends.one2any``) with the numbers behind it.
 
 The validation set is rendered when missing: ``one2any render --objects val --scenes 30 --frames 8
 --max-rotation 120 --seed 1``.
@@ -24,6 +25,8 @@ DECISIVE_BINS = ("60-90", "90-120")
 VAL_RENDER = {"objects": "val", "scenes": 30, "frames": 8, "max_rotation_deg": 120.0, "seed": 1}
 DEFAULT_RUN_CHECKPOINT = "checkpoints/train/checkpoint"
 DEFAULT_DATASET = "outputs/datasets/val30"
+# name -> (ROC term to the verifier, query rolls); cheapest first, since a tie goes to the first
+VARIANTS = {"one2any_no_roc": (False, 1), "one2any_no_roc_rolls4": (False, 4), "one2any_roc": (True, 1)}
 
 
 def _recall(report: Mapping[str, Any], bin_name: str | None = None) -> float:
@@ -36,7 +39,7 @@ def decide(classic: Mapping[str, Any], variants: Mapping[str, Mapping[str, Any]]
     every decisive bin (strictly: a tie adds nothing but latency). Reports are ``evaluate_dataset`` reports."""
     if not variants:
         raise ValueError("no learned variant to compare")
-    best = max(variants, key=lambda k: _recall(variants[k]))
+    best = max(variants, key=lambda k: _recall(variants[k]))  # the first of equals: VARIANTS lists cheapest first
     rep = variants[best]
     rows = {"overall": (_recall(classic), _recall(rep))}
     rows.update({b: (_recall(classic, b), _recall(rep, b)) for b in DECISIVE_BINS})
@@ -46,7 +49,7 @@ def decide(classic: Mapping[str, Any], variants: Mapping[str, Mapping[str, Any]]
             "variants": {k: _recall(v) for k, v in variants.items()}}
 
 
-def _evaluate(dataset: Path, out: Path, backend: str, checkpoint: str | None, roc: bool | None,
+def _evaluate(dataset: Path, out: Path, backend: str, checkpoint: str | None, roc: bool | None, rolls: int | None,
               max_queries: int | None) -> dict:
     from .estimator import PoseEstimator
     from .evaluate import evaluate_dataset
@@ -56,21 +59,21 @@ def _evaluate(dataset: Path, out: Path, backend: str, checkpoint: str | None, ro
     else:
         from .backends.one2any import One2AnyBackend
 
-        est = PoseEstimator(One2AnyBackend(device="cpu", checkpoint=checkpoint, roc_to_verifier=roc))
+        est = PoseEstimator(One2AnyBackend(device="cpu", checkpoint=checkpoint, roc_to_verifier=roc, query_rolls=rolls))
     return evaluate_dataset(dataset, backend=backend, out_dir=out, estimator=est, max_queries=max_queries, plot=False)
 
 
 def run(checkpoint: str, dataset: Path, out_dir: Path, *, max_queries: int | None = None,
         export: bool = False) -> dict[str, Any]:
-    """Evaluate classic and the checkpoint's two variants on ``dataset``; with ``export``, bundle a winner."""
+    """Evaluate classic and the checkpoint's VARIANTS on ``dataset``; with ``export``, bundle a winner."""
     if not (dataset / "test").is_dir():
         from .data.generate import render_dataset
 
         render_dataset(dataset, objects=VAL_RENDER["objects"], scenes=VAL_RENDER["scenes"], frames=VAL_RENDER["frames"],
                        max_rotation_deg=VAL_RENDER["max_rotation_deg"], seed=VAL_RENDER["seed"])
-    classic = _evaluate(dataset, out_dir / "classic", "classic", None, None, max_queries)
-    variants = {name: _evaluate(dataset, out_dir / name, "one2any", checkpoint, roc, max_queries)
-                for name, roc in (("one2any_no_roc", False), ("one2any_roc", True))}
+    classic = _evaluate(dataset, out_dir / "classic", "classic", None, None, None, max_queries)
+    variants = {name: _evaluate(dataset, out_dir / name, "one2any", checkpoint, roc, rolls, max_queries)
+                for name, (roc, rolls) in VARIANTS.items()}
     result = decide(classic, variants)
     result.update(checkpoint=str(checkpoint), dataset=str(dataset), max_queries=max_queries,
                   n_queries=classic["n_queries"], exported=None)
@@ -78,7 +81,8 @@ def run(checkpoint: str, dataset: Path, out_dir: Path, *, max_queries: int | Non
         from .model.checkpoint import DEFAULT_CHECKPOINT
         from .train import export_checkpoint
 
-        inference = {"roc_to_verifier": result["variant"] == "one2any_roc",
+        roc, rolls = VARIANTS[result["variant"]]
+        inference = {"roc_to_verifier": roc, "query_rolls": rolls,
                      "validation": {k: v for k, v in result.items() if k in ("comparison", "variants", "n_queries")},
                      "validation_set": {**VAL_RENDER} if str(dataset) == DEFAULT_DATASET else str(dataset)}
         paths = export_checkpoint(checkpoint, DEFAULT_CHECKPOINT.with_suffix(""), inference=inference)

@@ -370,3 +370,73 @@ def test_learned_backend_reports_its_stages_and_an_honest_total(tmp_path):
     assert {"network", "ransac", "grid", "hypotheses"} <= set(res.timings_ms)
     assert res.timings_ms["hypotheses"] >= res.timings_ms["network"] + res.timings_ms["grid"]
     assert res.timings_ms["total"] <= wall_ms + 0.5
+
+
+def _rot90_view(view, k):
+    """The same frame seen by a camera rolled by k x 90 deg: the images turned by np.rot90, K with them."""
+    from one2any_ros.reference import make_view
+
+    Kr, w = view.K.copy(), view.shape[1]
+    for _ in range(k % 4):
+        Kr = np.array([[Kr[1, 1], 0, Kr[1, 2]], [0, Kr[0, 0], w - 1 - Kr[0, 2]], [0, 0, 1]])
+        w = view.shape[0] if w == view.shape[1] else view.shape[1]
+    turn = lambda a: np.ascontiguousarray(np.rot90(a, k))
+    return make_view(turn(view.rgb), turn(view.depth), turn(view.mask), Kr)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_rolled_query_input_is_what_a_rolled_camera_sees(k):
+    from one2any_ros.reference import make_view
+
+    sphere = _sphere_view(shift=(7, -4))
+    u = np.arange(sphere.shape[1])[None, :]
+    tilted = np.where(sphere.mask, sphere.depth + 0.0006 * (u - 80), sphere.depth).astype(np.float32)  # no longer
+    view = make_view(sphere.rgb, tilted, sphere.mask, sphere.K)  # symmetric about the optical axis
+    x, _ = inputs.query_input(view, 0.05, 32)
+    rolled = inputs.roll_query_input(x, k)
+    seen, _ = inputs.query_input(_rot90_view(view, k), 0.05, 32)
+    assert rolled.shape == seen.shape
+    same_mask = np.mean(rolled[3] == seen[3])
+    assert same_mask > 0.97  # the crop box may land a pixel apart after the turn
+    both = (rolled[7] > 0) & (seen[7] > 0)
+    assert both.sum() > 100
+    # points / scale: the same geometry turned with the image. The crop box rounds a pixel apart after the turn,
+    # which shifts the sampled pixels and so their median (the centre): a constant offset of a few mm, no more
+    d = rolled[4:7][:, both] - seen[4:7][:, both]
+    offset = np.median(d, axis=1, keepdims=True)
+    assert np.abs(offset).max() < 0.1  # 5 mm at scale 5 cm
+    assert np.percentile(np.abs(d - offset), 90) < 0.05  # 2.5 mm: about one source pixel at 0.6 m
+    wrong = inputs.roll_query_input(x, -k)  # the opposite turn must not pass the same test
+    both_w = (wrong[7] > 0) & (seen[7] > 0)
+    dw = wrong[4:7][:, both_w] - seen[4:7][:, both_w]
+    assert k == 2 or np.percentile(np.abs(dw - np.median(dw, axis=1, keepdims=True)), 90) > 0.2
+    g = np.arange(2 * 8 * 8, dtype=np.float32).reshape(2, 8, 8)
+    np.testing.assert_array_equal(inputs.unroll_output(np.rot90(g, k, axes=(1, 2)), k), g)
+    np.testing.assert_array_equal(inputs.roll_query_input(x, 0), x)
+
+
+def test_query_rolls_pool_each_rolls_hypotheses(tmp_path):
+    from one2any_ros.backends.base import SearchSettings
+    from one2any_ros.backends.one2any import One2AnyBackend
+    from one2any_ros.errors import One2AnyError
+    from one2any_ros.estimator import PoseEstimator
+    from one2any_ros.train import export_checkpoint
+
+    save_checkpoint(_tiny_model(), tmp_path / "tiny")
+    backend = One2AnyBackend(device="cpu", checkpoint=str(tmp_path / "tiny"), query_rolls=4)
+    est = PoseEstimator(backend)
+    ref = est.set_reference(_sphere_view())
+    q = est._context(_sphere_view(shift=(5, 0), seed=4))
+    roc, conf, _ = backend.predict(ref, q.view, 4)
+    assert roc.shape[:2] == (4, 3) and conf.shape[:2] == (4, 1)
+    one, _, _ = backend.predict(ref, q.view, 1)
+    np.testing.assert_allclose(roc[0], one[0], atol=1e-5)  # roll 0 is the plain prediction
+    prop = backend.propose(ref, q, SearchSettings(num_start_rotations=8), ref.diameter)
+    assert {s for s in prop.sources if s.startswith("ransac")} <= {"ransac", "ransac_roll90", "ransac_roll180", "ransac_roll270"}
+    assert sum(s.startswith("ransac_roll") for s in prop.sources) >= 1
+    assert backend.describe()["query_rolls"] == 4
+    with pytest.raises(One2AnyError, match="query_rolls"):
+        One2AnyBackend(device="cpu", checkpoint=str(tmp_path / "tiny"), query_rolls=5)
+    export_checkpoint(tmp_path / "tiny", tmp_path / "bundled", inference={"query_rolls": 3})
+    assert One2AnyBackend(device="cpu", checkpoint=str(tmp_path / "bundled")).query_rolls == 3
+    assert One2AnyBackend(device="cpu", checkpoint=str(tmp_path / "tiny")).query_rolls == 1

@@ -33,3 +33,11 @@ def test_the_best_variant_overall_is_the_candidate_and_none_is_an_error():
     assert d["variant"] == "b" and not d["promote"]
     with pytest.raises(ValueError):
         decide(CLASSIC, {})
+
+
+def test_a_tie_goes_to_the_cheaper_variant():
+    from one2any_ros.promote import VARIANTS
+
+    same = _report(0.75, 0.70, 0.55)
+    d = decide(CLASSIC, {name: same for name in VARIANTS})
+    assert d["variant"] == "one2any_no_roc" and VARIANTS[d["variant"]] == (False, 1)  # no ROC term, one decoder pass

@@ -183,6 +183,8 @@ def one2any_note(reports: dict[str, dict]) -> str:
         trained = (f"{tr.get('samples', '?')} training pairs ({tr.get('steps', '?')} steps, "
                    f"{f((tr.get('elapsed_s') or 0) / 3600, 1)} h), rotations up to {m.get('max_rotation_deg_trained', '?')} deg")
         roc = "with" if m.get("roc_to_verifier") else "without"
+        if (m.get("query_rolls") or 1) > 1:
+            roc += f" the query crop in {m['query_rolls']} rolls (quarter turns, each roll's RANSAC hypotheses pooled) and"
         if ck.endswith("one2any_ros/model/default.safetensors"):
             return (f"`one2any` used the bundled checkpoint (`one2any_ros/model/default.json`: {trained}), {roc} the "
                     "ROC term in the verifier. ")

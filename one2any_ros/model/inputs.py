@@ -163,6 +163,32 @@ def query_input(view: View, scale: float, size: int) -> tuple[np.ndarray, CropWi
     return query_arrays(crop_rgb(view.rgb, win), xyz, mask, valid, scale), win
 
 
+QUERY_XY_CHANNELS = (4, 5)  # the x, y camera-frame coordinates among query_arrays' 8 channels
+
+
+def roll_query_input(x: np.ndarray, k: int) -> np.ndarray:
+    """The query input (8,N,N) turned by k quarter turns in the image plane (np.rot90 over the crop), its
+    camera-frame points turned with it about the optical axis: what a camera rolled by k x 90 deg would have
+    seen (up to the crop's off-centre principal point). The network is a CNN, not equivariant to image
+    rotation, and a view pair's relative rotation has a roll component: of the four rolls one is closer to the
+    reference's view (a random 105 deg rotation: ~81 deg on average), where the prediction is better."""
+    k %= 4
+    if k == 0:
+        return x
+    out = np.ascontiguousarray(np.rot90(x, k, axes=(1, 2)))
+    cx, cy = QUERY_XY_CHANNELS
+    X, Y = out[cx].copy(), out[cy].copy()
+    # np.rot90 by one step moves the pixel (v, u) to (N-1-u, v): the new x is the old y, the new y minus the old x
+    out[cx], out[cy] = {1: (Y, -X), 2: (-X, -Y), 3: (-Y, X)}[k]
+    return out
+
+
+def unroll_output(grid_map: np.ndarray, k: int) -> np.ndarray:
+    """An output map (C,G,G) predicted on ``roll_query_input(x, k)`` back in the unrolled crop's layout. ROC
+    values live in the reference object's frame, which the roll does not touch: only the layout turns."""
+    return np.ascontiguousarray(np.rot90(grid_map, -(k % 4), axes=(-2, -1)))
+
+
 def output_at_pixels(grid_map: np.ndarray, win: CropWindow, pixels_vu: np.ndarray) -> np.ndarray:
     """Sample an output map (C,G,G) (the network's ROC or confidence grid over the window) at image pixels
     (M,2) (v, u) by nearest cell -> (M,C)."""
