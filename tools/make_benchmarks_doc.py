@@ -183,13 +183,14 @@ def one2any_note(reports: dict[str, dict]) -> str:
         trained = (f"{tr.get('samples', '?')} training pairs ({tr.get('steps', '?')} steps, "
                    f"{f((tr.get('elapsed_s') or 0) / 3600, 1)} h), rotations up to {m.get('max_rotation_deg_trained', '?')} deg")
         roc = "with" if m.get("roc_to_verifier") else "without"
-        if (m.get("query_rolls") or 1) > 1:
-            roc += f" the query crop in {m['query_rolls']} rolls (quarter turns, each roll's RANSAC hypotheses pooled) and"
+        rolls = m.get("query_rolls") or 1
+        rolls_txt = (f"The query crop went through the network in {rolls} rolls (quarter turns in the image plane, "
+                     "each roll's RANSAC hypotheses pooled). ") if rolls > 1 else ""
         if ck.endswith("one2any_ros/model/default.safetensors"):
             return (f"`one2any` used the bundled checkpoint (`one2any_ros/model/default.json`: {trained}), {roc} the "
-                    "ROC term in the verifier. ")
+                    f"ROC term in the verifier. {rolls_txt}")
         return (f"`one2any` used the checkpoint `{os.path.relpath(ck, ROOT) if ck else '?'}` ({trained}), {roc} the ROC "
-                "term in the verifier. It is NOT bundled: a run still in training, measured to show where it stands; "
+                f"term in the verifier. {rolls_txt}It is NOT bundled: a run still in training, measured to show where it stands; "
                 "`auto` falls back to `classic`.\n")
     return ("The learned backend (`one2any`) has no bundled checkpoint: `auto` falls back to `classic` and says so\n"
             "(in the log and in /diagnostics), so there is no `one2any` row to report. ")
