@@ -87,6 +87,19 @@ class _Timer:
 
 
 @dataclass
+class HypothesisPool:
+    """What one global search weighed (kept only when ``PoseEstimator.record_pool`` is set): for diagnosis,
+    e.g. whether a miss had the right pose in its pool (search fine, verifier wrong) or never found it."""
+
+    T_camera_C: np.ndarray  # (B,4,4) every hypothesis the verifier scored
+    sources: list[str]  # (B,) where each came from
+    score: np.ndarray  # (B,) its verifier score
+    refined_T_camera_C: np.ndarray  # (K,4,4) the best K after guarded refinement (the final candidates)
+    refined_score: np.ndarray  # (K,)
+    chosen: int  # index into the refined candidates
+
+
+@dataclass
 class _RefCache:
     """Per-reference arrays the verifier and refinement reuse on every frame (computed once)."""
 
@@ -106,6 +119,8 @@ class PoseEstimator:
         self.reference: Reference | None = None
         self._cache: _RefCache | None = None
         self.last_T_C: np.ndarray | None = None  # last good pose of C in the camera (tracking)
+        self.record_pool = False  # keep the last global search's hypotheses in ``last_pool`` (diagnosis only)
+        self.last_pool: HypothesisPool | None = None
 
     # --- reference -----------------------------------------------------------------------------------
     def set_reference(self, view_or_ref: View | Reference) -> Reference:
@@ -225,6 +240,9 @@ class PoseEstimator:
         cand_score = np.where(better, vr_r.score, vr.score[top])
         cand_conf = np.where(better, vr_r.confidence, vr.confidence[top])
         best = int(np.argmax(cand_score))
+        if self.record_pool:
+            self.last_pool = HypothesisPool(T_camera_C=Ts, sources=sources, score=vr.score, refined_T_camera_C=cand_T,
+                                            refined_score=cand_score, chosen=best)
         tm.lap("refine")
         final = VerifyResult(score=cand_score, confidence=cand_conf, agree=vr.agree[top], violation=vr.violation[top])
         return self._finish(cand_T[best], final, best, q, "global", sources[top[best]], len(Ts), tm)

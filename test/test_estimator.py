@@ -124,3 +124,20 @@ def test_failure_gate_raises_typed_error(small_pairs):
 def _unit(rng):
     v = rng.normal(size=3)
     return v / np.linalg.norm(v)
+
+
+def test_recorded_pool_holds_what_the_search_weighed(small_pairs):
+    """record_pool keeps the last global search's hypotheses for diagnosis (tools/diagnose_pool.py): the winner
+    is one of the refined candidates, every hypothesis has a source and a score, and nothing is kept by default."""
+    ref, query, _, _ = small_pairs[0]
+    est = PoseEstimator("classic")
+    est.set_reference(ref)
+    est.estimate(query)
+    assert est.last_pool is None
+    est.record_pool = True
+    res = est.estimate(query)
+    pool = est.last_pool
+    n = len(pool.T_camera_C)
+    assert n == res.num_hypotheses == len(pool.sources) == len(pool.score) and set(pool.sources) <= {"grid", "track"}
+    np.testing.assert_allclose(pool.refined_T_camera_C[pool.chosen], res.T_camera_C)
+    assert pool.refined_score[pool.chosen] == pytest.approx(res.score) == pool.refined_score.max()
