@@ -16,6 +16,8 @@ produces each one when it is missing or named in --refresh:
 - ros_bench.json: `one2any bench --ros --backend B --duration 60 --out outputs/bench`, B = what `auto` runs (run here as
   `python -m one2any_ros.ros.bench run ...`, the same code without the CLI)
 - faults.json: `ONE2ANY_FAULTS_JSON=... pytest test/test_faults.py`
+- diagnose_val30.json (+ docs/img/diagnose_val30.png): `tools/diagnose_pool.py --dataset outputs/datasets/val30` with
+  the bundled model, on VALIDATION objects (rendered as `one2any_ros.promote` renders them when missing)
 """
 from __future__ import annotations
 
@@ -128,6 +130,45 @@ def ensure_faults(args) -> None:
     _run([PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test/test_faults.py"],
          env={"ONE2ANY_FAULTS_JSON": str(out)})
     shutil.copy(out, target)
+
+
+def ensure_diagnose(args) -> None:
+    target = DATA / "diagnose_val30.json"
+    if target.exists() and not args.wants("diagnose"):
+        return
+    args.check_may_run(target)
+    from one2any_ros import promote
+
+    ds = ROOT / promote.DEFAULT_DATASET
+    if not (ds / "test").is_dir():
+        v = promote.VAL_RENDER
+        _run([PY, "-m", "one2any_ros.cli", "render", "--out", str(ds), "--objects", v["objects"], "--scenes",
+              str(v["scenes"]), "--frames", str(v["frames"]), "--max-rotation", str(v["max_rotation_deg"]),
+              "--seed", str(v["seed"])])
+    out = ROOT / "outputs" / "diagnose"
+    _run([PY, "tools/diagnose_pool.py", "--dataset", str(ds), "--out", str(out),
+          *(["--checkpoint", CHECKPOINT] if CHECKPOINT else [])])
+    shutil.copy(out / "diagnose.json", target)
+    shutil.copy(out / "diagnose.png", IMG / "diagnose_val30.png")
+
+
+def diagnose_section(d: dict) -> str:
+    rows = [[b, str(r["n"])] + [f"{r[k]} ({f(r[k] / max(r['n'], 1))})" for k in
+                                 ("chosen", "in_pool", "refined", "learned", "grid")] for b, r in d["bins"].items()]
+    m = d.get("model") or {}
+    return f"""## Where the misses come from (validation objects)
+
+`tools/diagnose_pool.py` on the validation set (`{Path(d['dataset']).name}`, objects never trained on and not in the
+test split), backend `{d['backend']}` (query rolls {m.get('query_rolls', '-')}, ROC term
+{'on' if m.get('roc_to_verifier') else 'off'}): per bin, how many queries have a right pose (ADD(-S) < 0.1 d)
+chosen, anywhere in the hypothesis pool, among the refined candidates, among the network's RANSAC hypotheses and
+among the classic grid's. Where the pool holds a right pose that was not chosen, the verifier is what failed;
+where it holds none, the search.
+
+{table(["bin", "queries", "chosen", "in the pool", "refined", "learned", "grid"], rows)}
+
+![search vs verifier](img/diagnose_val30.png)
+"""
 
 
 # --- formatting ---------------------------------------------------------------------------------------------
@@ -478,7 +519,7 @@ def plot_ros(r: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--refresh", nargs="*", default=[], choices=("all", "eval", "bench", "ros", "faults"),
+    p.add_argument("--refresh", nargs="*", default=[], choices=("all", "eval", "bench", "ros", "faults", "diagnose"),
                    help="measure these again even when docs/data/ has them")
     p.add_argument("--no-run", action="store_true", help="never measure: fail when an input is missing")
     p.add_argument("--dataset", default=None,
@@ -505,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_bench(b, args)
     ensure_ros(args)
     ensure_faults(args)
+    ensure_diagnose(args)
 
     reports = {b: json.loads((DATA / f"report_{b}_{TAG}.json").read_text()) for b in EVAL_BACKENDS
                if (DATA / f"report_{b}_{TAG}.json").exists()}
@@ -513,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = benches["classic"]
     ros = json.loads((DATA / "ros_bench.json").read_text())
     faults = json.loads((DATA / "faults.json").read_text())
+    diagnose = json.loads((DATA / "diagnose_val30.json").read_text())
     plot_accuracy(reports, IMG / "accuracy_by_rotation.png")
     plot_stages(bench, IMG / "latency_stages.png")
     plot_ros(ros, IMG / "ros_soak.png")
@@ -526,6 +569,7 @@ Do not edit by hand. Machine of the ROS and latency runs: {m['cpu_count']} CPU c
 `{m.get('git_commit') or '?'}` ({m.get('timestamp', '')}).
 
 {accuracy_section(reports)}
+{diagnose_section(diagnose)}
 {"".join(stages_section(b) for b in benches.values())}
 {ros_section(ros)}
 {faults_section(faults)}
