@@ -271,9 +271,18 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
         ax[0].plot(x, [r["val_loss"] for r in va], "o-", label="val loss")
         ax[1].plot(x, [r["val_roc_err"] for r in va], "o-", label="val ROC error")
         ax[2].plot(x, [r["val_pose_acc"] for r in va], "o-", label="all", lw=2)
-        for b in ("0-30", "30-60", "60-90", "90-120", "120-180"):
+        bins = ("0-30", "30-60", "60-90", "90-120", "120-180")
+        for b in bins:
             if any(f"val_{b}" in r for r in va):
                 ax[2].plot(x, [r.get(f"val_{b}", np.nan) for r in va], ".--", label=b + " deg")
+        # a curriculum step (the sampler's rotation range widened on a resume) shows as new validation bins:
+        # mark it, or the jump in every curve there reads as the run getting worse
+        spans = [tuple(b for b in bins if f"val_{b}" in r) for r in va]
+        for i in range(1, len(va)):
+            if spans[i] != spans[i - 1]:
+                for a in ax:
+                    a.axvline(va[i]["samples"], color="grey", ls=":", lw=1.2,
+                              label=f"rotations widened to {spans[i][-1].split('-')[1]} deg")
     ax[0].set_title("loss")
     ax[1].set_title("ROC error (reference radii)")
     ax[2].set_title("val pose accuracy (ADD(-S) < 0.1 d, RANSAC only)")
