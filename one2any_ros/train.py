@@ -519,7 +519,7 @@ def train(config_path: str | os.PathLike, *, resume: bool = False, device: str =
                 bad_steps += 1
                 if bad_steps >= int(tcfg.get("max_bad_steps", 50)):
                     raise One2AnyError(f"training diverged: {bad_steps} steps in a row with a non-finite loss or "
-                                       f"gradient (last loss {float(loss):.4g}); lower train.lr, or warm-start from "
+                                       f"gradient (last loss {float(loss.detach()):.4g}); lower train.lr, or warm-start from "
                                        f"{out / 'best.safetensors'} with train.init_from", reason="diverged")
                 parts["skipped"] = 1.0
             else:
