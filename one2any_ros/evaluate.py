@@ -139,20 +139,24 @@ def _subsample(plans: list[ObjectPlan], max_queries: int | None) -> list[ObjectP
 # --- the run ---------------------------------------------------------------------------------------------
 
 @dataclass
-class _Model:
+class EvalModel:
+    """An object's model as the metrics need it (BOP models_info + sampled model points)."""
+
     pts: np.ndarray  # (N,3) m, object frame
     diameter_m: float
     symmetric: bool
     syms: np.ndarray | None  # (K,4,4) m symmetry transforms, None when asymmetric
 
 
-def _load_model(bop, root: Path, obj_id: int, models_info: Mapping[int, dict]) -> _Model:
+def load_eval_model(bop, root: Path, obj_id: int, models_info: Mapping[int, dict]) -> EvalModel:
+    """Load object ``obj_id``'s points, diameter and symmetries; public for tools that score poses
+    the way ``evaluate_dataset`` does (tools/diagnose_pool.py)."""
     if obj_id not in models_info:
         raise ValueError(f"object {obj_id} has no entry in {root}/models/models_info.json")
     info = models_info[obj_id]
     sym = bool(bop.is_symmetric(info))
     pts = np.asarray(bop.load_model_points(root, obj_id, max_points=MODEL_POINTS, prefer_eval=True), np.float64)
-    return _Model(pts=pts, diameter_m=float(info["diameter"]) * 1e-3, symmetric=sym,
+    return EvalModel(pts=pts, diameter_m=float(info["diameter"]) * 1e-3, symmetric=sym,
                   syms=metrics.symmetry_transforms(info) if sym else None)
 
 
@@ -218,7 +222,7 @@ def evaluate_dataset(
     plans = _subsample(plans, max_queries)
 
     est = estimator if estimator is not None else _make_estimator(backend, estimator_kwargs)
-    models: dict[int, _Model] = {}
+    models: dict[int, EvalModel] = {}
     records: list[dict] = []
     rows: list[dict] = []
     references: list[dict] = []
@@ -227,7 +231,7 @@ def evaluate_dataset(
         for plan in plans:
             scene = plan.scene
             if plan.obj_id not in models:
-                models[plan.obj_id] = _load_model(bop, root, plan.obj_id, models_info)
+                models[plan.obj_id] = load_eval_model(bop, root, plan.obj_id, models_info)
             model = models[plan.obj_id]
             ref_img = bop.load_image(scene, *plan.reference)
             T_ref = np.asarray(ref_img["T_cam_obj"], np.float64)
@@ -306,7 +310,7 @@ def _failure(reason: str, rel_deg: float, diameter_m: float, latency_ms: float |
             "hit_add": False, "diameter_m": diameter_m, "confidence": None, "latency_ms": latency_ms, "backend": None}
 
 
-def _run_query(est, img: Mapping, T_ref: np.ndarray, model: _Model, ref_failure: str | None) -> tuple[dict, dict | None]:
+def _run_query(est, img: Mapping, T_ref: np.ndarray, model: EvalModel, ref_failure: str | None) -> tuple[dict, dict | None]:
     """Estimate one query and score it. Returns (record for queries.jsonl, results.csv row or None)."""
     T_gt = np.asarray(img["T_cam_obj"], np.float64)
     rel = metrics.rotation_error_deg(T_gt[:3, :3], T_ref[:3, :3])  # angle of R_q R_r^T: the view change
@@ -344,7 +348,7 @@ def _recall(hits: Sequence[bool]) -> float | None:
     return float(np.mean(hits)) if len(hits) else None
 
 
-def summarize(records: Sequence[Mapping], models: Mapping[int, _Model] | None = None) -> dict:
+def summarize(records: Sequence[Mapping], models: Mapping[int, EvalModel] | None = None) -> dict:
     """The report's metrics from per-query records (see _run_query). Failures are misses everywhere."""
     n = len(records)
     err = np.array([r["err_m"] for r in records], np.float64)

@@ -25,7 +25,7 @@ from one2any_ros import metrics  # noqa: E402
 from one2any_ros.data import bop  # noqa: E402
 from one2any_ros.errors import One2AnyError  # noqa: E402
 from one2any_ros.estimator import PoseEstimator  # noqa: E402
-from one2any_ros.evaluate import _load_model, plan_scene, rotation_bin  # noqa: E402
+from one2any_ros.evaluate import load_eval_model, plan_scene, rotation_bin  # noqa: E402
 from one2any_ros.reference import make_view  # noqa: E402
 
 COUNTS = ("chosen", "in_pool", "refined", "learned", "grid")
@@ -53,7 +53,7 @@ def diagnose(a) -> dict:
     bar = tqdm(total=sum(len(p.queries) for p in plans), desc="diagnose", unit="query")
     for p in plans:
         if p.obj_id not in models:
-            models[p.obj_id] = _load_model(bop, root, p.obj_id, info)
+            models[p.obj_id] = load_eval_model(bop, root, p.obj_id, info)
         m = models[p.obj_id]
         r = bop.load_image(p.scene, *p.reference)
         T_ref = np.asarray(r["T_cam_obj"], np.float64)
