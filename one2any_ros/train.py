@@ -13,7 +13,11 @@
 
 Loss: SmoothL1 on the masked ROC, the minimum over the object's symmetric variants (final output, plus
 ``match_weight`` x the matching-only output), plus ``conf_weight`` x a Laplace NLL of the per-pixel error
-(error detached: the confidence learns to predict the error without pulling the ROC).
+(error detached: the confidence learns to predict the error without pulling the ROC). ``noncovisible_weight``
+< 1 weighs down the ROC terms on query pixels the reference camera never saw (``data.pairs.covisible``): the
+matching head can only carry a reference pixel's ROC, so there the target is out of its reach and the gradient
+mostly noise (at 90-120 deg ~60 % of the pixels); the confidence still learns on every pixel that they are
+unreliable.
 """
 from __future__ import annotations
 
@@ -63,7 +67,7 @@ DEFAULTS: dict[str, Any] = {
         "max_bad_steps": 50,  # consecutive steps with a non-finite loss or gradient (skipped) before giving up
         "amp": True,  # mixed precision on CUDA
         "cpu_threads": None,  # torch threads of the training process on a CPU; None: cores - data workers (>= 1)
-        "loss": {"beta": 0.1, "match_weight": 0.5, "conf_weight": 0.1},
+        "loss": {"beta": 0.1, "match_weight": 0.5, "conf_weight": 0.1, "noncovisible_weight": 1.0},
     },
 }
 CSV_COLUMNS = ("kind", "step", "samples", "elapsed_s", "lr", "loss", "loss_roc", "loss_match", "loss_conf", "roc_err",
@@ -131,8 +135,13 @@ def compute_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], l
     gt, valid = batch["gt"].float(), batch["gt_valid"].float()
     roc, match = out["roc"].float(), out["roc_match"].float()
     beta = float(loss_cfg.get("beta", 0.1))
-    l_roc, k = _variant_loss(roc, gt, valid, beta)
-    l_match, _ = _variant_loss(match, gt, valid, beta)
+    roc_valid = valid
+    lam = float(loss_cfg.get("noncovisible_weight", 1.0))
+    covis = batch.get("gt_covisible")
+    if covis is not None and lam < 1.0:
+        roc_valid = valid * (covis.float() + lam * (1.0 - covis.float()))
+    l_roc, k = _variant_loss(roc, gt, roc_valid, beta)
+    l_match, _ = _variant_loss(match, gt, roc_valid, beta)
     gt_best = gt[torch.arange(len(k), device=gt.device), k]
     err = (roc - gt_best).abs().mean(1, keepdim=True).detach()  # (B,1,G,G) mean |error| per coordinate
     log_b = out["log_b"].float()
@@ -140,10 +149,15 @@ def compute_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], l
     cnt = valid.sum().clamp_min(1.0)
     l_conf = (nll * valid).sum() / cnt
     loss = l_roc.mean() + float(loss_cfg.get("match_weight", 0.5)) * l_match.mean() + float(loss_cfg.get("conf_weight", 0.1)) * l_conf
+    parts = {"loss": float(loss.detach()), "loss_roc": float(l_roc.mean().detach()),
+             "loss_match": float(l_match.mean().detach()), "loss_conf": float(l_conf.detach())}
     with torch.no_grad():
-        roc_err = ((roc - gt_best).norm(dim=1, keepdim=True) * valid).sum() / cnt
-    return loss, {"loss": float(loss.detach()), "loss_roc": float(l_roc.mean().detach()),
-                  "loss_match": float(l_match.mean().detach()), "loss_conf": float(l_conf.detach()), "roc_err": float(roc_err)}
+        err_map = (roc - gt_best).norm(dim=1, keepdim=True)
+        parts["roc_err"] = float((err_map * valid).sum() / cnt)
+        if covis is not None:  # where matching is possible at all: the error a matching network can bring down
+            cv = valid * covis.float()
+            parts["roc_err_covisible"] = float((err_map * cv).sum() / cv.sum().clamp_min(1.0))
+    return loss, parts
 
 
 # --- validation ----------------------------------------------------------------------------------------
@@ -174,7 +188,7 @@ def validate(model: One2AnyNet, pairs: list[dict], device: torch.device, loss_cf
     from .geometry import transform_points
 
     model.eval()
-    keys = ("ref", "ref_valid", "query", "gt", "gt_valid")
+    keys = ("ref", "ref_valid", "query", "gt", "gt_valid") + (("gt_covisible",) if pairs and "gt_covisible" in pairs[0] else ())
     tot: dict[str, float] = {}
     hits: dict[str, list[bool]] = {}
     with torch.inference_mode():
@@ -204,6 +218,8 @@ def validate(model: One2AnyNet, pairs: list[dict], device: torch.device, loss_cf
     n = max(len(pairs), 1)
     res: dict[str, Any] = {"val_loss": tot.get("loss", 0.0) / n, "val_roc_err": tot.get("roc_err", 0.0) / n,
                            "val_pose_acc": float(np.mean(hits.get("all", [False])))}
+    if "roc_err_covisible" in tot:
+        res["val_roc_err_covisible"] = tot["roc_err_covisible"] / n
     for k, v in hits.items():
         if k != "all":
             res[f"val_{k}"] = float(np.mean(v))

@@ -13,7 +13,7 @@ from one2any_ros.model.network import NetConfig, One2AnyNet
 
 pytest.importorskip("pybullet")
 
-from one2any_ros.data.pairs import PairConfig, PairSampler, symmetry_transforms  # noqa: E402
+from one2any_ros.data.pairs import PairConfig, PairSampler, covisible, symmetry_transforms  # noqa: E402
 from one2any_ros.train import compute_loss, load_config, train  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,6 +41,7 @@ def test_pairs_are_consistent(pairs):
     for p in pairs:
         assert p["ref"].shape == (7, n, n) and p["query"].shape == (8, n, n) and p["gt"].shape == (4, 3, g, g)
         assert p["gt_valid"].sum() > 10
+        assert p["gt_covisible"].shape == (1, g, g) and (0 <= p["gt_covisible"]).all() and (p["gt_covisible"] <= 1).all()
         assert 0.0 <= p["angle_deg"] <= 180.0
         # the target ROC (x s) carried by the ground-truth T_query_C lands on the query's own points
         m = (p["gt_valid"][0] > 0) & (p["q_points_valid"][0] > 0)
@@ -76,6 +77,61 @@ def test_loss_takes_the_best_symmetric_variant():
     out["roc"] = out["roc"] + 0.5
     _, parts2 = compute_loss(out, {"gt": gt, "gt_valid": valid}, {"beta": 0.1, "conf_weight": 1.0})
     assert parts2["loss_roc"] > 0 and parts2["roc_err"] > 0
+
+
+def test_covisible_is_what_the_reference_camera_saw():
+    # the reference saw a plane at z = 1 m, filling its 64 x 64 image except the right quarter (mask off there)
+    n = 64
+    K = np.array([[60.0, 0, 32], [0, 60.0, 32], [0, 0, 1]])
+    mask = np.ones((n, n), bool)
+    mask[:, 48:] = False
+    ref = {"K": K, "depth_clean": np.ones((n, n), np.float32), "mask": mask}
+    pts = np.zeros((1, 3, 2, 3))  # 6 query pixels' points in the reference camera, one symmetry variant
+    pts[0, :, 0, 0] = (0.0, 0.0, 1.0)  # on the seen surface
+    pts[0, :, 0, 1] = (0.0, 0.0, 1.3)  # behind it: hidden from the reference camera
+    pts[0, :, 0, 2] = (0.0, 0.0, 0.7)  # in front of it: not that surface
+    pts[0, :, 1, 0] = (0.4, 0.0, 1.0)  # projects outside the reference's mask (u = 56)
+    pts[0, :, 1, 1] = (5.0, 0.0, 1.0)  # outside the image
+    pts[0, :, 1, 2] = (0.0, 0.0, -1.0)  # behind the camera
+    got = covisible(pts, ref, diameter=0.2)
+    assert got.tolist() == [[True, False, False], [False, False, False]]
+    # a symmetric object: a pixel counts when some variant puts it on the seen surface
+    two = np.concatenate([pts, pts], axis=0)
+    two[1, :, 0, 1] = (0.0, 0.0, 1.0)
+    assert covisible(two, ref, diameter=0.2).tolist() == [[True, True, False], [False, False, False]]
+
+
+def test_rendered_pairs_are_less_covisible_at_wide_baselines():
+    cfg = PairConfig(input_size=TINY.input_size, output_stride=TINY.output_stride, pixel_diameter=(60.0, 200.0),
+                     object_pool=2, pairs_per_object=50, max_variants=1, occluder_prob=0.0)
+    sampler = PairSampler(cfg, seed=11)
+    try:
+        def share(angle):
+            ps = [sampler.sample(angle_deg=angle) for _ in range(4)]
+            return np.mean([p["gt_covisible"][0][p["gt_valid"][0] > 0].mean() for p in ps])
+
+        near, far = share(5.0), share(175.0)
+    finally:
+        sampler.close()
+    assert near > 0.6 and far < near - 0.2, (near, far)
+
+
+def test_noncovisible_weight_discounts_pixels_the_reference_never_saw():
+    g = 4
+    gt = torch.zeros(1, 1, 3, g, g)
+    valid = torch.ones(1, 1, g, g)
+    covis = torch.zeros(1, 1, g, g)
+    covis[..., :2] = 1.0  # left half seen by the reference
+    roc = torch.zeros(1, 3, g, g)
+    roc[..., 2:] = 1.0  # wrong only where the reference never looked
+    out = {"roc": roc, "roc_match": roc.clone(), "log_b": torch.zeros(1, 1, g, g)}
+    batch = {"gt": gt, "gt_valid": valid, "gt_covisible": covis}
+    _, full = compute_loss(out, batch, {"conf_weight": 0.0})  # default weight 1: every pixel counts
+    _, seen = compute_loss(out, batch, {"conf_weight": 0.0, "noncovisible_weight": 0.0})
+    _, some = compute_loss(out, batch, {"conf_weight": 0.0, "noncovisible_weight": 0.5})
+    assert full["loss_roc"] > some["loss_roc"] > seen["loss_roc"] == 0.0
+    assert seen["roc_err"] == full["roc_err"] > 0  # the logged error still covers every pixel ...
+    assert seen["roc_err_covisible"] == 0.0  # ... and its co-visible part is reported on its own
 
 
 def test_tiny_training_lowers_the_loss_on_a_fixed_batch(pairs):

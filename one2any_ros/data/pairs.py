@@ -34,6 +34,7 @@ from .render import Renderer, axis_angle_to_matrix, random_light, random_rotatio
 from .render_gl import GlRenderer, make_renderer
 
 ANGLE_BINS = ((0, 30), (30, 60), (60, 90), (90, 120), (120, 180))
+COVISIBLE_BAND = 0.05  # x diameter: a little wider than the verifier's 0.03 (pixel rounding at grazing angles)
 REF_POINTS = 256  # reference cloud points per pair (for validation ADD)
 RENDERERS = ("pybullet", "gl", "auto")
 
@@ -105,6 +106,25 @@ def pool_mean(x: np.ndarray, valid: np.ndarray, r: int) -> tuple[np.ndarray, np.
     num = (xs * v).sum(axis=(-3, -1))
     ok = den > 0
     return np.where(ok, num / np.maximum(den, 1e-6), 0.0).astype(np.float32), ok
+
+
+def covisible(points_ref: np.ndarray, ref: dict, diameter: float, *, band: float = COVISIBLE_BAND) -> np.ndarray:
+    """Which query pixels the reference camera also saw. points_ref (S,3,...): each query pixel's surface point
+    in the reference camera, one per symmetry variant; ref: the reference's "K", "depth_clean" (m) and "mask".
+    A pixel is co-visible when, through some variant, it projects onto the reference's object mask within
+    ``band`` x diameter of the reference's depth (in front of it means a wrong variant, behind it means hidden).
+    Only these pixels can be matched to a reference pixel: the rest of the query surface is one the reference
+    never showed. -> (...) bool."""
+    K, depth, mask = ref["K"], ref["depth_clean"], ref["mask"]
+    h, w = depth.shape
+    z = points_ref[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.rint(K[0, 0] * points_ref[:, 0] / z + K[0, 2])
+        v = np.rint(K[1, 1] * points_ref[:, 1] / z + K[1, 2])
+    inside = (z > 1e-6) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    ui, vi = np.where(inside, u, 0).astype(np.int64), np.where(inside, v, 0).astype(np.int64)
+    zr = depth[vi, ui]
+    return (inside & mask[vi, ui] & (zr > 0) & (np.abs(zr - z) < band * diameter)).any(axis=0)
 
 
 def _bbox(pts_uv: np.ndarray) -> tuple[int, int, int, int]:
@@ -292,6 +312,8 @@ class PairSampler:
         gt = (gt / s).astype(np.float32).reshape(len(syms), 3, n, n)
         gt_valid = q_valid & q["mask"] & (q["depth_clean"] > 0)
         gt_o, gt_ok = pool_mean(gt, gt_valid, r)
+        covis_o, _ = pool_mean(covisible(gt * s + c[None, :, None, None], ref, obj.diameter)[None].astype(np.float32),
+                               gt_valid, r)
         S = cfg.max_variants
         gt_full = np.repeat(gt_o[:1], S, axis=0)  # padded with the identity variant: harmless in a min
         gt_full[: len(syms)] = gt_o
@@ -302,7 +324,7 @@ class PairSampler:
         idx = rng.choice(len(cloud), REF_POINTS, replace=len(cloud) < REF_POINTS)
         return {
             "ref": ref_x, "ref_valid": ref_valid, "query": q_x,
-            "gt": gt_full, "gt_valid": gt_ok[None].astype(np.float32),
+            "gt": gt_full, "gt_valid": gt_ok[None].astype(np.float32), "gt_covisible": covis_o,
             "q_points": pts_o, "q_points_valid": pts_ok[None].astype(np.float32),
             "T_query_C": T_q_C.astype(np.float64), "ref_points": cloud[idx].astype(np.float32),
             "scale": np.float32(s), "diameter": np.float32(obj.diameter), "angle_deg": np.float32(angle),
