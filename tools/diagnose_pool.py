@@ -6,8 +6,12 @@ pose was there and another one scored higher)? Per rotation bin, on a BOP datase
 
 For every query it runs the global search with ``PoseEstimator.record_pool`` and counts, by ADD(-S) < 0.1 d:
 the chosen pose; any hypothesis before refinement; any refined candidate; any learned (RANSAC) hypothesis and
-any grid hypothesis. Writes diagnose.json and diagnose.png (bars per bin). Run it on VALIDATION objects when
-it informs a choice, so nothing is tuned to the test split.
+any grid hypothesis. With the learned backend it also measures the network itself (asymmetric objects: a
+symmetric one has no single right ROC): the mean fraction of the query's object pixels whose predicted ROC lies
+within the verifier's ROC band of the truth, over all pixels and over the 20 % the network is most confident
+about - what the verifier's ROC term and the RANSAC hypotheses can count on. Writes diagnose.json and
+diagnose.png (bars per bin). Run it on VALIDATION objects when it informs a choice, so nothing is tuned to the
+test split.
 """
 from __future__ import annotations
 
@@ -21,14 +25,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from one2any_ros import metrics  # noqa: E402
+from one2any_ros import camera, metrics  # noqa: E402
 from one2any_ros.data import bop  # noqa: E402
 from one2any_ros.errors import One2AnyError  # noqa: E402
 from one2any_ros.estimator import PoseEstimator  # noqa: E402
 from one2any_ros.evaluate import load_eval_model, plan_scene, rotation_bin  # noqa: E402
+from one2any_ros.geometry import invert_transform, transform_points  # noqa: E402
 from one2any_ros.reference import make_view  # noqa: E402
 
 COUNTS = ("chosen", "in_pool", "refined", "learned", "grid")
+CONFIDENT_FRACTION = 0.2  # "the pixels the network is most confident about"
 LABELS = {"chosen": "chosen pose right", "in_pool": "a right pose in the pool", "refined": "a right refined candidate",
           "learned": "a right learned (RANSAC) hypothesis", "grid": "a right grid hypothesis"}
 
@@ -39,6 +45,29 @@ def _estimator(a) -> PoseEstimator:
 
         return PoseEstimator(One2AnyBackend(device="cpu", checkpoint=a.checkpoint, query_rolls=a.query_rolls))
     return PoseEstimator(a.backend)
+
+
+def roc_accuracy(est: PoseEstimator, view, T_gt: np.ndarray, diameter: float) -> dict[str, float]:
+    """Fraction of the query's object pixels whose predicted ROC (roll 0) is within the verifier's ROC band of the
+    true ROC (the pixel's point mapped into C by the ground truth): over all of them, over the most confident, and
+    over those the reference camera also saw (co-visible as in training, ``data.pairs.covisible``; ``covisible``
+    is their share: the ceiling of a network that matches reference pixels). ``diameter``: the object's, m."""
+    from one2any_ros.data.pairs import covisible
+    from one2any_ros.model.inputs import output_at_pixels
+
+    ref = est.reference
+    pts, pix = camera.backproject(view.depth, view.K, camera.object_depth_mask(view.depth, view.K, view.mask))
+    roc_grid, conf_grid, win = est.backend.predict(ref, view, 1)
+    roc = output_at_pixels(roc_grid[0], win, pix)
+    conf = output_at_pixels(conf_grid[0], win, pix)[:, 0]
+    truth = transform_points(invert_transform(T_gt @ invert_transform(ref.T_C_O)), pts) / ref.scale
+    ok = np.linalg.norm(roc - truth, axis=1) < est.settings.verifier.roc_tau
+    top = np.argsort(-conf)[: max(int(CONFIDENT_FRACTION * len(conf)), 1)]
+    rv = ref.view
+    in_ref = transform_points(ref.T_refcam_C, truth * ref.scale)  # each pixel's true point in the reference camera
+    seen = covisible(in_ref.T[None], {"K": rv.K, "depth_clean": rv.depth, "mask": rv.mask}, diameter)
+    return {"all": float(ok.mean()), "confident": float(ok[top].mean()), "covisible": float(seen.mean()),
+            "on_covisible": float(ok[seen].mean()) if seen.any() else 0.0}
 
 
 def diagnose(a) -> dict:
@@ -76,13 +105,19 @@ def diagnose(a) -> dict:
                 return np.asarray(e) < 0.1 * m.diameter_m
 
             est.last_pool = None
+            view = make_view(img["rgb"], img["depth"], img["mask"], img["K"])
             try:
-                est.estimate(make_view(img["rgb"], img["depth"], img["mask"], img["K"]))
+                est.estimate(view)
             except One2AnyError:
                 pass  # a gated-out pose is a miss; its pool still says why
             pool = est.last_pool
             row = per_bin.setdefault(rotation_bin(rel), {"n": 0, **{k: 0 for k in COUNTS}})
             row["n"] += 1
+            if a.backend == "one2any" and not m.symmetric:
+                acc = row.setdefault("roc_within_band", {"n": 0})
+                acc["n"] += 1
+                for k, x in roc_accuracy(est, view, T_gt, m.diameter_m).items():  # running means
+                    acc[k] = acc.get(k, 0.0) + (x - acc.get(k, 0.0)) / acc["n"]
             if pool is None:  # failed before the search (too little depth ...)
                 continue
             ok = right(pool.T_camera_C)
@@ -137,7 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     plot(result, out / "diagnose.png")
     print(f"{'bin':<9}{'n':>5}" + "".join(f"{k:>10}" for k in COUNTS))
     for b, row in result["bins"].items():
-        print(f"{b:<9}{row['n']:>5}" + "".join(f"{row[k]:>10}" for k in COUNTS))
+        acc = row.get("roc_within_band")
+        print(f"{b:<9}{row['n']:>5}" + "".join(f"{row[k]:>10}" for k in COUNTS)
+              + (f"   ROC within band: {acc['all']:.2f} of pixels, {acc['confident']:.2f} of the most confident,"
+                 f" {acc['on_covisible']:.2f} of the co-visible ({acc['covisible']:.2f} of pixels)" if acc else ""))
     print(f"wrote {out / 'diagnose.json'} and {out / 'diagnose.png'}")
     return 0
 

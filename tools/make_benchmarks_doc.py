@@ -168,6 +168,22 @@ where it holds none, the search.
 {table(["bin", "queries", "chosen", "in the pool", "refined", "learned", "grid"], rows)}
 
 ![search vs verifier](img/diagnose_val30.png)
+{_roc_accuracy_part(d)}"""
+
+
+def _roc_accuracy_part(d: dict) -> str:
+    rows = [[b, str(r["roc_within_band"]["n"]), f(r["roc_within_band"]["covisible"]), f(r["roc_within_band"]["on_covisible"]),
+             f(r["roc_within_band"]["all"]), f(r["roc_within_band"]["confident"])]
+            for b, r in d["bins"].items() if "roc_within_band" in r]
+    if not rows:
+        return ""
+    return f"""
+The network itself, on the asymmetric objects' queries: the share of object pixels the reference camera also saw
+(co-visible: the most a network that matches reference pixels can get right), and the share of pixels whose
+predicted ROC lies within the verifier's ROC band of the truth - of the co-visible ones, of all, and of the 20 %
+it is most confident about. Where these are low, the ROC term and the learned hypotheses have little to give.
+
+{table(["bin", "queries", "co-visible", "ROC right (co-visible)", "ROC right (all)", "ROC right (20 % most confident)"], rows)}
 """
 
 
