@@ -286,6 +286,9 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
         x = [r["samples"] for r in va]
         ax[0].plot(x, [r["val_loss"] for r in va], "o-", label="val loss")
         ax[1].plot(x, [r["val_roc_err"] for r in va], "o-", label="val ROC error")
+        if any("val_roc_err_covisible" in r for r in va):
+            ax[1].plot(x, [r.get("val_roc_err_covisible", np.nan) for r in va], "o-", ms=3,
+                       label="val ROC error, pixels the reference saw")
         ax[2].plot(x, [r["val_pose_acc"] for r in va], "o-", label="all", lw=2)
         bins = ("0-30", "30-60", "60-90", "90-120", "120-180")
         for b in bins:
@@ -299,6 +302,10 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
                 for a in ax:
                     a.axvline(va[i]["samples"], color="grey", ls=":", lw=1.2,
                               label=f"rotations widened to {spans[i][-1].split('-')[1]} deg")
+        first = next((i for i, r in enumerate(va) if "val_roc_err_covisible" in r), 0)
+        if first > 0:  # the loss changed there (co-visibility weighting): the loss curve steps down by construction
+            for a in ax:
+                a.axvline(va[first]["samples"], color="purple", ls=":", lw=1.2, label="loss weighted by co-visibility")
     ax[0].set_title("loss")
     ax[1].set_title("ROC error (reference radii)")
     ax[2].set_title("val pose accuracy (ADD(-S) < 0.1 d, RANSAC only)")
