@@ -4,7 +4,7 @@
 
 `auto` picks the learned backend whenever a checkpoint loads (DESIGN 4), so a checkpoint is bundled only when it
 beats the training-free `classic` where learning has to add something: overall AND in the 60-90 and 90-120 deg
-bins (issue #4's bar). This is measured on VALIDATION objects (never trained on, never in the test split), so
+bins (issue #4's bar), and, when the model bundled now clears that bar too, beats it overall. This is measured on VALIDATION objects (never trained on, never in the test split), so
 the decision does not tune anything to the test split. Each checkpoint is tried in the VARIANTS below (its ROC
 term in the verifier or not; the query crop alone or in four rolls); the best variant overall is the candidate
 (a tie goes to the one listed first, the cheaper), and the choice is written into the bundled checkpoint's JSON
@@ -34,18 +34,31 @@ def _recall(report: Mapping[str, Any], bin_name: str | None = None) -> float:
     return float("nan") if r is None else float(r)
 
 
-def decide(classic: Mapping[str, Any], variants: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def _beats(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """``a`` strictly above ``b`` overall and in every decisive bin (a tie adds nothing but latency)."""
+    return all(_recall(a, k) > _recall(b, k) for k in (None, *DECISIVE_BINS))
+
+
+def decide(classic: Mapping[str, Any], variants: Mapping[str, Mapping[str, Any]],
+           bundled: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Pick the best learned variant (by overall ADD(-S)@0.1d) and say whether it beats ``classic`` overall and in
-    every decisive bin (strictly: a tie adds nothing but latency). Reports are ``evaluate_dataset`` reports."""
+    every decisive bin. ``bundled``: the report of the model bundled now (its own inference settings); when that
+    one clears the same bar, the candidate must also beat it overall, or a weaker checkpoint would replace a
+    stronger one. Reports are ``evaluate_dataset`` reports."""
     if not variants:
         raise ValueError("no learned variant to compare")
     best = max(variants, key=lambda k: _recall(variants[k]))  # the first of equals: VARIANTS lists cheapest first
     rep = variants[best]
     rows = {"overall": (_recall(classic), _recall(rep))}
     rows.update({b: (_recall(classic, b), _recall(rep, b)) for b in DECISIVE_BINS})
-    beats = all(l > c for c, l in rows.values())
-    return {"promote": bool(beats), "variant": best,
-            "comparison": {k: {"classic": c, "one2any": l} for k, (c, l) in rows.items()},
+    promote = _beats(rep, classic)
+    comparison = {k: {"classic": c, "one2any": l} for k, (c, l) in rows.items()}
+    if bundled is not None:
+        for k in comparison:
+            comparison[k]["bundled"] = _recall(bundled, None if k == "overall" else k)
+        if _beats(bundled, classic) and not _recall(rep) > _recall(bundled):
+            promote = False
+    return {"promote": bool(promote), "variant": best, "comparison": comparison,
             "variants": {k: _recall(v) for k, v in variants.items()}}
 
 
@@ -65,7 +78,10 @@ def _evaluate(dataset: Path, out: Path, backend: str, checkpoint: str | None, ro
 
 def run(checkpoint: str, dataset: Path, out_dir: Path, *, max_queries: int | None = None,
         export: bool = False) -> dict[str, Any]:
-    """Evaluate classic and the checkpoint's VARIANTS on ``dataset``; with ``export``, bundle a winner."""
+    """Evaluate classic, the checkpoint's VARIANTS and the bundled model on ``dataset``; with ``export``, bundle a
+    winner."""
+    from .model.checkpoint import DEFAULT_CHECKPOINT
+
     if not (dataset / "test").is_dir():
         from .data.generate import render_dataset
 
@@ -74,11 +90,13 @@ def run(checkpoint: str, dataset: Path, out_dir: Path, *, max_queries: int | Non
     classic = _evaluate(dataset, out_dir / "classic", "classic", None, None, None, max_queries)
     variants = {name: _evaluate(dataset, out_dir / name, "one2any", checkpoint, roc, rolls, max_queries)
                 for name, (roc, rolls) in VARIANTS.items()}
-    result = decide(classic, variants)
+    bundled = None
+    if DEFAULT_CHECKPOINT.exists() and Path(checkpoint).resolve().with_suffix("") != DEFAULT_CHECKPOINT.resolve().with_suffix(""):
+        bundled = _evaluate(dataset, out_dir / "bundled", "one2any", None, None, None, max_queries)
+    result = decide(classic, variants, bundled)
     result.update(checkpoint=str(checkpoint), dataset=str(dataset), max_queries=max_queries,
                   n_queries=classic["n_queries"], exported=None)
     if export and result["promote"]:
-        from .model.checkpoint import DEFAULT_CHECKPOINT
         from .train import export_checkpoint
 
         roc, rolls = VARIANTS[result["variant"]]
@@ -93,10 +111,12 @@ def run(checkpoint: str, dataset: Path, out_dir: Path, *, max_queries: int | Non
 
 
 def format_decision(result: Mapping[str, Any]) -> str:
-    lines = [f"{'ADD(-S)@0.1d':<14}{'classic':>10}{'one2any':>10}   ({result['variant']}, {result['n_queries']} validation queries)"]
+    has_bundled = any("bundled" in v for v in result["comparison"].values())
+    lines = [f"{'ADD(-S)@0.1d':<14}{'classic':>10}{'one2any':>10}" + (f"{'bundled':>10}" if has_bundled else "")
+             + f"   ({result['variant']}, {result['n_queries']} validation queries)"]
     for k, v in result["comparison"].items():
-        lines.append(f"{k:<14}{v['classic']:>10.3f}{v['one2any']:>10.3f}")
-    verdict = "PROMOTE" if result["promote"] else "keep classic as the default"
+        lines.append(f"{k:<14}{v['classic']:>10.3f}{v['one2any']:>10.3f}" + (f"{v['bundled']:>10.3f}" if has_bundled else ""))
+    verdict = "PROMOTE" if result["promote"] else "keep the bundled model" if has_bundled else "keep classic as the default"
     lines.append(f"decision: {verdict}" + (f" (exported to {result['exported']})" if result.get("exported") else ""))
     return "\n".join(lines)
 

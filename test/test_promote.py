@@ -41,3 +41,14 @@ def test_a_tie_goes_to_the_cheaper_variant():
     same = _report(0.75, 0.70, 0.55)
     d = decide(CLASSIC, {name: same for name in VARIANTS})
     assert d["variant"] == "one2any_no_roc" and VARIANTS[d["variant"]] == (False, 1)  # no ROC term, one decoder pass
+
+
+def test_a_candidate_must_also_beat_a_bundled_model_that_clears_the_bar():
+    candidate = {"one2any_no_roc": _report(0.74, 0.70, 0.55)}
+    assert decide(CLASSIC, candidate)["promote"]
+    stronger = _report(0.76, 0.68, 0.52)  # clears the bar and is better overall: keep it
+    d = decide(CLASSIC, candidate, stronger)
+    assert not d["promote"] and d["comparison"]["overall"]["bundled"] == 0.76
+    assert not decide(CLASSIC, candidate, _report(0.74, 0.69, 0.51))["promote"]  # a tie overall changes nothing
+    assert decide(CLASSIC, candidate, _report(0.72, 0.69, 0.51))["promote"]  # better than a bundled that clears it
+    assert decide(CLASSIC, candidate, _report(0.80, 0.60, 0.40))["promote"]  # the bundled one misses the bar
