@@ -157,7 +157,7 @@ def load_eval_model(bop, root: Path, obj_id: int, models_info: Mapping[int, dict
     sym = bool(bop.is_symmetric(info))
     pts = np.asarray(bop.load_model_points(root, obj_id, max_points=MODEL_POINTS, prefer_eval=True), np.float64)
     return EvalModel(pts=pts, diameter_m=float(info["diameter"]) * 1e-3, symmetric=sym,
-                  syms=metrics.symmetry_transforms(info) if sym else None)
+                     syms=metrics.symmetry_transforms(info) if sym else None)
 
 
 def _progress(total: int, enabled: bool):

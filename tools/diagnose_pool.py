@@ -8,8 +8,9 @@ For every query it runs the global search with ``PoseEstimator.record_pool`` and
 the chosen pose; any hypothesis before refinement; any refined candidate; any learned (RANSAC) hypothesis and
 any grid hypothesis. With the learned backend it also measures the network itself (asymmetric objects: a
 symmetric one has no single right ROC): the mean fraction of the query's object pixels whose predicted ROC lies
-within the verifier's ROC band of the truth, over all pixels and over the 20 % the network is most confident
-about - what the verifier's ROC term and the RANSAC hypotheses can count on. Writes diagnose.json and
+within the verifier's ROC band of the truth, over all pixels, over the 20 % the network is most confident about
+and over the co-visible ones (those the reference camera also saw; their share is the ceiling of a network that
+matches reference pixels) - what the verifier's ROC term and the RANSAC hypotheses can count on. Writes diagnose.json and
 diagnose.png (bars per bin). Run it on VALIDATION objects when it informs a choice, so nothing is tuned to the
 test split.
 """
