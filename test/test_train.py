@@ -280,3 +280,15 @@ def test_cpu_and_gpu_configs_train_the_same_committed_run():
     assert cpu["model"] == gpu["model"]
     assert cpu["out_dir"] == gpu["out_dir"] == "checkpoints/train"
     assert cpu["data"]["sampler"] | {"renderer": None} == gpu["data"]["sampler"] | {"renderer": None}
+
+
+def test_wide_rotation_sampling_draws_from_the_wide_part_of_the_range():
+    cfg = PairConfig(max_rotation_deg=120.0, wide_rotation_prob=1.0, wide_rotation_deg=60.0)
+    sampler = PairSampler(cfg, seed=0)  # _angle renders nothing
+    rng = np.random.default_rng(0)
+    assert min(sampler._angle(rng) for _ in range(200)) >= 60.0
+    half = PairSampler(PairConfig(max_rotation_deg=120.0, wide_rotation_prob=0.5, wide_rotation_deg=60.0), seed=0)
+    share = np.mean([half._angle(rng) >= 60.0 for _ in range(2000)])
+    assert 0.7 < share < 0.8  # 0.5 + 0.5 * 0.5 = 0.75
+    with pytest.raises(ValueError, match="wide_rotation"):
+        PairConfig(max_rotation_deg=90.0, wide_rotation_deg=100.0)

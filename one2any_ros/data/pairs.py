@@ -45,6 +45,11 @@ class PairConfig:
     output_stride: int = 2
     split: str = "train"
     max_rotation_deg: float = 180.0
+    # with this probability the angle is drawn from [wide_rotation_deg, max_rotation_deg] instead of the whole range:
+    # small baselines are learned early and the training-free search already solves them; wide ones are where the
+    # network has to add something (issue #4) and need the samples
+    wide_rotation_prob: float = 0.0
+    wide_rotation_deg: float = 60.0
     image_size: tuple[int, int] = (640, 480)  # the virtual camera the crops are cut from (width, height)
     focal_range: tuple[float, float] = (450.0, 750.0)  # px
     pixel_diameter: tuple[float, float] = (40.0, 320.0)  # the object's apparent diameter, px (log-uniform)
@@ -66,6 +71,9 @@ class PairConfig:
     def __post_init__(self) -> None:
         if self.renderer not in RENDERERS:
             raise ValueError(f"unknown renderer {self.renderer!r} ({'|'.join(RENDERERS)})")
+        if not 0.0 <= self.wide_rotation_prob <= 1.0 or not 0.0 <= self.wide_rotation_deg <= self.max_rotation_deg:
+            raise ValueError(f"wide_rotation_prob {self.wide_rotation_prob} must lie in [0, 1] and wide_rotation_deg "
+                             f"{self.wide_rotation_deg} in [0, max_rotation_deg {self.max_rotation_deg}]")
 
     @classmethod
     def from_dict(cls, d: dict) -> "PairConfig":
@@ -274,10 +282,17 @@ class PairSampler:
                 return pair
         raise RuntimeError(f"no usable pair after {max_tries} tries (object {o.obj_id})")
 
+    def _angle(self, rng: np.random.Generator) -> float:
+        """Reference-to-query rotation, degrees: uniform over the range, or over its wide part (``wide_rotation_*``)."""
+        cfg = self.cfg
+        wide = cfg.wide_rotation_prob > 0 and rng.random() < cfg.wide_rotation_prob  # no draw when off: same streams
+        low = cfg.wide_rotation_deg if wide else 0.0
+        return float(rng.uniform(low, cfg.max_rotation_deg))
+
     def _pair(self, obj: ObjectSpec, rng: np.random.Generator, angle_deg: float | None) -> dict | None:
         cfg = self.cfg
         n, r = cfg.input_size, cfg.output_stride
-        angle = float(rng.uniform(0.0, cfg.max_rotation_deg)) if angle_deg is None else float(angle_deg)
+        angle = self._angle(rng) if angle_deg is None else float(angle_deg)
         R_ref = random_rotation(rng)
         R_q = rotation_at_angle(R_ref, math.radians(angle), rng)
         K_ref, K_q = self._camera(rng), self._camera(rng)
