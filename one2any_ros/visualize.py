@@ -29,8 +29,11 @@ def draw_pose(rgb: np.ndarray, K: np.ndarray, T_cam_obj: np.ndarray, *, axis_len
         for k in range(3):
             cv2.arrowedLine(img, o, tuple(int(x) for x in np.rint(uv[k + 1])), AXIS_COLOURS[k], thickness, cv2.LINE_AA, tipLength=0.15)
     if label:
-        cv2.putText(img, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(img, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        # white on a dark box: a thick dark outline behind small text merges neighbouring glyphs ("deg,0 mm")
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        box = img[2:min(th + base + 8, h), 2:min(tw + 10, w)]
+        box[:] = (0.35 * box).astype(np.uint8)
+        cv2.putText(img, label, (6, 6 + th), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     return img
 
 
