@@ -137,6 +137,19 @@ def project(points: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([u, v], axis=-1), z
 
 
+def pixel_lookup(x: np.ndarray, y: np.ndarray, z: np.ndarray, K: np.ndarray, shape: tuple[int, ...]
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pixel each camera point (x, y, z: same-shaped arrays, metres) falls in, rounded to the nearest centre,
+    for reading images there. Returns (rows, cols, inside): int64 indices that are safe to use everywhere (0 where
+    the point is behind the camera or off the image) and the bool mask of the points that really land inside."""
+    h, w = shape[:2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.rint(K[0, 0] * x / z + K[0, 2])
+        v = np.rint(K[1, 1] * y / z + K[1, 2])
+    inside = (z > 1e-6) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    return np.where(inside, v, 0).astype(np.int64), np.where(inside, u, 0).astype(np.int64), inside
+
+
 def crop_box(mask: np.ndarray, *, pad: float = 1.2) -> tuple[int, int, int]:
     """The crop rule (fixed: the network is trained on it): a square box centred on the mask's
     bounding box, side = ``pad`` x the larger bbox side. Returns (u0, v0, side) in pixels; it may extend

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .camera import pixel_lookup
 from .geometry import invert_transform, transform_points
 
 
@@ -96,15 +97,8 @@ def make_target(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, rgb: np.ndar
 
 def _check_against(points_cam: np.ndarray, colours: np.ndarray | None, target: DepthTarget, tau: float, colour_tau: float):
     """points_cam (B,M,3) in the target camera. Returns agree, violation, colour-agree fractions (B,)."""
-    h, w = target.depth.shape
     z = points_cam[..., 2]
-    K = target.K
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = np.rint(K[0, 0] * points_cam[..., 0] / z + K[0, 2])
-        v = np.rint(K[1, 1] * points_cam[..., 1] / z + K[1, 2])
-    inside = (z > 1e-6) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    ui = np.where(inside, u, 0).astype(np.int64)
-    vi = np.where(inside, v, 0).astype(np.int64)
+    vi, ui, inside = pixel_lookup(points_cam[..., 0], points_cam[..., 1], z, target.K, target.depth.shape)
     zt = target.depth[vi, ui]
     zn = target.near_depth[vi, ui]
     mt = target.mask[vi, ui]

@@ -108,3 +108,14 @@ def test_icp_batched_converges_from_nearby_starts():
 def _unit(rng):
     v = rng.normal(size=3)
     return v / np.linalg.norm(v)
+
+
+def test_pixel_lookup_rounds_to_pixel_centres_and_flags_what_misses_the_image():
+    from one2any_ros.camera import pixel_lookup
+
+    K = np.array([[100.0, 0, 2.0], [0, 100.0, 1.0], [0, 0, 1]])
+    pts = np.array([[0.0, 0.0, 1.0], [0.014, 0.006, 1.0], [0.0, 0.0, -1.0], [1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    rows, cols, inside = pixel_lookup(pts[:, 0], pts[:, 1], pts[:, 2], K, (3, 5))
+    assert inside.tolist() == [True, True, False, False, False]  # centre, (3.4, 1.6) -> (3, 2), behind, right of it, at the centre
+    assert (rows[:2].tolist(), cols[:2].tolist()) == ([1, 2], [2, 3])
+    assert (rows[2:] == 0).all() and (cols[2:] == 0).all()  # safe indices where nothing lands

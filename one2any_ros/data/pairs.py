@@ -123,14 +123,9 @@ def covisible(points_ref: np.ndarray, ref: dict, diameter: float, *, band: float
     ``band`` x diameter of the reference's depth (in front of it means a wrong variant, behind it means hidden).
     Only these pixels can be matched to a reference pixel: the rest of the query surface is one the reference
     never showed. -> (...) bool."""
-    K, depth, mask = ref["K"], ref["depth_clean"], ref["mask"]
-    h, w = depth.shape
+    depth, mask = ref["depth_clean"], ref["mask"]
     z = points_ref[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = np.rint(K[0, 0] * points_ref[:, 0] / z + K[0, 2])
-        v = np.rint(K[1, 1] * points_ref[:, 1] / z + K[1, 2])
-    inside = (z > 1e-6) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    ui, vi = np.where(inside, u, 0).astype(np.int64), np.where(inside, v, 0).astype(np.int64)
+    vi, ui, inside = camera.pixel_lookup(points_ref[:, 0], points_ref[:, 1], z, ref["K"], depth.shape)
     zr = depth[vi, ui]
     return (inside & mask[vi, ui] & (zr > 0) & (np.abs(zr - z) < band * diameter)).any(axis=0)
 
