@@ -116,6 +116,7 @@ def test_pixel_lookup_rounds_to_pixel_centres_and_flags_what_misses_the_image():
     K = np.array([[100.0, 0, 2.0], [0, 100.0, 1.0], [0, 0, 1]])
     pts = np.array([[0.0, 0.0, 1.0], [0.014, 0.006, 1.0], [0.0, 0.0, -1.0], [1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
     rows, cols, inside = pixel_lookup(pts[:, 0], pts[:, 1], pts[:, 2], K, (3, 5))
-    assert inside.tolist() == [True, True, False, False, False]  # centre, (3.4, 1.6) -> (3, 2), behind, right of it, at the centre
+    # image centre; (3.4, 1.6) -> (3, 2); behind the camera; right of the image; at the camera centre (z = 0)
+    assert inside.tolist() == [True, True, False, False, False]
     assert (rows[:2].tolist(), cols[:2].tolist()) == ([1, 2], [2, 3])
     assert (rows[2:] == 0).all() and (cols[2:] == 0).all()  # safe indices where nothing lands

@@ -10,9 +10,9 @@ any grid hypothesis. With the learned backend it also measures the network itsel
 symmetric one has no single right ROC): the mean fraction of the query's object pixels whose predicted ROC lies
 within the verifier's ROC band of the truth, over all pixels, over the 20 % the network is most confident about
 and over the co-visible ones (those the reference camera also saw; their share is the ceiling of a network that
-matches reference pixels) - what the verifier's ROC term and the RANSAC hypotheses can count on. Writes diagnose.json and
-diagnose.png (bars per bin). Run it on VALIDATION objects when it informs a choice, so nothing is tuned to the
-test split.
+matches reference pixels) - what the verifier's ROC term and the RANSAC hypotheses can count on. Writes
+diagnose.json and diagnose.png (bars per bin). Run it on VALIDATION objects when it informs a choice, so
+nothing is tuned to the test split.
 """
 from __future__ import annotations
 
