@@ -17,7 +17,10 @@ Loss: SmoothL1 on the masked ROC, the minimum over the object's symmetric varian
 < 1 weighs down the ROC terms on query pixels the reference camera never saw (``data.pairs.covisible``): the
 matching head can only carry a reference pixel's ROC, so there the target is out of its reach and the gradient
 mostly noise (at 90-120 deg ~60 % of the pixels); the confidence still learns on every pixel that they are
-unreliable.
+unreliable. ``match_ce_weight`` > 0 adds a cross-entropy on the matching head's logits (``match_cross_entropy``):
+on co-visible pixels, the attention mass on the reference cells that show the pixel's point. SmoothL1 on the
+attention-weighted mean alone is content with attention spread so that it averages out near the truth; the
+cross-entropy asks for the right cells (the coarse matching loss of LoFTR, Sun et al., CVPR 2021).
 """
 from __future__ import annotations
 
@@ -67,7 +70,8 @@ DEFAULTS: dict[str, Any] = {
         "max_bad_steps": 50,  # consecutive steps with a non-finite loss or gradient (skipped) before giving up
         "amp": True,  # mixed precision on CUDA
         "cpu_threads": None,  # torch threads of the training process on a CPU; None: cores - data workers (>= 1)
-        "loss": {"beta": 0.1, "match_weight": 0.5, "conf_weight": 0.1, "noncovisible_weight": 1.0},
+        "loss": {"beta": 0.1, "match_weight": 0.5, "conf_weight": 0.1, "noncovisible_weight": 1.0,
+                 "match_ce_weight": 0.0, "match_ce_band": 0.15},
     },
 }
 CSV_COLUMNS = ("kind", "step", "samples", "elapsed_s", "lr", "loss", "loss_roc", "loss_match", "loss_conf", "roc_err",
@@ -130,6 +134,34 @@ def _variant_loss(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, bet
     return best, k
 
 
+def match_cross_entropy(logits: torch.Tensor, gt_roc: torch.Tensor, use: torch.Tensor, ref: torch.Tensor,
+                        ref_valid: torch.Tensor, band: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The matching head's cross-entropy against the reference cells that show each query cell's surface point.
+
+    logits (B,L,Lk) over the reference cells (-inf where invalid); gt_roc (B,3,G,G) the query's true ROC (the chosen
+    symmetry variant); use (B,1,G,G) the cells to train (valid and co-visible); ref (B,7,N,N) / ref_valid (B,1,N,N)
+    the reference input, whose ROC pooled at the output stride is what the cells carry (``pool_roc``, as the
+    encoder does). Positives: reference cells within ``band`` (reference-radius units) of the true ROC; the loss is
+    -log of the attention mass on them (several may show the point: cells are coarse). Cells with no positive are
+    skipped. -> (mean loss, number of cells used, fraction whose most-attended cell is a positive)."""
+    from .model.network import pool_roc
+
+    stride = ref.shape[-1] // gt_roc.shape[-1]
+    values, vvalid = pool_roc(ref[:, 3:6].float(), ref_valid.float() * ref[:, 6:7].float(), stride)
+    v = values.flatten(2).transpose(1, 2)  # (B,Lk,3)
+    q = gt_roc.flatten(2).transpose(1, 2)  # (B,L,3)
+    pos = (torch.cdist(q, v) < band) & vvalid.flatten(1)[:, None, :].bool()  # (B,L,Lk)
+    rows = use.flatten(1).bool() & pos.any(-1) & torch.isfinite(logits).any(-1)
+    n = rows.sum()
+    if int(n) == 0:
+        zero = logits.sum() * 0.0
+        return zero, n, zero.detach()
+    lg = logits[rows]
+    ce = torch.logsumexp(lg, -1) - torch.logsumexp(lg.masked_fill(~pos[rows], float("-inf")), -1)
+    top1 = pos[rows].gather(1, lg.argmax(-1, keepdim=True)).float().mean()
+    return ce.mean(), n, top1
+
+
 def compute_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], loss_cfg: dict) -> tuple[torch.Tensor, dict[str, float]]:
     """The training loss and its parts (floats for logging). See the module docstring."""
     gt, valid = batch["gt"].float(), batch["gt_valid"].float()
@@ -149,8 +181,17 @@ def compute_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], l
     cnt = valid.sum().clamp_min(1.0)
     l_conf = (nll * valid).sum() / cnt
     loss = l_roc.mean() + float(loss_cfg.get("match_weight", 0.5)) * l_match.mean() + float(loss_cfg.get("conf_weight", 0.1)) * l_conf
-    parts = {"loss": float(loss.detach()), "loss_roc": float(l_roc.mean().detach()),
-             "loss_match": float(l_match.mean().detach()), "loss_conf": float(l_conf.detach())}
+    parts = {"loss_roc": float(l_roc.mean().detach()), "loss_match": float(l_match.mean().detach()),
+             "loss_conf": float(l_conf.detach())}
+    ce_w = float(loss_cfg.get("match_ce_weight", 0.0))
+    if "match_logits" in out and covis is not None and "ref" in batch:  # logged even at weight 0: how well it matches
+        l_ce, n_ce, top1 = match_cross_entropy(out["match_logits"], gt_best, valid * covis.float(), batch["ref"],
+                                               batch["ref_valid"], float(loss_cfg.get("match_ce_band", 0.15)))
+        if ce_w > 0:
+            loss = loss + ce_w * l_ce
+        if int(n_ce):
+            parts["loss_match_ce"], parts["match_top1"] = float(l_ce.detach()), float(top1)
+    parts["loss"] = float(loss.detach())
     with torch.no_grad():
         err_map = (roc - gt_best).norm(dim=1, keepdim=True)
         parts["roc_err"] = float((err_map * valid).sum() / cnt)
@@ -218,8 +259,9 @@ def validate(model: One2AnyNet, pairs: list[dict], device: torch.device, loss_cf
     n = max(len(pairs), 1)
     res: dict[str, Any] = {"val_loss": tot.get("loss", 0.0) / n, "val_roc_err": tot.get("roc_err", 0.0) / n,
                            "val_pose_acc": float(np.mean(hits.get("all", [False])))}
-    if "roc_err_covisible" in tot:
-        res["val_roc_err_covisible"] = tot["roc_err_covisible"] / n
+    for k in ("roc_err_covisible", "loss_match_ce", "match_top1"):
+        if k in tot:
+            res[f"val_{k}"] = tot[k] / n
     for k, v in hits.items():
         if k != "all":
             res[f"val_{k}"] = float(np.mean(v))

@@ -14,7 +14,7 @@ from one2any_ros.model.network import NetConfig, One2AnyNet
 pytest.importorskip("pybullet")
 
 from one2any_ros.data.pairs import PairConfig, PairSampler, covisible, symmetry_transforms  # noqa: E402
-from one2any_ros.train import compute_loss, load_config, train  # noqa: E402
+from one2any_ros.train import compute_loss, load_config, match_cross_entropy, train  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_YAML = REPO / "config" / "train_tiny.yaml"
@@ -132,6 +132,47 @@ def test_noncovisible_weight_discounts_pixels_the_reference_never_saw():
     assert full["loss_roc"] > some["loss_roc"] > seen["loss_roc"] == 0.0
     assert seen["roc_err"] == full["roc_err"] > 0  # the logged error still covers every pixel ...
     assert seen["roc_err_covisible"] == 0.0  # ... and its co-visible part is reported on its own
+
+
+def _matching_case():
+    """A 4x4 reference input pooled to 2x2 cells (stride 2), each cell a distinct ROC; a 2x2 query whose cell i
+    shows reference cell 3 - i; the reference's cell 3 has no valid pixel."""
+    ref = torch.zeros(1, 7, 4, 4)
+    cell_roc = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    for j in range(4):
+        r, c = divmod(j, 2)
+        ref[0, 3:6, 2 * r:2 * r + 2, 2 * c:2 * c + 2] = cell_roc[j][:, None, None]
+    ref[0, 6] = 1.0
+    ref_valid = torch.ones(1, 1, 4, 4)
+    ref_valid[0, 0, 2:, 2:] = 0.0  # cell 3: no depth
+    gt = cell_roc[[3, 2, 1, 0]].T.reshape(1, 3, 2, 2)  # query cell i carries reference cell 3 - i's ROC
+    return ref, ref_valid, gt
+
+
+def test_match_cross_entropy_rewards_attention_on_the_cells_that_show_the_point():
+    ref, ref_valid, gt = _matching_case()
+    use = torch.ones(1, 1, 2, 2)
+    right = torch.full((1, 4, 4), -5.0)
+    for i in range(4):
+        right[0, i, 3 - i] = 5.0
+    right[..., 3] = float("-inf")  # invalid reference cell, as the network masks it
+    wrong = right.flip(-1).clone()
+    wrong[..., 3] = float("-inf")
+    ce_r, n, top1_r = match_cross_entropy(right, gt, use, ref, ref_valid, band=0.15)
+    ce_w, _, top1_w = match_cross_entropy(wrong, gt, use, ref, ref_valid, band=0.15)
+    assert int(n) == 3  # query cell 0 shows the reference cell without depth: no positive, skipped
+    assert float(ce_r) < 0.01 and float(top1_r) == 1.0
+    assert float(ce_w) > 5.0 and float(top1_w) == 0.0
+    use[0, 0, 0, 1] = 0.0  # a cell the reference never saw is not trained
+    assert int(match_cross_entropy(right, gt, use, ref, ref_valid, band=0.15)[1]) == 2
+    # in compute_loss: logged whenever it can be computed, added to the loss only with a weight
+    out = {"roc": gt.clone(), "roc_match": gt.clone(), "log_b": torch.zeros(1, 1, 2, 2), "match_logits": wrong}
+    batch = {"gt": gt[:, None], "gt_valid": torch.ones(1, 1, 2, 2), "gt_covisible": torch.ones(1, 1, 2, 2),
+             "ref": ref, "ref_valid": ref_valid}
+    loss0, parts0 = compute_loss(out, batch, {"conf_weight": 0.0})
+    loss1, parts1 = compute_loss(out, batch, {"conf_weight": 0.0, "match_ce_weight": 0.5})
+    assert parts0["match_top1"] == 0.0 and parts0["loss_match_ce"] == pytest.approx(float(ce_w))
+    assert float(loss1 - loss0) == pytest.approx(0.5 * float(ce_w))
 
 
 def test_tiny_training_lowers_the_loss_on_a_fixed_batch(pairs):

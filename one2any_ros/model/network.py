@@ -212,7 +212,8 @@ class RopeEncoder(nn.Module):
 
 
 class QueryDecoder(nn.Module):
-    """Query crop (B,8,N,N) + ROPE embedding -> dict(roc (B,3,No,No), log_b (B,1,No,No), roc_match, ...)."""
+    """Query crop (B,8,N,N) + ROPE embedding -> dict(roc (B,3,No,No), log_b (B,1,No,No), roc_match, ...,
+    match_logits (B,No*No,Lk): the matching head's logits over the reference cells, -inf where invalid)."""
 
     def __init__(self, cfg: NetConfig) -> None:
         super().__init__()
@@ -274,7 +275,7 @@ class QueryDecoder(nn.Module):
         roc_match = _grid(m1, no, no)
         h = self.head(torch.cat([g.float(), roc_match, _grid(spread, no, no)], 1))
         return {"roc": roc_match + h[:, :3], "roc_match": roc_match, "log_b": h[:, 3:4].clamp(-7.0, 3.0),
-                "spread": _grid(spread, no, no)}
+                "spread": _grid(spread, no, no), "match_logits": logits}
 
 
 class One2AnyNet(nn.Module):
