@@ -4,15 +4,15 @@ pose was there and another one scored higher)? Per rotation bin, on a BOP datase
     .venv/bin/python tools/diagnose_pool.py --dataset outputs/datasets/val30 [--backend one2any]
         [--checkpoint PATH] [--query-rolls N] [--min-rotation 60] [--out outputs/diagnose]
 
-For every query it runs the global search with ``PoseEstimator.record_pool`` and counts, by ADD(-S) < 0.1 d:
-the chosen pose; any hypothesis before refinement; any refined candidate; any learned (RANSAC) hypothesis and
-any grid hypothesis. With the learned backend it also measures the network itself (asymmetric objects: a
-symmetric one has no single right ROC): the mean fraction of the query's object pixels whose predicted ROC lies
-within the verifier's ROC band of the truth, over all pixels, over the 20 % the network is most confident about
-and over the co-visible ones (those the reference camera also saw; their share is the ceiling of a network that
-matches reference pixels) - what the verifier's ROC term and the RANSAC hypotheses can count on. Writes
-diagnose.json and diagnose.png (bars per bin). Run it on VALIDATION objects when it informs a choice, so
-nothing is tuned to the test split.
+For every query it runs the global search with ``PoseEstimator.record_pool`` and counts, by ADD(-S) < 0.1 d: the
+chosen pose; any hypothesis before refinement; any refined candidate; any learned (RANSAC) hypothesis; any grid
+hypothesis; a learned one where no grid one is right (what the network adds to the search). With the learned
+backend it also measures the network itself (asymmetric objects: a symmetric one has no single right ROC): the
+mean fraction of the query's object pixels whose predicted ROC lies within the verifier's ROC band of the truth,
+over all pixels, over the 20 % the network is most confident about and over the co-visible ones (those the
+reference camera also saw; their share is the ceiling of a network that matches reference pixels) - what the
+verifier's ROC term and the RANSAC hypotheses can count on. Writes diagnose.json and diagnose.png (bars per bin).
+Run it on VALIDATION objects when it informs a choice, so nothing is tuned to the test split.
 """
 from __future__ import annotations
 
@@ -34,10 +34,11 @@ from one2any_ros.evaluate import load_eval_model, plan_scene, rotation_bin  # no
 from one2any_ros.geometry import invert_transform, transform_points  # noqa: E402
 from one2any_ros.reference import make_view  # noqa: E402
 
-COUNTS = ("chosen", "in_pool", "refined", "learned", "grid")
+COUNTS = ("chosen", "in_pool", "refined", "learned", "grid", "learned_only")
 CONFIDENT_FRACTION = 0.2  # "the pixels the network is most confident about"
 LABELS = {"chosen": "chosen pose right", "in_pool": "a right pose in the pool", "refined": "a right refined candidate",
-          "learned": "a right learned (RANSAC) hypothesis", "grid": "a right grid hypothesis"}
+          "learned": "a right learned (RANSAC) hypothesis", "grid": "a right grid hypothesis",
+          "learned_only": "a right learned hypothesis, no right grid one"}
 
 
 def _estimator(a) -> PoseEstimator:
@@ -127,8 +128,10 @@ def diagnose(a) -> dict:
             row["chosen"] += bool(ok_ref[pool.chosen] and est.last_T_C is not None)
             row["in_pool"] += bool(ok.any())
             row["refined"] += bool(ok_ref.any())
-            row["learned"] += bool(ok[np.char.startswith(src.astype(str), "ransac")].any())
-            row["grid"] += bool(ok[src == "grid"].any())
+            learned, grid = bool(ok[np.char.startswith(src.astype(str), "ransac")].any()), bool(ok[src == "grid"].any())
+            row["learned"] += learned
+            row["grid"] += grid
+            row["learned_only"] += learned and not grid  # what the network's own hypotheses add to the search
     bar.close()
     return {"dataset": str(root), "backend": a.backend, "model": est.backend.describe(),
             "min_rotation_deg": a.min_rotation, "bins": dict(sorted(per_bin.items(), key=lambda kv: float(kv[0].split("-")[0])))}
