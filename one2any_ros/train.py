@@ -185,8 +185,9 @@ def compute_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], l
              "loss_conf": float(l_conf.detach())}
     ce_w = float(loss_cfg.get("match_ce_weight", 0.0))
     if "match_logits" in out and covis is not None and "ref" in batch:  # logged even at weight 0: how well it matches
-        l_ce, n_ce, top1 = match_cross_entropy(out["match_logits"], gt_best, valid * covis.float(), batch["ref"],
-                                               batch["ref_valid"], float(loss_cfg.get("match_ce_band", 0.15)))
+        with torch.set_grad_enabled(ce_w > 0 and torch.is_grad_enabled()):
+            l_ce, n_ce, top1 = match_cross_entropy(out["match_logits"], gt_best, valid * covis.float(), batch["ref"],
+                                                   batch["ref_valid"], float(loss_cfg.get("match_ce_band", 0.15)))
         if ce_w > 0:
             loss = loss + ce_w * l_ce
         if int(n_ce):
