@@ -232,6 +232,7 @@ def validate(model: One2AnyNet, pairs: list[dict], device: torch.device, loss_cf
     model.eval()
     keys = ("ref", "ref_valid", "query", "gt", "gt_valid") + (("gt_covisible",) if pairs and "gt_covisible" in pairs[0] else ())
     tot: dict[str, float] = {}
+    seen: dict[str, int] = {}  # pairs behind each part (the matching ones skip a batch without co-visible cells)
     hits: dict[str, list[bool]] = {}
     with torch.inference_mode():
         for i in range(0, len(pairs), batch_size):
@@ -241,6 +242,7 @@ def validate(model: One2AnyNet, pairs: list[dict], device: torch.device, loss_cf
             _, parts = compute_loss(out, b, loss_cfg)
             for k, v in parts.items():
                 tot[k] = tot.get(k, 0.0) + v * len(chunk)
+                seen[k] = seen.get(k, 0) + len(chunk)
             roc = out["roc"].float().cpu().numpy()
             conf = confidence_from_log_b(out["log_b"].float()).cpu().numpy()
             for j, p in enumerate(chunk):
@@ -262,7 +264,7 @@ def validate(model: One2AnyNet, pairs: list[dict], device: torch.device, loss_cf
                            "val_pose_acc": float(np.mean(hits.get("all", [False])))}
     for k in ("roc_err_covisible", "loss_match_ce", "match_top1"):
         if k in tot:
-            res[f"val_{k}"] = tot[k] / n
+            res[f"val_{k}"] = tot[k] / seen[k]
     for k, v in hits.items():
         if k != "all":
             res[f"val_{k}"] = float(np.mean(v))
