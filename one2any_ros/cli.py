@@ -54,6 +54,14 @@ def _cmd_train(a) -> int:
     return 0
 
 
+def _cmd_train_scorer(a) -> int:
+    from .train_scorer import main as train_scorer_main
+
+    argv = ["--config", a.config] + (["--out", a.out] if a.out else []) + (["--resume"] if a.resume else []) \
+        + (["--export"] if a.export else []) + [x for kv in a.set for x in ("--set", kv)]
+    return train_scorer_main(argv)
+
+
 def _cmd_demo(a) -> int:
     if a.no_ros:
         from .demo import run_demo
@@ -116,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default=None, help="run directory (default: from the config)")
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value (e.g. train.batch_size=16)")
 
+    sp = sub.add_parser("train-scorer", help="train the learned hypothesis scorer on the learned backend's own pools")
+    sp.add_argument("--config", default="config/scorer_default.yaml")
+    sp.add_argument("--out", default=None, help="run directory (default: from the config)")
+    sp.add_argument("--resume", action="store_true")
+    sp.add_argument("--export", action="store_true", help="bundle as model/default_scorer if it wins on the validation set")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+
     sp = sub.add_parser("eval", help="one-reference evaluation on a BOP-format dataset")
     backend_args(sp)
     sp.add_argument("--dataset", required=True, help="BOP dataset root (models/, split folders)")
@@ -141,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "node":
         return _cmd_node(None, argv[1:])
     a = build_parser().parse_args(argv)
-    handlers = {"render": _cmd_render, "eval": _cmd_eval, "bench": _cmd_bench, "train": _cmd_train, "demo": _cmd_demo,
+    handlers = {"render": _cmd_render, "eval": _cmd_eval, "bench": _cmd_bench, "train": _cmd_train, "train-scorer": _cmd_train_scorer, "demo": _cmd_demo,
                 "estimate": _cmd_estimate}
     from .errors import One2AnyError
 

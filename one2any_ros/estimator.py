@@ -2,7 +2,8 @@
 
 One pipeline for every backend (DESIGN 1): the backend proposes hypotheses of T_query_C, the last good
 pose joins them when there is one, one verifier scores them all, the best few are refined by guarded ICP
-(a refined pose is kept only if it scores better), and the winner must pass the inlier and confidence
+(a refined pose is kept only if it scores better), a learned backend may add its hypothesis scorer's term to
+those few (``Backend.candidate_term``), and the winner must pass the inlier and confidence
 gates or the call raises EstimationFailure. Tracking mode first tries the last good pose alone and runs
 the global search only when that fails verification (re-detection on loss).
 """
@@ -95,8 +96,9 @@ class HypothesisPool:
     sources: list[str]  # (B,) where each came from
     score: np.ndarray  # (B,) its verifier score
     refined_T_camera_C: np.ndarray  # (K,4,4) the best K after guarded refinement (the final candidates)
-    refined_score: np.ndarray  # (K,)
+    refined_score: np.ndarray  # (K,) their verifier scores
     chosen: int  # index into the refined candidates
+    refined_term: np.ndarray | None = None  # (K,) the backend's learned term added for the final choice, if any
 
 
 @dataclass
@@ -239,11 +241,16 @@ class PoseEstimator:
         cand_T = np.where(better[:, None, None], Tr, Ts[top])
         cand_score = np.where(better, vr_r.score, vr.score[top])
         cand_conf = np.where(better, vr_r.confidence, vr.confidence[top])
+        tm.lap("refine")
+        term = self.backend.candidate_term(ref, q, cand_T, cand_score)
+        verifier_score = cand_score
+        if term is not None:
+            cand_score = cand_score + term
+            tm.lap("rerank")
         best = int(np.argmax(cand_score))
         if self.record_pool:
             self.last_pool = HypothesisPool(T_camera_C=Ts, sources=sources, score=vr.score, refined_T_camera_C=cand_T,
-                                            refined_score=cand_score, chosen=best)
-        tm.lap("refine")
+                                            refined_score=verifier_score, chosen=best, refined_term=term)
         final = VerifyResult(score=cand_score, confidence=cand_conf, agree=vr.agree[top], violation=vr.violation[top])
         return self._finish(cand_T[best], final, best, q, "global", sources[top[best]], len(Ts), tm)
 

@@ -76,6 +76,11 @@ class Backend(abc.ABC):
     def encode_reference(self, ref: Reference) -> None:
         """Cache whatever the backend needs per reference into ``ref.embedding`` (default: nothing)."""
 
+    def candidate_term(self, ref: Reference, query: QueryContext, T_query_C: np.ndarray, score: np.ndarray) -> np.ndarray | None:
+        """A learned term (K,) the backend lends the final ranking of the refined candidates (K,4,4), added to
+        their verifier scores ``score`` (K,); None = nothing to add (the default, and ``classic``)."""
+        return None
+
     @abc.abstractmethod
     def propose(self, ref: Reference, query: QueryContext, settings: SearchSettings, diameter: float) -> Proposal:
         """Pose hypotheses of C in the query camera."""

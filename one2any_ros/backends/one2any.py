@@ -18,6 +18,7 @@ from ..geometry import ransac_rigid_thresholds, subsample
 from ..model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from ..model.inputs import CropWindow, output_at_pixels, query_input, reference_input, roll_query_input, unroll_output
 from ..model.network import EMBEDDING_KEYS, confidence_from_log_b
+from ..model.scorer import DEFAULT_SCORER, ScorerReference, comparison_images, load_scorer, scorer_query, scorer_reference
 from ..reference import Reference, View
 from .base import Backend, Proposal, QueryContext, SearchSettings
 from .classic import ClassicBackend
@@ -54,7 +55,8 @@ class One2AnyBackend(Backend):
     name = "one2any"
 
     def __init__(self, device: str = "auto", checkpoint: str | None = None, *, with_classic: bool = True,
-                 roc_to_verifier: bool | None = None, query_rolls: int | None = None, threads: int | None = None) -> None:
+                 roc_to_verifier: bool | None = None, query_rolls: int | None = None, threads: int | None = None,
+                 scorer: str | bool | None = None, scorer_weight: float | None = None) -> None:
         """Load ``checkpoint`` (None or "" = the bundled ``model/default``); CheckpointError when it cannot.
 
         ``with_classic``: pool the classic grid-search hypotheses with the network's (DESIGN 1).
@@ -63,6 +65,10 @@ class One2AnyBackend(Backend):
         ``query_rolls``: 1 = the query crop as seen; 2-4 = also turned by 90, 180, 270 deg in the image plane,
         one batched decoder pass, each roll's RANSAC hypotheses pooled (model.inputs.roll_query_input);
         None = the checkpoint's ``inference.query_rolls`` (chosen on validation by one2any_ros.promote), else 1.
+        ``scorer``: the learned hypothesis scorer (model/scorer.py) whose term re-ranks the refined candidates: a
+        path, False = none, None = the bundled ``model/default_scorer`` when the bundled network is used and the
+        file exists (it was trained on that network's hypothesis pools). ``scorer_weight``: its weight in the
+        ranking; None = the one recorded in the scorer's JSON (chosen when it was trained); 0 = off.
         ``threads``: torch's CPU thread count (process-wide); None = half the cores (at least 1) on a CPU.
         Measured here: with 2 threads on 2 cores and another busy process, OpenMP spin-waiting made one decoder
         pass ~50x slower (1.3 s vs 25 ms with 1 thread); a node sharing its cores with a camera driver and its
@@ -89,13 +95,25 @@ class One2AnyBackend(Backend):
             raise One2AnyError(f"query_rolls must be an integer 1-4, got {rolls!r}", reason="bad_parameter")
         self.query_rolls = rolls
         self.encoder_calls = 0  # how often the ROPE encoder ran (tests check it is once per reference)
+        self.scorer, self.scorer_meta, self.scorer_path = None, {}, None
+        if scorer is None and not checkpoint and DEFAULT_SCORER.exists():
+            scorer = str(DEFAULT_SCORER)
+        if scorer:
+            self.scorer, self.scorer_meta = load_scorer(scorer)
+            self.scorer_path = str(scorer)
+        self.scorer_weight = float(self.scorer_meta.get("weight", 0.0) if scorer_weight is None else scorer_weight)
+        if not np.isfinite(self.scorer_weight) or self.scorer_weight < 0:
+            raise One2AnyError(f"scorer_weight must be a finite number >= 0, got {scorer_weight!r}", reason="bad_parameter")
+        self._scorer_ref: tuple[Reference, ScorerReference] | None = None  # the splatted cloud, once per reference
 
     def describe(self) -> dict:
         tr = self.config.get("training") or {}
         return {"backend": self.name, "checkpoint": self.checkpoint_path, "checkpoint_sha256": self.config.get("sha256"),
                 "training": {k: tr.get(k) for k in ("steps", "samples", "elapsed_s", "best_val_roc_err") if k in tr},
                 "max_rotation_deg_trained": (tr.get("pair_sampler") or {}).get("max_rotation_deg"),
-                "roc_to_verifier": self.roc_to_verifier, "query_rolls": self.query_rolls, "device": str(self.device)}
+                "roc_to_verifier": self.roc_to_verifier, "query_rolls": self.query_rolls, "device": str(self.device),
+                "scorer": self.scorer_path if self.scorer is not None and self.scorer_weight > 0 else None,
+                "scorer_weight": self.scorer_weight if self.scorer is not None else None}
 
     # --- reference ---------------------------------------------------------------------------------
     def encode_reference(self, ref: Reference) -> None:
@@ -166,6 +184,26 @@ class One2AnyBackend(Backend):
         if not self.roc_to_verifier:
             roc_pred = roc_weight = None
         return Proposal(T_query_C=T, sources=sources, roc_pred=roc_pred, roc_weight=roc_weight, timings_ms=timings)
+
+
+    # --- the learned hypothesis scorer's term in the final ranking -------------------------------------
+    def candidate_term(self, ref: Reference, query: QueryContext, T_query_C: np.ndarray, score: np.ndarray) -> np.ndarray | None:
+        """scorer_weight x the scorer's logit for each refined candidate (None without a scorer or at weight 0)."""
+        if self.scorer is None or self.scorer_weight <= 0 or len(T_query_C) == 0:
+            return None
+        logits = self.score_hypotheses(ref, query, T_query_C, score)
+        return self.scorer_weight * logits
+
+    def score_hypotheses(self, ref: Reference, query: QueryContext, T_query_C: np.ndarray, score: np.ndarray) -> np.ndarray:
+        """The scorer's raw logits (B,) for hypotheses (B,4,4) with verifier scores (B,)."""
+        if self._scorer_ref is None or self._scorer_ref[0] is not ref:
+            self._scorer_ref = (ref, scorer_reference(ref.points_C, ref.colour_C, ref.diameter))
+        v = query.view
+        sq = scorer_query(v.depth, v.mask, query.target.colour, v.K, ref.diameter, self.scorer.cfg.grid)
+        images = comparison_images(np.asarray(T_query_C, np.float64), self._scorer_ref[1], sq)
+        with torch.inference_mode():
+            out = self.scorer(torch.from_numpy(images), torch.from_numpy(np.asarray(score, np.float32)))
+        return out.numpy().astype(np.float64)
 
 
 def _roc_trustworthy(meta: dict) -> bool:
