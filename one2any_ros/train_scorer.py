@@ -99,7 +99,7 @@ def collect_pools(dataset: Path, backend, *, top: int, grid: int, desc: str = "p
     est.record_pool = True
     info = {int(k): v for k, v in bop.load_models_info(dataset).items()}
     plans = [p for sid in bop.list_scenes(dataset, "test") for p in plan_scene(bop.load_scene(dataset, "test", sid))[0]]
-    images, scores, errors, counts, refined, rel, objs = [], [], [], [], [], [], []
+    images, poses, scores, errors, counts, refined, rel, objs = [], [], [], [], [], [], [], []
     models: dict[int, Any] = {}
     for p in tqdm(plans, desc=desc, mininterval=5):
         if p.obj_id not in models:
@@ -128,6 +128,7 @@ def collect_pools(dataset: Path, backend, *, top: int, grid: int, desc: str = "p
             view = make_view(img["rgb"], img["depth"], img["mask"], img["K"])
             sq = scorer_query(view.depth, view.mask, est._context(view).target.colour, view.K, ref.diameter, grid)
             images.append(comparison_images(Ts, sref, sq).astype(np.float16))  # exactly what the backend builds
+            poses.append(Ts.astype(np.float32))  # kept so that new input channels can be built without searching again
             scores.append(base.astype(np.float32))
             errors.append(err.astype(np.float32))
             counts.append(len(Ts))
@@ -136,6 +137,7 @@ def collect_pools(dataset: Path, backend, *, top: int, grid: int, desc: str = "p
             objs.append(p.obj_id)
     G = grid
     return {"images": np.concatenate(images) if images else np.zeros((0, 11, G, G), np.float16),
+            "poses": np.concatenate(poses) if poses else np.zeros((0, 4, 4), np.float32),
             "scores": np.concatenate(scores) if scores else np.zeros(0, np.float32),
             "errors": np.concatenate(errors) if errors else np.zeros(0, np.float32),
             "counts": np.array(counts, np.int64), "refined": np.array(refined, np.int64),
@@ -285,7 +287,8 @@ def train_scorer(config: str | os.PathLike, *, out_dir: str | None = None, resum
     train_sets = [pools_of(s) for s in cfg["data"]["train"]]
     select = pools_of(cfg["data"]["select"]) if cfg["data"]["select"] else None
     val = pools_of(cfg["data"]["val"]) if cfg["data"]["val"] else None
-    merged = Pools({k: np.concatenate([p.a[k] for p in train_sets]) for k in train_sets[0].a})
+    keys = set.intersection(*(set(p.a) for p in train_sets))  # caches from older runs may lack "poses"
+    merged = Pools({k: np.concatenate([p.a[k] for p in train_sets]) for k in sorted(keys)})
     idx = merged.rankable()
     print(f"scorer: {len(merged)} training pools, {len(idx)} with right and wrong hypotheses to rank", flush=True)
 
@@ -302,6 +305,8 @@ def train_scorer(config: str | os.PathLike, *, out_dir: str | None = None, resum
         opt.load_state_dict(torch.load(out / "optimizer.pt", weights_only=True))
         start_epoch = int(st["epoch"])
         rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()][:start_epoch]
+        if rows:  # the wall time goes on from where the run stopped (pools loaded from the cache cost ~nothing)
+            t_start = time.time() - float(rows[-1]["elapsed_s"])
         print(f"scorer: resumed after epoch {start_epoch}", flush=True)
     elif log_path.exists():
         log_path.unlink()

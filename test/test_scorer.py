@@ -81,7 +81,7 @@ def test_scorer_forward_and_a_tiny_training_run_ranks_the_right_hypothesis():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < 0.25 * first and int(model(x, base).argmax()) == 2
+    assert loss.item() < 0.25 * first and int(model(x, base).argmax()) == 2
 
 
 def _saved(tmp_path, weight=0.1):

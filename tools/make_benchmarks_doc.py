@@ -253,7 +253,7 @@ def one2any_note(reports: dict[str, dict]) -> str:
             "(in the log and in /diagnostics), so there is no `one2any` row to report. ")
 
 
-STAGE_NAMES = ("decode", "prepare", "network", "ransac", "grid", "hypotheses", "verify", "sweep", "refine", "total")
+STAGE_NAMES = ("decode", "prepare", "network", "ransac", "grid", "hypotheses", "verify", "sweep", "refine", "rerank", "total")
 
 
 def stages_section(b: dict) -> str:
