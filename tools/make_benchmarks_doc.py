@@ -243,6 +243,9 @@ def one2any_note(reports: dict[str, dict]) -> str:
         rolls = m.get("query_rolls") or 1
         rolls_txt = (f"The query crop went through the network in {rolls} rolls (quarter turns in the image plane, "
                      "each roll's RANSAC hypotheses pooled). ") if rolls > 1 else ""
+        if m.get("scorer"):
+            rolls_txt += (f"Its learned hypothesis scorer (`{os.path.relpath(m['scorer'], ROOT)}`) added "
+                          f"{m.get('scorer_weight')} x its logit to the verifier score of the refined candidates. ")
         if ck.endswith("one2any_ros/model/default.safetensors"):
             return (f"`one2any` used the bundled checkpoint (`one2any_ros/model/default.json`: {trained}), {roc} the "
                     f"ROC term in the verifier. {rolls_txt}")

@@ -128,10 +128,14 @@ def scorer_query(depth: np.ndarray, mask: np.ndarray, colour: np.ndarray, K: np.
                  grid: int) -> ScorerQuery:
     """``colour``: the query's colour features over the image (``verify.colour_features(rgb, mask)``)."""
     win = crop_window(mask, grid)
-    qm = crop_nearest(mask.astype(np.uint8), win).astype(np.float32)
-    qd = crop_nearest(depth.astype(np.float32), win)
-    valid = mask & (depth > 0)
-    med = float(np.median(depth[valid])) if valid.any() else float(np.median(qd[qd > 0])) if (qd > 0).any() else 1.0
+    qm = crop_nearest(mask, win).astype(np.float32)
+    qd = crop_nearest(depth, win).astype(np.float32)
+    # the window holds the whole mask (crop_box pads its bounding box), so its median needs only the window's pixels
+    h, w = mask.shape
+    rows, cols = slice(max(win.v0, 0), min(win.v0 + win.side, h)), slice(max(win.u0, 0), min(win.u0 + win.side, w))
+    d = depth[rows, cols]
+    valid = mask[rows, cols] & (d > 0)
+    med = float(np.median(d[valid])) if valid.any() else float(np.median(qd[qd > 0])) if (qd > 0).any() else 1.0
     qdr = np.where(qd > 0, (qd - med) / diameter, 0.0).astype(np.float32)
     qcol = crop_nearest(colour.astype(np.float32), win).transpose(2, 0, 1)
     return ScorerQuery(window=win, channels=np.concatenate([qcol, qdr[None], qm[None]]).astype(np.float32),
