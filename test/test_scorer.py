@@ -206,3 +206,21 @@ def test_pool_bookkeeping_and_weight_choice():
     assert w == 0.1 and table["0.0"] == pytest.approx(1 / 3)  # 0.01 is too small to overturn a 0.1 gap; ties -> smaller
     w, _ = choose_weight(pools, *_pools(-1.0)[1:], [0.1, 1.0])
     assert w == 0.0  # a scorer that ranks backwards is never used
+
+
+def test_bundled_scorer_is_used_only_with_the_network_whose_pools_it_ranked(tmp_path, monkeypatch):
+    from one2any_ros.backends import one2any as one2any_backend
+    from one2any_ros.backends.one2any import One2AnyBackend
+
+    if not DEFAULT_SCORER.exists():
+        pytest.skip("no bundled scorer")
+    assert One2AnyBackend(device="cpu").describe()["scorer"]  # the bundled pair belongs together
+    # a scorer trained on another network's pools, bundled next to this network: left out, and said why
+    _, (st, js) = _saved(tmp_path)
+    meta = json.loads(js.read_text())
+    meta["training"]["network_sha256"] = "0" * 64
+    js.write_text(json.dumps(meta))
+    monkeypatch.setattr(one2any_backend, "DEFAULT_SCORER", st)
+    d = One2AnyBackend(device="cpu").describe()
+    assert d["scorer"] is None and "train-scorer" in d["scorer_note"]
+    assert One2AnyBackend(device="cpu", scorer=str(st)).describe()["scorer"]  # asked for explicitly: used

@@ -95,12 +95,19 @@ class One2AnyBackend(Backend):
             raise One2AnyError(f"query_rolls must be an integer 1-4, got {rolls!r}", reason="bad_parameter")
         self.query_rolls = rolls
         self.encoder_calls = 0  # how often the ROPE encoder ran (tests check it is once per reference)
-        self.scorer, self.scorer_meta, self.scorer_path = None, {}, None
-        if scorer is None and not checkpoint and DEFAULT_SCORER.exists():
+        self.scorer, self.scorer_meta, self.scorer_path, self.scorer_note = None, {}, None, ""
+        implicit = scorer is None
+        if implicit and not checkpoint and DEFAULT_SCORER.exists():
             scorer = str(DEFAULT_SCORER)
         if scorer:
             self.scorer, self.scorer_meta = load_scorer(scorer)
             self.scorer_path = str(scorer)
+            trained_on = (self.scorer_meta.get("training") or {}).get("network_sha256")
+            if implicit and trained_on and trained_on != self.config.get("sha256"):
+                # it learned to rank another network's pools (a new network was bundled since): not used
+                self.scorer_note = (f"bundled scorer not used: trained on the pools of network {trained_on[:12]}, "
+                                    f"this is {str(self.config.get('sha256'))[:12]}; run one2any train-scorer --export")
+                self.scorer, self.scorer_meta, self.scorer_path = None, {}, None
         self.scorer_weight = float(self.scorer_meta.get("weight", 0.0) if scorer_weight is None else scorer_weight)
         if not np.isfinite(self.scorer_weight) or self.scorer_weight < 0:
             raise One2AnyError(f"scorer_weight must be a finite number >= 0, got {scorer_weight!r}", reason="bad_parameter")
@@ -113,7 +120,8 @@ class One2AnyBackend(Backend):
                 "max_rotation_deg_trained": (tr.get("pair_sampler") or {}).get("max_rotation_deg"),
                 "roc_to_verifier": self.roc_to_verifier, "query_rolls": self.query_rolls, "device": str(self.device),
                 "scorer": self.scorer_path if self.scorer is not None and self.scorer_weight > 0 else None,
-                "scorer_weight": self.scorer_weight if self.scorer is not None else None}
+                "scorer_weight": self.scorer_weight if self.scorer is not None else None,
+                **({"scorer_note": self.scorer_note} if self.scorer_note else {})}
 
     # --- reference ---------------------------------------------------------------------------------
     def encode_reference(self, ref: Reference) -> None:
