@@ -66,6 +66,9 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
         raise One2AnyError(f"scorer config {p}: unknown sections {sorted(unknown)}", reason="bad_config")
     if not cfg["data"]["train"]:
         raise One2AnyError(f"scorer config {p}: data.train lists no dataset", reason="bad_config")
+    if not cfg["data"]["select"]:
+        raise One2AnyError(f"scorer config {p}: data.select (training-object scenes to choose the weight on) is missing",
+                           reason="bad_config")
     for spec in cfg["data"]["train"] + [cfg["data"]["select"]]:
         if spec and spec.get("objects", "train") != "train":
             raise One2AnyError(f"scorer config {p}: {spec.get('name')} must render training objects", reason="bad_config")
@@ -246,7 +249,7 @@ def plot_scorer_curves(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def mean_loss(model, pools: Pools, logits: list[np.ndarray]) -> float:
+def mean_loss(pools: Pools, logits: list[np.ndarray]) -> float:
     from .model.scorer import listwise_loss
 
     idx = pools.rankable()
@@ -285,7 +288,7 @@ def train_scorer(config: str | os.PathLike, *, out_dir: str | None = None, resum
         return Pools(arrays)
 
     train_sets = [pools_of(s) for s in cfg["data"]["train"]]
-    select = pools_of(cfg["data"]["select"]) if cfg["data"]["select"] else None
+    select = pools_of(cfg["data"]["select"])
     val = pools_of(cfg["data"]["val"]) if cfg["data"]["val"] else None
     keys = set.intersection(*(set(p.a) for p in train_sets))  # caches from older runs may lack "poses"
     merged = Pools({k: np.concatenate([p.a[k] for p in train_sets]) for k in sorted(keys)})
@@ -317,23 +320,21 @@ def train_scorer(config: str | os.PathLike, *, out_dir: str | None = None, resum
         rng = np.random.default_rng(int(cfg["train"]["seed"]) * 1000 + ep)
         loss = train_epoch(model, opt, merged, rng.permutation(idx), rng, float(cfg["train"]["flip_prob"]), bar)
         row: dict[str, Any] = {"epoch": ep + 1, "train_loss": loss, "elapsed_s": time.time() - t_start}
-        if select is not None:
-            lg = logits_of(model, select)
-            row["select_loss"] = mean_loss(model, select, lg)
-            row["select_recall"] = choose_weight(select, lg, weights)[1]
+        lg = logits_of(model, select)
+        row["select_loss"] = mean_loss(select, lg)
+        row["select_recall"] = choose_weight(select, lg, weights)[1]
         rows.append(row)
         with open(log_path, "a") as f:
             f.write(json.dumps(row) + "\n")
         save_tensors(dict(model.state_dict()), out / "last.safetensors")
         torch.save(opt.state_dict(), out / "optimizer.pt")
         state.write_text(json.dumps({"epoch": ep + 1}))
-        if select is not None:
-            plot_scorer_curves(rows, out / "curves.png")
-        tqdm.write(f"epoch {ep + 1}: train loss {loss:.3f}" + (f", select loss {row['select_loss']:.3f}, recall by weight "
-                                                                  f"{row['select_recall']}" if select is not None else ""))
+        plot_scorer_curves(rows, out / "curves.png")
+        tqdm.write(f"epoch {ep + 1}: train loss {loss:.3f}, select loss {row['select_loss']:.3f}, recall by weight "
+                   f"{row['select_recall']}")
     bar.close()
 
-    weight, select_table = (choose_weight(select, logits_of(model, select), weights) if select is not None else (weights[0], {}))
+    weight, select_table = choose_weight(select, logits_of(model, select), weights)
     summary: dict[str, Any] = {
         "network_checkpoint": cfg["checkpoint"] or "bundled", "network_sha256": backend.config.get("sha256"),
         "train_datasets": cfg["data"]["train"], "train_pools": int(len(merged)), "rankable_pools": int(len(idx)),
@@ -347,8 +348,14 @@ def train_scorer(config: str | os.PathLike, *, out_dir: str | None = None, resum
         summary["val_without"] = choice_recall(val, lg, 0.0)
         summary["val_with"] = choice_recall(val, lg, weight)
     paths = save_scorer(model, out / "scorer", weight=weight, training=summary)
-    result = {"scorer": str(paths[0]), "weight": weight, "summary": summary, "exported": None}
-    if export and val is not None and weight > 0 and _better(summary["val_with"], summary["val_without"]):
+    result = {"scorer": str(paths[0]), "weight": weight, "summary": summary, "exported": None, "not_exported_because": None}
+    if export and val is None:
+        result["not_exported_because"] = "no data.val (validation objects) to judge it on"
+    elif export and weight == 0:
+        result["not_exported_because"] = "no weight beat the verifier alone on the select scenes"
+    elif export and not _better(summary["val_with"], summary["val_without"]):
+        result["not_exported_because"] = "not better overall on validation objects, or worse at 60-90 or 90-120 deg"
+    elif export:
         dst = DEFAULT_SCORER
         for src, d in zip(paths, (dst, dst.with_suffix(".json"))):
             shutil.copyfile(src, d)
@@ -367,14 +374,15 @@ def _better(with_: dict[str, Any], without: dict[str, Any]) -> bool:
 
 def format_result(result: dict[str, Any]) -> str:
     s = result["summary"]
-    lines = [f"scorer: {result['scorer']}  weight {result['weight']} (chosen on {s['select_dataset'] and s['select_dataset']['name']})"]
+    lines = [f"scorer: {result['scorer']}  weight {result['weight']} (chosen on {s['select_dataset']['name']})"]
     if "val_with" in s:
         bins = list(s["val_without"]["by_rotation_bin"])
         lines.append(f"{'validation':<22}{'all':>7}" + "".join(f"{b:>9}" for b in bins))
         for name, rep in (("verifier alone", s["val_without"]), ("+ scorer term", s["val_with"])):
             lines.append(f"{name:<22}{rep['add_s_01d_recall']:>7.3f}" + "".join(
                 f"{rep['by_rotation_bin'][b]['right']:>5}/{rep['by_rotation_bin'][b]['n']:<3}" for b in bins))
-    lines.append(f"exported: {result['exported'] or 'no'}")
+    lines.append(f"exported: {result['exported'] or 'no'}"
+                 + (f" ({result['not_exported_because']})" if result.get("not_exported_because") else ""))
     return "\n".join(lines)
 
 

@@ -1,6 +1,7 @@
 """The learned hypothesis scorer: comparison images, the network, its checkpoint and rejections, the backend's term in
 the final ranking, and the training command's pool bookkeeping and weight choice."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -224,3 +225,27 @@ def test_bundled_scorer_is_used_only_with_the_network_whose_pools_it_ranked(tmp_
     d = One2AnyBackend(device="cpu").describe()
     assert d["scorer"] is None and "train-scorer" in d["scorer_note"]
     assert One2AnyBackend(device="cpu", scorer=str(st)).describe()["scorer"]  # asked for explicitly: used
+
+
+def test_train_scorer_command_end_to_end(tmp_path):
+    """One rendered scene of a training object: pools collected and cached, one epoch, metrics, curves, a loadable
+    scorer; a resumed run reuses the cached pools and refuses to export without validation objects."""
+    from one2any_ros.train_scorer import train_scorer
+
+    spec = {"name": "one_scene", "objects": "train", "scenes": 1, "frames": 4, "max_rotation": 60, "seed": 99}
+    over = {"data.root": str(tmp_path / "data"), "data.train": [spec], "data.select": spec, "data.val": None,
+            "train.epochs": 1, "model.grid": 16, "model.widths": [8, 8, 8, 8, 8], "model.hidden": 8}
+    out = tmp_path / "run"
+    config = Path(__file__).resolve().parents[1] / "config" / "scorer_default.yaml"
+    res = train_scorer(config, out_dir=str(out), overrides=over)
+    pools = out / "pools_one_scene.npz"
+    with np.load(pools, allow_pickle=False) as z:
+        assert len(z["counts"]) == 3 and z["images"].shape[1:] == (IMAGE_CHANNELS, 16, 16)
+        assert len(z["images"]) == z["counts"].sum() == len(z["errors"]) == len(z["poses"])
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and np.isfinite(rows[0]["train_loss"]) and (out / "curves.png").stat().st_size > 0
+    model, meta = load_scorer(res["scorer"])
+    assert meta["training"]["train_pools"] == 3 and meta["weight"] == res["weight"]
+    stamp = pools.stat().st_mtime_ns
+    res = train_scorer(config, out_dir=str(out), overrides=over, resume=True, export=True)
+    assert pools.stat().st_mtime_ns == stamp and res["exported"] is None and "validation" in res["not_exported_because"]
