@@ -8,7 +8,8 @@ For a hypothesis T_query_C it checks, in both directions, that the two views agr
 Points hidden behind an observed surface (self-occlusion, occluders) are neutral, so partial overlap
 is not punished. With a learned backend, the predicted ROC adds an agreement term: the query points
 mapped by T into C (divided by the scale) should match the network's ROC — the term that separates
-near-symmetric flips that depth and silhouette cannot.
+near-symmetric flips that depth and silhouette cannot. (The learned backend's second term, its hypothesis
+scorer, is added to the few refined candidates only: ``Backend.candidate_term``, docs/hypothesis_scorer.md.)
 """
 from __future__ import annotations
 

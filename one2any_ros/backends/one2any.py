@@ -3,7 +3,8 @@
 
 The reference is encoded once (``encode_reference`` fills ``ref.embedding`` with numpy arrays, saved with
 the reference); per frame only the decoder runs. An embedding from another checkpoint (its id is stored
-beside the arrays) is re-encoded once, never silently reused.
+beside the arrays) is re-encoded once, never silently reused. After verification and refinement the backend's
+hypothesis scorer (model/scorer.py) adds its learned term to the refined candidates (``candidate_term``).
 """
 from __future__ import annotations
 
@@ -192,7 +193,6 @@ class One2AnyBackend(Backend):
         if not self.roc_to_verifier:
             roc_pred = roc_weight = None
         return Proposal(T_query_C=T, sources=sources, roc_pred=roc_pred, roc_weight=roc_weight, timings_ms=timings)
-
 
     # --- the learned hypothesis scorer's term in the final ranking -------------------------------------
     def candidate_term(self, ref: Reference, query: QueryContext, T_query_C: np.ndarray, score: np.ndarray) -> np.ndarray | None:
