@@ -377,7 +377,7 @@ def run_ros_bench(*, backend: str = "auto", device: str = "auto", checkpoint: st
                   duration: float = 60.0, out_dir: Path = Path("outputs/bench"), hold: float = 0.5,
                   calibration_s: float = 10.0, verbose: bool = True) -> dict:
     from ..data.sample import load_sample_sequence
-    from .harness import GraphClient, NodeProcess
+    from .harness import GraphClient, NodeProcess, frame_messages
 
     say = print if verbose else (lambda *a, **k: None)
     out_dir = Path(out_dir)
@@ -409,11 +409,15 @@ def run_ros_bench(*, backend: str = "auto", device: str = "auto", checkpoint: st
         mem = MemorySampler(node.proc.pid)
         report["memory_mb_ready"] = mem.now()
         # the reference: frame 0 with its ground-truth pose (outputs in the model frame)
-        fut = client.set_reference_async(use_latest_frame=False, timeout_s=10.0, T_cam_obj=frames[0]["T_cam_obj"])
-        time.sleep(0.3)
-        client.publish_frame(frames[0], time.time_ns(), frame_id=FRAME_ID.format(0))
-        if not (client.wait_for(fut.done, 60) and fut.result().success):
-            raise RuntimeError("set_reference failed: " + (fut.result().message if fut.done() else "no answer"))
+        # sent after the request and again every 0.5 s until the node answers (GraphClient.set_reference_on): a
+        # single frame could reach the node before the request on a loaded machine (seen once in CI)
+        try:
+            res = client.set_reference_on(frame_messages(frames[0], time.time_ns(), frame_id=FRAME_ID.format(0)),
+                                          T_cam_obj=frames[0]["T_cam_obj"], call_timeout=60, repeat_s=0.5)
+        except TimeoutError as e:
+            raise RuntimeError(f"set_reference failed: {e}") from e
+        if not res.success:
+            raise RuntimeError("set_reference failed: " + res.message)
         truth.reference.append((time.monotonic(), None))
         d = client.wait_diagnostics(timeout=5) or {}
         report["backend"], report["device"] = d.get("backend", backend), d.get("device", device)
