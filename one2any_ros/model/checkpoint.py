@@ -97,26 +97,65 @@ def save_checkpoint(model: One2AnyNet, path: str | os.PathLike, *, training: dic
         },
         "tensors": {k: list(v.shape) for k, v in state.items()},
         "num_parameters": int(sum(v.numel() for k, v in state.items())),
-        "sha256": _sha256(st_path),
         "training": training or {},
     }
-    if extra:
-        meta.update(extra)
-    _atomic_write_bytes(js_path, json.dumps(meta, indent=1).encode())
+    write_description(st_path, js_path, meta, extra)
     return st_path, js_path
+
+
+def write_description(st_path: Path, js_path: Path, meta: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+    """The JSON beside written tensors: ``meta`` + ``extra`` + the tensors' checksum, written atomically (after the
+    tensors, so a crash in between leaves a checksum mismatch the loader reports)."""
+    _atomic_write_bytes(js_path, json.dumps({**meta, **(extra or {}), "sha256": _sha256(st_path)}, indent=1).encode())
+
+
+def read_description(js_path: Path, what: str = "checkpoint") -> dict[str, Any]:
+    """A checkpoint's JSON as a dict; CheckpointError when it is missing, not JSON or not an object."""
+    if not js_path.is_file():
+        raise CheckpointError(f"{what} description {js_path} does not exist", reason="checkpoint_missing")
+    try:
+        meta = json.loads(js_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{what} description {js_path} is not valid JSON: {e}", reason="checkpoint_corrupt") from e
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{what} description {js_path} is not a JSON object", reason="checkpoint_mismatch")
+    return meta
+
+
+def load_state_into(model: torch.nn.Module, st_path: Path, js_path: Path, meta: dict[str, Any], *,
+                    what: str = "checkpoint", verify_checksum: bool = True) -> None:
+    """Load the tensors of ``st_path`` into ``model`` after every check (present, checksum of ``meta``, readable,
+    exactly the model's names and shapes, finite); CheckpointError naming the file and the mismatch."""
+    if not st_path.is_file():
+        raise CheckpointError(f"{what} tensors {st_path} do not exist (described by {js_path})", reason="checkpoint_missing")
+    if verify_checksum and meta.get("sha256") and _sha256(st_path) != meta["sha256"]:
+        raise CheckpointError(f"{what} tensors {st_path} do not match the checksum in {js_path} "
+                              f"(truncated, or written by another run)", reason="checkpoint_corrupt")
+    tensors = load_tensors(st_path)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{what} tensors {st_path} do not match the architecture in {js_path}: "
+                              f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+                              f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}", reason="checkpoint_mismatch")
+    bad = [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(v.shape)}" for k, v in expected.items()
+           if tuple(tensors[k].shape) != tuple(v.shape)]
+    if bad:
+        raise CheckpointError(f"{what} tensors {st_path} do not match the architecture in {js_path}, wrongly shaped: "
+                              + "; ".join(bad[:5]), reason="checkpoint_mismatch")
+    nonfinite = [k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if nonfinite:
+        raise CheckpointError(f"{what} tensors {st_path} have NaN/inf in {nonfinite[:5]}", reason="checkpoint_corrupt")
+    model.load_state_dict({k: tensors[k].to(v.dtype) for k, v in expected.items()})
 
 
 def read_checkpoint_config(path: str | os.PathLike) -> dict[str, Any]:
     """The checkpoint's JSON, validated for format and version (the tensors are not read)."""
     st_path, js_path = checkpoint_paths(path)
-    if not js_path.is_file():
-        raise CheckpointError(f"checkpoint description {js_path} does not exist", reason="checkpoint_missing")
-    try:
-        meta = json.loads(js_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"checkpoint description {js_path} is not valid JSON: {e}", reason="checkpoint_corrupt") from e
-    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{js_path} is not a one2any checkpoint (format {meta.get('format') if isinstance(meta, dict) else None!r})",
+    meta = read_description(js_path)
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{js_path} is not a one2any checkpoint (format {meta.get('format')!r})",
                               reason="checkpoint_mismatch")
     if meta.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"{js_path} has checkpoint version {meta.get('version')!r}; this build reads {CHECKPOINT_VERSION}",
@@ -150,28 +189,7 @@ def load_checkpoint(path: str | os.PathLike | None = None, *, device: str | torc
     st_path, js_path = checkpoint_paths(DEFAULT_CHECKPOINT if path is None else path)
     meta = read_checkpoint_config(js_path)
     cfg = net_config_from_meta(meta, js_path)
-    if not st_path.is_file():
-        raise CheckpointError(f"checkpoint tensors {st_path} do not exist (described by {js_path})", reason="checkpoint_missing")
-    if verify_checksum and meta.get("sha256") and _sha256(st_path) != meta["sha256"]:
-        raise CheckpointError(f"checkpoint tensors {st_path} do not match the checksum in {js_path} "
-                              f"(truncated, or written by another run)", reason="checkpoint_corrupt")
-    tensors = load_tensors(st_path)
     model = One2AnyNet(cfg)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(f"checkpoint {st_path} does not match the architecture in {js_path}: "
-                              f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-                              f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}", reason="checkpoint_mismatch")
-    bad = [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(v.shape)}" for k, v in expected.items()
-           if tuple(tensors[k].shape) != tuple(v.shape)]
-    if bad:
-        raise CheckpointError(f"checkpoint {st_path} has wrongly shaped tensors for the architecture in {js_path}: "
-                              + "; ".join(bad[:5]), reason="checkpoint_mismatch")
-    nonfinite = [k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
-    if nonfinite:
-        raise CheckpointError(f"checkpoint {st_path} has NaN/inf in {nonfinite[:5]}", reason="checkpoint_corrupt")
-    model.load_state_dict({k: tensors[k].to(v.dtype) for k, v in expected.items()})
+    load_state_into(model, st_path, js_path, meta, verify_checksum=verify_checksum)
     model.to(device).eval()
     return model, meta

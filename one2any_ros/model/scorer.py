@@ -20,7 +20,6 @@ a coloured point cloud into a small grid without an OpenGL context, and this cos
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ import torch.nn as nn
 
 from ..errors import CheckpointError
 from ..geometry import subsample, transform_points
-from .checkpoint import _atomic_write_bytes, _sha256, checkpoint_paths, load_tensors, save_tensors
+from .checkpoint import checkpoint_paths, load_state_into, read_description, save_tensors, write_description
 from .inputs import crop_nearest, crop_window
 
 SCORER_FORMAT = "one2any_hypothesis_scorer"
@@ -186,25 +185,17 @@ def save_scorer(model: HypothesisScorer, path: str | os.PathLike, *, weight: flo
             "input": {"channels": IMAGE_CHANNELS, "reference_points": REFERENCE_POINTS,
                       "description": "model/scorer.py: query colour features, relative depth, mask | reference under T: "
                                      "colour features, relative depth, coverage, depth difference; + verifier score"},
-            "weight": float(weight), "tensors": {k: list(v.shape) for k, v in state.items()},
-            "sha256": _sha256(st_path), "training": training or {}}
-    if extra:
-        meta.update(extra)
-    _atomic_write_bytes(js_path, json.dumps(meta, indent=1).encode())
+            "weight": float(weight), "tensors": {k: list(v.shape) for k, v in state.items()}, "training": training or {}}
+    write_description(st_path, js_path, meta, extra)
     return st_path, js_path
 
 
 def load_scorer(path: str | os.PathLike | None = None) -> tuple[HypothesisScorer, dict[str, Any]]:
     """(scorer in eval mode on the CPU, its JSON); CheckpointError naming the file and what is wrong."""
     st_path, js_path = checkpoint_paths(DEFAULT_SCORER if path is None else path)
-    if not js_path.is_file():
-        raise CheckpointError(f"scorer description {js_path} does not exist", reason="checkpoint_missing")
-    try:
-        meta = json.loads(js_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"scorer description {js_path} is not valid JSON: {e}", reason="checkpoint_corrupt") from e
-    if not isinstance(meta, dict) or meta.get("format") != SCORER_FORMAT or meta.get("version") != SCORER_VERSION:
-        got = (meta.get("format"), meta.get("version")) if isinstance(meta, dict) else meta
+    meta = read_description(js_path, "scorer")
+    if meta.get("format") != SCORER_FORMAT or meta.get("version") != SCORER_VERSION:
+        got = (meta.get("format"), meta.get("version"))
         raise CheckpointError(f"{js_path} is not a {SCORER_FORMAT} version {SCORER_VERSION} file (got {got!r})",
                               reason="checkpoint_mismatch")
     arch = dict(meta.get("architecture") or {})
@@ -217,17 +208,5 @@ def load_scorer(path: str | os.PathLike | None = None) -> tuple[HypothesisScorer
     weight = meta.get("weight")
     if not isinstance(weight, (int, float)) or not np.isfinite(weight) or weight < 0:
         raise CheckpointError(f"{js_path}: 'weight' must be a finite number >= 0, got {weight!r}", reason="checkpoint_mismatch")
-    if not st_path.is_file():
-        raise CheckpointError(f"scorer tensors {st_path} do not exist (described by {js_path})", reason="checkpoint_missing")
-    if meta.get("sha256") and _sha256(st_path) != meta["sha256"]:
-        raise CheckpointError(f"scorer tensors {st_path} do not match the checksum in {js_path}", reason="checkpoint_corrupt")
-    tensors = load_tensors(st_path)
-    expected = model.state_dict()
-    if set(tensors) != set(expected) or any(tuple(tensors[k].shape) != tuple(v.shape) for k, v in expected.items()):
-        diff = sorted(set(expected) ^ set(tensors)) or [k for k, v in expected.items() if tuple(tensors[k].shape) != tuple(v.shape)]
-        raise CheckpointError(f"scorer tensors {st_path} do not match the architecture in {js_path}: {diff[:5]}",
-                              reason="checkpoint_mismatch")
-    if any(t.is_floating_point() and not torch.isfinite(t).all() for t in tensors.values()):
-        raise CheckpointError(f"scorer tensors {st_path} contain NaN/inf", reason="checkpoint_corrupt")
-    model.load_state_dict({k: tensors[k].to(v.dtype) for k, v in expected.items()})
+    load_state_into(model, st_path, js_path, meta, what="scorer")
     return model.eval(), meta
