@@ -55,11 +55,13 @@ def _cmd_train(a) -> int:
 
 
 def _cmd_train_scorer(a) -> int:
-    from .train_scorer import main as train_scorer_main
+    import yaml
 
-    argv = ["--config", a.config] + (["--out", a.out] if a.out else []) + (["--resume"] if a.resume else []) \
-        + (["--export"] if a.export else []) + [x for kv in a.set for x in ("--set", kv)]
-    return train_scorer_main(argv)
+    from .train_scorer import format_result, train_scorer
+
+    overrides = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.set)}
+    print(format_result(train_scorer(a.config, out_dir=a.out, resume=a.resume, export=a.export, overrides=overrides or None)))
+    return 0
 
 
 def _cmd_demo(a) -> int:

@@ -354,8 +354,15 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
     ax[0].set_title("loss")
     ax[1].set_title("ROC error (reference radii)")
     ax[2].set_title("val pose accuracy (ADD(-S) < 0.1 d, RANSAC only)")
-    for a in ax:
-        a.set_xlabel("training samples")
+    save_curves_figure(fig, ax, path, "training samples")
+
+
+def save_curves_figure(fig, axes, path: Path, xlabel: str) -> None:
+    """Label, grid and legend every panel, then write the PNG atomically (a run killed mid-write keeps the old)."""
+    import matplotlib.pyplot as plt
+
+    for a in axes:
+        a.set_xlabel(xlabel)
         a.grid(alpha=0.3)
         a.legend(fontsize=8)
     fig.tight_layout()

@@ -19,11 +19,9 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -97,6 +95,7 @@ def collect_pools(dataset: Path, backend, *, top: int, grid: int, desc: str = "p
     from .evaluate import load_eval_model, plan_scene
     from .model.scorer import comparison_images, scorer_query, scorer_reference
     from .reference import make_view
+    from .verify import colour_features
 
     est = PoseEstimator(backend)
     est.record_pool = True
@@ -115,9 +114,10 @@ def collect_pools(dataset: Path, backend, *, top: int, grid: int, desc: str = "p
         for im, idx in p.queries:
             img = bop.load_image(p.scene, im, idx)
             T_gt = np.asarray(img["T_cam_obj"], np.float64)
+            view = make_view(img["rgb"], img["depth"], img["mask"], img["K"])
             est.last_pool = None
             try:
-                est.estimate(make_view(img["rgb"], img["depth"], img["mask"], img["K"]))
+                est.estimate(view)
             except One2AnyError:
                 pass  # a failed gate still leaves the pool it weighed
             pool = est.last_pool
@@ -128,8 +128,7 @@ def collect_pools(dataset: Path, backend, *, top: int, grid: int, desc: str = "p
             base = np.concatenate([pool.refined_score, pool.score[order]])
             dist = metrics.add_s if m.symmetric else metrics.add
             err = np.array([dist(T @ ref.T_C_O, T_gt, m.pts) for T in Ts]) / m.diameter_m
-            view = make_view(img["rgb"], img["depth"], img["mask"], img["K"])
-            sq = scorer_query(view.depth, view.mask, est._context(view).target.colour, view.K, ref.diameter, grid)
+            sq = scorer_query(view.depth, view.mask, colour_features(view.rgb, view.mask), view.K, ref.diameter, grid)
             images.append(comparison_images(Ts, sref, sq).astype(np.float16))  # exactly what the backend builds
             poses.append(Ts.astype(np.float32))  # kept so that new input channels can be built without searching again
             scores.append(base.astype(np.float32))
@@ -229,6 +228,8 @@ def train_epoch(model, opt, pools: Pools, order: np.ndarray, rng: np.random.Gene
 def plot_scorer_curves(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
+    from .train import save_curves_figure
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -240,13 +241,7 @@ def plot_scorer_curves(rows: list[dict[str, Any]], path: Path) -> None:
         ax[1].plot(ep, [r["select_recall"].get(w, np.nan) for r in rows], ".-", label=f"weight {w}")
     ax[0].set_title("loss")
     ax[1].set_title("select set ADD(-S)@0.1d of the final choice")
-    for a in ax:
-        a.set_xlabel("epoch")
-        a.grid(alpha=0.3)
-        a.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_curves_figure(fig, ax, path, "epoch")
 
 
 def mean_loss(pools: Pools, logits: list[np.ndarray]) -> float:
@@ -384,25 +379,3 @@ def format_result(result: dict[str, Any]) -> str:
     lines.append(f"exported: {result['exported'] or 'no'}"
                  + (f" ({result['not_exported_because']})" if result.get("not_exported_because") else ""))
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="one2any train-scorer", description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="config/scorer_default.yaml")
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--export", action="store_true", help="bundle as model/default_scorer if it wins on the val set")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    a = ap.parse_args(argv)
-    overrides = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.set)}
-    try:
-        result = train_scorer(a.config, out_dir=a.out, resume=a.resume, export=a.export, overrides=overrides or None)
-    except One2AnyError as e:
-        print(f"one2any train-scorer: error ({e.reason}): {e}", file=sys.stderr)
-        return 2
-    print(format_result(result))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
