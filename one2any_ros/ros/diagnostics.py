@@ -1,6 +1,6 @@
 """The node's health in numbers: thread-safe counters and the /diagnostics status built from them.
 
-Keys (DESIGN 4, exactly): rate_hz, latency_ms, dropped_frames, inliers, confidence, reference (set/none),
+Keys (docs/ros.md, Diagnostics; exactly): rate_hz, latency_ms, dropped_frames, inliers, confidence, reference (set/none),
 backend, device, input_age_ms, last_failure.
 """
 from __future__ import annotations
@@ -26,12 +26,13 @@ class NodeStats:
         self.dropped = 0  # complete frames replaced by a newer one before the worker took them
         self.poses = 0
         self.failures = 0
+        self.worker_restarts = 0  # times the watchdog restarted a dead estimation worker
         self.inliers = 0
         self.confidence = 0.0
         self.input_age_ms: float | None = None  # age of the newest complete frame when it arrived
         self.newest_stamp_ns: int | None = None  # its header stamp (the age keeps growing when input stops)
-        self.last_failure = ""  # "reason: message" of the most recent failure
-        self.last_ok = False  # did the most recent frame give a pose
+        self.last_failure = ""  # "reason: message" of the most recent failure (never an empty text once set)
+        self.last_ok: bool | None = None  # did the most recent frame give a pose (None: no frame processed yet)
 
     def frame_received(self, age_ms: float | None, stamp_ns: int | None = None) -> None:
         with self._lock:
@@ -44,6 +45,10 @@ class NodeStats:
         with self._lock:
             self.dropped += 1
 
+    def worker_restarted(self) -> None:
+        with self._lock:
+            self.worker_restarts += 1
+
     def pose_published(self, latency_ms: float, inliers: int, confidence: float) -> None:
         now = time.monotonic()
         with self._lock:
@@ -52,10 +57,11 @@ class NodeStats:
             self.inliers, self.confidence, self.last_ok = int(inliers), float(confidence), True
 
     def failure(self, reason: str, message: str, *, frame: bool = True) -> None:
-        """Record a failure; ``frame`` = it cost a frame its pose (else: a service or startup problem)."""
+        """Record a failure; ``frame`` = it cost a frame its pose (else: a service or startup problem).
+        An empty reason or message is replaced by a placeholder: /diagnostics never says "reason: " alone."""
         with self._lock:
             self.failures += 1
-            self.last_failure = f"{reason}: {message}"
+            self.last_failure = failure_text(reason, message)
             if frame:
                 self.last_ok = False
 
@@ -70,9 +76,10 @@ class NodeStats:
         return len(recent) / self.window_s
 
     def status(self, name: str, *, reference: bool, backend: str, device: str, note: str = "",
-               now_ns: int | None = None, stale_ms: float | None = None) -> DiagnosticStatus:
+               now_ns: int | None = None, stale_ms: float | None = None, worker_error: str = "") -> DiagnosticStatus:
         """``now_ns``: the node clock, so that input_age_ms is the newest frame's age now (it grows when the
-        camera stops), not when it arrived; ``stale_ms``: above this age the status says the input is stale."""
+        camera stops), not when it arrived; ``stale_ms``: above this age the status says the input is stale;
+        ``worker_error``: non-empty when the estimation worker is not running (level ERROR, it says why)."""
         with self._lock:
             recent = self._recent(time.monotonic())
             age_ms = self.input_age_ms
@@ -92,20 +99,29 @@ class NodeStats:
                 "last_failure": self.last_failure,
             }
             last_ok, frames = self.last_ok, self.frames
-        if not reference:
+        if worker_error:
+            level, msg = DiagnosticStatus.ERROR, f"estimation worker not running ({worker_error}): restarting it"
+        elif not reference:
             level, msg = DiagnosticStatus.WARN, "no reference: call ~/set_reference"
         elif frames == 0:
             level, msg = DiagnosticStatus.WARN, "no complete frame received"
         elif stale_ms is not None and age_ms is not None and age_ms > stale_ms:
             level, msg = DiagnosticStatus.WARN, f"input stale: the newest frame is {age_ms / 1000:.1f} s old"
+        elif last_ok is None:
+            level, msg = DiagnosticStatus.OK, "waiting for the first pose"
         elif not last_ok:
-            level, msg = DiagnosticStatus.WARN, "last frame gave no pose: " + values["last_failure"]
+            level, msg = DiagnosticStatus.WARN, "last frame gave no pose: " + (values["last_failure"] or "no reason recorded")
         else:
             level, msg = DiagnosticStatus.OK, f"tracking at {values['rate_hz']} Hz"
         if note:
             msg = f"{msg} ({note})"
         return DiagnosticStatus(level=level, name=name, message=msg, hardware_id=device,
                                 values=[KeyValue(key=k, value=values[k]) for k in KEYS])
+
+
+def failure_text(reason: str, message: str) -> str:
+    """``reason: message`` with neither part empty (a bare exception's str() is often "")."""
+    return f"{reason.strip() or 'unknown'}: {message.strip() or 'no detail given'}"
 
 
 def diagnostic_array(status: DiagnosticStatus, stamp) -> DiagnosticArray:

@@ -1,4 +1,4 @@
-"""The ``one2any`` node (DESIGN 4): one reference view sets the object; every synchronized RGB-D + mask
+"""The ``one2any`` node (contract: docs/ros.md): one reference view sets the object; every synchronized RGB-D + mask
 frame after it yields the object's pose on ``~/pose``, ``~/estimate`` and ``/tf``.
 
 Concurrency: one SingleThreadedExecutor thread takes every message, service call, parameter change and
@@ -7,7 +7,13 @@ of its own at 120 Hz of 640x480 RGB-D and still cannot keep up; the single-threa
 stream with about a third of a core: docs/benchmarks.md.)
 - inputs: the synchronizer's callbacks only store the newest complete frame in a one-slot mailbox (a
   frame still waiting there is replaced and counted as dropped: latest wins) and wake the worker;
-- the worker empties the mailbox one frame at a time, and runs the jobs services hand it;
+- frames are taken in stamp order: a set older than the last one taken is dropped, never estimated
+  (message_filters can complete an older set after a newer one: docs/ros.md, "Synchronizer"); a jump back
+  of more than STAMP_RESET_S (a bag replayed again, a clock reset) restarts the order instead;
+- the worker empties the mailbox one frame at a time, and runs the jobs services and parameter changes hand
+  it (loading another backend runs there, after the parameter callback has answered);
+- a watchdog on the diagnostics timer restarts a worker that died (reported ERROR on /diagnostics first);
+  the job it was running is answered with the error, so ~/set_reference never hangs;
 - ``~/set_reference`` is a coroutine: it hands the worker a job (wait for the next frame, set the
   reference, save it) and awaits its result, so the executor keeps taking frames meanwhile;
   ``~/clear_reference`` answers at once;
@@ -18,12 +24,14 @@ holder applies first (the frame in progress then publishes no pose).
 """
 from __future__ import annotations
 
+import json
 import sys
 import threading
 from collections import deque
 import time
 import traceback
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Callable
 from pathlib import Path
 
@@ -35,6 +43,7 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.task import Future
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
@@ -50,9 +59,9 @@ from ..reference import load_reference, save_reference
 from ..srv import SetReference
 from . import conversions as conv
 from . import params
-from .diagnostics import NodeStats, diagnostic_array
+from .diagnostics import NodeStats, diagnostic_array, failure_text
 from .sync import Frame, FrameSynchronizer
-from .tf import create_broadcaster
+from .tf import broadcaster_name, create_broadcaster
 from .transport import apply_default_transport
 
 OUT_QOS = QoSProfile(depth=10)  # outputs: reliable, volatile
@@ -60,6 +69,9 @@ INPUTS = {"rgb": Image, "depth": Image, "mask": Image, "camera_info": CameraInfo
 DEFAULT_WAIT_S = 2.0  # ~/set_reference timeout_s = 0
 INPUT_WINDOW_S = 2.0  # inputs arriving this long without a complete frame are reported
 STALE_INPUT_S = 2.0  # /diagnostics warns when the newest complete frame is older than this (camera stopped)
+STAMP_RESET_S = 3.0  # a set this much older than the last one taken is a restarted stream, not a late set
+PROMPT_DIAG_MIN_S = 0.1  # a new failure reason goes out on /diagnostics at once, at most this often
+BUNDLED_CHECKPOINT_JSON = Path(__file__).resolve().parent.parent / "model" / "default.json"
 
 
 class One2AnyNode(Node):
@@ -70,6 +82,10 @@ class One2AnyNode(Node):
         self._lock = threading.Lock()  # the estimator
         self._clear_pending = False  # ~/clear_reference came while the estimator was busy (see _estimator)
         self._backend_note, self._last_reason = "", ""
+        self._diag_lock = threading.Lock()  # /diagnostics is published from the executor and the worker
+        self._diag_pub = None
+        self._last_prompt_diag = float("-inf")
+        self._backend_param = s.backend  # the `backend` value the loaded backend was made from
         try:
             backend = self._make_backend(s)
         except (One2AnyError, ImportError, ValueError) as e:
@@ -83,7 +99,10 @@ class One2AnyNode(Node):
         self._pending: Frame | None = None  # the mailbox the worker empties
         self._jobs: deque[tuple[Callable[[], object], Future]] = deque()  # work services hand the worker
         self._seq = 0
+        self._last_taken_ns: int | None = None  # stamp of the newest set taken into the mailbox (stamp order)
         self._stopping = False
+        self._current_job: tuple[Callable[[], object], Future] | None = None  # the worker's job in progress
+        self._worker_error = ""  # why the worker died; cleared when the watchdog restarts it
 
         self._pose_pub = self.create_publisher(PoseStamped, "~/pose", OUT_QOS)
         self._estimate_pub = self.create_publisher(PoseEstimate, "~/estimate", OUT_QOS)
@@ -108,26 +127,54 @@ class One2AnyNode(Node):
         self.create_service(Trigger, "~/clear_reference", self._srv_clear_reference)
         self.create_timer(1.0, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._worker = threading.Thread(target=self._work, name="one2any_worker", daemon=True)
-        self._worker.start()
+        self._worker = self._start_worker()
+        tf_name = broadcaster_name(self._tf) if self._tf is not None else "none"
         self.get_logger().info(
             f"ready: backend {self._est.backend.name}, reference {'set' if self._est.reference else 'none'} "
-            f"({self._ref_path}), synchronizer {self._sync.backend}")
+            f"({self._ref_path}), synchronizer {self._sync.backend}, tf {tf_name}")
 
     # --- frames: executor thread -> mailbox -> worker thread --------------------------------------------
     def _on_frame(self, msgs: dict) -> None:
         now = self.get_clock().now().nanoseconds
         stamp = conv.stamp_to_ns(msgs["rgb"].header.stamp)
-        self._stats.frame_received((now - stamp) / 1e6 if now > 0 else None, stamp)
         with self._frame_cv:
+            last = self._last_taken_ns
+            if last is not None and stamp < last and (last - stamp) / 1e9 <= STAMP_RESET_S:
+                self._stats.frame_dropped()  # an older set completed after a newer one: never estimated
+                self.get_logger().debug(f"dropped a set stamped {(last - stamp) / 1e6:.1f} ms before the last one taken")
+                return
+            if last is not None and stamp < last:
+                self.get_logger().warning(f"input stamps went back {(last - stamp) / 1e9:.1f} s (a bag replayed "
+                                          "again, or a clock reset): following the new stream")
+            self._last_taken_ns = stamp
             self._seq += 1
             if self._pending is not None:
                 self._stats.frame_dropped()
             self._latest = self._pending = Frame(msgs, stamp, time.monotonic(), self._seq)
             self._frame_cv.notify_all()
+        self._stats.frame_received((now - stamp) / 1e6 if now > 0 else None, stamp)
+
+    def _start_worker(self) -> threading.Thread:
+        worker = threading.Thread(target=self._worker_main, name="one2any_worker", daemon=True)
+        worker.start()
+        return worker
+
+    def _worker_main(self) -> None:
+        """The worker thread's body: the loop, and if anything escapes it, a report instead of a silent death
+        (the job in progress is answered with the error; the watchdog restarts the thread)."""
+        try:
+            self._work()
+        except BaseException as e:  # noqa: BLE001 (whatever killed it is reported, then the thread ends)
+            self._worker_error = f"{type(e).__name__}: {e}"
+            self.get_logger().error(f"the estimation worker died: {traceback.format_exc()}")
+            job = self._current_job
+            if job is not None and not job[1].done():
+                job[1].set_exception(RuntimeError(f"the estimation worker died ({self._worker_error})"))
+                self._wake_awaiting()
+            self._fail("worker_died", self._worker_error, frame=False)
 
     def _work(self) -> None:
-        """The worker thread: jobs first (an operator is waiting on them), then the newest frame."""
+        """The worker loop: jobs first (an operator is waiting on them), then the newest frame."""
         while True:
             with self._frame_cv:
                 self._frame_cv.wait_for(lambda: self._stopping or self._jobs or self._pending is not None)
@@ -137,27 +184,50 @@ class One2AnyNode(Node):
                 if job is None:
                     self._pending = None
             if job is not None:
+                self._current_job = job
                 self._run_job(*job)
+                self._current_job = None
             else:
                 self._process(frame)
+
+    def _check_worker(self) -> None:
+        """The watchdog (diagnostics timer): a worker that died is reported ERROR, then started again."""
+        if self._stopping or (self._worker.is_alive() and not self._worker_error):
+            return
+        if not self._worker_error:
+            self._worker_error = "the worker thread is not running"
+            self._fail("worker_died", self._worker_error, frame=False)
+        self._publish_status()  # level ERROR while _worker_error is set
+        self._worker.join(timeout=1.0)
+        self._stats.worker_restarted()
+        self.get_logger().warning(f"restarting the estimation worker (restart {self._stats.worker_restarts})")
+        self._worker_error = ""
+        self._worker = self._start_worker()
 
     def _run_job(self, fn: Callable[[], object], future: Future) -> None:
         try:
             future.set_result(fn())
         except Exception as e:  # handed to the awaiting coroutine, which answers the caller
             future.set_exception(e)
+        self._wake_awaiting()
+
+    def _wake_awaiting(self) -> None:
         try:
             self._job_done.trigger()
         except Exception:  # the node is being destroyed: nobody is waiting any more
             pass
 
-    async def _on_worker(self, fn: Callable[[], object]):
-        """Run ``fn`` on the worker thread and await its result without blocking the executor."""
+    def _submit(self, fn: Callable[[], object]) -> Future:
+        """Hand ``fn`` to the worker without waiting for it (parameter side effects)."""
         future: Future = Future()
         with self._frame_cv:
             self._jobs.append((fn, future))
             self._frame_cv.notify_all()
-        return await future
+        return future
+
+    async def _on_worker(self, fn: Callable[[], object]):
+        """Run ``fn`` on the worker thread and await its result without blocking the executor."""
+        return await self._submit(fn)
 
     def destroy_node(self) -> None:
         with self._frame_cv:
@@ -168,6 +238,8 @@ class One2AnyNode(Node):
         super().destroy_node()
 
     def _process(self, frame: Frame) -> None:
+        """One frame: estimate and publish. Every step, publishing included, is inside the frame's error
+        handling: a failure costs this frame its pose, is reported, and the worker goes on."""
         s = self._settings  # one consistent snapshot for the whole frame
         try:
             if self._est.reference is None or self._clear_pending:
@@ -183,10 +255,17 @@ class One2AnyNode(Node):
                 if self._clear_pending:
                     raise NoReferenceError("~/clear_reference came while this frame was processed")
         except One2AnyError as e:
-            return self._fail(e.reason, str(e))
+            return self._fail(e.reason, str(e) or type(e).__name__)
         except Exception as e:  # a bug must not take the node down: report it and go on
             self.get_logger().error(f"internal error on a frame: {traceback.format_exc()}", throttle_duration_sec=10.0)
             return self._fail("internal_error", repr(e))
+        try:
+            self._publish_result(frame, s, view, result, ref)
+        except Exception as e:  # a publisher (or a tf2_ros broadcaster) that raises costs this frame, not the node
+            self.get_logger().error(f"publishing a pose failed: {traceback.format_exc()}", throttle_duration_sec=10.0)
+            return self._fail("publish_error", repr(e))
+
+    def _publish_result(self, frame: Frame, s: params.NodeSettings, view, result, ref) -> None:
         header, T = frame.header, result.T_camera_object
         pose = conv.matrix_to_pose(T)
         latency_ms = (time.monotonic() - frame.received) * 1000.0
@@ -195,8 +274,9 @@ class One2AnyNode(Node):
             header=header, pose=pose, confidence=float(result.confidence), inliers=int(result.inliers),
             residual_m=float(result.residual_m), latency_ms=float(latency_ms), backend=result.backend))
         if s.publish_tf and self._tf is not None:
-            self._tf.send_transform(TransformStamped(header=header, child_frame_id=s.object_frame,
-                                                     transform=conv.matrix_to_transform(T)))
+            # tf2_ros's API (and our stand-in's): sendTransform, camelCase
+            self._tf.sendTransform(TransformStamped(header=header, child_frame_id=s.object_frame,
+                                                    transform=conv.matrix_to_transform(T)))
         if s.debug:
             self._publish_debug(header, view, result, ref)
         self._stats.pose_published(latency_ms, result.inliers, result.confidence)
@@ -221,12 +301,18 @@ class One2AnyNode(Node):
                              reason="stale_frame")
 
     def _fail(self, reason: str, message: str, *, frame: bool = True) -> None:
+        """Record a failure; a new kind is logged and published on /diagnostics at once, repeats throttled."""
+        text = failure_text(reason, message)
         self._stats.failure(reason, message, frame=frame)
-        if reason != self._last_reason:  # a new kind of failure is logged at once, repeats throttled
+        if reason != self._last_reason:
             self._last_reason = reason
-            self.get_logger().warning(f"{reason}: {message}")
+            self.get_logger().warning(text)
+            now = time.monotonic()
+            if now - self._last_prompt_diag >= PROMPT_DIAG_MIN_S:
+                self._last_prompt_diag = now
+                self._publish_status()
         else:
-            self.get_logger().warning(f"{reason}: {message}", throttle_duration_sec=5.0)
+            self.get_logger().warning(text, throttle_duration_sec=5.0)
 
     def _input_issue(self) -> str:
         return self._sync.monitor.explain(window_s=INPUT_WINDOW_S, slop_s=self._settings.sync_slop)
@@ -334,31 +420,74 @@ class One2AnyNode(Node):
         return backend
 
     def _on_set_parameters(self, changed) -> SetParametersResult:
+        """Validate and swap the settings; never slow (it runs on the executor thread that takes the camera
+        frames). A new backend is checked cheaply here and loaded afterwards on the worker (_swap_backend)."""
         old = self._settings
         try:
             new = params.updated_settings(old, {p.name: p.value for p in changed})
             if new.backend != old.backend:
-                backend = self._make_backend(new)  # may load a model; a failure rejects the change
-                with self._estimator() as est:
-                    est.set_backend(backend)  # re-encodes the reference for the new backend
-        except (One2AnyError, ImportError, ValueError) as e:
+                _precheck_backend(new)
+        except (One2AnyError, ValueError) as e:
             return SetParametersResult(successful=False, reason=str(e))
         if new.sync_slop != old.sync_slop:
             self._sync.set_slop(new.sync_slop)
         self._settings = new  # swapped whole: a frame in flight keeps its snapshot
+        if new.backend != old.backend:
+            self._submit(lambda: self._swap_backend(new.backend))  # before any frame that comes after this call
         return SetParametersResult(successful=True)
 
+    def _swap_backend(self, name: str) -> None:
+        """The worker's half of a `backend` change: load it (may take seconds), re-encode the reference. If it
+        cannot be loaded, the failure is reported and the parameter set back to the backend still in use."""
+        if name == self._backend_param:
+            return  # already in use (e.g. the parameter was set back after a failed load)
+        try:
+            backend = self._make_backend(replace(self._settings, backend=name))
+            with self._estimator() as est:
+                est.set_backend(backend)  # re-encodes the reference for the new backend
+        except (One2AnyError, ImportError, ValueError) as e:
+            keep = self._backend_param
+            self._fail(getattr(e, "reason", "bad_backend"), f"backend '{name}' could not be loaded ({e}); "
+                       f"keeping '{keep}'", frame=False)
+            self.set_parameters([Parameter("backend", Parameter.Type.STRING, keep)])
+            return
+        self._backend_param = name
+        self.get_logger().info(f"backend now {backend.name}")
+
     def _publish_diagnostics(self) -> None:
+        """The 1 Hz timer: input problems, the worker watchdog, then the status."""
         issue = self._sync.monitor.diagnose(window_s=INPUT_WINDOW_S, slop_s=self._settings.sync_slop)
         if issue:
             self._fail(*issue)
+        self._check_worker()
+        self._publish_status()
+
+    def _publish_status(self) -> None:
+        if self._diag_pub is None:  # a failure while the node is still being built
+            return
         backend = self._est.backend
         status = self._stats.status(self.get_fully_qualified_name(),
                                     reference=self._est.reference is not None and not self._clear_pending,
                                     backend=backend.name, device=str(getattr(backend, "device", "cpu")),
                                     note=self._backend_note, now_ns=self.get_clock().now().nanoseconds,
-                                    stale_ms=1000.0 * STALE_INPUT_S)
-        self._diag_pub.publish(diagnostic_array(status, self.get_clock().now().to_msg()))
+                                    stale_ms=1000.0 * STALE_INPUT_S, worker_error=self._worker_error)
+        with self._diag_lock:
+            self._diag_pub.publish(diagnostic_array(status, self.get_clock().now().to_msg()))
+
+
+def _precheck_backend(s: params.NodeSettings) -> None:
+    """What can be checked of a backend change without loading it: the learned backend's checkpoint JSON
+    must be readable. Plain json on purpose: the checkpoint module imports torch, too slow for the callback."""
+    if s.backend != "one2any":
+        return
+    p = Path(s.checkpoint) if s.checkpoint else BUNDLED_CHECKPOINT_JSON
+    js = p.with_suffix(".json") if p.suffix in (".safetensors", ".json") else p.with_name(p.name + ".json")
+    try:
+        meta = json.loads(js.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"backend one2any: checkpoint description {js} is not readable JSON ({e})") from e
+    if not isinstance(meta, dict):
+        raise ValueError(f"backend one2any: checkpoint description {js} is not a JSON object")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""The node's parameters (DESIGN 4): one table, declared with descriptors, read into a frozen dataclass.
+"""The node's parameters (contract: docs/ros.md): one table, declared with descriptors, read into a frozen dataclass.
 
 Every parameter has a ParameterDescriptor (description, range, read_only for model paths). The node
 reads them once into :class:`NodeSettings`; its parameter callback builds a new NodeSettings from the

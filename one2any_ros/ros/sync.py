@@ -5,6 +5,12 @@ full ROS install). Otherwise :class:`ApproximateSync` does the same job: it is p
 its behaviour is unit-tested without a graph. Either way :class:`FrameSynchronizer` owns the
 subscriptions, hands complete sets to one callback, and keeps per-input arrival records so the node can
 say *why* no frame completes (an input missing, or stamps that never fall within ``slop``).
+
+The two differ (docs/ros.md, "Synchronizer"): message_filters emits the first combination, in order of
+closeness to the new message, whose spread is strictly below ``slop``, and deletes only the matched
+messages, so an older set can complete after a newer one; ApproximateSync emits the smallest spread
+(``<= slop``) and discards everything older, so its sets come out in stamp order. The node itself drops a
+set older than the last one it took, so frames are never estimated backwards with either.
 """
 from __future__ import annotations
 
@@ -191,9 +197,11 @@ class FrameSynchronizer:
                 subs.append(sub)
             self._sync = mf.ApproximateTimeSynchronizer(subs, queue_size, slop_s)
             self._sync.registerCallback(self._emit)
+            self.filters = subs  # message_filters.Subscriber per input (their .callback feeds a message in)
             self.subscriptions = [s.sub for s in subs]
         else:
             self._sync = ApproximateSync(len(self.names), slop_s=slop_s, queue_size=queue_size, callback=self._emit)
+            self.filters = []
             self.subscriptions = [
                 node.create_subscription(msg_type, name, self._make_feeder(i, name), qos, callback_group=callback_group)
                 for i, (name, msg_type) in enumerate(topics.items())]
