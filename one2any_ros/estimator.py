@@ -1,11 +1,11 @@
 """The public API: ``PoseEstimator(backend).set_reference(view)`` then ``.estimate(view) -> PoseResult``.
 
-One pipeline for every backend (DESIGN 1): the backend proposes hypotheses of T_query_C, the last good
-pose joins them when there is one, one verifier scores them all, the best few are refined by guarded ICP
-(a refined pose is kept only if it scores better), a learned backend may add its hypothesis scorer's term to
-those few (``Backend.candidate_term``), and the winner must pass the inlier and confidence
-gates or the call raises EstimationFailure. Tracking mode first tries the last good pose alone and runs
-the global search only when that fails verification (re-detection on loss).
+One pipeline for every backend (docs/architecture.md, One frame): the backend proposes hypotheses of
+T_query_C, the last good pose joins them when there is one, one verifier scores them all, the best few are
+refined by guarded ICP (a refined pose is kept only if it scores better), a learned backend may add its
+hypothesis scorer's term to those few (``Backend.candidate_term``), and the winner must pass the inlier and
+confidence gates or the call raises EstimationFailure. Tracking mode first tries the last good pose alone and
+runs the global search only when that fails verification (re-detection on loss).
 """
 from __future__ import annotations
 

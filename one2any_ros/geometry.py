@@ -219,7 +219,8 @@ def icp_batched(
     src (M,3): points to move (e.g. the reference cloud in C); dst_tree: KD-tree of the target points
     (e.g. the query cloud in the query camera); T0 (B,4,4) initial src->dst transforms; thresholds:
     inlier distances in metres, each used for ``iterations`` steps. Point-to-point rather than
-    point-to-plane: DESIGN 7 measured point-to-plane diverging from 25-35 deg off, useless for multi-start.
+    point-to-plane: point-to-plane was measured diverging from 25-35 deg off, useless for multi-start
+    (docs/architecture.md, Learning).
     With ``src_feat`` (M,F) the tree holds (3+F)-dim points [xyz, features] (coloured ICP in the spirit of
     Park et al. 2017): neighbours are chosen by position and colour, which gives shapes with a symmetry
     (bottles, boxes) a pull towards the texture-consistent pose; the fit itself uses positions only.

@@ -2,14 +2,15 @@
 
     .venv/bin/python -m one2any_ros.promote [--checkpoint checkpoints/train/checkpoint] [--export]
 
-`auto` picks the learned backend whenever a checkpoint loads (DESIGN 4), so a checkpoint is bundled only when it
-beats the training-free `classic` where learning has to add something: overall AND in the 60-90 and 90-120 deg
-bins (issue #4's bar), and, when the model bundled now clears that bar too, beats it overall. This is measured
-on VALIDATION objects (never trained on, never in the test split), so the decision does not tune anything to the
-test split. Each checkpoint is tried in the VARIANTS below (its ROC term in the verifier or not; the query crop
-alone or in four rolls); the best variant overall is the candidate (a tie goes to the one listed first, the
-cheaper), and the choice is written into the bundled checkpoint's JSON (``inference.roc_to_verifier``,
-``inference.query_rolls``, read by ``backends.one2any``) with the numbers behind it.
+`auto` picks the learned backend whenever a checkpoint loads (docs/ros.md, Parameters), so a checkpoint is
+bundled only when it beats the training-free `classic` where learning has to add something: overall AND in the
+60-90 and 90-120 deg bins (issue #4's bar), and, when the model bundled now clears that bar too, beats it
+overall. This is measured on VALIDATION objects (never trained on, never in the test split), so the decision
+does not tune anything to the test split. Each checkpoint is tried in the VARIANTS below (its ROC term in the
+verifier or not; the query crop alone or in four rolls); the best variant overall is the candidate (a tie goes
+to the one listed first, the cheaper), and the choice is written into the bundled checkpoint's JSON
+(``inference.roc_to_verifier``, ``inference.query_rolls``, read by ``backends.one2any``) with the numbers
+behind it.
 
 The validation set is rendered when missing: ``one2any render --objects val --scenes 30 --frames 8
 --max-rotation 120 --seed 1``.

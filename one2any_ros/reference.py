@@ -1,6 +1,6 @@
 """Views and the single reference: canonical frame C, object frame O, scale, ROC map, cloud; save/load.
 
-Conventions (DESIGN 2, fixed: a trained checkpoint depends on them):
+Conventions (docs/architecture.md, Conventions; fixed: a trained checkpoint depends on them):
 - C: origin at the median of the reference's masked 3D points, axes parallel to the reference camera's.
 - s: robust object radius = 95th percentile of the masked points' distances to that median.
 - ROC of a surface point = its coordinates in C divided by s.

@@ -43,7 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "train": {"epochs": 12, "lr": 1.0e-3, "weight_decay": 1.0e-4, "flip_prob": 0.5, "seed": 0, "threads": 1},
     "weights": [0.01, 0.03, 0.1, 0.3, 1.0],
 }
-RIGHT = 0.1  # ADD(-S) / diameter under which a hypothesis is right (DESIGN 6)
+RIGHT = 0.1  # ADD(-S) / diameter under which a hypothesis is right (docs/architecture.md, evaluation)
 DECISIVE_BINS = ("60-90", "90-120")
 
 

@@ -1,4 +1,4 @@
-"""The one hypothesis scorer every backend's proposals go through (DESIGN 1).
+"""The one hypothesis scorer every backend's proposals go through (docs/architecture.md, One frame).
 
 For a hypothesis T_query_C it checks, in both directions, that the two views agree:
 - reference -> query: the reference cloud placed by T and projected into the query camera should land
@@ -33,7 +33,7 @@ class VerifierWeights:
     depth agreement plus a colour bonus and 0.49 for depth alone.
     """
 
-    tau: float = 0.03  # depth agreement band, x object diameter (DESIGN 7) ...
+    tau: float = 0.03  # depth agreement band, x object diameter (docs/architecture.md, Learning) ...
     tau_min_m: float = 0.008  # ... but never tighter than depth noise (RGB-D at ~1 m: a few mm)
     agree: float = 0.0  # weight of depth agreement alone
     colour: float = 1.0  # weight of agreement in depth and colour

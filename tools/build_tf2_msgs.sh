@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the tf2_msgs stand-in (ros_interfaces/tf2_msgs: msg/TFMessage only) into the project venv, the
-# same cmake/rosidl recipe as one2any_ros's own interfaces (DESIGN 5). The node publishes /tf with it
-# when the real tf2_msgs (a full ROS 2 install) is not importable.
+# same cmake/rosidl recipe as one2any_ros's own interfaces (docs/ros.md, Building the interfaces). The
+# node publishes /tf with it when the real tf2_msgs (a full ROS 2 install) is not importable.
 #
 #   tools/build_tf2_msgs.sh [VENV] [BUILD_DIR]      (defaults: .venv, build/tf2_msgs)
 #

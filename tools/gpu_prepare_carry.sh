@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Prepare on THIS machine what a training chunk on a lent GPU machine carries (DESIGN 6: nothing can be
-# downloaded there; its python3 is 3.12 with torch, numpy, scipy, OpenCV, PyYAML, safetensors, tqdm, matplotlib):
+# Prepare on THIS machine what a training chunk on a lent GPU machine carries (docs/architecture.md,
+# A lent GPU machine: nothing can be downloaded there; its python3 is 3.12 with torch, numpy, scipy,
+# OpenCV, PyYAML, safetensors, tqdm, matplotlib):
 #   .whl/  moderngl + glcontext wheels for CPython 3.12 (the OpenGL renderer; pybullet's 103 MB wheel cannot travel)
 #   .gl/   the EGL/GL loader packages (libglvnd), unpacked there by tools/gpu_train_chunk.sh
 # Both folders are git-ignored; name them in the device call's `carry`.

@@ -32,11 +32,12 @@ ROLL_RANSAC_POINTS = 400
 RANSAC_THRESHOLD_STEPS = (1.0, 2.0, 0.5, 1.5, 3.0, 0.75)  # x settings.ransac_threshold, one per hypothesis
 # (all from one set of minimal samples: geometry.ransac_rigid_thresholds)
 # The verifier's ROC term rewards hypotheses that agree with the predicted ROC. From an undertrained network
-# (validation ROC error around the "copy the query geometry" level, DESIGN 7: ~0.4 radii) that term only
-# biases the choice towards small rotations, so by default the prediction is handed to the verifier only when
-# the checkpoint's training summary shows a validation ROC error below this, measured on pairs spanning the whole
-# 0-180 deg range (validation follows the training sampler's range: a curriculum run at 0-90 deg reports a low
-# error that says nothing about the wide baselines the term is for), or when it has no summary at all.
+# (validation ROC error around the "copy the query geometry" level, ~0.4 radii: docs/architecture.md,
+# Learning) that term only biases the choice towards small rotations, so by default the prediction is handed
+# to the verifier only when the checkpoint's training summary shows a validation ROC error below this,
+# measured on pairs spanning the whole 0-180 deg range (validation follows the training sampler's range: a
+# curriculum run at 0-90 deg reports a low error that says nothing about the wide baselines the term is for),
+# or when it has no summary at all.
 ROC_VERIFIER_MAX_VAL_ERR = 0.3
 ROC_VERIFIER_MIN_VAL_SPAN_DEG = 180.0
 
@@ -60,7 +61,8 @@ class One2AnyBackend(Backend):
                  scorer: str | bool | None = None, scorer_weight: float | None = None) -> None:
         """Load ``checkpoint`` (None or "" = the bundled ``model/default``); CheckpointError when it cannot.
 
-        ``with_classic``: pool the classic grid-search hypotheses with the network's (DESIGN 1).
+        ``with_classic``: pool the classic grid-search hypotheses with the network's
+        (docs/architecture.md, One frame).
         ``roc_to_verifier``: hand the predicted ROC to the verifier's ROC term; None = decided by the
         checkpoint's validation ROC error (see ROC_VERIFIER_MAX_VAL_ERR).
         ``query_rolls``: 1 = the query crop as seen; 2-4 = also turned by 90, 180, 270 deg in the image plane,

@@ -1,8 +1,9 @@
 """BOP format: reader and writer (https://github.com/thodan/bop_toolkit/blob/master/docs/bop_datasets_format.md).
 
 Units: BOP files are in millimetres (models, cam_t_m2c, depth × depth_scale); this module's arrays are
-metres (DESIGN 2) except where a name says ``_mm``. Rotations are row-wise 9 floats in the files and
-(3,3) arrays here; ``T_cam_obj`` is the 4x4 pose of the model in the camera (metres).
+metres (docs/architecture.md, Conventions) except where a name says ``_mm``. Rotations are row-wise
+9 floats in the files and (3,3) arrays here; ``T_cam_obj`` is the 4x4 pose of the model in the camera
+(metres).
 
 Layout written and read:
     models/obj_XXXXXX.ply (mm, normals, vertex colours, texture uv) + obj_XXXXXX.png + models_info.json

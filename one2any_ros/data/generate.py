@@ -1,4 +1,4 @@
-"""Render a one-reference BOP dataset (``one2any render``; DESIGN 6).
+"""Render a one-reference BOP dataset (``one2any render``; docs/architecture.md, BOP format).
 
 One object per scene; frame 0 is the reference (visib_fract >= 0.5); the rotation differences of frames
 1..M-1 to frame 0 are stratified uniformly over [0, max_rotation_deg] (frame k falls in the k-th of M-1

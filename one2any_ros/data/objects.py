@@ -1,7 +1,7 @@
 """Procedural textured objects (and the few real textured assets shipped in pip packages).
 
 An object is a deterministic function of an integer id; the id range decides the split, so test
-objects are never trained on (DESIGN 6):
+objects are never trained on (docs/architecture.md, Objects and splits):
 
     train: [0, 1_000_000)   val: [1_000_000, 2_000_000)   test: [2_000_000, 3_000_000)
     real test assets (pybullet_data duck, mug, jenga, soccer ball): REAL_TEST_IDS, inside the test range

@@ -1,5 +1,5 @@
-"""CPU renderer: pybullet's ER_TINY_RENDERER in DIRECT mode (DESIGN 6), plus pose samplers and a
-RealSense/Kinect-like depth noise model.
+"""CPU renderer: pybullet's ER_TINY_RENDERER in DIRECT mode (docs/architecture.md, Renderers), plus pose
+samplers and a RealSense/Kinect-like depth noise model.
 
 Camera: OpenCV optical frame at the world origin (x right, y down, z forward), so the world frame IS
 the camera frame and an object is placed with ``T_cam_obj`` directly. View = diag(1,-1,-1,1); the

@@ -1,5 +1,6 @@
 """OpenGL renderer (moderngl, offscreen): a drop-in for :class:`render.Renderer` where pybullet cannot go
-(DESIGN 6: a lent GPU machine renders on EGL; a CPU machine can use Mesa's llvmpipe through EGL too).
+(docs/architecture.md, Renderers: a lent GPU machine renders on EGL; a CPU machine can use Mesa's
+llvmpipe through EGL too).
 
 Same API, conventions and randomness as the pybullet renderer: ``render(obj, T_cam_obj, K, width, height,
 *, background, light, occluders, depth_noise, rgb_noise, full_mask, rng)`` returns the same keys and dtypes

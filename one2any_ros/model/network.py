@@ -11,8 +11,9 @@ Shapes use N = ``input_size`` (square crops by the fixed crop rule, ``camera.cro
   depth points (centred on their median, divided by the REFERENCE scale s) and a valid-depth flag;
   cross-attention to the ROPE tokens at strides 8 (bottleneck, with self-attention) and 4 (on the way
   down and up).
-- Output head (DESIGN 7): matching -- attention of each query pixel over the valid reference pixels whose
-  values are the reference ROC, i.e. every query pixel picks where it lies on the reference -- plus a
+- Output head (docs/architecture.md, Learning): matching -- attention of each query pixel over the valid
+  reference pixels whose values are the reference ROC, i.e. every query pixel picks where it lies on the
+  reference -- plus a
   residual regression (zero-initialised) for the surface the reference did not see, and a per-pixel
   Laplace scale b (expected absolute ROC error per coordinate) from which the confidence is derived.
 

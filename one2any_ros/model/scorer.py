@@ -1,6 +1,6 @@
 """The learned hypothesis scorer: a small CNN that looks at the query next to the reference rendered under a pose
-hypothesis and says how right the pose looks, lent by the learned backend to the final ranking (DESIGN 1 note in
-docs/hypothesis_scorer.md).
+hypothesis and says how right the pose looks, lent by the learned backend to the final ranking
+(docs/hypothesis_scorer.md, "Where it acts").
 
 Why: on validation objects beyond 60 deg the geometric verifier (depth + colour agreement, free space) picks a
 wrong candidate where a right one is among the refined five for about 1 query in 6 (front-onto-front flips

@@ -1,4 +1,4 @@
-"""The ROS 2 shell around the library (the only place that imports rclpy; DESIGN 3).
+"""The ROS 2 shell around the library (the only place that imports rclpy; docs/architecture.md, Modules).
 
 - ``node``: the ``one2any`` node and ``main`` (``one2any_node`` / ``one2any node``)
 - ``conversions``: Image/CameraInfo/Pose <-> arrays; ``sync``: approximate-time synchronizer

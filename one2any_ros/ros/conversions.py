@@ -1,8 +1,9 @@
 """Message <-> array conversion at the ROS edge, once, in one place (STYLE: vision_opencv/tf2 habits).
 
 Images: ``rgb8``/``bgr8`` colour, ``mono8``/``8UC1`` masks, ``16UC1``/``mono16`` depth in millimetres and
-``32FC1`` depth in metres (DESIGN 2); row padding (``step``) and big-endian data are handled. CameraInfo
--> K (3,3). Pose/Transform <-> 4x4 float64: this is the only place where quaternions (x, y, z, w) appear.
+``32FC1`` depth in metres (docs/architecture.md, Conventions); row padding (``step``) and big-endian data
+are handled. CameraInfo -> K (3,3). Pose/Transform <-> 4x4 float64: this is the only place where
+quaternions (x, y, z, w) appear.
 Every problem raises :class:`ConversionError` (an :class:`~one2any_ros.errors.InputError`) whose
 ``reason`` is a stable key the node reports in /diagnostics.
 """

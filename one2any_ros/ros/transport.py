@@ -1,4 +1,5 @@
-"""The transport settings the package ships (DESIGN 4/5): a Fast DDS profile for camera-sized images.
+"""The transport settings the package ships: a Fast DDS profile for camera-sized images (docs/ros.md,
+Transport).
 
 ``apply_default_transport()`` points Fast DDS at ``fastdds_profile.xml`` unless the user has chosen a
 transport (a profiles file or FASTDDS_BUILTIN_TRANSPORTS) or another RMW. Call it before ``rclpy.init``.
