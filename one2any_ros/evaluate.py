@@ -1,4 +1,5 @@
-"""The one-reference BOP evaluation (DESIGN 6, "Evaluation details") on any BOP-format dataset root.
+"""The one-reference BOP evaluation on any BOP-format dataset root (docs/architecture.md, "The
+one-reference evaluation protocol", documents it for users).
 
 Protocol, per scene and object:
 - one instance per object per image: the first entry of that ``obj_id`` in ``scene_gt.json``;
@@ -146,6 +147,7 @@ class EvalModel:
     diameter_m: float
     symmetric: bool
     syms: np.ndarray | None  # (K,4,4) m symmetry transforms, None when asymmetric
+    family: str | None = None  # models_info's optional "family" (our renders write it; BOP datasets have none)
 
 
 def load_eval_model(bop, root: Path, obj_id: int, models_info: Mapping[int, dict]) -> EvalModel:
@@ -156,8 +158,10 @@ def load_eval_model(bop, root: Path, obj_id: int, models_info: Mapping[int, dict
     info = models_info[obj_id]
     sym = bool(bop.is_symmetric(info))
     pts = np.asarray(bop.load_model_points(root, obj_id, max_points=MODEL_POINTS, prefer_eval=True), np.float64)
+    family = info.get("family")
     return EvalModel(pts=pts, diameter_m=float(info["diameter"]) * 1e-3, symmetric=sym,
-                     syms=metrics.symmetry_transforms(info) if sym else None)
+                     syms=metrics.symmetry_transforms(info) if sym else None,
+                     family=str(family) if family is not None else None)
 
 
 def _progress(total: int, enabled: bool):
@@ -198,7 +202,8 @@ def evaluate_dataset(
     result with ``T_camera_object`` (4,4) m and ``confidence`` (tests inject fakes); by default a
     ``PoseEstimator(backend=backend, **estimator_kwargs)``. ``max_queries`` keeps that many queries spread
     evenly over the dataset. ``min_query_visib`` > 0 leaves out queries less visible than that (default:
-    every image is a query, BOP's protocol as DESIGN 6 states it). ``scene_ids``/``obj_ids`` restrict the run.
+    every image is a query, BOP's protocol as docs/architecture.md states it). ``scene_ids``/``obj_ids``
+    restrict the run.
     """
     from .data import bop
 
@@ -283,12 +288,18 @@ def evaluate_dataset(
                       "add_auc: the same AUC with the add_s_01d_recall error (YCB-Video ADD(-S)); medians count a failure "
                       "as 180 deg and infinite translation (null when infinite); rotation errors take the closest "
                       "symmetric twin; median_latency_ms over successful estimates (wall clock)"),
-        files={"results_csv": "results.csv", "queries": "queries.jsonl", "plot": None},
+        confidence_notes=("confidence_auroc: how well the confidence ranks right poses (add_s_01d hit) above wrong "
+                          "ones among returned estimates (0.5 = chance); precision_at_recall_0.8: the right share of "
+                          "poses kept by the highest threshold that keeps 80 % of the right ones; symmetry_errors: "
+                          "misses right by ADD-S but wrong by ADD (a flip or turn the shape cannot tell)"),
+        files={"results_csv": "results.csv", "queries": "queries.jsonl", "plot": None, "reliability_plot": None},
     )
     if plot:
         try:
             plot_report(report, records, out / "recall_by_bin.png")
             report["files"]["plot"] = "recall_by_bin.png"
+            plot_reliability(report, out / "reliability.png")
+            report["files"]["reliability_plot"] = "reliability.png"
         except ImportError:  # matplotlib missing (a bare ROS install): the numbers still stand
             pass
     report = _json_safe(report)
@@ -374,6 +385,16 @@ def summarize(records: Sequence[Mapping], models: Mapping[int, EvalModel] | None
                              "symmetric": None if m is None else m.symmetric,
                              "diameter_mm": None if m is None else 1000.0 * m.diameter_m,
                              "failures": sum(not r["ok"] for r in rs)}
+    by_family = {}
+    families = {oid: m.family for oid, m in (models or {}).items() if m.family is not None}
+    for fam in sorted(set(families.values())):
+        rs = [r for r in records if families.get(r["obj_id"]) == fam]
+        by_family[fam] = {"n": len(rs), "add_s_01d_recall": _recall([r["hit"] for r in rs]),
+                          "by_rotation_bin": {key: _recall([r["hit"] for r in rs if r["bin"] == key])
+                                              for key, _, _ in ROTATION_BINS},
+                          **_symmetry_errors(rs)}
+    conf = [(r["confidence"], r["hit"]) for r in records if r["ok"] and r.get("confidence") is not None]
+    precision, threshold = metrics.precision_at_recall([c for c, _ in conf], [h for _, h in conf], 0.8)
     return {
         "n_queries": n,
         "add_s_01d_recall": _recall([r["hit"] for r in records]),
@@ -387,8 +408,24 @@ def summarize(records: Sequence[Mapping], models: Mapping[int, EvalModel] | None
         "failures": {"count": int(sum(failures.values())), "by_reason": dict(sorted(failures.items()))},
         "median_latency_ms": float(np.median(lat)) if lat else None,
         "per_object": per_obj,
+        "by_family": by_family,
+        "symmetry_errors": _symmetry_errors(records),
+        "confidence_auroc": metrics.confidence_auroc([c for c, _ in conf], [h for _, h in conf]),
+        "precision_at_recall_0.8": precision,
+        "confidence_threshold_at_recall_0.8": threshold,
+        "confidence_reliability": metrics.reliability_bins([c for c, _ in conf], [h for _, h in conf]),
         "recall_curve_adds": _curve(adds),
     }
+
+
+def _symmetry_errors(records: Sequence[Mapping]) -> dict:
+    """Misses that are a symmetry of the shape away from the truth: wrong by ADD (the metric of an object marked
+    asymmetric) but right by ADD-S (the surface lands on itself). Needs no symmetry annotation, so it counts the
+    flips of objects whose only asymmetry is their texture on any dataset."""
+    sym = [r for r in records if r["ok"] and not r["hit"] and metrics.add_s_01d_hit(r["adds_m"], r["diameter_m"])]
+    misses = sum(not r["hit"] for r in records)
+    return {"symmetry_errors": len(sym), "symmetry_error_share": len(sym) / len(records) if records else None,
+            "symmetry_share_of_misses": len(sym) / misses if misses else None}
 
 
 def _curve(errors: np.ndarray, steps: int = 20) -> dict:
@@ -438,6 +475,9 @@ def format_report_table(report: Mapping) -> str:
         f"{'median rotation error':<28}{_fmt(report.get('median_rot_err_deg'), '.1f', ' deg'):>12}",
         f"{'median translation error':<28}{_fmt(report.get('median_trans_err_mm'), '.1f', ' mm'):>12}",
         f"{'median latency':<28}{_fmt(report.get('median_latency_ms'), '.1f', ' ms'):>12}",
+        f"{'confidence AUROC':<28}{_fmt(report.get('confidence_auroc')):>12}",
+        f"{'precision @ 80% recall':<28}{_fmt(report.get('precision_at_recall_0.8')):>12}",
+        f"{'symmetry errors':<28}{(report.get('symmetry_errors') or {}).get('symmetry_errors', 'n/a'):>12}",
         "",
         f"{'rotation bin (deg)':<20}{'n':>6}{'ADD(-S)@0.1d':>14}{'ADD-S AUC':>11}{'failures':>10}",
     ]
@@ -472,5 +512,31 @@ def plot_report(report: Mapping, records: Sequence[Mapping], path: str | os.Path
     ax2.set_ylabel("recall")
     ax2.legend(loc="lower right")
     ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def plot_reliability(report: Mapping, path: str | os.PathLike) -> None:
+    """PNG: a reliability diagram (share of right poses per confidence bin against the diagonal, counts under
+    it), titled with the AUROC and the precision at 80 % recall."""
+    from matplotlib.figure import Figure
+
+    rel = report["confidence_reliability"]
+    edges = np.asarray(rel["edges"])
+    centres, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    share = [v if v is not None else 0.0 for v in rel["right_share"]]
+    fig = Figure(figsize=(5, 5.5))
+    ax, axn = fig.subplots(2, 1, gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    ax.bar(centres, share, width=width * 0.9, color="tab:green", label="right share (ADD(-S) < 0.1 d)")
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("share of right poses")
+    ax.set_title(f"{report.get('backend')}: confidence AUROC {_fmt(report.get('confidence_auroc'))}, "
+                 f"precision@80% recall {_fmt(report.get('precision_at_recall_0.8'))}", fontsize=9)
+    ax.legend(loc="upper left", fontsize=8)
+    axn.bar(centres, rel["n"], width=width * 0.9, color="tab:gray")
+    axn.set_xlabel("confidence")
+    axn.set_ylabel("poses")
+    axn.set_xlim(0, 1)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

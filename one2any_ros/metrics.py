@@ -1,6 +1,7 @@
 """Pose-error metrics: ADD, ADD-S, rotation/translation error, 5°5cm, recall-vs-threshold AUC.
 
-Pure numpy (scipy's cKDTree for ADD-S). Conventions, as in the rest of the library (DESIGN 2):
+Pure numpy (scipy's cKDTree for ADD-S). Conventions, as in the rest of the library
+(docs/architecture.md, Conventions):
 - poses are (4,4) float64 ``T_cam_obj`` (object frame -> camera frame), metres;
 - model points are ``pts (N,3)`` metres in the object frame;
 - errors are metres and degrees; a failed estimate is an infinite error (BOP / YCB-Video convention).
@@ -215,3 +216,54 @@ def rotation_error_sym_deg(R_est: np.ndarray, R_gt: np.ndarray, syms: np.ndarray
     cand = R_gt[None] @ np.asarray(syms, np.float64)[:, :3, :3]
     R_est = np.asarray(R_est, np.float64)[:3, :3]
     return float(rotation_errors_deg(np.broadcast_to(R_est, cand.shape), cand).min())
+
+
+# --- how well a confidence ranks right poses above wrong ones -------------------------------------------------
+
+def _scored(confidence: Iterable[float], right: Iterable[bool]) -> tuple[np.ndarray, np.ndarray]:
+    c = np.asarray(list(confidence), np.float64)
+    y = np.asarray(list(right), bool)
+    if c.shape != y.shape:
+        raise ValueError(f"{c.size} confidences for {y.size} outcomes")
+    keep = np.isfinite(c)
+    return c[keep], y[keep]
+
+
+def confidence_auroc(confidence: Iterable[float], right: Iterable[bool]) -> float | None:
+    """Area under the ROC curve of ``confidence`` as a detector of right poses: the chance that a random right
+    pose has a higher confidence than a random wrong one (ties count half). None without both kinds.
+    (The Mann-Whitney U statistic through scipy's ranks; scikit-learn is not a dependency.)"""
+    from scipy.stats import rankdata
+
+    c, y = _scored(confidence, right)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = rankdata(c)  # average ranks for ties
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def precision_at_recall(confidence: Iterable[float], right: Iterable[bool], recall: float = 0.8) -> tuple[float | None, float | None]:
+    """(precision, threshold): keep poses with confidence >= the highest threshold that keeps ``recall`` of the
+    right poses; precision = right share of the kept. A grasping pipeline's view: what thresholding buys."""
+    c, y = _scored(confidence, right)
+    n_pos = int(y.sum())
+    if n_pos == 0:
+        return None, None
+    thr = float(np.sort(c[y])[::-1][int(np.ceil(recall * n_pos)) - 1])  # the k-th highest right confidence
+    kept = c >= thr
+    return float(y[kept].mean()), thr
+
+
+def reliability_bins(confidence: Iterable[float], right: Iterable[bool], bins: int = 10) -> dict:
+    """Per confidence bin of [0, 1]: count, mean confidence and share of right poses (a reliability diagram)."""
+    c, y = _scored(confidence, right)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(c, edges[1:-1]), 0, bins - 1)
+    out = {"edges": edges.tolist(), "n": [], "mean_confidence": [], "right_share": []}
+    for b in range(bins):
+        m = idx == b
+        out["n"].append(int(m.sum()))
+        out["mean_confidence"].append(float(c[m].mean()) if m.any() else None)
+        out["right_share"].append(float(y[m].mean()) if m.any() else None)
+    return out

@@ -1,5 +1,5 @@
-"""The ``one2any`` node (contract: docs/ros.md): one reference view sets the object; every synchronized RGB-D + mask
-frame after it yields the object's pose on ``~/pose``, ``~/estimate`` and ``/tf``.
+"""The ``one2any`` node (contract: docs/ros.md): one reference view sets the object; every synchronized
+RGB-D + mask frame after it yields the object's pose on ``~/pose``, ``~/estimate`` and ``/tf``.
 
 Concurrency: one SingleThreadedExecutor thread takes every message, service call, parameter change and
 timer; one plain worker thread does all estimation. (rclpy's MultiThreadedExecutor spends about a core
@@ -492,7 +492,7 @@ def _precheck_backend(s: params.NodeSettings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``one2any_node [--ros-args ...]``; ``argv`` includes the program name (as sys.argv does)."""
-    apply_default_transport()  # before rclpy.init: Fast DDS reads it when the participant is created
+    profile = apply_default_transport()  # before rclpy.init: Fast DDS reads it when the participant is created
     # the worker's many short numpy calls hold the GIL in 5 ms slices by default, starving the executor
     # threads that take camera messages in; hand it over more often
     sys.setswitchinterval(0.0005)
@@ -500,6 +500,9 @@ def main(argv: list[str] | None = None) -> int:
     node = None
     try:
         node = One2AnyNode()
+        if profile:
+            node.get_logger().info(f"transport: the package's Fast DDS profile {profile} (none was set; "
+                                   "FASTDDS_DEFAULT_PROFILES_FILE or FASTDDS_BUILTIN_TRANSPORTS choose another)")
         executor = SingleThreadedExecutor()  # the worker thread does the estimation (module docstring)
         executor.add_node(node)
         executor.spin()
