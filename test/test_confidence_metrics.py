@@ -71,3 +71,12 @@ def test_summary_reports_symmetry_errors_families_and_confidence():
     assert rep["precision_at_recall_0.8"] == pytest.approx(1.0)
     assert sum(rep["confidence_reliability"]["n"]) == 5
     assert summarize(records[:2], {})["by_family"] == {}  # a BOP dataset without families
+
+
+def test_family_comes_from_models_info_or_the_shape_symmetry():
+    from one2any_ros.evaluate import _family_from_symmetry
+
+    assert _family_from_symmetry({"shape_symmetry": "continuous"}, False) == "texture_only"
+    assert _family_from_symmetry({"shape_symmetry": "discrete"}, True) == "symmetric"
+    assert _family_from_symmetry({"shape_symmetry": "none"}, False) == "shape_asymmetric"
+    assert _family_from_symmetry({}, False) is None  # a BOP dataset of someone else's
