@@ -56,7 +56,8 @@ def decode_depth(depth: np.ndarray, *, depth_scale_m: float | None = None, encod
         out = depth.astype(np.float32) * np.float32(scale)
     elif depth.dtype in (np.float32, np.float64, np.float16):
         scale = 1.0 if depth_scale_m is None else float(depth_scale_m)
-        out = depth.astype(np.float32) * np.float32(scale)
+        with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: inf, made invalid (0) below
+            out = depth.astype(np.float32) * np.float32(scale)
     else:
         raise InputError(f"unsupported depth dtype {depth.dtype} (use uint16 mm or float32 m)", reason="bad_depth_encoding")
     out[~np.isfinite(out) | (out < 0)] = 0.0

@@ -13,6 +13,25 @@ def _angle(Ra, Rb):
     return float(np.degrees(np.arccos(np.clip((np.trace(Ra.T @ Rb) - 1) / 2, -1, 1))))
 
 
+def assert_json_close(a, b, atol=1e-6, where="$"):
+    """Equal JSON, numbers within ``atol`` (BOP poses: rotations, mm, px). The same poses computed on another
+    machine (another BLAS kernel: OPENBLAS_CORETYPE) differ in the last bits: a rotation entry by one ulp, a
+    translation by 1e-14 mm. A wrong pose differs by far more than 1e-6."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert sorted(a) == sorted(b), f"{where}: keys {sorted(a)} != {sorted(b)}"
+        for k in a:
+            assert_json_close(a[k], b[k], atol, f"{where}.{k}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), f"{where}: lengths {len(a)} != {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_json_close(x, y, atol, f"{where}[{i}]")
+    elif isinstance(a, float) or isinstance(b, float):
+        assert isinstance(a, (int, float)) and isinstance(b, (int, float)), f"{where}: {a!r} != {b!r}"
+        assert abs(a - b) <= atol, f"{where}: {a!r} != {b!r} (atol {atol})"
+    else:  # ints (object ids), strings, bools, null: exactly
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
 @pytest.fixture(scope="module")
 def small_dataset(tmp_path_factory):
     pytest.importorskip("pybullet")
@@ -85,7 +104,7 @@ def test_dataset_is_deterministic(small_dataset, tmp_path):
     )
     a = json.loads((root / "test" / "000001" / "scene_gt.json").read_text())
     b = json.loads((tmp_path / "test" / "000001" / "scene_gt.json").read_text())
-    assert a == b
+    assert_json_close(a, b)
     s = rotation_schedule(101, 120.0, np.random.default_rng(0))
     assert s[0] == 0 and np.all(np.diff(s) > 0) and s.max() <= 120
     assert abs(np.mean(s[1:]) - 60) < 3  # uniform over [0, 120]
@@ -126,7 +145,9 @@ def test_bundled_sample():
         assert np.median(np.abs(pts[front, 2] - d[front])) < 0.005
 
 
-def test_sample_regenerates_identically(tmp_path):
+def test_sample_regenerates_identically(tmp_path, images_close):
+    """The bundled sample is what ``make_sample`` renders, up to the last bits of the poses (another BLAS kernel)
+    and what they move: a few edge pixels of the mask, depth by at most one 1-mm PNG level there."""
     pytest.importorskip("pybullet")
     from one2any_ros.data.sample import SAMPLE_DIR, make_sample
 
@@ -134,9 +155,9 @@ def test_sample_regenerates_identically(tmp_path):
     for sub in ("scene_gt.json", "scene_camera.json"):
         a = json.loads((SAMPLE_DIR / "test" / "000001" / sub).read_text())["0"]
         b = json.loads((tmp_path / "test" / "000001" / sub).read_text())["0"]
-        assert a == b
+        assert_json_close(a, b)
     a = bop.load_image(bop.load_scene(SAMPLE_DIR, "test", 1), 0)
     b = bop.load_image(bop.load_scene(tmp_path, "test", 1), 0)
-    np.testing.assert_array_equal(a["mask"], b["mask"])
-    np.testing.assert_array_equal(a["depth"], b["depth"])
+    assert a["mask"].sum() > 2000
+    images_close(a, b, depth_atol=0.0011)  # a few pixels at most; depth (m) in 1 mm PNG levels
     assert np.abs(a["rgb"].astype(int) - b["rgb"]).mean() < 1.0  # JPEG codecs may differ by a level

@@ -123,8 +123,8 @@ def test_checkpoint_round_trip(tmp_path):
     ref, valid, query = _inputs()
     with torch.no_grad():
         a, b = model(ref, valid, query), loaded(ref, valid, query)
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    for k in a:  # the same weights: the same outputs, up to float32 rounding (kernels may differ between runs)
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
 
 
 def _saved(tmp_path):

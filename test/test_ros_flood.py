@@ -5,6 +5,7 @@ services and parameters keep answering within a generous bound (~5x what one fra
 The global search runs on every frame here (track_min_confidence 1.0: tracking is never trusted), so
 every frame costs the same (~0.1 s with classic on 2 shared cores) and the flood rate (~4x) is measured,
 not assumed. Frames are frame 1 of the sample, the reference too (its ground-truth pose given).
+Bounds are relative to that measured processing time (~5x), so a slower machine does not fail them.
 """
 import statistics
 import threading
@@ -33,12 +34,11 @@ def test_flood_drops_old_frames_and_services_keep_answering(tmp_path):
         f1, T1 = frames[1], frames[1]["T_cam_obj"]
         assert client.set_reference_on(frame_messages(f1, time.time_ns()), T_cam_obj=T1).success
 
-        # the processing time of one frame, frames sent one at a time
+        # the processing time of one frame, frames sent one at a time (each again every 2 s until its pose comes)
         proc_ms = []
         for _ in range(3):
-            stamp = time.time_ns()
-            client.publish_frame(f1, stamp)
-            assert client.wait_pose(stamp, 30) is not None
+            stamp, pose = client.publish_until_pose(frame_messages(f1, time.time_ns()), timeout=30)
+            assert pose is not None, node.log_text()[-3000:]
             proc_ms.append(client.wait_for(lambda: client.estimates.get(stamp), 5)[0].latency_ms)
         proc_s = statistics.median(proc_ms) / 1000
         # 4x the processing rate, but no faster than 60 Hz (above any RGB-D camera): tracking takes ~25 ms, and 160 Hz of 640x480
@@ -83,13 +83,14 @@ def test_flood_drops_old_frames_and_services_keep_answering(tmp_path):
                  1000 * np.linalg.norm(conv.pose_to_matrix(client.poses[s][0].pose)[:3, 3] - T1[:3, 3]))
                 for s in stamps if s in client.poses]
         bound = max(1.5, 5 * (proc_s + 0.1))  # ~5x the expected wait: one frame in progress + encoding
+        min_rate = min(2.0, 1 / (5 * proc_s))  # poses/s: ~1/5 of what the node does with frames one at a time
         print(f"\nflood: processing {proc_s * 1000:.0f} ms/frame; sent {sent} frames in {elapsed:.1f} s "
               f"({sent / elapsed:.1f} Hz), poses {poses} ({poses / elapsed:.2f} Hz), dropped {dropped}, "
               f"latency median {statistics.median(lat):.0f} ms max {max(lat):.0f} ms; calls (s): "
               + ", ".join(f"{n} {d:.2f}" for n, d, _ in calls) + f"; bound {bound:.2f} s")
         assert calls and all(ok for _, _, ok in calls)
         assert max(d for _, d, _ in calls) < bound, calls
-        assert poses >= 2.0 * elapsed, "the node stopped producing poses under load (< 2 Hz)"
+        assert poses >= min_rate * elapsed, f"the node stopped producing poses under load (< {min_rate:.2f} Hz)"
         assert dropped > 0 and dropped >= 0.5 * (sent - poses), (sent, poses, dropped)
         assert max(r for r, _ in errs) < 3.0 and max(t for _, t in errs) < 5.0
         assert node.alive()

@@ -46,11 +46,7 @@ def start_node(tmp_path):
 
 def pose_for(client, frame, timeout=30):
     """Publish the frame (again every 3 s: a restarted node's subscriptions may still be matching) until a pose."""
-    end, pose = time.monotonic() + timeout, None
-    while pose is None and time.monotonic() < end:
-        stamp = time.time_ns()
-        client.publish_frame(frame, stamp)
-        pose = client.wait_pose(stamp, timeout=3.0)
+    _, pose = client.publish_until_pose(frame_messages(frame, time.time_ns()), timeout=timeout, repeat_s=3.0)
     assert pose is not None
     T = conv.pose_to_matrix(pose.pose)
     G = frame["T_cam_obj"]

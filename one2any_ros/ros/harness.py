@@ -3,7 +3,12 @@
 calls the services and collects ~/pose, ~/estimate, /tf and /diagnostics.
 
 Both use the shipped Fast DDS profile (``transport.apply_default_transport``) unless the user chose a
-transport: the node tests run with what the package ships (DESIGN 5).
+transport: the node tests run with what the package ships (docs/ros.md, *Transport*).
+
+The node reads its inputs best-effort (sensor-data QoS): a frame sent once can be lost (right after discovery,
+before the node's readers have matched this writer, or on a loaded machine), and nothing sends it again. A test
+that sends one frame and waits for the node's answer sends it with :meth:`GraphClient.publish_until`, which
+repeats it until the answer comes.
 """
 from __future__ import annotations
 
@@ -48,12 +53,16 @@ class NodeProcess:
 
     def __init__(self, *, name: str = "one2any", namespace: str = "", params: dict[str, Any] | None = None,
                  remaps: dict[str, str] | None = None, log_path: str | os.PathLike | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, params_files: list[str | os.PathLike] | None = None) -> None:
+        """``params_files`` (``--params-file``, in order) come before ``params`` (``-p``) on the command line: rcl
+        applies the arguments in order, so ``params`` win over the files, as they do in a launch file."""
         self.args = [sys.executable, "-m", "one2any_ros.ros.node", "--ros-args", "-r", f"__node:={name}"]
         if namespace:
             self.args += ["-r", f"__ns:={namespace}"]
         for k, v in (remaps or {}).items():
             self.args += ["-r", f"{k}:={v}"]
+        for f in params_files or ():
+            self.args += ["--params-file", str(f)]
         for k, v in (params or {}).items():
             self.args += ["-p", f"{k}:={_param_arg(v)}"]
         self.log_path = Path(log_path) if log_path else None
@@ -231,6 +240,47 @@ class GraphClient:
         self.publish(msgs)
         return msgs
 
+    def publish_until(self, msgs: dict[str, Any], answer: Callable[[list[int]], Any], *, timeout: float = 30.0,
+                      repeat_s: float = 2.0, stamps: list[int] | None = None, since_ns: int | None = None) -> Any:
+        """Publish the frame ``msgs`` now and again every ``repeat_s`` until ``answer(sent)`` is truthy, or
+        ``timeout`` s have passed; returns answer's last value. ``sent``: the rgb stamps (ns) this call has sent so
+        far, oldest first; a list passed as ``stamps`` gets them appended too.
+
+        Each send carries the stamps of ``msgs`` shifted by the wall time since ``since_ns`` (default: the first
+        send; a caller that waits between making the frame and this call passes the time it made it): a good frame
+        stays fresh (``max_frame_age_ms``), one made stale on purpose stays as old, stamps that differ on purpose
+        between the messages keep their differences, and the node never gets one stamp twice (at most one pose per
+        stamp). The messages' own stamps are restored before returning."""
+        sent: list[int] = []
+        present = {k: m for k, m in msgs.items() if m is not None}
+        original = {k: conv.stamp_to_ns(m.header.stamp) for k, m in present.items()}
+        key = "rgb" if "rgb" in present else next(iter(present))
+        deadline = time.monotonic() + timeout
+        t_first = time.time_ns() if since_ns is None else int(since_ns)
+        try:
+            while True:
+                shift = time.time_ns() - t_first if sent or since_ns is not None else 0
+                for k, m in present.items():
+                    m.header.stamp = conv.ns_to_stamp(original[k] + shift)
+                self.publish(msgs)
+                sent.append(original[key] + shift)
+                if stamps is not None:
+                    stamps.append(sent[-1])
+                value = self.wait_for(lambda: answer(sent), max(0.0, min(repeat_s, deadline - time.monotonic())))
+                if value or time.monotonic() >= deadline:
+                    return value
+        finally:
+            for k, m in present.items():
+                m.header.stamp = conv.ns_to_stamp(original[k])
+
+    def publish_until_pose(self, msgs: dict[str, Any], *, timeout: float = 30.0, repeat_s: float = 2.0,
+                           stamps: list[int] | None = None) -> tuple[int, PoseStamped] | tuple[None, None]:
+        """``publish_until`` a ~/pose comes for one of the stamps sent: (that stamp, the pose), or (None, None)."""
+        def pose(sent: list[int]):
+            with self.lock:
+                return next(((s, self.poses[s][0]) for s in sent if s in self.poses), None)
+        return self.publish_until(msgs, pose, timeout=timeout, repeat_s=repeat_s, stamps=stamps) or (None, None)
+
     def _call(self, client, request, timeout: float):
         if not client.wait_for_service(timeout_sec=min(timeout, 10.0)):
             raise TimeoutError(f"service {client.srv_name} is not available")
@@ -257,17 +307,19 @@ class GraphClient:
         return self.set_ref_client.call_async(req)
 
     def set_reference_on(self, msgs: dict[str, Any], *, T_cam_obj: np.ndarray | None = None,
-                         call_timeout: float = 30.0, repeat_s: float = 1.0) -> SetReference.Response:
+                         call_timeout: float = 30.0, repeat_s: float = 1.0,
+                         stamps: list[int] | None = None) -> SetReference.Response:
         """~/set_reference waiting for the next frame, then the frame ``msgs`` (no race with frames already sent),
-        published again every ``repeat_s`` until the node answers: a best-effort frame sent right after discovery
-        can be lost before the node's readers have matched this writer (seen once in a CI-like run: "nothing
-        arrives"), and the node takes the first complete copy (same stamp)."""
+        published again every ``repeat_s`` until the node answers (:meth:`publish_until`: a best-effort frame sent
+        right after discovery can be lost before the node's readers have matched this writer, seen once in a
+        CI-like run as "nothing arrives"); the node takes the first complete copy. The stamps move on with the wall
+        clock from this call on, so the 0.3 s this waits for the request to arrive do not age the frame
+        (``max_frame_age_ms``). ``stamps``: as in publish_until."""
+        t_call = time.time_ns()
         future = self.set_reference_async(use_latest_frame=False, timeout_s=10.0, T_cam_obj=T_cam_obj)
         time.sleep(0.3)
-        deadline = time.monotonic() + call_timeout
-        while not future.done() and time.monotonic() < deadline:
-            self.publish(msgs)
-            self.wait_for(future.done, repeat_s)
+        self.publish_until(msgs, lambda _: future.done(), timeout=call_timeout, repeat_s=repeat_s, stamps=stamps,
+                           since_ns=t_call)
         if not future.done():
             raise TimeoutError(f"set_reference did not answer within {call_timeout:.0f} s")
         return future.result()
