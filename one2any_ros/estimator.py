@@ -46,6 +46,20 @@ class EstimatorSettings:
     min_inliers: int = 20  # reference points within the final ICP band of the query surface
     min_confidence: float = 0.05
     inlier_threshold: float = 0.03  # band for inliers/residual, x diameter
+    # Appearance decides (issue 16, appearance.py). The switches twin_top_k, appearance_weight and
+    # confidence_margin are off by default (= the pipeline above exactly); the other knobs only act when one
+    # is on, and default to what tools/probe_appearance.py measured best on validation objects.
+    twin_top_k: int = 0  # geometric twins of the best few refined candidates: rotations of C by k*360/twin_angles
+    twin_angles: int = 24  # about each principal axis of the reference cloud (flips, quarter turns, spins)
+    twin_depth_offset: float = 0.5  # about a centre behind the cloud's mean by this x the scale along C's z
+    twin_points: int = 300  # ... each settled by a short coloured ICP, coarse to fine (a turn about an axis
+    twin_thresholds: tuple[float, ...] = (0.2, 0.1, 0.05, 0.025)  # off the object's own starts off its place),
+    twin_iterations: int = 2  # ... per threshold; they join the final candidates
+    appearance_weight: float = 0.0  # + weight x shrunk ZNCC of the texture (appearance.py) on the final candidates
+    appearance_margin: float = 0.1  # ... only among those whose verifier score is within this of the best
+    appearance_points: int = 4000  # reference pixels of the appearance model
+    confidence_margin: float = 0.0  # honest confidence: x clip(gap / margin) to the best rival pose (0 = off)
+    confidence_rival_deg: float = 15.0  # ... a rival is a final candidate this far in rotation from the winner
 
     def with_updates(self, **kw) -> "EstimatorSettings":
         """A copy with top-level fields and ``search.*``/``verifier.*`` fields replaced (dotted keys)."""
@@ -99,6 +113,9 @@ class HypothesisPool:
     refined_score: np.ndarray  # (K,) their verifier scores
     chosen: int  # index into the refined candidates
     refined_term: np.ndarray | None = None  # (K,) the backend's learned term added for the final choice, if any
+    refined_sources: list[str] | None = None  # (K,) where each final candidate came from (with twins: "twin")
+    refined_appearance: np.ndarray | None = None  # (K,) appearance score (appearance_weight > 0 only)
+    refined_confidence: np.ndarray | None = None  # (K,) their verifier confidence (before any margin factor)
 
 
 @dataclass
@@ -111,6 +128,8 @@ class _RefCache:
     refine_points: np.ndarray
     refine_colour: np.ndarray
     sweep: np.ndarray  # (S,4,4) spins of C about its principal axes through the cloud's centre
+    appearance: object | None = None  # appearance.AppearanceModel, built on first use (appearance_weight > 0)
+    twins: np.ndarray | None = None  # (S,4,4) the twins' rotations of C, built on first use (twin_top_k > 0)
 
 
 class PoseEstimator:
@@ -199,6 +218,37 @@ class PoseEstimator:
                            thresholds=tuple(t * d for t in s.refine_thresholds[:1]), iterations=s.sweep_iterations,
                            src_feat=lam * c.refine_colour[i] if lam > 0 else None).T
 
+    def _twins(self, T: np.ndarray, q: QueryContext) -> np.ndarray:
+        """Geometric twins of candidates T (k,4,4): rotations of C about the reference cloud's principal axes
+        (flips, quarter turns, spins; computed once per reference) through a centre behind the visible
+        surface, each settled by a short coloured ICP that starts coarse (the centre is only a guess of the
+        object's axis). Geometry alone cannot tell them apart; appearance and the confidence margin must."""
+        s, d, c = self.settings, self.reference.diameter, self._cache
+        if c.twins is None:
+            pts = self.reference.points_C
+            R = _spin_sweep(pts, s.twin_angles)[:, :3, :3]
+            centre = pts.mean(axis=0) + np.array([0.0, 0.0, s.twin_depth_offset * self.reference.scale])
+            c.twins = np.tile(np.eye(4), (len(R), 1, 1))
+            c.twins[:, :3, :3] = R
+            c.twins[:, :3, 3] = centre - R @ centre
+        Tv = (T[:, None] @ c.twins[None]).reshape(-1, 4, 4)
+        i = subsample(c.refine_points, s.twin_points)
+        lam = s.refine_colour_weight * d
+        return icp_batched(c.refine_points[i], q.colour_tree(lam) if lam > 0 else q.tree, Tv,
+                           thresholds=tuple(t * d for t in s.twin_thresholds), iterations=s.twin_iterations,
+                           src_feat=lam * c.refine_colour[i] if lam > 0 else None).T
+
+    def _appearance(self, T: np.ndarray, q: QueryContext) -> np.ndarray:
+        from . import appearance as app
+
+        ref, c = self.reference, self._cache
+        aset = app.AppearanceSettings(max_points=self.settings.appearance_points)
+        if c.appearance is None:
+            c.appearance = app.reference_appearance(ref, aset)
+        img = app.appearance_image(q.view.rgb, q.view.mask, aset)
+        tau = max(self.settings.verifier.tau * ref.diameter, self.settings.verifier.tau_min_m)
+        return app.appearance_scores(c.appearance, T, img, q.view.depth, q.view.mask, q.view.K, tau, aset).score
+
     def estimate(self, view: View, *, track: bool = False) -> PoseResult:
         """Pose of the reference object in ``view``. ``track=True`` starts from the last good pose."""
         ref = require_reference(self.reference)
@@ -247,12 +297,45 @@ class PoseEstimator:
         if term is not None:
             cand_score = cand_score + term
             tm.lap("rerank")
+        cand_src = [sources[i] for i in top]
+        agree, violation = vr.agree[top], vr.violation[top]
+        Tt = self._twins(cand_T[np.argsort(-cand_score)[: s.twin_top_k]], q) if s.twin_top_k > 0 else None
+        if Tt is not None and len(Tt):
+            vt = self._score(Tt, q, qsel, qcol, qtarget, prop.roc_pred, prop.roc_weight)
+            tt = self.backend.candidate_term(ref, q, Tt, vt.score) if term is not None else None
+            cand_T = np.concatenate([cand_T, Tt])
+            verifier_score = np.concatenate([verifier_score, vt.score])
+            cand_score = np.concatenate([cand_score, vt.score + (0.0 if tt is None else tt)])
+            if term is not None:
+                term = np.concatenate([term, tt])
+            cand_conf = np.concatenate([cand_conf, vt.confidence])
+            agree, violation = np.concatenate([agree, vt.agree]), np.concatenate([violation, vt.violation])
+            cand_src += ["twin"] * len(Tt)
+            tm.lap("twins")
+        app_score = None
+        if s.appearance_weight > 0:
+            close = verifier_score >= verifier_score.max() - s.appearance_margin  # where geometry cannot tell
+            app_score = np.full(len(cand_T), np.nan)
+            app_score[close] = self._appearance(cand_T[close], q)
+            cand_score = np.where(close, cand_score + s.appearance_weight * np.nan_to_num(app_score), -np.inf)
+            tm.lap("appearance")
         best = int(np.argmax(cand_score))
+        conf_before = cand_conf
+        if s.confidence_margin > 0:
+            from .appearance import margin_factor
+
+            # an ambiguous winner reports a low confidence, but the factor alone never fails a pose that
+            # passed the gate (geometry is right; which twin is not sure): it bottoms out at min_confidence
+            cand_conf = cand_conf.copy()
+            f = margin_factor(cand_score, cand_T, best, margin=s.confidence_margin, min_deg=s.confidence_rival_deg)
+            cand_conf[best] = max(cand_conf[best] * f, min(cand_conf[best], s.min_confidence))
         if self.record_pool:
             self.last_pool = HypothesisPool(T_camera_C=Ts, sources=sources, score=vr.score, refined_T_camera_C=cand_T,
-                                            refined_score=verifier_score, chosen=best, refined_term=term)
-        final = VerifyResult(score=cand_score, confidence=cand_conf, agree=vr.agree[top], violation=vr.violation[top])
-        return self._finish(cand_T[best], final, best, q, "global", sources[top[best]], len(Ts), tm)
+                                            refined_score=verifier_score, chosen=best, refined_term=term,
+                                            refined_sources=cand_src, refined_appearance=app_score,
+                                            refined_confidence=conf_before)
+        final = VerifyResult(score=cand_score, confidence=cand_conf, agree=agree, violation=violation)
+        return self._finish(cand_T[best], final, best, q, "global", cand_src[best], len(Ts), tm)
 
     def _finish(self, T_C: np.ndarray, vr: VerifyResult, i: int, q: QueryContext, mode: str, source: str,
                 n_hyp: int, tm: _Timer) -> PoseResult:
