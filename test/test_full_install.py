@@ -296,6 +296,8 @@ def test_node_process_on_the_full_install_path_tracks_a_whole_sequence(frames, t
     client = GraphClient()
     try:
         assert client.wait_ready(90), proc.log_text()
+        # the services come up a moment before the node logs its "ready: ..." line
+        assert client.wait_for(lambda: "ready:" in proc.log_text(), 30), proc.log_text()
         text = proc.log_text()
         assert "synchronizer message_filters" in text and "tf tf2_ros.TransformBroadcaster" in text, text
         t0 = time.monotonic()
