@@ -46,19 +46,19 @@ class EstimatorSettings:
     min_inliers: int = 20  # reference points within the final ICP band of the query surface
     min_confidence: float = 0.05
     inlier_threshold: float = 0.03  # band for inliers/residual, x diameter
-    # Appearance decides (issue 16, appearance.py). The switches twin_top_k, appearance_weight and
-    # confidence_margin are off by default (= the pipeline above exactly); the other knobs only act when one
-    # is on, and default to what tools/probe_appearance.py measured best on validation objects.
+    # Appearance decides (appearance.py; docs/benchmarks.md, "Appearance"). appearance_weight and confidence_margin
+    # are on (chosen on validation objects by tools/probe_appearance.py, confirmed on two seeds of held-out test
+    # objects); twin_top_k is off by default: it adds most of the texture-only gain but ~0.5-1 s per global search.
     twin_top_k: int = 0  # geometric twins of the best few refined candidates: rotations of C by k*360/twin_angles
     twin_angles: int = 24  # about each principal axis of the reference cloud (flips, quarter turns, spins)
     twin_depth_offset: float = 0.5  # about a centre behind the cloud's mean by this x the scale along C's z
     twin_points: int = 300  # ... each settled by a short coloured ICP, coarse to fine (a turn about an axis
     twin_thresholds: tuple[float, ...] = (0.2, 0.1, 0.05, 0.025)  # off the object's own starts off its place),
     twin_iterations: int = 2  # ... per threshold; they join the final candidates
-    appearance_weight: float = 0.0  # + weight x shrunk ZNCC of the texture (appearance.py) on the final candidates
+    appearance_weight: float = 0.5  # + weight x shrunk ZNCC of the texture (appearance.py) on the final candidates
     appearance_margin: float = 0.1  # ... only among those whose verifier score is within this of the best
     appearance_points: int = 4000  # reference pixels of the appearance model
-    confidence_margin: float = 0.0  # honest confidence: x clip(gap / margin) to the best rival pose (0 = off)
+    confidence_margin: float = 0.2  # honest confidence: x clip(gap / margin) to the best rival pose (0 = off)
     confidence_rival_deg: float = 15.0  # ... a rival is a final candidate this far in rotation from the winner
 
     def with_updates(self, **kw) -> "EstimatorSettings":

@@ -33,6 +33,12 @@ os.environ["ROS_HOME"] = str(TEST_ROS_HOME)
 os.environ["ROS_LOG_DIR"] = str(TEST_ROS_HOME / "log")
 os.environ["ROS_DOMAIN_ID"] = os.environ.get("ONE2ANY_TEST_DOMAIN_ID") or str(1 + os.getpid() % 100)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+# The shipped Fast DDS profile, before any test creates a participant in this process: Fast DDS reads it once
+# per process, so a test that calls rclpy.init before a GraphClient would otherwise leave this process on the
+# default transport while the node's process uses the profile, and camera-sized images stop arriving.
+from one2any_ros.ros.transport import apply_default_transport  # noqa: E402 (after the ROS variables above)
+
+apply_default_transport()
 
 try:
     from hypothesis import HealthCheck

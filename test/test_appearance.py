@@ -184,11 +184,12 @@ def test_rendered_box_true_pose_beats_its_flip(box_pair):
     assert r.score[0] > r.score[1:].max() + 0.2, r
 
 
-def test_defaults_leave_the_estimator_unchanged(box_pair):
+def test_switched_off_the_hook_leaves_the_estimator_unchanged(box_pair):
     from one2any_ros.estimator import EstimatorSettings, PoseEstimator
 
-    s = EstimatorSettings()
-    assert (s.twin_top_k, s.appearance_weight, s.confidence_margin) == (0, 0.0, 0.0)
+    shipped = EstimatorSettings()
+    assert (shipped.twin_top_k, shipped.appearance_weight, shipped.confidence_margin) == (0, 0.5, 0.2)
+    s = shipped.with_updates(appearance_weight=0.0, confidence_margin=0.0)  # the pipeline without appearance
     _, ref_view, q_view, _, _ = box_pair
     results = []
     # the knobs that only matter when the hook is on must not change anything while it is off

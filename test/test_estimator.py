@@ -140,4 +140,9 @@ def test_recorded_pool_holds_what_the_search_weighed(small_pairs):
     n = len(pool.T_camera_C)
     assert n == res.num_hypotheses == len(pool.sources) == len(pool.score) and set(pool.sources) <= {"grid", "track"}
     np.testing.assert_allclose(pool.refined_T_camera_C[pool.chosen], res.T_camera_C)
-    assert pool.refined_score[pool.chosen] == pytest.approx(res.score) == pool.refined_score.max()
+    # the final score: the verifier's plus the appearance term, which decides only among candidates whose
+    # verifier score is within appearance_margin of the best (geometry cannot tell them apart)
+    s = est.settings
+    app = pool.refined_appearance[pool.chosen]
+    assert res.score == pytest.approx(pool.refined_score[pool.chosen] + s.appearance_weight * app)
+    assert pool.refined_score[pool.chosen] >= pool.refined_score.max() - s.appearance_margin

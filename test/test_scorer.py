@@ -150,7 +150,10 @@ def test_scorer_term_decides_among_the_refined_candidates(tmp_path, monkeypatch)
     built = []
     real_reference = one2any_backend.scorer_reference
     monkeypatch.setattr(one2any_backend, "scorer_reference", lambda *a: built.append(1) or real_reference(*a))
-    est = PoseEstimator(backend, settings=EstimatorSettings().with_updates(**{"search.num_start_rotations": 8}))
+    # the scorer alone (the appearance term, on by default, restricts the choice to candidates geometry cannot tell
+    # apart: test_appearance.py)
+    est = PoseEstimator(backend, settings=EstimatorSettings().with_updates(
+        **{"search.num_start_rotations": 8, "appearance_weight": 0.0}))
     est.record_pool = True
     est.set_reference(_sphere_view())
     r = est.estimate(_sphere_view(shift=(3, 1), seed=2))

@@ -286,6 +286,35 @@ Milliseconds on the machine described above.
 """
 
 
+def appearance_section(a: dict) -> str:
+    """docs/data/appearance.json: what the texture term, the honest confidence and the twins do (issue 16)."""
+    val = [[v["set"], v["variant"], str(v["n_texture_only"]), f(v["texture_only"]), f(v["texture_only_90_120"]),
+            str(v["symmetry_errors"]), f(v["confidence_auroc"]), f(v["extra_ms_median"], 0, " ms")] for v in a["validation"]]
+    test = [[f"seed {t['seed']}", t["backend"], t["variant"], f(t["overall"])] + [f(t["bins"][k]) for k in BINS[:4]]
+            + [f(t["texture_only"]), str(t["symmetry_errors"]), f(t["confidence_auroc"]), f(t["precision_at_recall_0_8"])]
+            for t in a["test"]]
+    on = ", ".join(f"`{k}` {v}" for k, v in a["on"].items())
+    return f"""## Appearance: objects whose only asymmetry is their texture
+
+Geometry finds a box, a cylinder or a bottle only up to its twins (flips, turns about its axis); the texture
+decides (one2any_ros/appearance.py): a lighting-robust zero-mean normalised cross-correlation of the reference's
+pixels with the query pixels they land on under each final candidate (inside the mask, depth-checked, shrunk
+when few pixels are co-visible), added among the candidates geometry cannot tell apart; and a confidence that
+falls when a rival pose more than 15 deg away scores nearly as well. Shipped: {on}. Geometric twins of the best
+candidates (`twin_top_k`) add most of the texture-only gain but ~0.5-1 s per global search on 2 CPU cores: off.
+`symmetry errors`: misses right by ADD-S but wrong by ADD.
+
+Validation objects (`tools/probe_appearance.py`, classic, texture-only family; settings chosen on the tuning set):
+
+{table(["set", "variant", "n", "ADD@0.1d", "90-120", "symmetry errors", "conf. AUROC (all)", "extra"], val)}
+
+Held-out test objects (280 queries per seed), shipped settings off and on:
+
+{table(["seed", "backend", "appearance", "ADD(-S)@0.1d"] + list(BINS[:4]) + ["texture-only", "symmetry errors", "conf. AUROC",
+        "precision@80% recall"], test)}
+"""
+
+
 def ros_section(r: dict) -> str:
     cal = r["calibration"]
     proc = cal["processing_ms"]["median"]
@@ -575,6 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     ros = json.loads((DATA / "ros_bench.json").read_text())
     faults = json.loads((DATA / "faults.json").read_text())
     diagnose = json.loads((DATA / "diagnose_val30.json").read_text())
+    appearance = json.loads((DATA / "appearance.json").read_text()) if (DATA / "appearance.json").exists() else None
     plot_accuracy(reports, IMG / "accuracy_by_rotation.png")
     plot_stages(bench, IMG / "latency_stages.png")
     plot_ros(ros, IMG / "ros_soak.png")
@@ -589,6 +619,7 @@ Do not edit by hand. Machine of the ROS and latency runs: {m['cpu_count']} CPU c
 
 {accuracy_section(reports)}
 {diagnose_section(diagnose)}
+{appearance_section(appearance) if appearance else ""}
 {"".join(stages_section(b) for b in benches.values())}
 {ros_section(ros)}
 {faults_section(faults)}

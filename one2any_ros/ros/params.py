@@ -86,6 +86,13 @@ PARAMS: tuple[Param, ...] = (
     _e("refine_thresholds", "ICP inlier distances of the refinement, x object diameter (coarse to fine)"),
     _e("refine_colour_weight", "coloured-ICP feature scale of the refinement, x object diameter (0 = geometry only)",
        (0.0, 10.0)),
+    _e("appearance_weight", "texture correlation (ZNCC) weight among final candidates geometry cannot tell apart "
+       "(0 = off)", (0.0, 100.0)),
+    _e("appearance_margin", "... those within this verifier score of the best", (0.0, 10.0)),
+    _e("confidence_margin", "confidence falls when a rival pose scores within this of the winner (0 = off)",
+       (0.0, 10.0)),
+    _e("twin_top_k", "geometric twins (flips, turns) of the best refined candidates added (0 = off; ~0.5-1 s)",
+       (0, 20)),
     _e("sweep_top_k", "spin sweep: best hypotheses turned about the reference's principal axes (0 = off)", (0, 100)),
     _e("search.num_start_rotations", "global search: start rotations of the multi-start ICP", (1, 100_000)),
     _e("search.icp_points", "global search: reference points moved by the multi-start ICP", (3, 100_000)),
