@@ -372,7 +372,7 @@ def save_curves_figure(fig, axes, path: Path, xlabel: str) -> None:
     os.replace(tmp, path)
 
 
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     """The optimizer state as flat tensors. Adam's moments are kept in bfloat16 (fp32's range, so a small
     second moment never underflows to 0): the run directory is committed to resume training in the next
     session (the machine keeps nothing), and this halves it; ``Optimizer.load_state_dict`` casts them back."""
@@ -385,7 +385,7 @@ def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tens
     return tensors, {"param_groups": sd["param_groups"]}
 
 
-def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+def optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     state: dict[int, dict[str, torch.Tensor]] = {}
     for name, t in tensors.items():
         pid, k = name.split(".", 1)
@@ -542,7 +542,7 @@ def train(config_path: str | os.PathLike, *, resume: bool = False, device: str =
                    "config": str(config_path), "best_val_roc_err": best_err, "last_val": last_val,
                    "pair_sampler": pcfg.to_dict(), "num_parameters": count_parameters(model), **lineage}
         save_checkpoint(model, out / "checkpoint", training=summary)
-        tensors, opt_meta = _optimizer_tensors(opt)
+        tensors, opt_meta = optimizer_tensors(opt)
         save_tensors(tensors, out / "train_state.safetensors")
         st = {"step": step, "samples": samples, "elapsed_s": elapsed + time.time() - t_start, "best_val_roc_err": best_err,
               "resumes": resumes, "optimizer": opt_meta, "scaler_scale": float(scaler.get_scale()) if scaler.is_enabled() else None,
@@ -669,7 +669,7 @@ def _load_state(out: Path, model: One2AnyNet, opt: torch.optim.Optimizer, net_cf
     model.load_state_dict(loaded.state_dict())
     opt_t = load_tensors(out / "train_state.safetensors")
     try:
-        sd = _optimizer_state({k: v.to(dev) for k, v in opt_t.items()}, st["optimizer"])
+        sd = optimizer_state({k: v.to(dev) for k, v in opt_t.items()}, st["optimizer"])
         for pid, s in sd["state"].items():  # AdamW keeps 'step' on the CPU
             if "step" in s:
                 s["step"] = s["step"].cpu()

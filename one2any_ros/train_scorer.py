@@ -257,6 +257,7 @@ def train_scorer(config: str | os.PathLike, *, out_dir: str | None = None, resum
                  overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     from .backends.one2any import One2AnyBackend
     from .model.checkpoint import load_tensors, save_tensors
+    from .train import optimizer_state, optimizer_tensors  # the run state as the network's run keeps it (no pickle)
     from .model.scorer import DEFAULT_SCORER, HypothesisScorer, ScorerConfig, load_scorer, save_scorer
 
     cfg = load_config(config, overrides)
@@ -300,7 +301,7 @@ def train_scorer(config: str | os.PathLike, *, out_dir: str | None = None, resum
     if resume and state.exists():
         st = json.loads(state.read_text())
         model.load_state_dict(load_tensors(out / "last.safetensors"))
-        opt.load_state_dict(torch.load(out / "optimizer.pt", weights_only=True))
+        opt.load_state_dict(optimizer_state(load_tensors(out / "optimizer.safetensors"), st["optimizer"]))
         start_epoch = int(st["epoch"])
         rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()][:start_epoch]
         if rows:  # the wall time goes on from where the run stopped (pools loaded from the cache cost ~nothing)
@@ -322,8 +323,9 @@ def train_scorer(config: str | os.PathLike, *, out_dir: str | None = None, resum
         with open(log_path, "a") as f:
             f.write(json.dumps(row) + "\n")
         save_tensors(dict(model.state_dict()), out / "last.safetensors")
-        torch.save(opt.state_dict(), out / "optimizer.pt")
-        state.write_text(json.dumps({"epoch": ep + 1}))
+        opt_tensors, opt_meta = optimizer_tensors(opt)
+        save_tensors(opt_tensors, out / "optimizer.safetensors")
+        state.write_text(json.dumps({"epoch": ep + 1, "optimizer": opt_meta}))
         plot_scorer_curves(rows, out / "curves.png")
         tqdm.write(f"epoch {ep + 1}: train loss {loss:.3f}, select loss {row['select_loss']:.3f}, recall by weight "
                    f"{row['select_recall']}")
