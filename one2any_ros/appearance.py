@@ -29,6 +29,7 @@ import numpy as np
 
 from .camera import backproject, pixel_lookup
 from .geometry import invert_transform, transform_points
+from .metrics import rotation_errors_deg
 
 
 @dataclass(frozen=True)
@@ -134,12 +135,6 @@ def appearance_scores(model: AppearanceModel, T_query_C: np.ndarray, query_image
     return AppearanceResult(score=score, zncc=zncc, n=n.astype(np.int64))
 
 
-def rotation_difference_deg(Ra: np.ndarray, Rb: np.ndarray) -> np.ndarray:
-    """Angle in degrees between rotations Ra (...,3,3) and Rb (...,3,3)."""
-    c = (np.einsum("...ij,...ij->...", Ra, Rb) - 1.0) / 2.0
-    return np.degrees(np.arccos(np.clip(c, -1.0, 1.0)))
-
-
 def margin_factor(scores: np.ndarray, T: np.ndarray, best: int, *, margin: float,
                   min_deg: float = 15.0) -> float:
     """Honest confidence: 1 when no substantially different pose (rotation > ``min_deg`` from the winner)
@@ -147,7 +142,7 @@ def margin_factor(scores: np.ndarray, T: np.ndarray, best: int, *, margin: float
     winner's. ``margin`` <= 0: always 1."""
     if margin <= 0 or len(scores) < 2:
         return 1.0
-    d = rotation_difference_deg(T[:, :3, :3], T[best, :3, :3][None])
+    d = rotation_errors_deg(T[:, :3, :3], T[best, :3, :3])
     rivals = (d > min_deg) & np.isfinite(scores)
     rivals[best] = False
     if not rivals.any():

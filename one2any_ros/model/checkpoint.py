@@ -18,20 +18,12 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from ..checkpoint_files import DEFAULT_CHECKPOINT, checkpoint_paths, read_description  # noqa: F401 (re-exported)
 from ..errors import CheckpointError
 from .network import ARCHITECTURE_NAME, ARCHITECTURE_VERSION, NetConfig, One2AnyNet
 
 CHECKPOINT_FORMAT = "one2any_checkpoint"
 CHECKPOINT_VERSION = 1
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "default.safetensors"
-
-
-def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
-    """(tensors, json) for a path given as ``X.safetensors``, ``X.json`` or the stem ``X``."""
-    p = Path(path)
-    if p.suffix in (".safetensors", ".json"):
-        p = p.with_suffix("")
-    return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
 
 
 def _sha256(path: Path) -> str:
@@ -107,19 +99,6 @@ def write_description(st_path: Path, js_path: Path, meta: dict[str, Any], extra:
     """The JSON beside written tensors: ``meta`` + ``extra`` + the tensors' checksum, written atomically (after the
     tensors, so a crash in between leaves a checksum mismatch the loader reports)."""
     _atomic_write_bytes(js_path, json.dumps({**meta, **(extra or {}), "sha256": _sha256(st_path)}, indent=1).encode())
-
-
-def read_description(js_path: Path, what: str = "checkpoint") -> dict[str, Any]:
-    """A checkpoint's JSON as a dict; CheckpointError when it is missing, not JSON or not an object."""
-    if not js_path.is_file():
-        raise CheckpointError(f"{what} description {js_path} does not exist", reason="checkpoint_missing")
-    try:
-        meta = json.loads(js_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{what} description {js_path} is not valid JSON: {e}", reason="checkpoint_corrupt") from e
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{what} description {js_path} is not a JSON object", reason="checkpoint_mismatch")
-    return meta
 
 
 def load_state_into(model: torch.nn.Module, st_path: Path, js_path: Path, meta: dict[str, Any], *,

@@ -24,7 +24,6 @@ holder applies first (the frame in progress then publishes no pose).
 """
 from __future__ import annotations
 
-import json
 import sys
 import threading
 from collections import deque
@@ -51,6 +50,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
 from ..backends import create_backend
+from ..checkpoint_files import DEFAULT_CHECKPOINT, checkpoint_paths, read_description
 from ..errors import InputError, NoReferenceError, One2AnyError
 from ..estimator import PoseEstimator
 from ..geometry import transform_points
@@ -71,7 +71,6 @@ INPUT_WINDOW_S = 2.0  # inputs arriving this long without a complete frame are r
 STALE_INPUT_S = 2.0  # /diagnostics warns when the newest complete frame is older than this (camera stopped)
 STAMP_RESET_S = 3.0  # a set this much older than the last one taken is a restarted stream, not a late set
 PROMPT_DIAG_MIN_S = 0.1  # a new failure reason goes out on /diagnostics at once, at most this often
-BUNDLED_CHECKPOINT_JSON = Path(__file__).resolve().parent.parent / "model" / "default.json"
 
 
 class One2AnyNode(Node):
@@ -477,17 +476,9 @@ class One2AnyNode(Node):
 
 def _precheck_backend(s: params.NodeSettings) -> None:
     """What can be checked of a backend change without loading it: the learned backend's checkpoint JSON
-    must be readable. Plain json on purpose: the checkpoint module imports torch, too slow for the callback."""
-    if s.backend != "one2any":
-        return
-    p = Path(s.checkpoint) if s.checkpoint else BUNDLED_CHECKPOINT_JSON
-    js = p.with_suffix(".json") if p.suffix in (".safetensors", ".json") else p.with_name(p.name + ".json")
-    try:
-        meta = json.loads(js.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise ValueError(f"backend one2any: checkpoint description {js} is not readable JSON ({e})") from e
-    if not isinstance(meta, dict):
-        raise ValueError(f"backend one2any: checkpoint description {js} is not a JSON object")
+    must be readable (CheckpointError naming the file). Torch-free, so fast enough for the callback."""
+    if s.backend == "one2any":
+        read_description(checkpoint_paths(s.checkpoint or DEFAULT_CHECKPOINT)[1])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -63,4 +63,5 @@ def create_broadcaster(node: Node, *, qos: QoSProfile | None = None):
 def broadcaster_name(broadcaster) -> str:
     """``tf2_ros.TransformBroadcaster`` or ``one2any_ros.ros.tf.TfBroadcaster``: which path the node took (its log)."""
     cls = type(broadcaster)
-    return f"{cls.__module__.split('.')[0] if cls.__module__.startswith('tf2_ros') else cls.__module__}.{cls.__name__}"
+    module = "tf2_ros" if cls.__module__.split(".")[0] == "tf2_ros" else cls.__module__  # tf2_ros.transform_broadcaster
+    return f"{module}.{cls.__name__}"
