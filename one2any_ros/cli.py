@@ -7,12 +7,14 @@ import sys
 from pathlib import Path
 
 from .backends import BACKENDS
+from .data.objects import FAMILIES
 
 
 def _cmd_render(a) -> int:
     from .data.generate import render_dataset
 
-    render_dataset(Path(a.out), objects=a.objects, scenes=a.scenes, frames=a.frames, max_rotation_deg=a.max_rotation, seed=a.seed)
+    render_dataset(Path(a.out), objects=a.objects, scenes=a.scenes, frames=a.frames, max_rotation_deg=a.max_rotation, seed=a.seed,
+                   family=a.family)
     print(f"wrote BOP dataset to {a.out}")
     return 0
 
@@ -118,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--frames", type=int, default=8, help="images per scene, the reference included")
     sp.add_argument("--max-rotation", type=float, default=120.0, help="rotation differences to frame 0 spread over [0, DEG]")
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--family", default=None, choices=FAMILIES,
+                    help="only objects of this family (texture_only: symmetric shapes with face-differing textures)")
 
     sp = sub.add_parser("train", help="train the One2Any model")
     sp.add_argument("--config", default="config/train_default.yaml")

@@ -38,6 +38,27 @@ def test_splits_are_disjoint_and_deterministic():
     assert O.make_object(2_100_000).split == "test" and O.make_object(5).split == "train"
 
 
+@pytest.mark.parametrize("family", O.FAMILIES)
+def test_family_selection_matches_the_built_objects(family):
+    """``split_ids(family=...)`` (``render --family``) keeps only that family, read without building the object,
+    and agrees with what ``make_object`` builds: texture-only objects are symmetric shapes scored by ADD."""
+    ids = O.split_ids("val", 6, seed=3, family=family)
+    assert len(set(ids)) == 6 and all(O.split_of(i) == "val" for i in ids)
+    assert ids == O.split_ids("val", 6, seed=3, family=family)
+    for i in ids:
+        obj = O.make_object(i)
+        assert O.object_family(i) == family
+        assert obj.symmetric == (family == "symmetric")
+        if family == "texture_only":
+            assert obj.name in O.TEXTURE_ONLY_SHAPES and obj.shape_symmetry != "none"
+            assert not obj.symmetries_discrete and not obj.symmetries_continuous  # ADD, not ADD-S
+            assert obj.texture.reshape(-1, 3).std(axis=0).max() > 10  # a pattern, not one colour
+        elif family == "shape_asymmetric":
+            assert obj.shape_symmetry == "none"
+    with pytest.raises(ValueError, match="unknown family"):
+        O.split_ids("val", 2, family="round")
+
+
 def _signed_volume(V, F):
     t = V[F]
     return float(np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2])).sum() / 6.0)

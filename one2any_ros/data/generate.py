@@ -64,6 +64,7 @@ def render_dataset(
     rgb_ext: str = ".png",
     depth_scale: float = 0.1,
     split: str = "test",
+    family: str | None = None,
 ) -> Path:
     """Write a BOP dataset to ``out_dir``: models/ (+ models_eval/), ``<split>/<scene:06d>/`` for scenes
     1..N (scene k holds BOP object k), camera.json, test_targets_bop19.json and one2any_render.json
@@ -71,12 +72,13 @@ def render_dataset(
 
     ``objects``: "train" | "val" | "test" (ids drawn deterministically from ``seed``) or a list of object
     ids (one scene each; ``scenes`` is then ignored). ``include_real``: with "test", the pybullet_data
-    assets come first. ``occluder_prob``: chance that a query frame gets 1-2 occluding boxes.
+    assets come first. ``family``: only objects of that family (``objects.FAMILIES``, e.g. "texture_only":
+    symmetric shapes whose faces carry different textures). ``occluder_prob``: chance that a query frame gets 1-2 occluding boxes.
     Returns the dataset root."""
     out = Path(out_dir)
     K = DEFAULT_K if K is None else np.asarray(K, np.float64)
     if isinstance(objects, str):
-        ids = split_ids(objects, scenes, seed=seed, include_real=include_real)
+        ids = split_ids(objects, scenes, seed=seed, include_real=include_real, family=family)
     else:
         ids = [int(i) for i in objects]
     objs = [make_object(i) for i in ids]
@@ -85,6 +87,7 @@ def render_dataset(
     meta = {
         "generator": "one2any_ros.data.generate.render_dataset",
         "objects": objects if isinstance(objects, str) else ids,
+        "family": family,
         "object_ids": ids,
         "frames": frames,
         "max_rotation_deg": max_rotation_deg,

@@ -53,6 +53,10 @@ ASYMMETRIC_SHAPES = (
     "flashlight",
 )
 SYMMETRIC_SHAPES = ("cylinder", "frustum", "capsule", "bottle", "bowl", "spheroid", "plain_box")
+# asymmetric-labelled shapes whose geometry alone is symmetric (boxes, ellipsoids: discrete; lathe bodies:
+# continuous): only the texture, which differs face to face, tells their poses apart (scored by ADD)
+TEXTURE_ONLY_SHAPES = ("box", "cylinder", "frustum", "ellipsoid", "capsule", "bottle", "bowl")
+FAMILIES = ("texture_only", "shape_asymmetric", "symmetric")
 
 
 def split_of(obj_id: int) -> str:
@@ -63,19 +67,47 @@ def split_of(obj_id: int) -> str:
     raise ValueError(f"object id {obj_id} is outside every split range")
 
 
-def split_ids(split: str, n: int, *, seed: int = 0, include_real: bool = False) -> list[int]:
-    """``n`` distinct object ids of ``split``, a deterministic function of (split, n, seed).
+def split_ids(split: str, n: int, *, seed: int = 0, include_real: bool = False,
+              family: str | None = None) -> list[int]:
+    """``n`` distinct object ids of ``split``, a deterministic function of (split, n, seed, family).
 
-    ``include_real`` (test only) puts the available real assets first."""
+    ``include_real`` (test only) puts the available real assets first. ``family`` keeps only procedural
+    objects of that family (``FAMILIES``; ``object_family``), drawn from the same sequence."""
     if split not in SPLIT_RANGES:
         raise ValueError(f"unknown split {split!r} (train|val|test)")
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r} ({'|'.join(FAMILIES)})")
     out: list[int] = []
-    if include_real and split == "test":
+    if include_real and split == "test" and family is None:
         out = real_test_object_ids()[:n]
     lo, hi = PROCEDURAL_TEST_RANGE if split == "test" else SPLIT_RANGES[split]
     rng = np.random.default_rng([seed, _SALT, lo])
-    picked = rng.choice(hi - lo, size=n - len(out), replace=False) + lo
-    return out + [int(i) for i in picked]
+    if family is None:
+        picked = rng.choice(hi - lo, size=n - len(out), replace=False) + lo
+        return out + [int(i) for i in picked]
+    # a texture-only object is about 1 in 2, a symmetric one 1 in 10: draw enough, keep the family's
+    picked = rng.choice(hi - lo, size=min(hi - lo, 40 * n + 100), replace=False) + lo
+    out += [int(i) for i in picked if object_family(int(i)) == family][: n - len(out)]
+    if len(out) < n:
+        raise ValueError(f"only {len(out)} {family} objects found in split {split!r}")
+    return out
+
+
+def _shape_draw(obj_id: int, symmetric: bool | None = None) -> tuple[np.random.Generator, bool, str]:
+    """The object's generator after its first draws: (rng, symmetric, shape) - the one place they are made."""
+    rng = np.random.default_rng([_SALT, int(obj_id)])
+    sym_by_id = rng.random() < SYMMETRIC_FRACTION
+    sym = sym_by_id if symmetric is None else bool(symmetric)
+    return rng, sym, str(rng.choice(SYMMETRIC_SHAPES if sym else ASYMMETRIC_SHAPES))
+
+
+def object_family(obj_id: int) -> str:
+    """``symmetric`` (shape and texture), ``texture_only`` (a symmetric shape told apart only by its texture)
+    or ``shape_asymmetric`` for a procedural object id, without building it."""
+    _, sym, shape = _shape_draw(obj_id)
+    if sym:
+        return "symmetric"
+    return "texture_only" if shape in TEXTURE_ONLY_SHAPES else "shape_asymmetric"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -671,10 +703,7 @@ def make_object(obj_id: int, *, symmetric: bool | None = None) -> ObjectSpec:
     split = split_of(obj_id)
     if obj_id in REAL_TEST_IDS:
         return load_real_object(REAL_TEST_IDS[obj_id])
-    rng = np.random.default_rng([_SALT, obj_id])
-    sym_by_id = rng.random() < SYMMETRIC_FRACTION
-    sym = sym_by_id if symmetric is None else bool(symmetric)
-    shape = str(rng.choice(SYMMETRIC_SHAPES if sym else ASYMMETRIC_SHAPES))
+    rng, sym, shape = _shape_draw(obj_id, symmetric)
     V, F, UV, N, geo = _build_shape(shape, rng, sym)
     if shape == "plain_box":
         tex = np.empty((64, 64, 3), np.uint8)
