@@ -32,24 +32,21 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from one2any_ros.data.objects import VAL_RANGE, make_object  # noqa: E402
+from one2any_ros.data.objects import VAL_RANGE, object_family  # noqa: E402
 
 BINS = ("0-30", "30-60", "60-90", "90-120")
 
 
 def pick_ids(n_tex: int, n_asym: int, seed: int, pool: int = 4000) -> tuple[list[int], list[int]]:
     """Validation ids: the first ``n_tex`` texture-only and ``n_asym`` shape-asymmetric objects among ``pool``
-    ids drawn with ``seed``."""
+    ids drawn with ``seed`` (``objects.object_family``; ``render --family`` draws its own sequence)."""
     rng = np.random.default_rng(seed)
     tex, asym = [], []
     for i in rng.choice(VAL_RANGE[1] - VAL_RANGE[0], pool, replace=False) + VAL_RANGE[0]:
-        o = make_object(int(i))
-        if o.symmetric:
-            continue
-        if o.shape_symmetry != "none":
-            if len(tex) < n_tex:
-                tex.append(int(i))
-        elif len(asym) < n_asym:
+        fam = object_family(int(i))
+        if fam == "texture_only" and len(tex) < n_tex:
+            tex.append(int(i))
+        elif fam == "shape_asymmetric" and len(asym) < n_asym:
             asym.append(int(i))
         if len(tex) >= n_tex and len(asym) >= n_asym:
             break
