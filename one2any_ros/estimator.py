@@ -49,9 +49,9 @@ class EstimatorSettings:
     # Appearance decides (appearance.py; docs/benchmarks.md, "Appearance"). appearance_weight and confidence_margin
     # are on (chosen on validation objects by tools/probe_appearance.py, confirmed on two seeds of held-out test
     # objects); twin_top_k is off by default: it adds most of the texture-only gain but ~0.5-1 s per global search.
-    twin_top_k: int = 0  # geometric twins of the best few refined candidates: rotations of C by k*360/twin_angles
-    twin_angles: int = 24  # about each principal axis of the reference cloud (flips, quarter turns, spins)
-    twin_depth_offset: float = 0.5  # about a centre behind the cloud's mean by this x the scale along C's z
+    twin_top_k: int = 0  # geometric twins of the best few refined candidates (symmetry.reference_twins):
+    twin_angles: int = 24  # spins by k*360/twin_angles about the reference's axis of revolution when it has one,
+    twin_depth_offset: float = 0.5  # quarter turns and flips about its principal axes through a centre this x scale behind
     twin_points: int = 300  # ... each settled by a short coloured ICP, coarse to fine (a turn about an axis
     twin_thresholds: tuple[float, ...] = (0.2, 0.1, 0.05, 0.025)  # off the object's own starts off its place),
     twin_iterations: int = 2  # ... per threshold; they join the final candidates
@@ -129,7 +129,7 @@ class _RefCache:
     refine_colour: np.ndarray
     sweep: np.ndarray  # (S,4,4) spins of C about its principal axes through the cloud's centre
     appearance: object | None = None  # appearance.AppearanceModel, built on first use (appearance_weight > 0)
-    twins: np.ndarray | None = None  # (S,4,4) the twins' rotations of C, built on first use (twin_top_k > 0)
+    twins: np.ndarray | None = None  # (S,4,4) the reference's twin motions of C, built on first use (twin_top_k > 0)
 
 
 class PoseEstimator:
@@ -219,18 +219,19 @@ class PoseEstimator:
                            src_feat=lam * c.refine_colour[i] if lam > 0 else None).T
 
     def _twins(self, T: np.ndarray, q: QueryContext) -> np.ndarray:
-        """Geometric twins of candidates T (k,4,4): rotations of C about the reference cloud's principal axes
-        (flips, quarter turns, spins; computed once per reference) through a centre behind the visible
-        surface, each settled by a short coloured ICP that starts coarse (the centre is only a guess of the
-        object's axis). Geometry alone cannot tell them apart; appearance and the confidence margin must."""
+        """Geometric twins of candidates T (k,4,4): the reference's twin motions (symmetry.reference_twins, once per
+        reference: spins about its fitted axis of revolution, quarter turns and flips about its principal axes)
+        applied to each candidate, each settled by a short coloured ICP that starts coarse. Geometry alone cannot
+        tell them apart; appearance and the confidence margin must."""
         s, d, c = self.settings, self.reference.diameter, self._cache
         if c.twins is None:
-            pts = self.reference.points_C
-            R = _spin_sweep(pts, s.twin_angles)[:, :3, :3]
-            centre = pts.mean(axis=0) + np.array([0.0, 0.0, s.twin_depth_offset * self.reference.scale])
-            c.twins = np.tile(np.eye(4), (len(R), 1, 1))
-            c.twins[:, :3, :3] = R
-            c.twins[:, :3, 3] = centre - R @ centre
+            from .symmetry import TwinSettings, reference_twins
+
+            ref = self.reference
+            c.twins = reference_twins(ref.points_C, -ref.T_refcam_C[:3, 3], ref.scale,
+                                      TwinSettings(spin_angles=s.twin_angles, depth_offset=s.twin_depth_offset)).transforms
+        if not len(c.twins):
+            return np.zeros((0, 4, 4))
         Tv = (T[:, None] @ c.twins[None]).reshape(-1, 4, 4)
         i = subsample(c.refine_points, s.twin_points)
         lam = s.refine_colour_weight * d
@@ -362,15 +363,8 @@ class PoseEstimator:
 def _spin_sweep(points_C: np.ndarray, n_angles: int) -> np.ndarray:
     """(3*(n-1),4,4) rotations of C by k*360/n deg (k=1..n-1) about each principal axis of the cloud,
     through its mean: one of them is close to the symmetry axis of a body of revolution or a box."""
-    if n_angles < 2 or len(points_C) < 3:
-        return np.zeros((0, 4, 4))
-    from scipy.spatial.transform import Rotation
+    from .symmetry import principal_turns
 
-    c = points_C.mean(axis=0)
-    _, _, axes = np.linalg.svd(points_C - c, full_matrices=False)
-    ang = 2 * np.pi * np.arange(1, n_angles) / n_angles
-    R = Rotation.from_rotvec((axes[:, None, :] * ang[None, :, None]).reshape(-1, 3)).as_matrix()
-    T = np.tile(np.eye(4), (len(R), 1, 1))
-    T[:, :3, :3] = R
-    T[:, :3, 3] = c - R @ c
-    return T
+    if len(points_C) < 3:
+        return np.zeros((0, 4, 4))
+    return principal_turns(points_C, points_C.mean(axis=0), n_angles)

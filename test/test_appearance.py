@@ -216,6 +216,7 @@ def test_hook_on_adds_twins_and_appearance(box_pair):
     est.set_reference(ref_view)
     res = est.estimate(q_view)
     p = est.last_pool
+    # a box has no axis of revolution: its twins are turns by every step about each of its principal axes
     assert p.refined_sources.count("twin") == len(est._cache.twins) == 3 * (s.twin_angles - 1)
     assert p.refined_appearance.shape == (len(p.refined_T_camera_C),)
     assert "twins" in res.timings_ms and "appearance" in res.timings_ms

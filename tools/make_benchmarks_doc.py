@@ -331,9 +331,9 @@ the same with `--objects val`):
         "precision@80% recall"], rows)}
 
 Where the misses come from ({d['on']}): the right pose is not among the final candidates for
-{f(d['absent'])} of queries (twins about the reference cloud's principal axes miss the object's own axes:
-ellipsoids, cylinders at 90-120 deg), and is there but loses for {f(d['picked_wrong'])} (its texture
-correlation is often no higher than a twin's - a near twin 30 deg off, or a flip whose texture happens to correlate - and the verifier prefers the twin). Tried and not kept:
+{f(d['absent'])} of queries (mostly ellipsoids, whose body axes the visible part does not show, and
+cylinders at 90-120 deg), and is there but loses for {f(d['picked_wrong'])} (its texture
+correlation is often no higher than a twin's - a near twin 30 deg off, or a flip whose texture happens to correlate - and the verifier prefers the twin). Tried on validation objects:
 {d['tried']}.
 """
 
