@@ -179,12 +179,12 @@ class PoseEstimator:
             self.set_reference(self.reference)
 
     # --- estimation ----------------------------------------------------------------------------------
-    def _context(self, view: View) -> QueryContext:
+    def _context(self, view: View, near_depth: np.ndarray | None = None) -> QueryContext:
         pts, pix = camera.backproject(view.depth, view.K, camera.object_depth_mask(view.depth, view.K, view.mask))
         if len(pts) < camera.MIN_MASK_PIXELS:
             raise InputError(f"only {len(pts)} object pixels have usable depth", reason="too_little_depth")
         ti = subsample(pts, self.settings.tree_points)
-        target = make_target(view.depth, view.mask, view.K, view.rgb)
+        target = make_target(view.depth, view.mask, view.K, view.rgb, near=near_depth)
         return QueryContext(view=view, points=pts, pixels=pix, tree=cKDTree(pts[ti]), centroid=np.median(pts, axis=0),
                             colour=target.colour[pix[:, 0], pix[:, 1]], tree_index=ti, target=target)
 
@@ -250,12 +250,13 @@ class PoseEstimator:
         tau = max(self.settings.verifier.tau * ref.diameter, self.settings.verifier.tau_min_m)
         return app.appearance_scores(c.appearance, T, img, q.view.depth, q.view.mask, q.view.K, tau, aset).score
 
-    def estimate(self, view: View, *, track: bool = False) -> PoseResult:
-        """Pose of the reference object in ``view``. ``track=True`` starts from the last good pose."""
+    def estimate(self, view: View, *, track: bool = False, near_depth: np.ndarray | None = None) -> PoseResult:
+        """Pose of the reference object in ``view``. ``track=True`` starts from the last good pose. ``near_depth``:
+        ``verify.near_depth(view.depth)`` when the caller already has it (several objects in one frame)."""
         ref = require_reference(self.reference)
         s, d = self.settings, ref.diameter
         tm = _Timer()
-        q = self._context(view)
+        q = self._context(view, near_depth)
         qsel = subsample(q.points, s.verify_points, np.random.default_rng(1))
         qtarget, qcol = q.target, q.colour[qsel]
         tm.lap("prepare")

@@ -77,6 +77,15 @@ def make_view(
         rgb_u8 = camera.decode_rgb(rgb)
         if rgb_u8.shape[:2] != depth_m.shape:
             raise InputError(f"rgb {rgb_u8.shape[:2]} and depth {depth_m.shape} have different sizes", reason="size_mismatch")
+    return view_from_decoded(rgb_u8, depth_m, mask_b, K, T_cam_obj=T_cam_obj, min_depth=min_depth, max_depth=max_depth,
+                             min_pixels=min_pixels)
+
+
+def view_from_decoded(rgb_u8: np.ndarray, depth_m: np.ndarray, mask_b: np.ndarray, K: np.ndarray, *,
+                      T_cam_obj: np.ndarray | None = None, min_depth: float = 0.1, max_depth: float = 4.0,
+                      min_pixels: int = camera.MIN_MASK_PIXELS) -> View:
+    """A View from arrays already decoded and range-limited (``make_view`` after decoding; several objects of
+    one frame share the decoded rgb and depth): checks the mask's pixels and depth, and the object pose."""
     n_mask = int(mask_b.sum())
     if n_mask == 0:
         raise InputError("mask is empty: no object pixels", reason="empty_mask")

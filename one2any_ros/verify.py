@@ -86,13 +86,22 @@ def colour_features(rgb: np.ndarray, mask: np.ndarray | None = None, *, margin: 
     return out
 
 
-def make_target(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, rgb: np.ndarray, *, window: int = 5) -> DepthTarget:
-    """Prepare a camera's observation once. The free-space test uses the nearest depth in a small window:
-    a point counts as seen-through only if it is in front of every surface around its pixel, so a pose a
-    pixel off at a depth edge (or a mask bleeding onto the background) is not punished."""
+def near_depth(depth: np.ndarray, *, window: int = 5) -> np.ndarray:
+    """(H,W) nearest valid depth in a ``window`` x ``window`` neighbourhood (0 = none): the free-space test's
+    view of a frame. It depends on the depth alone, so several objects in one frame share it."""
     far = np.where(depth > 0, depth, np.float32(np.inf)).astype(np.float32)
     near = cv2.erode(far, np.ones((window, window), np.uint8))
     near[~np.isfinite(near)] = 0.0
+    return near
+
+
+def make_target(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, rgb: np.ndarray, *, window: int = 5,
+                near: np.ndarray | None = None) -> DepthTarget:
+    """Prepare a camera's observation once. The free-space test uses the nearest depth in a small window:
+    a point counts as seen-through only if it is in front of every surface around its pixel, so a pose a
+    pixel off at a depth edge (or a mask bleeding onto the background) is not punished. ``near``: that
+    frame's ``near_depth`` when already computed (other objects of the same frame)."""
+    near = near_depth(depth, window=window) if near is None else near
     return DepthTarget(depth=depth, mask=mask, K=K, colour=colour_features(rgb, mask), near_depth=near)
 
 
