@@ -58,6 +58,7 @@ build: $(CONFIG_STAMP)
 	@$(CMAKE_ENV) cmake --install $(BUILD) > $(BUILD)/install.log 2>&1 \
 	  || { cat $(BUILD)/install.log; echo "make: cmake --install failed (log: build/install.log)"; exit 1; }
 	@tools/build_tf2_msgs.sh $(VENV) $(BUILD)/tf2_msgs
+	@tools/build_standin_msgs.sh vision_msgs $(VENV) $(BUILD)/vision_msgs
 	@echo "one2any_ros built and installed into $(VENV) (logs: build/build.log, build/install.log)"
 
 # pytest's exit code 5 means that no test was collected (only possible with a filter in PYTEST_ARGS):

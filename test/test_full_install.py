@@ -173,7 +173,9 @@ def test_a_publishing_exception_costs_one_frame_and_is_reported(node_factory, fr
     assert type(node._tf).__module__ == "tf2_ros"  # the full-install path
     diags = record_diagnostics(node)
     ref_msgs = frame_messages(frames[0], 1_000 * MS)
-    node._est.set_reference(conv.view_from_messages(ref_msgs, min_depth=0.1, max_depth=4.0, T_cam_obj=frames[0]["T_cam_obj"]))
+    node._objects.set_reference("", conv.view_from_messages(ref_msgs, min_depth=0.1, max_depth=4.0,
+                                                            T_cam_obj=frames[0]["T_cam_obj"]))
+    node._refresh_listing()
     published = []
     real_send = node._tf.sendTransform
 
@@ -255,7 +257,7 @@ def test_a_backend_change_loads_on_the_worker_after_the_callback(node_factory, t
     real_make = node._make_backend
     node._make_backend = lambda s: (on_worker.append(threading.current_thread().name), real_make(s))[1]
     assert node.set_parameters([Parameter("backend", value="icp")])[0].successful
-    assert GraphClient.wait_for(lambda: node._est.backend.name == "icp", 30)
+    assert GraphClient.wait_for(lambda: node._objects.backend.name == "icp", 30)
     assert on_worker == ["one2any_worker"]
     # a checkpoint that cannot even be read is refused at once, naming the file
     broken = tmp_path / "broken.json"
@@ -279,7 +281,7 @@ def test_a_backend_that_fails_to_load_is_reported_and_the_parameter_set_back(nod
     assert node.set_parameters([Parameter("backend", value="icp")])[0].successful  # the callback says yes
     assert GraphClient.wait_for(lambda: node.get_parameter("backend").value == "classic", 30)
     assert node._stats.last_failure.startswith("checkpoint_corrupt: backend 'icp' could not be loaded")
-    assert node._est.backend.name == "classic"
+    assert node._objects.backend.name == "classic"
 
 
 # --- a node process on the full-install path ---------------------------------------------------------------

@@ -7,10 +7,12 @@ import math
 import pytest
 
 from one2any_ros.msg import PoseEstimate
-from one2any_ros.srv import SetReference
+from one2any_ros.srv import ListReferences, RemoveReference, SetReference
 
 # docs/ros.md, Interfaces, in file order: field name -> ROS type
 SET_REFERENCE_REQUEST = {
+    "object_id": "string",
+    "mask_label": "uint16",
     "use_latest_frame": "boolean",
     "has_object_pose": "boolean",
     "object_pose": "geometry_msgs/Pose",
@@ -22,8 +24,18 @@ SET_REFERENCE_RESPONSE = {
     "num_points": "int32",
     "object_radius": "float",
 }
+REMOVE_REFERENCE_REQUEST = {"object_id": "string"}
+REMOVE_REFERENCE_RESPONSE = {"success": "boolean", "message": "string"}
+LIST_REFERENCES_REQUEST = {}
+LIST_REFERENCES_RESPONSE = {
+    "object_ids": "sequence<string>",
+    "mask_labels": "sequence<uint16>",
+    "object_radius": "sequence<float>",
+    "child_frames": "sequence<string>",
+}
 POSE_ESTIMATE = {
     "header": "std_msgs/Header",
+    "object_id": "string",
     "pose": "geometry_msgs/Pose",
     "confidence": "float",
     "inliers": "int32",
@@ -36,8 +48,13 @@ POSE_ESTIMATE = {
 @pytest.mark.parametrize("cls, expected", [
     (SetReference.Request, SET_REFERENCE_REQUEST),
     (SetReference.Response, SET_REFERENCE_RESPONSE),
+    (RemoveReference.Request, REMOVE_REFERENCE_REQUEST),
+    (RemoveReference.Response, REMOVE_REFERENCE_RESPONSE),
+    (ListReferences.Request, LIST_REFERENCES_REQUEST),
+    (ListReferences.Response, LIST_REFERENCES_RESPONSE),
     (PoseEstimate, POSE_ESTIMATE),
-], ids=["SetReference.Request", "SetReference.Response", "PoseEstimate"])
+], ids=["SetReference.Request", "SetReference.Response", "RemoveReference.Request", "RemoveReference.Response",
+        "ListReferences.Request", "ListReferences.Response", "PoseEstimate"])
 def test_fields_match_design(cls, expected):
     fields = cls.get_fields_and_field_types()
     assert list(fields) == list(expected), "field names or order differ from docs/ros.md, Interfaces"
@@ -46,12 +63,13 @@ def test_fields_match_design(cls, expected):
 
 def test_defaults():
     req = SetReference.Request()
+    assert (req.object_id, req.mask_label) == ("", 0)  # the default object, every non-zero mask pixel: today's use
     assert (req.use_latest_frame, req.has_object_pose, req.timeout_s) == (False, False, 0.0)
     assert req.object_pose.orientation.w == 1.0  # geometry_msgs/Quaternion defaults to identity
     res = SetReference.Response()
     assert (res.success, res.message, res.num_points, res.object_radius) == (False, "", 0, 0.0)
     est = PoseEstimate()
-    assert (est.confidence, est.inliers, est.backend) == (0.0, 0, "")
+    assert (est.object_id, est.confidence, est.inliers, est.backend) == ("", 0.0, 0, "")
 
 
 def test_pose_estimate_round_trips_through_cdr():

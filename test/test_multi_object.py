@@ -23,26 +23,16 @@ def two_objects():
     """Two shape-asymmetric test objects rendered separately with one camera and z-composited into one frame with a
     label image (1 = object a, 2 = object b): a reference frame and a query frame where both moved and turned."""
     pytest.importorskip("pybullet")
+    from one2any_ros.data.multi_scene import render_multi_object_frames
     from one2any_ros.data.objects import make_object, split_ids
-    from one2any_ros.data.render import Renderer
 
     objs = [make_object(i) for i in split_ids("test", 2, seed=3, family="shape_asymmetric")]
     poses = {  # (reference, query) per object: a (a hammer) on the left, b (a box with knobs) on the right, ~0.5 m away
         "a": (_pose([90, 0, 0], [-0.08, 0.0, 0.5]), _pose([90, 20, 5], [-0.07, 0.02, 0.52])),
         "b": (_pose([60, 30, 0], [0.09, 0.0, 0.55]), _pose([60, 15, 10], [0.1, -0.01, 0.53])),
     }
-    frames = []
-    with Renderer(seed=0) as r:
-        for k in range(2):
-            rgb = np.zeros((H, W, 3), np.uint8)
-            depth = np.zeros((H, W), np.float32)
-            labels = np.zeros((H, W), np.uint16)
-            for label, (obj, key) in enumerate(zip(objs, "ab"), start=1):
-                out = r.render(obj, poses[key][k], K, W, H, background="none", depth_noise=False)
-                d = np.where(out["mask"], out["depth"], np.inf)
-                nearer = out["mask"] & ((depth == 0) | (d < depth))
-                rgb[nearer], depth[nearer], labels[nearer] = out["rgb"][nearer], out["depth"][nearer], label
-            frames.append((rgb, depth, labels))
+    rendered = render_multi_object_frames(objs, [[poses["a"][k], poses["b"][k]] for k in range(2)], K, W, H)
+    frames = [(f["rgb"], f["depth"], f["labels"]) for f in rendered]
     return objs, poses, frames
 
 

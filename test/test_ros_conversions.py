@@ -60,12 +60,16 @@ def test_depth_and_mask_helpers():
     assert enc == "32FC1" and d32.dtype == np.float32
     m = conv.mask_from_image(conv.array_to_image(ARRAYS["mono8"], "mono8"))
     np.testing.assert_array_equal(m, ARRAYS["mono8"])
+    labels = np.array([[0, 1, 300, 65535]], np.uint16)  # a mono16 label image keeps every label
+    m16 = conv.mask_from_image(conv.array_to_image(labels, "mono16"))
+    assert m16.dtype == np.uint16
+    np.testing.assert_array_equal(m16, labels)
 
 
 @pytest.mark.parametrize("make, fn, reason", [
     (lambda: conv.array_to_image(ARRAYS["mono8"], "mono8"), conv.rgb_from_image, "bad_rgb_encoding"),
     (lambda: conv.array_to_image(ARRAYS["rgb8"], "rgb8"), conv.depth_from_image, "bad_depth_encoding"),
-    (lambda: conv.array_to_image(ARRAYS["16UC1"], "16UC1"), conv.mask_from_image, "bad_mask_encoding"),
+    (lambda: conv.array_to_image(ARRAYS["32FC1"], "32FC1"), conv.mask_from_image, "bad_mask_encoding"),
     (lambda: Image(height=2, width=2, encoding="rgba8", step=8, data=bytes(16)), conv.image_to_array, "bad_encoding"),
     (lambda: Image(height=4, width=4, encoding="mono8", step=4, data=bytes(10)), conv.image_to_array, "truncated_image"),
     (lambda: Image(height=4, width=4, encoding="16UC1", step=4, data=bytes(32)), conv.image_to_array, "bad_step"),

@@ -146,6 +146,18 @@ def test_parameter_table_matches_config_yaml():
         assert type(flat[p.name]) is type(p.default), f"{p.name}: yaml type differs (ROS parameters are typed)"
 
 
+@pytest.mark.parametrize("name", ["two_cameras.yaml", "two_objects.yaml"])
+def test_example_configs_set_only_declared_parameters_with_their_types(name):
+    cfg = yaml.safe_load((REPO / "config" / name).read_text())
+    for node_params in cfg.values():
+        for key, value in node_params["ros__parameters"].items():
+            assert key in params.BY_NAME, f"{name}: {key} is not a parameter"
+            assert type(value) is type(params.BY_NAME[key].default), f"{name}: {key} has the wrong type"
+    if name == "two_objects.yaml":
+        s = params.updated_settings(params.NodeSettings(), cfg["/**"]["ros__parameters"])
+        assert (s.object_frame_prefix, s.max_objects) == ("obj_", 2)
+
+
 def test_every_parameter_has_a_descriptor_and_estimator_keys_are_valid():
     base = params.NodeSettings()
     for p in params.PARAMS:

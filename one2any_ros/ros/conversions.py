@@ -16,6 +16,7 @@ from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..errors import InputError
+from ..multi_object import Frame, decode_frame
 from ..reference import View, make_view
 
 # encoding -> (dtype, channels)
@@ -30,7 +31,7 @@ ENCODINGS: dict[str, tuple[np.dtype, int]] = {
 }
 RGB_ENCODINGS = ("rgb8", "bgr8")
 DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")  # mono16 is read as 16UC1 (mm)
-MASK_ENCODINGS = ("mono8", "8UC1")
+MASK_ENCODINGS = ("mono8", "8UC1", "mono16", "16UC1")  # label images: 0 = background, else a label
 
 
 class ConversionError(InputError):
@@ -114,10 +115,11 @@ def depth_from_image(msg: Image) -> tuple[np.ndarray, str]:
 
 
 def mask_from_image(msg: Image) -> np.ndarray:
-    """(H,W) uint8 mask (non-zero = object) from a mono8 Image."""
+    """(H,W) label image from a mono8 (uint8) or mono16 (uint16) Image: 0 = background; each object's pixels
+    carry its label (a plain mask: non-zero = the object)."""
     if msg.encoding not in MASK_ENCODINGS:
-        raise ConversionError(f"mask has encoding '{msg.encoding}' (use mono8, non-zero = object)",
-                              reason="bad_mask_encoding")
+        raise ConversionError(f"mask has encoding '{msg.encoding}' (use mono8 or mono16: 0 = background, else a "
+                              "label)", reason="bad_mask_encoding")
     return image_to_array(msg, what="mask")
 
 
@@ -209,6 +211,20 @@ def transform_to_matrix(tf: Transform) -> np.ndarray:
 
 
 # --- a synchronized set -> the library's View ---------------------------------------------------------
+
+def frame_from_messages(msgs: dict, *, min_depth: float, max_depth: float) -> Frame:
+    """One decoded frame of {rgb, depth, mask (label image), camera_info} messages, shared by every object;
+    InputError (reason) when unusable."""
+    rgb = rgb_from_image(msgs["rgb"])
+    depth, encoding = depth_from_image(msgs["depth"])
+    labels = mask_from_image(msgs["mask"])
+    info = msgs["camera_info"]
+    K = camera_info_to_K(info)
+    if info.width and info.height and (info.height, info.width) != depth.shape:
+        raise InputError(f"camera_info is {info.width}x{info.height} but depth is {depth.shape[1]}x{depth.shape[0]}",
+                         reason="size_mismatch")
+    return decode_frame(rgb, depth, labels, K, depth_encoding=encoding, min_depth=min_depth, max_depth=max_depth)
+
 
 def view_from_messages(msgs: dict, *, min_depth: float, max_depth: float, T_cam_obj: np.ndarray | None = None) -> View:
     """A validated View of {rgb, depth, mask, camera_info} messages; InputError (reason) when unusable."""

@@ -1,7 +1,8 @@
 """The node's health in numbers: thread-safe counters and the /diagnostics status built from them.
 
 Keys (docs/ros.md, Diagnostics; exactly): rate_hz, latency_ms, dropped_frames, inliers, confidence, reference (set/none),
-backend, device, input_age_ms, last_failure.
+backend, device, input_age_ms, last_failure; and per object (``<node>/<child frame>``): confidence, inliers,
+rate_hz, last_failure.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 KEYS = ("rate_hz", "latency_ms", "dropped_frames", "inliers", "confidence", "reference", "backend", "device",
         "input_age_ms", "last_failure")
+OBJECT_KEYS = ("confidence", "inliers", "rate_hz", "last_failure")
 
 
 class NodeStats:
@@ -119,12 +121,30 @@ class NodeStats:
                                 values=[KeyValue(key=k, value=values[k]) for k in KEYS])
 
 
+def object_status(name: str, stats: NodeStats) -> DiagnosticStatus:
+    """One object's status (``name`` = ``<node's full name>/<child frame>``): OK while its last frame gave it a
+    pose, WARN with the reason when it did not."""
+    with stats._lock:
+        recent = stats._recent(time.monotonic())
+        values = {"confidence": f"{stats.confidence:.3f}", "inliers": str(stats.inliers),
+                  "rate_hz": f"{len(recent) / stats.window_s:.2f}", "last_failure": stats.last_failure}
+        last_ok = stats.last_ok
+    if last_ok is None:
+        level, msg = DiagnosticStatus.OK, "waiting for the first pose"
+    elif last_ok:
+        level, msg = DiagnosticStatus.OK, f"tracking at {values['rate_hz']} Hz"
+    else:
+        level, msg = DiagnosticStatus.WARN, "last frame gave no pose: " + (values["last_failure"] or "no reason recorded")
+    return DiagnosticStatus(level=level, name=name, message=msg,
+                            values=[KeyValue(key=k, value=values[k]) for k in OBJECT_KEYS])
+
+
 def failure_text(reason: str, message: str) -> str:
     """``reason: message`` with neither part empty (a bare exception's str() is often "")."""
     return f"{reason.strip() or 'unknown'}: {message.strip() or 'no detail given'}"
 
 
-def diagnostic_array(status: DiagnosticStatus, stamp) -> DiagnosticArray:
-    arr = DiagnosticArray(status=[status])
+def diagnostic_array(status: DiagnosticStatus | list[DiagnosticStatus], stamp) -> DiagnosticArray:
+    arr = DiagnosticArray(status=list(status) if isinstance(status, list) else [status])
     arr.header.stamp = stamp
     return arr

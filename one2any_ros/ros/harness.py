@@ -34,7 +34,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 
 from ..msg import PoseEstimate
-from ..srv import SetReference
+from ..srv import ListReferences, RemoveReference, SetReference
 from . import conversions as conv
 from .tf import TF_QOS, tf_message_type
 from .transport import apply_default_transport, transport_env
@@ -116,17 +116,23 @@ class NodeProcess:
 
 def frame_messages(frame: dict, stamp_ns: int, *, frame_id: str = "camera_color_optical_frame",
                    depth_encoding: str = "16UC1") -> dict[str, Any]:
-    """rgb8 / 16UC1 (mm) or 32FC1 (m) / mono8 / CameraInfo messages of a sample frame ({rgb, depth (m), mask, K})."""
+    """rgb8 / 16UC1 (mm) or 32FC1 (m) / mono8 / CameraInfo messages of a sample frame ({rgb, depth (m), mask, K}).
+    A frame with ``labels`` (a uint8 or uint16 label image) sends that as the mask (mono8 / mono16) instead."""
     stamp = conv.ns_to_stamp(stamp_ns)
     depth = np.asarray(frame["depth"], np.float32)
     if depth_encoding == "16UC1":
         depth = np.round(np.nan_to_num(depth) * 1000.0).astype(np.uint16)
-    mask = (np.asarray(frame["mask"]) > 0).astype(np.uint8) * 255
+    labels = frame.get("labels")
+    if labels is not None:
+        mask = np.asarray(labels)
+        mask_encoding = "mono16" if mask.dtype == np.uint16 else "mono8"
+    else:
+        mask, mask_encoding = (np.asarray(frame["mask"]) > 0).astype(np.uint8) * 255, "mono8"
     h, w = depth.shape
     return {
         "rgb": conv.array_to_image(np.asarray(frame["rgb"], np.uint8), "rgb8", stamp=stamp, frame_id=frame_id),
         "depth": conv.array_to_image(depth, depth_encoding, stamp=stamp, frame_id=frame_id),
-        "mask": conv.array_to_image(mask, "mono8", stamp=stamp, frame_id=frame_id),
+        "mask": conv.array_to_image(mask, mask_encoding, stamp=stamp, frame_id=frame_id),
         "camera_info": conv.K_to_camera_info(frame["K"], w, h, stamp=stamp, frame_id=frame_id),
     }
 
@@ -153,16 +159,29 @@ class GraphClient:
         self.tfs: list[tuple[Any, float]] = []
         self.diagnostics: list[tuple[dict[str, str], float, Any]] = []
         self.debug_images: list[Image] = []
+        self.object_estimates: dict[tuple[int, str], PoseEstimate] = {}  # (stamp, object_id) -> estimate
+        self.detections: dict[int, Any] = {}  # stamp -> Detection3DArray
+        self.object_diagnostics: dict[str, dict[str, str]] = {}  # per-object status name -> its newest values
         self.counts: dict[str, int] = defaultdict(int)
         self.node.create_subscription(PoseStamped, f"{self.full_name}/pose", self._rec("pose", self.poses), 50)
         self.node.create_subscription(PoseEstimate, f"{self.full_name}/estimate", self._rec("estimate", self.estimates), 50)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
         self.node.create_subscription(Image, f"{self.full_name}/debug_image", self._on_debug, 5)
+        self.node.create_subscription(PoseEstimate, f"{self.full_name}/estimate", self._on_estimate, 50)
+        try:
+            from vision_msgs.msg import Detection3DArray
+
+            self.node.create_subscription(Detection3DArray, f"{self.full_name}/detections",
+                                          self._rec("detections", self.detections), 50)
+        except ImportError:
+            pass
         tf_type = tf_message_type()
         if tf_type is not None:
             self.node.create_subscription(tf_type, "/tf", self._on_tf, TF_QOS)
         self.set_ref_client = self.node.create_client(SetReference, f"{self.full_name}/set_reference")
         self.clear_ref_client = self.node.create_client(Trigger, f"{self.full_name}/clear_reference")
+        self.remove_ref_client = self.node.create_client(RemoveReference, f"{self.full_name}/remove_reference")
+        self.list_ref_client = self.node.create_client(ListReferences, f"{self.full_name}/list_references")
         self.param_client = self.node.create_client(SetParameters, f"{self.full_name}/set_parameters")
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
@@ -188,6 +207,10 @@ class GraphClient:
                 self.tfs.append((t, time.monotonic()))
             self.counts["tf"] += 1
 
+    def _on_estimate(self, msg: PoseEstimate) -> None:
+        with self.lock:
+            self.object_estimates[(conv.stamp_to_ns(msg.header.stamp), msg.object_id)] = msg
+
     def _on_debug(self, msg: Image) -> None:
         with self.lock:
             self.debug_images = self.debug_images[-4:] + [msg]
@@ -197,6 +220,9 @@ class GraphClient:
             if st.name == self.full_name:
                 with self.lock:
                     self.diagnostics.append(({kv.key: kv.value for kv in st.values}, time.monotonic(), st))
+            elif st.name.startswith(self.full_name + "/"):
+                with self.lock:
+                    self.object_diagnostics[st.name] = {kv.key: kv.value for kv in st.values}
 
     # --- waiting --------------------------------------------------------------------------------------
     @staticmethod
@@ -293,14 +319,17 @@ class GraphClient:
         return future.result()
 
     def set_reference(self, *, use_latest_frame: bool = True, T_cam_obj: np.ndarray | None = None,
-                      timeout_s: float = 0.0, call_timeout: float = 30.0) -> SetReference.Response:
-        req = SetReference.Request(use_latest_frame=use_latest_frame, timeout_s=float(timeout_s))
+                      timeout_s: float = 0.0, call_timeout: float = 30.0, object_id: str = "",
+                      mask_label: int = 0) -> SetReference.Response:
+        req = SetReference.Request(object_id=object_id, mask_label=int(mask_label), use_latest_frame=use_latest_frame,
+                                   timeout_s=float(timeout_s))
         if T_cam_obj is not None:
             req.has_object_pose, req.object_pose = True, conv.matrix_to_pose(T_cam_obj)
         return self._call(self.set_ref_client, req, call_timeout)
 
     def set_reference_async(self, **kw):
-        req = SetReference.Request(use_latest_frame=kw.get("use_latest_frame", False),
+        req = SetReference.Request(object_id=kw.get("object_id", ""), mask_label=int(kw.get("mask_label", 0)),
+                                   use_latest_frame=kw.get("use_latest_frame", False),
                                    timeout_s=float(kw.get("timeout_s", 0.0)))
         if kw.get("T_cam_obj") is not None:
             req.has_object_pose, req.object_pose = True, conv.matrix_to_pose(kw["T_cam_obj"])
@@ -308,7 +337,8 @@ class GraphClient:
 
     def set_reference_on(self, msgs: dict[str, Any], *, T_cam_obj: np.ndarray | None = None,
                          call_timeout: float = 30.0, repeat_s: float = 1.0,
-                         stamps: list[int] | None = None) -> SetReference.Response:
+                         stamps: list[int] | None = None, object_id: str = "",
+                         mask_label: int = 0) -> SetReference.Response:
         """~/set_reference waiting for the next frame, then the frame ``msgs`` (no race with frames already sent),
         published again every ``repeat_s`` until the node answers (:meth:`publish_until`: a best-effort frame sent
         right after discovery can be lost before the node's readers have matched this writer, seen once in a
@@ -316,13 +346,32 @@ class GraphClient:
         clock from this call on, so the 0.3 s this waits for the request to arrive do not age the frame
         (``max_frame_age_ms``). ``stamps``: as in publish_until."""
         t_call = time.time_ns()
-        future = self.set_reference_async(use_latest_frame=False, timeout_s=10.0, T_cam_obj=T_cam_obj)
+        future = self.set_reference_async(use_latest_frame=False, timeout_s=10.0, T_cam_obj=T_cam_obj,
+                                          object_id=object_id, mask_label=mask_label)
         time.sleep(0.3)
         self.publish_until(msgs, lambda _: future.done(), timeout=call_timeout, repeat_s=repeat_s, stamps=stamps,
                            since_ns=t_call)
         if not future.done():
             raise TimeoutError(f"set_reference did not answer within {call_timeout:.0f} s")
         return future.result()
+
+    def remove_reference(self, object_id: str, call_timeout: float = 30.0) -> RemoveReference.Response:
+        return self._call(self.remove_ref_client, RemoveReference.Request(object_id=object_id), call_timeout)
+
+    def list_references(self, call_timeout: float = 30.0) -> ListReferences.Response:
+        return self._call(self.list_ref_client, ListReferences.Request(), call_timeout)
+
+    def publish_until_estimates(self, msgs: dict[str, Any], object_ids: list[str], *, timeout: float = 30.0,
+                                repeat_s: float = 2.0) -> tuple[int, dict[str, PoseEstimate]] | tuple[None, None]:
+        """``publish_until`` one stamp sent has a ~/estimate of every object in ``object_ids``: (stamp, {id: estimate})."""
+        def done(sent: list[int]):
+            with self.lock:
+                for st in sent:
+                    got = {o: self.object_estimates.get((st, o)) for o in object_ids}
+                    if all(got.values()):
+                        return st, got
+            return None
+        return self.publish_until(msgs, done, timeout=timeout, repeat_s=repeat_s) or (None, None)
 
     def clear_reference(self, call_timeout: float = 30.0) -> Trigger.Response:
         return self._call(self.clear_ref_client, Trigger.Request(), call_timeout)

@@ -1,5 +1,7 @@
-"""The ``one2any`` node (contract: docs/ros.md): one reference view sets the object; every synchronized
-RGB-D + mask frame after it yields the object's pose on ``~/pose``, ``~/estimate`` and ``/tf``.
+"""The ``one2any`` node (contract: docs/ros.md): one reference view sets an object; every synchronized
+RGB-D + mask frame after it yields each object's pose on ``~/estimate``, ``~/detections`` and ``/tf`` (the
+default object ``""`` also on ``~/pose``). Up to ``max_objects`` named objects share one stream: each selects its
+pixels of the mask (a label image) by its ``mask_label`` (multi_object.py; references persist: reference_store.py).
 
 Concurrency: one SingleThreadedExecutor thread takes every message, service call, parameter change and
 timer; one plain worker thread does all estimation. (rclpy's MultiThreadedExecutor spends about a core
@@ -34,6 +36,7 @@ from dataclasses import replace
 from typing import Callable
 from pathlib import Path
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped, TransformStamped
@@ -52,14 +55,14 @@ from std_srvs.srv import Trigger
 from ..backends import create_backend
 from ..checkpoint_files import DEFAULT_CHECKPOINT, checkpoint_paths, read_description
 from ..errors import InputError, NoReferenceError, One2AnyError
-from ..estimator import PoseEstimator
-from ..geometry import transform_points
+from ..geometry import invert_transform, transform_points
 from ..msg import PoseEstimate
-from ..reference import load_reference, save_reference
-from ..srv import SetReference
+from ..multi_object import DEFAULT_OBJECT, MultiObjectEstimator
+from ..reference_store import ReferenceStore
+from ..srv import ListReferences, RemoveReference, SetReference
 from . import conversions as conv
 from . import params
-from .diagnostics import NodeStats, diagnostic_array, failure_text
+from .diagnostics import NodeStats, diagnostic_array, failure_text, object_status
 from .sync import Frame, FrameSynchronizer
 from .tf import broadcaster_name, create_broadcaster
 from .transport import apply_default_transport
@@ -91,7 +94,10 @@ class One2AnyNode(Node):
             self._fail(getattr(e, "reason", "bad_backend"), f"backend '{s.backend}' unavailable ({e}); using classic",
                        frame=False)
             backend = create_backend("classic")
-        self._est = PoseEstimator(backend, settings=s.estimator)
+        self._objects = MultiObjectEstimator(backend, settings=s.estimator, max_objects=s.max_objects)
+        self._obj_stats: dict[str, NodeStats] = {}  # per object (its /diagnostics status)
+        self._listing: list[tuple[str, int, float]] = []  # (id, label, radius) in order: a snapshot for other threads
+        self._extents: dict[str, tuple[object, np.ndarray]] = {}  # id -> (its reference, cloud extent in O)
 
         self._frame_cv = threading.Condition()  # guards the mailbox, the jobs and the frame counter
         self._latest: Frame | None = None  # newest complete frame (for ~/set_reference)
@@ -107,13 +113,21 @@ class One2AnyNode(Node):
         self._estimate_pub = self.create_publisher(PoseEstimate, "~/estimate", OUT_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUT_QOS)
         self._debug_pub = None
+        self._det_pub = None
+        try:
+            from vision_msgs.msg import Detection3DArray
+
+            self._det_pub = self.create_publisher(Detection3DArray, "~/detections", OUT_QOS)
+        except ImportError as e:
+            self.get_logger().error(f"~/detections will not be published: vision_msgs missing ({e})")
         try:
             self._tf = create_broadcaster(self)
         except ImportError as e:
             self._tf, self._backend_note = None, "TF disabled: tf2_msgs missing"
             self.get_logger().error(f"/tf will not be published: {e}")
         self._ref_path = Path(s.reference_path or params.default_reference_path(self.get_fully_qualified_name()))
-        self._load_reference()
+        self._store = ReferenceStore(self._ref_path)
+        self._load_references()
 
         # ~/set_reference awaits the worker: it must not hold the default (mutually exclusive) group, or the
         # inputs would stop while it waits; the guard condition wakes the executor when a job is done
@@ -123,13 +137,16 @@ class One2AnyNode(Node):
                                        callback=self._on_frame)
         self.create_service(SetReference, "~/set_reference", self._srv_set_reference,
                             callback_group=self._awaiting_group)
+        self.create_service(RemoveReference, "~/remove_reference", self._srv_remove_reference,
+                            callback_group=self._awaiting_group)
+        self.create_service(ListReferences, "~/list_references", self._srv_list_references)
         self.create_service(Trigger, "~/clear_reference", self._srv_clear_reference)
         self.create_timer(1.0, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._worker = self._start_worker()
         tf_name = broadcaster_name(self._tf) if self._tf is not None else "none"
         self.get_logger().info(
-            f"ready: backend {self._est.backend.name}, reference {'set' if self._est.reference else 'none'} "
+            f"ready: backend {self._objects.backend.name}, {len(self._listing)} reference(s) "
             f"({self._ref_path}), synchronizer {self._sync.backend}, tf {tf_name}")
 
     # --- frames: executor thread -> mailbox -> worker thread --------------------------------------------
@@ -237,20 +254,20 @@ class One2AnyNode(Node):
         super().destroy_node()
 
     def _process(self, frame: Frame) -> None:
-        """One frame: estimate and publish. Every step, publishing included, is inside the frame's error
-        handling: a failure costs this frame its pose, is reported, and the worker goes on."""
+        """One frame, every object: estimate and publish. Every step, publishing included, is inside the frame's
+        error handling: a failure costs this frame its poses, is reported, and the worker goes on."""
         s = self._settings  # one consistent snapshot for the whole frame
         try:
-            if self._est.reference is None or self._clear_pending:
+            if not self._listing or self._clear_pending:
                 raise NoReferenceError("no reference is set: call ~/set_reference")
             self._check_age(frame, s)
-            view = conv.view_from_messages(frame.msgs, min_depth=s.min_depth, max_depth=s.max_depth)
-            with self._estimator() as est:
-                if est.reference is None:
+            qframe = conv.frame_from_messages(frame.msgs, min_depth=s.min_depth, max_depth=s.max_depth)
+            with self._estimator() as objs:
+                if not len(objs):
                     raise NoReferenceError("no reference is set: call ~/set_reference")
-                est.settings = s.estimator
-                result = est.estimate(view, track=True)
-                ref = est.reference
+                objs.set_settings(s.estimator)
+                results = objs.estimate_all(qframe, track=True)
+                refs = {oid: objs.get(oid).reference for oid in results}
                 if self._clear_pending:
                     raise NoReferenceError("~/clear_reference came while this frame was processed")
         except One2AnyError as e:
@@ -259,35 +276,81 @@ class One2AnyNode(Node):
             self.get_logger().error(f"internal error on a frame: {traceback.format_exc()}", throttle_duration_sec=10.0)
             return self._fail("internal_error", repr(e))
         try:
-            self._publish_result(frame, s, view, result, ref)
+            self._publish_results(frame, s, qframe, results, refs)
         except Exception as e:  # a publisher (or a tf2_ros broadcaster) that raises costs this frame, not the node
             self.get_logger().error(f"publishing a pose failed: {traceback.format_exc()}", throttle_duration_sec=10.0)
             return self._fail("publish_error", repr(e))
 
-    def _publish_result(self, frame: Frame, s: params.NodeSettings, view, result, ref) -> None:
-        header, T = frame.header, result.T_camera_object
-        pose = conv.matrix_to_pose(T)
-        latency_ms = (time.monotonic() - frame.received) * 1000.0
-        self._pose_pub.publish(PoseStamped(header=header, pose=pose))
-        self._estimate_pub.publish(PoseEstimate(
-            header=header, pose=pose, confidence=float(result.confidence), inliers=int(result.inliers),
-            residual_m=float(result.residual_m), latency_ms=float(latency_ms), backend=result.backend))
-        if s.publish_tf and self._tf is not None:
-            # tf2_ros's API (and our stand-in's): sendTransform, camelCase
-            self._tf.sendTransform(TransformStamped(header=header, child_frame_id=s.object_frame,
-                                                    transform=conv.matrix_to_transform(T)))
-        if s.debug:
-            self._publish_debug(header, view, result, ref)
-        self._stats.pose_published(latency_ms, result.inliers, result.confidence)
+    def _publish_results(self, frame: Frame, s: params.NodeSettings, qframe, results: dict, refs: dict) -> None:
+        """Each object's pose (or its failure), then the frame's one Detection3DArray. Failures are recorded
+        before poses, so the node's "last frame gave a pose" means: at least one object got one."""
+        header = frame.header
+        for oid, r in results.items():
+            if isinstance(r, One2AnyError):
+                self._object_stats(oid).failure(r.reason, str(r) or type(r).__name__)
+                self._fail(r.reason, (str(r) or type(r).__name__) if oid == DEFAULT_OBJECT else f"object '{oid}': {r}")
+        detections = []
+        for oid, r in results.items():
+            if isinstance(r, One2AnyError):
+                continue
+            T, child = r.T_camera_object, self._child_frame(oid, s)
+            pose = conv.matrix_to_pose(T)
+            latency_ms = (time.monotonic() - frame.received) * 1000.0
+            if oid == DEFAULT_OBJECT:
+                self._pose_pub.publish(PoseStamped(header=header, pose=pose))
+            self._estimate_pub.publish(PoseEstimate(
+                header=header, object_id=oid, pose=pose, confidence=float(r.confidence), inliers=int(r.inliers),
+                residual_m=float(r.residual_m), latency_ms=float(latency_ms), backend=r.backend))
+            if s.publish_tf and self._tf is not None:
+                # tf2_ros's API (and our stand-in's): sendTransform, camelCase
+                self._tf.sendTransform(TransformStamped(header=header, child_frame_id=child,
+                                                        transform=conv.matrix_to_transform(T)))
+            if self._det_pub is not None:
+                from .detections import DetectionInput
 
-    def _publish_debug(self, header: Header, view, result, ref) -> None:
+                detections.append(DetectionInput(child_frame=child, T_camera_object=T, confidence=float(r.confidence),
+                                                 size_m=self._extent(oid, refs[oid])))
+            self._object_stats(oid).pose_published(latency_ms, r.inliers, r.confidence)
+            self._stats.pose_published(latency_ms, r.inliers, r.confidence)
+        if self._det_pub is not None:
+            from .detections import detection_array
+
+            self._det_pub.publish(detection_array(header, detections))
+        if s.debug:
+            self._publish_debug(header, qframe, results, refs)
+
+    def _child_frame(self, object_id: str, s: params.NodeSettings) -> str:
+        return s.object_frame if object_id == DEFAULT_OBJECT else s.object_frame_prefix + object_id
+
+    def _object_stats(self, object_id: str) -> NodeStats:
+        if object_id not in self._obj_stats:
+            self._obj_stats[object_id] = NodeStats()
+        return self._obj_stats[object_id]
+
+    def _extent(self, object_id: str, ref) -> np.ndarray:
+        """The reference cloud's extent in O (metres): Detection3D's bbox.size; once per reference."""
+        cached = self._extents.get(object_id)
+        if cached is None or cached[0] is not ref:
+            from .detections import object_extent
+
+            cached = (ref, object_extent(transform_points(invert_transform(ref.T_C_O), ref.points_C)))
+            self._extents[object_id] = cached
+        return cached[1]
+
+    def _publish_debug(self, header: Header, qframe, results: dict, refs: dict) -> None:
         from ..visualize import draw_pose
 
         if self._debug_pub is None:
             self._debug_pub = self.create_publisher(Image, "~/debug_image", OUT_QOS)
-        img = draw_pose(view.rgb, view.K, result.T_camera_object, axis_len=ref.scale,
-                        cloud_cam=transform_points(result.T_camera_C, ref.points_C),
-                        label=f"{result.backend} {result.mode} conf {result.confidence:.2f} inliers {result.inliers}")
+        img = qframe.rgb
+        for oid, r in results.items():
+            if isinstance(r, One2AnyError):
+                continue
+            ref = refs[oid]
+            name = f"{oid or 'default'}: " if len(results) > 1 else ""
+            img = draw_pose(img, qframe.K, r.T_camera_object, axis_len=ref.scale,
+                            cloud_cam=transform_points(r.T_camera_C, ref.points_C),
+                            label=f"{name}{r.backend} {r.mode} conf {r.confidence:.2f} inliers {r.inliers}")
         self._debug_pub.publish(conv.array_to_image(img, "rgb8", stamp=header.stamp, frame_id=header.frame_id))
 
     def _check_age(self, frame: Frame, s: params.NodeSettings) -> None:
@@ -340,75 +403,138 @@ class One2AnyNode(Node):
             return res
 
     def _set_reference(self, req: SetReference.Request, res: SetReference.Response, seq: int) -> SetReference.Response:
-        """The worker's half of ~/set_reference."""
+        """The worker's half of ~/set_reference: a bad request is refused before any frame is taken."""
         s = self._settings
-        frame, why = self._wait_frame(req, seq)
+        oid, label = req.object_id, int(req.mask_label)
+        what = "reference" if oid == DEFAULT_OBJECT else f"reference of '{oid}'"
         try:
+            self._objects.check_new(oid, label)  # name, label used by another object, one object too many
+            frame, why = self._wait_frame(req, seq)
             if frame is None:
                 raise One2AnyError(why.split(": ", 1)[1], reason="no_frame")
             self._check_age(frame, s)
             T_cam_obj = conv.pose_to_matrix(req.object_pose) if req.has_object_pose else None
-            view = conv.view_from_messages(frame.msgs, min_depth=s.min_depth, max_depth=s.max_depth, T_cam_obj=T_cam_obj)
-            with self._estimator() as est:
-                est.settings = s.estimator
-                ref = est.set_reference(view)
+            qframe = conv.frame_from_messages(frame.msgs, min_depth=s.min_depth, max_depth=s.max_depth)
+            if label > qframe.max_label:
+                raise InputError(f"mask_label {label} cannot occur in this {qframe.labels.dtype} mask (0..{qframe.max_label})",
+                                 reason="bad_mask_label")
+            with self._estimator() as objs:
+                objs.set_settings(s.estimator)
+                ref = objs.set_reference(oid, qframe, mask_label=label, T_cam_obj=T_cam_obj)
         except One2AnyError as e:
-            self._fail(e.reason, f"set_reference: {e}", frame=False)
+            self._fail(e.reason, f"set_reference {oid!r}: {e}", frame=False)
             res.success, res.message = False, f"{e.reason}: {e}"
             return res
+        self._refresh_listing()
+        self._obj_stats.pop(oid, None)  # a new reference starts a new record
         try:
-            save_reference(ref, self._ref_path)
-            saved = f"saved to {self._ref_path}"
-        except OSError as e:
-            saved = f"NOT saved to {self._ref_path}: {e}"
-            self.get_logger().error(f"reference {saved}")
+            self._store.save(oid, label, ref)
+            saved = f"saved to {self._store.file_for(oid)}"
+        except (OSError, One2AnyError) as e:
+            saved = f"NOT saved to {self._store.file_for(oid)}: {e}"
+            self.get_logger().error(f"{what} {saved}")
         res.success, res.num_points, res.object_radius = True, int(ref.num_points), float(ref.scale)
-        res.message = (f"reference set from the frame stamped {frame.stamp_ns / 1e9:.3f} s: {ref.num_points} points, "
-                       f"radius {ref.scale * 1000:.1f} mm; {saved}")
+        res.message = (f"{what} set from the frame stamped {frame.stamp_ns / 1e9:.3f} s (mask label {label or 'any'}): "
+                       f"{ref.num_points} points, radius {ref.scale * 1000:.1f} mm; {saved}")
         self.get_logger().info(res.message)
         return res
 
+    async def _srv_remove_reference(self, req: RemoveReference.Request,
+                                    res: RemoveReference.Response) -> RemoveReference.Response:
+        try:
+            return await self._on_worker(lambda: self._remove_reference(req.object_id, res))
+        except Exception as e:  # a bug must not leave the caller without an answer
+            self.get_logger().error(f"internal error in remove_reference: {traceback.format_exc()}")
+            res.success, res.message = False, f"internal_error: {e!r}"
+            return res
+
+    def _remove_reference(self, object_id: str, res: RemoveReference.Response) -> RemoveReference.Response:
+        """The worker's half of ~/remove_reference (after the frame in progress): forget it and its file."""
+        try:
+            with self._estimator() as objs:
+                objs.remove(object_id)
+        except One2AnyError as e:
+            res.success, res.message = False, f"{e.reason}: {e}"
+            return res
+        self._refresh_listing()
+        self._obj_stats.pop(object_id, None)
+        self._extents.pop(object_id, None)
+        res.success, res.message = True, f"removed {object_id!r}"
+        try:
+            self._store.remove(object_id)
+            res.message += f"; deleted {self._store.file_for(object_id)}"
+        except OSError as e:
+            res.message += f"; could not delete its file: {e}"
+        self.get_logger().info(res.message)
+        return res
+
+    def _srv_list_references(self, req: ListReferences.Request, res: ListReferences.Response) -> ListReferences.Response:
+        s, listing = self._settings, [] if self._clear_pending else list(self._listing)
+        res.object_ids = [oid for oid, _, _ in listing]
+        res.mask_labels = [label for _, label, _ in listing]
+        res.object_radius = [float(r) for _, _, r in listing]
+        res.child_frames = [self._child_frame(oid, s) for oid, _, _ in listing]
+        return res
+
+    def _refresh_listing(self) -> None:
+        """The snapshot other threads read (list_references, diagnostics): replaced whole after each change."""
+        self._listing = [(o, self._objects.get(o).mask_label, float(self._objects.get(o).reference.scale))
+                         for o in self._objects.object_ids]
+
     @contextmanager
     def _estimator(self):
-        """The estimator under its lock, with a clear that came in while it was busy applied first."""
+        """The objects under their lock, with a clear that came in while they were busy applied first."""
         with self._lock:
             if self._clear_pending:
-                self._est.clear_reference()
+                self._objects.clear()
                 self._clear_pending = False
-            yield self._est
+                self._refresh_listing()
+            yield self._objects
 
     def _srv_clear_reference(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
-        had = self._est.reference is not None and not self._clear_pending
+        n = 0 if self._clear_pending else len(self._listing)
         if self._lock.acquire(blocking=False):
             try:
-                self._est.clear_reference()
+                self._objects.clear()
                 self._clear_pending = False
+                self._refresh_listing()
             finally:
                 self._lock.release()
         else:  # a frame (or a backend swap) holds the estimator: do not wait for it
             self._clear_pending = True
-        res.success, res.message = True, "reference cleared" if had else "no reference was set"
+        self._obj_stats.clear()
+        res.success = True
+        res.message = f"{n} reference{'s' if n != 1 else ''} cleared" if n else "no reference was set"
         try:
-            self._ref_path.unlink()
-            res.message += f"; deleted {self._ref_path}"
-        except FileNotFoundError:
-            pass
+            self._store.clear()
+            res.message += f"; deleted the saved references ({self._ref_path})"
         except OSError as e:
-            res.message += f"; could not delete {self._ref_path}: {e}"
+            res.message += f"; could not delete the saved references: {e}"
         self.get_logger().info(res.message)
         return res
 
-    def _load_reference(self) -> None:
-        if not self._ref_path.exists():
-            self.get_logger().info(f"no saved reference at {self._ref_path}")
-            return
+    def _load_references(self) -> None:
+        """Every saved reference, in the order it was set; one that cannot be restored is reported, the others
+        load (a corrupt file must not stop the node, whatever the loader raises)."""
         try:
-            self._est.set_reference(load_reference(self._ref_path))
-            self.get_logger().info(f"reference restored from {self._ref_path}")
-        except Exception as e:  # a corrupt file must not stop the node, whatever the loader raises: report, run without
-            reason = e.reason if isinstance(e, One2AnyError) else "bad_reference_file"
-            self.get_logger().error(f"could not restore the reference: {e!r}; running without one")
-            self._stats.failure(reason, f"{self._ref_path}: {e}", frame=False)
+            loaded, errors = self._store.load()
+        except Exception as e:  # noqa: BLE001
+            loaded, errors = [], [("", repr(e))]
+        for oid, label, ref in loaded:
+            try:
+                self._objects.set_reference(oid, ref, mask_label=label)
+                what = "" if oid == DEFAULT_OBJECT else f" of {oid!r} (mask label {label})"
+                self.get_logger().info(f"reference{what} restored from {self._store.file_for(oid)}")
+            except Exception as e:  # noqa: BLE001
+                errors.append((oid, repr(e)))
+        for oid, err in errors:
+            what = "" if oid == DEFAULT_OBJECT else f" of {oid!r}"
+            self.get_logger().error(f"could not restore the reference{what}: {err}; running without one")
+            self._stats.failure("bad_reference_file", f"{self._store.file_for(oid) if oid else self._ref_path}: {err}",
+                                frame=False)
+        if not loaded and not errors:
+            self.get_logger().info(f"no saved reference at {self._ref_path}")
+        self._refresh_listing()
 
     # --- parameters and diagnostics -------------------------------------------------------------------
     def _make_backend(self, s: params.NodeSettings):
@@ -442,8 +568,8 @@ class One2AnyNode(Node):
             return  # already in use (e.g. the parameter was set back after a failed load)
         try:
             backend = self._make_backend(replace(self._settings, backend=name))
-            with self._estimator() as est:
-                est.set_backend(backend)  # re-encodes the reference for the new backend
+            with self._estimator() as objs:
+                objs.set_backend(backend)  # re-encodes every reference for the new backend
         except (One2AnyError, ImportError, ValueError) as e:
             keep = self._backend_param
             self._fail(getattr(e, "reason", "bad_backend"), f"backend '{name}' could not be loaded ({e}); "
@@ -464,14 +590,16 @@ class One2AnyNode(Node):
     def _publish_status(self) -> None:
         if self._diag_pub is None:  # a failure while the node is still being built
             return
-        backend = self._est.backend
-        status = self._stats.status(self.get_fully_qualified_name(),
-                                    reference=self._est.reference is not None and not self._clear_pending,
+        backend, s, name = self._objects.backend, self._settings, self.get_fully_qualified_name()
+        listing = [] if self._clear_pending else list(self._listing)
+        status = self._stats.status(name, reference=bool(listing),
                                     backend=backend.name, device=str(getattr(backend, "device", "cpu")),
                                     note=self._backend_note, now_ns=self.get_clock().now().nanoseconds,
                                     stale_ms=1000.0 * STALE_INPUT_S, worker_error=self._worker_error)
+        per_object = [object_status(f"{name}/{self._child_frame(oid, s)}", self._object_stats(oid))
+                      for oid, _, _ in listing]
         with self._diag_lock:
-            self._diag_pub.publish(diagnostic_array(status, self.get_clock().now().to_msg()))
+            self._diag_pub.publish(diagnostic_array([status] + per_object, self.get_clock().now().to_msg()))
 
 
 def _precheck_backend(s: params.NodeSettings) -> None:

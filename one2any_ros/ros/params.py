@@ -27,6 +27,8 @@ class NodeSettings:
     device: str = "auto"
     checkpoint: str = ""
     object_frame: str = "object"
+    object_frame_prefix: str = ""
+    max_objects: int = 8
     publish_tf: bool = True
     reference_path: str = ""
     sync_slop: float = 0.05
@@ -64,9 +66,12 @@ PARAMS: tuple[Param, ...] = (
           "classic or icp; changeable at runtime", choices=BACKENDS),
     Param("device", "auto", "inference device of the learned backend: auto, cpu or cuda", read_only=True, choices=DEVICES),
     Param("checkpoint", "", "model checkpoint (.safetensors); empty = the bundled one", read_only=True),
-    Param("object_frame", "object", "TF child frame of the object (parent: the image's camera frame)"),
+    Param("object_frame", "object", "TF child frame of the default object \"\" (parent: the image's camera frame)"),
+    Param("object_frame_prefix", "", "TF child frame of a named object: this prefix + its object_id"),
+    Param("max_objects", 8, "most references (objects) the node holds at once", (1, 64), read_only=True),
     Param("publish_tf", True, "broadcast camera -> object_frame on /tf"),
-    Param("reference_path", "", "where the reference is saved when set and loaded on start; empty = "
+    Param("reference_path", "", "where the references are saved when set and loaded on start: the default object "
+          "here, a named one beside it (<stem>.<object_id>.zip, listed in <name>.index.json); empty = "
           "$ROS_HOME/one2any/<node's full name>.reference.zip", read_only=True),
     Param("sync_slop", 0.05, "s: rgb, depth, mask and camera_info stamps of one frame lie within this", (0.0, 10.0)),
     Param("min_depth", 0.1, "m: nearer depth is invalid", (0.0, 100.0)),
