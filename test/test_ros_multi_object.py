@@ -37,8 +37,9 @@ def scene():
     return objs, render_multi_object_frames(objs, poses, K, W, H)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def client():
+    """A client per test: one that talked to a node that is gone can lose its first requests to the next one."""
     cl = GraphClient(namespace=NS)
     yield cl
     cl.close()
@@ -112,7 +113,8 @@ def test_two_objects_one_node(tmp_path, client, scene):
             res = client.set_reference(use_latest_frame=True, **kw)
             assert not res.success and res.message.startswith(reason), (kw, res.message)
         mono8 = dict(frames[0], labels=frames[0]["labels"].astype(np.uint8))
-        client.publish(frame_messages(mono8, time.time_ns()))
+        res = client.set_reference_on(frame_messages(mono8, time.time_ns()), object_id="a", mask_label=300)
+        assert not res.success and res.message.startswith("bad_mask_label"), res.message  # 300 cannot be in mono8
         res = client.remove_reference("nope")
         assert not res.success and "unknown_object" in res.message
         assert list(client.list_references().object_ids) == ["a", "b"]
@@ -130,5 +132,40 @@ def test_two_objects_one_node(tmp_path, client, scene):
         assert client.wait_ready(60), node.log_text()
         assert client.wait_for(lambda: _ids_after_restart(client) == ["b"], 30, period=0.5), node.log_text()
         _check_frame(client, scene, 1, ["b"])
+    finally:
+        node.stop()
+
+
+def test_eight_objects_one_node(tmp_path, client):
+    """Eight objects in one scene (a 4 x 2 grid), each with its own label: every one gets its pose on one frame."""
+    pytest.importorskip("pybullet")
+    from one2any_ros.data.multi_scene import render_multi_object_frames
+    from one2any_ros.data.objects import make_object, split_ids
+
+    objs = [make_object(i) for i in split_ids("test", 8, seed=5, family="shape_asymmetric")]
+    Wb, Hb = 640, 480
+    Kb = np.array([[520.0, 0, (Wb - 1) / 2], [0, 520.0, (Hb - 1) / 2], [0, 0, 1]])
+    grid = [(x, y) for y in (-0.09, 0.09) for x in (-0.27, -0.09, 0.09, 0.27)]
+    poses = [[_pose([30 * k, 40, 10 * k + 15 * f], [x, y, 0.9]) for k, (x, y) in enumerate(grid)] for f in range(2)]
+    frames = render_multi_object_frames(objs, poses, Kb, Wb, Hb)
+    ids = [f"o{k}" for k in range(8)]
+    params = {"backend": "classic", "max_frame_age_ms": 5000, "object_frame_prefix": "obj_",
+              "reference_path": str(tmp_path / "refs" / "eight.reference.zip")}
+    node = NodeProcess(namespace=NS, params=params, log_path=tmp_path / "node8.log").start()
+    try:
+        assert client.wait_ready(60), node.log_text()
+        for k, oid in enumerate(ids):
+            res = client.set_reference_on(frame_messages(frames[0], time.time_ns()), object_id=oid, mask_label=k + 1,
+                                          T_cam_obj=frames[0]["T_cam_obj"][k])
+            assert res.success, (oid, res.message)
+        assert list(client.list_references().object_ids) == ids
+        stamp, got = client.publish_until_estimates(frame_messages(frames[1], time.time_ns()), ids, timeout=90,
+                                                    repeat_s=10.0)
+        assert got is not None, node.log_text()
+        hits = [_add(conv.pose_to_matrix(got[oid].pose), frames[1]["T_cam_obj"][k], objs[k]) < 0.1 * objs[k].diameter
+                for k, oid in enumerate(ids)]
+        assert sum(hits) >= 7, hits  # classic, 15 deg from the reference: all but at most one within 0.1 d
+        dets = client.wait_for(lambda: client.detections.get(stamp), 10)
+        assert dets is not None and len(dets[0].detections) == 8
     finally:
         node.stop()
