@@ -105,6 +105,13 @@ def test_two_objects_one_node(tmp_path, client, scene):
         assert client.wait_for(lambda: {f"{NS}/one2any/obj_a", f"{NS}/one2any/obj_b"} <= set(client.object_diagnostics),
                                5), client.object_diagnostics.keys()
 
+        # kill -9 and restart: both come back, in their order, and are tracked without ~/set_reference
+        node.kill9()
+        node = NodeProcess(namespace=NS, params=params, log_path=tmp_path / "node1.log").start()
+        assert client.wait_ready(60), node.log_text()
+        assert client.wait_for(lambda: _ids_after_restart(client) == ["a", "b"], 30, period=0.5), node.log_text()
+        _check_frame(client, scene, 2, ["a", "b"])
+
         # bad requests over the wire: a clear reason each, and the two objects stay
         msgs = frame_messages(frames[0], time.time_ns())
         for kw, reason in [(dict(object_id="c", mask_label=1), "duplicate_mask_label"),
@@ -128,7 +135,7 @@ def test_two_objects_one_node(tmp_path, client, scene):
 
         # kill -9 and restart: b comes back, a (removed) does not
         node.kill9()
-        node = NodeProcess(namespace=NS, params=params, log_path=tmp_path / "node2.log").start()
+        node = NodeProcess(namespace=NS, params=params, log_path=tmp_path / "node2.log").start()  # a second restart
         assert client.wait_ready(60), node.log_text()
         assert client.wait_for(lambda: _ids_after_restart(client) == ["b"], 30, period=0.5), node.log_text()
         _check_frame(client, scene, 1, ["b"])

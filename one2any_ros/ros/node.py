@@ -323,9 +323,9 @@ class One2AnyNode(Node):
         return s.object_frame if object_id == DEFAULT_OBJECT else s.object_frame_prefix + object_id
 
     def _object_stats(self, object_id: str) -> NodeStats:
-        if object_id not in self._obj_stats:
-            self._obj_stats[object_id] = NodeStats()
-        return self._obj_stats[object_id]
+        """Its counters (the worker and the diagnostics timer both ask: setdefault is one atomic step)."""
+        stats = self._obj_stats.get(object_id)
+        return stats if stats is not None else self._obj_stats.setdefault(object_id, NodeStats())
 
     def _extent(self, object_id: str, ref) -> np.ndarray:
         """The reference cloud's extent in O (metres): Detection3D's bbox.size; once per reference."""
@@ -408,7 +408,8 @@ class One2AnyNode(Node):
         oid, label = req.object_id, int(req.mask_label)
         what = "reference" if oid == DEFAULT_OBJECT else f"reference of '{oid}'"
         try:
-            self._objects.check_new(oid, label)  # name, label used by another object, one object too many
+            with self._estimator() as objs:  # a clear on the executor thread must not change them meanwhile
+                objs.check_new(oid, label)  # name, label used by another object, one object too many
             frame, why = self._wait_frame(req, seq)
             if frame is None:
                 raise One2AnyError(why.split(": ", 1)[1], reason="no_frame")
