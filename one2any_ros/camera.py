@@ -64,13 +64,19 @@ def decode_depth(depth: np.ndarray, *, depth_scale_m: float | None = None, encod
     return out
 
 
+def single_channel(image: np.ndarray, what: str = "mask") -> np.ndarray:
+    """The image as a 2-D array ((H,W,1) squeezed); InputError(reason="bad_mask_shape") otherwise."""
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim != 2 or a.size == 0:
+        raise InputError(f"{what} must be a 2-D image, got shape {a.shape}", reason="bad_mask_shape")
+    return a
+
+
 def decode_mask(mask: np.ndarray) -> np.ndarray:
     """Return the mask as a 2-D bool array (non-zero = object)."""
-    mask = np.asarray(mask)
-    if mask.ndim == 3 and mask.shape[2] == 1:
-        mask = mask[..., 0]
-    if mask.ndim != 2 or mask.size == 0:
-        raise InputError(f"mask must be a 2-D image, got shape {mask.shape}", reason="bad_mask_shape")
+    mask = single_channel(mask)
     if mask.dtype == bool:
         return mask
     if not (np.issubdtype(mask.dtype, np.integer) or np.issubdtype(mask.dtype, np.floating)):

@@ -25,7 +25,7 @@ from . import camera
 from .backends import Backend, create_backend
 from .errors import InputError, One2AnyError
 from .estimator import EstimatorSettings, PoseEstimator, PoseResult
-from .reference import Reference, View, make_reference, view_from_decoded
+from .reference import Reference, View, decode_images, make_reference, view_from_decoded
 from .verify import near_depth
 
 DEFAULT_OBJECT = ""
@@ -85,11 +85,7 @@ def check_label(mask_label: int, max_label: int = 65535) -> int:
 
 def decode_labels(labels: np.ndarray) -> np.ndarray:
     """A 2-D uint8 or uint16 label image (bool masks become 0/1; other types are refused)."""
-    a = np.asarray(labels)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[..., 0]
-    if a.ndim != 2 or a.size == 0:
-        raise InputError(f"label image must be 2-D, got shape {a.shape}", reason="bad_mask_shape")
+    a = camera.single_channel(labels, "label image")
     if a.dtype == bool:
         return a.astype(np.uint8)
     if a.dtype not in (np.uint8, np.uint16):
@@ -102,17 +98,9 @@ def decode_frame(rgb: np.ndarray | None, depth: np.ndarray, labels: np.ndarray, 
                  max_depth: float = 4.0) -> Frame:
     """Validate and decode one frame once (the same rules as ``reference.make_view``)."""
     K = camera.validate_intrinsics(K)
-    depth_m = camera.decode_depth(depth, depth_scale_m=depth_scale_m, encoding=depth_encoding)
-    depth_m[(depth_m < min_depth) | (depth_m > max_depth)] = 0.0
     lab = decode_labels(labels)
-    if lab.shape != depth_m.shape:
-        raise InputError(f"mask {lab.shape} and depth {depth_m.shape} have different sizes", reason="size_mismatch")
-    if rgb is None:
-        rgb_u8 = np.full(depth_m.shape + (3,), 128, np.uint8)
-    else:
-        rgb_u8 = camera.decode_rgb(rgb)
-        if rgb_u8.shape[:2] != depth_m.shape:
-            raise InputError(f"rgb {rgb_u8.shape[:2]} and depth {depth_m.shape} have different sizes", reason="size_mismatch")
+    rgb_u8, depth_m = decode_images(rgb, depth, lab.shape, depth_scale_m=depth_scale_m, depth_encoding=depth_encoding,
+                                    min_depth=min_depth, max_depth=max_depth)
     return Frame(rgb=rgb_u8, depth=depth_m, labels=lab, K=K, min_depth=min_depth, max_depth=max_depth)
 
 

@@ -66,19 +66,28 @@ def make_view(
     ``rgb`` may be None (a grey image is substituted). Depth outside [min_depth, max_depth] is invalid.
     """
     K = camera.validate_intrinsics(K)
-    depth_m = camera.decode_depth(depth, depth_scale_m=depth_scale_m, encoding=depth_encoding)
-    depth_m[(depth_m < min_depth) | (depth_m > max_depth)] = 0.0
     mask_b = camera.decode_mask(mask)
-    if mask_b.shape != depth_m.shape:
-        raise InputError(f"mask {mask_b.shape} and depth {depth_m.shape} have different sizes", reason="size_mismatch")
-    if rgb is None:
-        rgb_u8 = np.full(depth_m.shape + (3,), 128, np.uint8)
-    else:
-        rgb_u8 = camera.decode_rgb(rgb)
-        if rgb_u8.shape[:2] != depth_m.shape:
-            raise InputError(f"rgb {rgb_u8.shape[:2]} and depth {depth_m.shape} have different sizes", reason="size_mismatch")
+    rgb_u8, depth_m = decode_images(rgb, depth, mask_b.shape, depth_scale_m=depth_scale_m,
+                                    depth_encoding=depth_encoding, min_depth=min_depth, max_depth=max_depth)
     return view_from_decoded(rgb_u8, depth_m, mask_b, K, T_cam_obj=T_cam_obj, min_depth=min_depth, max_depth=max_depth,
                              min_pixels=min_pixels)
+
+
+def decode_images(rgb: np.ndarray | None, depth: np.ndarray, mask_shape: tuple[int, ...], *,
+                  depth_scale_m: float | None = None, depth_encoding: str | None = None, min_depth: float = 0.1,
+                  max_depth: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
+    """(rgb uint8, depth float32 m with depth outside [min_depth, max_depth] set to 0) of one frame, checked against
+    the mask's size; ``rgb`` None gives a grey image. InputError (reason) when unusable."""
+    depth_m = camera.decode_depth(depth, depth_scale_m=depth_scale_m, encoding=depth_encoding)
+    depth_m[(depth_m < min_depth) | (depth_m > max_depth)] = 0.0
+    if tuple(mask_shape) != depth_m.shape:
+        raise InputError(f"mask {tuple(mask_shape)} and depth {depth_m.shape} have different sizes", reason="size_mismatch")
+    if rgb is None:
+        return np.full(depth_m.shape + (3,), 128, np.uint8), depth_m
+    rgb_u8 = camera.decode_rgb(rgb)
+    if rgb_u8.shape[:2] != depth_m.shape:
+        raise InputError(f"rgb {rgb_u8.shape[:2]} and depth {depth_m.shape} have different sizes", reason="size_mismatch")
+    return rgb_u8, depth_m
 
 
 def view_from_decoded(rgb_u8: np.ndarray, depth_m: np.ndarray, mask_b: np.ndarray, K: np.ndarray, *,

@@ -102,3 +102,12 @@ def _images_close(a: dict, b: dict, *, keys=("mask", "depth"), max_px: int | Non
 def images_close():
     """``images_close(a, b, keys=..., max_px=..., depth_atol=...)``: see :func:`_images_close`."""
     return _images_close
+
+
+@pytest.fixture(scope="session")
+def two_object_scene():
+    """``multi_scene.two_object_scene()``: (objects, K, three labelled frames), rendered once per session."""
+    pytest.importorskip("pybullet")
+    from one2any_ros.data.multi_scene import two_object_scene as scene
+
+    return scene()

@@ -2,47 +2,27 @@
 own last pose; one object's missing label or bad input never touches the others."""
 import numpy as np
 import pytest
-from scipy.spatial.transform import Rotation
 
+from one2any_ros import metrics
 from one2any_ros.errors import InputError
 from one2any_ros.multi_object import (MultiObjectEstimator, decode_frame, validate_object_id)
 
-W, H = 320, 240
-K = np.array([[280.0, 0, (W - 1) / 2], [0, 280.0, (H - 1) / 2], [0, 0, 1]])
-
-
-def _pose(rotvec_deg, t):
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_rotvec(np.radians(rotvec_deg)).as_matrix()
-    T[:3, 3] = t
-    return T
+def _add(T_est, T_gt, obj):
+    return metrics.add(T_est, T_gt, obj.vertices)
 
 
 @pytest.fixture(scope="module")
-def two_objects():
-    """Two shape-asymmetric test objects rendered separately with one camera and z-composited into one frame with a
-    label image (1 = object a, 2 = object b): a reference frame and a query frame where both moved and turned."""
-    pytest.importorskip("pybullet")
-    from one2any_ros.data.multi_scene import render_multi_object_frames
-    from one2any_ros.data.objects import make_object, split_ids
-
-    objs = [make_object(i) for i in split_ids("test", 2, seed=3, family="shape_asymmetric")]
-    poses = {  # (reference, query) per object: a (a hammer) on the left, b (a box with knobs) on the right, ~0.5 m away
-        "a": (_pose([90, 0, 0], [-0.08, 0.0, 0.5]), _pose([90, 20, 5], [-0.07, 0.02, 0.52])),
-        "b": (_pose([60, 30, 0], [0.09, 0.0, 0.55]), _pose([60, 15, 10], [0.1, -0.01, 0.53])),
-    }
-    rendered = render_multi_object_frames(objs, [[poses["a"][k], poses["b"][k]] for k in range(2)], K, W, H)
-    frames = [(f["rgb"], f["depth"], f["labels"]) for f in rendered]
-    return objs, poses, frames
-
-
-def _add(T_est, T_gt, obj):
-    pts = obj.vertices
-    return float(np.linalg.norm(pts @ (T_est[:3, :3] - T_gt[:3, :3]).T + (T_est[:3, 3] - T_gt[:3, 3]), axis=1).mean())
+def two_objects(two_object_scene):
+    """(objects, {"a"|"b": (pose at frame 0, pose at frame 1)}, [(rgb, depth, labels) of frames 0 and 1], K):
+    label 1 = object a, 2 = object b."""
+    objs, K, rendered = two_object_scene
+    poses = {key: (rendered[0]["T_cam_obj"][i], rendered[1]["T_cam_obj"][i]) for i, key in enumerate("ab")}
+    frames = [(f["rgb"], f["depth"], f["labels"]) for f in rendered[:2]]
+    return objs, poses, frames, K
 
 
 def test_each_object_from_its_own_label(two_objects):
-    objs, poses, frames = two_objects
+    objs, poses, frames, K = two_objects
     f0, f1 = (decode_frame(rgb, depth, labels, K) for rgb, depth, labels in frames)
     m = MultiObjectEstimator("classic")
     m.set_reference("a", f0, mask_label=1, T_cam_obj=poses["a"][0])
@@ -59,7 +39,7 @@ def test_each_object_from_its_own_label(two_objects):
 
 
 def test_a_missing_label_costs_only_its_object(two_objects):
-    objs, poses, frames = two_objects
+    objs, poses, frames, K = two_objects
     f0 = decode_frame(*frames[0], K)
     rgb, depth, labels = frames[1]
     only_a = decode_frame(rgb, depth, np.where(labels == 1, labels, 0).astype(np.uint16), K)
@@ -76,7 +56,7 @@ def test_sharing_the_frame_changes_nothing(two_objects):
     from one2any_ros.estimator import PoseEstimator
     from one2any_ros.verify import near_depth
 
-    _, poses, frames = two_objects
+    _, poses, frames, K = two_objects
     f0, f1 = (decode_frame(*f, K) for f in frames)
     est = PoseEstimator("classic")
     est.set_reference(f0.view(2, T_cam_obj=poses["b"][0]))
@@ -87,7 +67,7 @@ def test_sharing_the_frame_changes_nothing(two_objects):
 
 
 def test_bad_requests_are_refused_and_keep_the_others(two_objects):
-    _, poses, frames = two_objects
+    _, poses, frames, K = two_objects
     f0 = decode_frame(*frames[0], K)
     m = MultiObjectEstimator("classic", max_objects=2)
     m.set_reference("", f0, mask_label=1)  # the default object

@@ -5,36 +5,21 @@ import time
 
 import numpy as np
 import pytest
-from scipy.spatial.transform import Rotation
 
+from one2any_ros import metrics
+from one2any_ros.data.multi_scene import pose_from_rotvec as _pose
 from one2any_ros.ros import conversions as conv
 from one2any_ros.ros.harness import GraphClient, NodeProcess, frame_messages
 
 pytestmark = pytest.mark.slow
 NS = "/multi"
-W, H = 320, 240
-K = np.array([[280.0, 0, (W - 1) / 2], [0, 280.0, (H - 1) / 2], [0, 0, 1]])
-
-
-def _pose(rotvec_deg, t):
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_rotvec(np.radians(rotvec_deg)).as_matrix()
-    T[:3, 3] = t
-    return T
 
 
 @pytest.fixture(scope="module")
-def scene():
+def scene(two_object_scene):
     """Two shape-asymmetric test objects in three labelled frames (label 1 = "a", 2 = "b")."""
-    pytest.importorskip("pybullet")
-    from one2any_ros.data.multi_scene import render_multi_object_frames
-    from one2any_ros.data.objects import make_object, split_ids
-
-    objs = [make_object(i) for i in split_ids("test", 2, seed=3, family="shape_asymmetric")]
-    poses = [[_pose([90, 0, 0], [-0.08, 0.0, 0.5]), _pose([60, 30, 0], [0.09, 0.0, 0.55])],
-             [_pose([90, 15, 5], [-0.07, 0.02, 0.52]), _pose([60, 15, 10], [0.1, -0.01, 0.53])],
-             [_pose([95, 25, 0], [-0.075, 0.01, 0.51]), _pose([55, 5, 15], [0.095, 0.0, 0.54])]]
-    return objs, render_multi_object_frames(objs, poses, K, W, H)
+    objs, _, frames = two_object_scene
+    return objs, frames
 
 
 @pytest.fixture
@@ -46,8 +31,7 @@ def client():
 
 
 def _add(T_est, T_gt, obj):
-    d = obj.vertices @ (T_est[:3, :3] - T_gt[:3, :3]).T + (T_est[:3, 3] - T_gt[:3, 3])
-    return float(np.linalg.norm(d, axis=1).mean())
+    return metrics.add(T_est, T_gt, obj.vertices)
 
 
 def _ids_after_restart(client):

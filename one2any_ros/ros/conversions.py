@@ -212,22 +212,8 @@ def transform_to_matrix(tf: Transform) -> np.ndarray:
 
 # --- a synchronized set -> the library's View ---------------------------------------------------------
 
-def frame_from_messages(msgs: dict, *, min_depth: float, max_depth: float) -> Frame:
-    """One decoded frame of {rgb, depth, mask (label image), camera_info} messages, shared by every object;
-    InputError (reason) when unusable."""
-    rgb = rgb_from_image(msgs["rgb"])
-    depth, encoding = depth_from_image(msgs["depth"])
-    labels = mask_from_image(msgs["mask"])
-    info = msgs["camera_info"]
-    K = camera_info_to_K(info)
-    if info.width and info.height and (info.height, info.width) != depth.shape:
-        raise InputError(f"camera_info is {info.width}x{info.height} but depth is {depth.shape[1]}x{depth.shape[0]}",
-                         reason="size_mismatch")
-    return decode_frame(rgb, depth, labels, K, depth_encoding=encoding, min_depth=min_depth, max_depth=max_depth)
-
-
-def view_from_messages(msgs: dict, *, min_depth: float, max_depth: float, T_cam_obj: np.ndarray | None = None) -> View:
-    """A validated View of {rgb, depth, mask, camera_info} messages; InputError (reason) when unusable."""
+def _decoded_messages(msgs: dict) -> tuple[np.ndarray, np.ndarray, str, np.ndarray, np.ndarray]:
+    """(rgb, depth, its encoding, mask/label image, K) of {rgb, depth, mask, camera_info}, sizes checked."""
     rgb = rgb_from_image(msgs["rgb"])
     depth, encoding = depth_from_image(msgs["depth"])
     mask = mask_from_image(msgs["mask"])
@@ -236,5 +222,18 @@ def view_from_messages(msgs: dict, *, min_depth: float, max_depth: float, T_cam_
     if info.width and info.height and (info.height, info.width) != depth.shape:
         raise InputError(f"camera_info is {info.width}x{info.height} but depth is {depth.shape[1]}x{depth.shape[0]}",
                          reason="size_mismatch")
+    return rgb, depth, encoding, mask, K
+
+
+def frame_from_messages(msgs: dict, *, min_depth: float, max_depth: float) -> Frame:
+    """One decoded frame of {rgb, depth, mask (label image), camera_info} messages, shared by every object;
+    InputError (reason) when unusable."""
+    rgb, depth, encoding, labels, K = _decoded_messages(msgs)
+    return decode_frame(rgb, depth, labels, K, depth_encoding=encoding, min_depth=min_depth, max_depth=max_depth)
+
+
+def view_from_messages(msgs: dict, *, min_depth: float, max_depth: float, T_cam_obj: np.ndarray | None = None) -> View:
+    """A validated View of {rgb, depth, mask, camera_info} messages; InputError (reason) when unusable."""
+    rgb, depth, encoding, mask, K = _decoded_messages(msgs)
     return make_view(rgb, depth, mask, K, depth_encoding=encoding, min_depth=min_depth, max_depth=max_depth,
                      T_cam_obj=T_cam_obj)
