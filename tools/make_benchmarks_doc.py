@@ -3,7 +3,7 @@
 
     .venv/bin/python tools/make_benchmarks_doc.py                       # from docs/data/; measures what is missing
     .venv/bin/python tools/make_benchmarks_doc.py --refresh ros faults  # measure those again first
-    .venv/bin/python tools/make_benchmarks_doc.py --refresh all         # everything (~15 min on 2 cores)
+    .venv/bin/python tools/make_benchmarks_doc.py --refresh all         # everything (~18 min on 2 cores)
     .venv/bin/python tools/make_benchmarks_doc.py --no-run              # never measure; fail if an input is missing
 
 Inputs (all in docs/data/, committed so the page can be rebuilt from the repository alone), and what
@@ -15,6 +15,8 @@ produces each one when it is missing or named in --refresh:
 - bench_B.json for B = classic (and one2any when a checkpoint loads): `one2any bench --backend B --out outputs/bench`
 - ros_bench.json: `one2any bench --ros --backend B --duration 60 --out outputs/bench`, B = what `auto` runs (run here as
   `python -m one2any_ros.ros.bench run ...`, the same code without the CLI)
+- ros_bench_objects.json: `one2any bench --ros --objects N --backend classic --duration 25 --out outputs/bench` for
+  N = 1, 2, 4 (`python -m one2any_ros.ros.bench run --objects N ...`), the three reports in one file
 - faults.json: `ONE2ANY_FAULTS_JSON=... pytest test/test_faults.py`
 - diagnose_val30.json (+ docs/img/diagnose_val30.png): `tools/diagnose_pool.py --dataset outputs/datasets/val30` with
   the bundled model, on VALIDATION objects (rendered as `one2any_ros.promote` renders them when missing)
@@ -118,6 +120,24 @@ def ensure_ros(args) -> None:
     _run([PY, "-m", "one2any_ros.ros.bench", "run", "--backend", backend, "--duration", str(args.duration),
           "--out", "outputs/bench"])
     shutil.copy(ROOT / "outputs" / "bench" / "ros_bench.json", target)
+
+
+OBJECTS_COUNTS = (1, 2, 4)
+OBJECTS_BACKEND = "classic"  # the backend every install has, on CPU: what several objects cost where it matters most
+OBJECTS_DURATION_S = 25.0  # seconds at 30 Hz per N: the three runs fit in ~3 minutes
+
+
+def ensure_ros_objects(args) -> None:
+    target = DATA / "ros_bench_objects.json"
+    if target.exists() and not args.wants("ros_objects"):
+        return
+    args.check_may_run(target)
+    runs = []
+    for n in OBJECTS_COUNTS:
+        _run([PY, "-m", "one2any_ros.ros.bench", "run", "--objects", str(n), "--backend", OBJECTS_BACKEND,
+              "--duration", str(OBJECTS_DURATION_S), "--out", "outputs/bench"])
+        runs.append(json.loads((ROOT / "outputs" / "bench" / f"ros_bench_objects_{n}.json").read_text()))
+    target.write_text(json.dumps({"runs": runs}, indent=2))
 
 
 def ensure_faults(args) -> None:
@@ -430,6 +450,69 @@ Resident memory of the node (MB):
 """
 
 
+def objects_section(d: dict) -> str:
+    """docs/data/ros_bench_objects.json: what N objects on one stream cost against one (issue 17)."""
+    runs = sorted(d["runs"], key=lambda r: r["n_objects"])
+    base = next((r["summary"]["per_frame_ms"] for r in runs if r["n_objects"] == 1), None)  # one object's cost
+    rows = []
+    for r in runs:
+        s, n = r["summary"], r["n_objects"]
+        cost = s["per_frame_ms"]
+        rows.append([str(n), ", ".join(o["name"] for o in r["objects"]), f(cost, 0, " ms"),
+                     f(cost / base if base else None, 2, "x"), f(cost / (n * base) if base else None, 2),
+                     f(s["poses_per_s_per_object"], 1), f"{f(s['latency_ms_median'], 0)} / {f(s['latency_ms_p99'], 0)}",
+                     f"{s['within_tolerance']}/{s['poses']}", f(r["phases"][1]["node_cpu_percent"], 0, " %"),
+                     f(r["machine"]["load_avg_1m"], 1)])
+    top = runs[-1]
+    m = top["machine"]
+    diam = [o["diameter_mm"] / 10 for o in top["objects"]]
+    sizes = f"{min(diam):.0f}-{max(diam):.0f}"
+    return f"""## Several objects (bench --ros --objects N)
+
+`one2any bench --ros --objects N --backend {top.get('backend')} --duration {top['duration_s']:.0f}` for N =
+{', '.join(str(r['n_objects']) for r in runs)}: the node ({top.get('backend')} on {top.get('device')}) and a camera process
+on one machine ({m['cpu_count']} cores; load average when each run started in the last column: above
+{m['cpu_count'] // 2} means other jobs shared the cores). The camera plays a rendered 640x480 scene
+(`demo.multi_object_scene`): the places of four held-out test objects (shape-asymmetric, diameters {sizes} cm) in
+one row in front of a textured wall, the first N filled, each turning back and forth (7 deg steps); rgb8,
+16UC1, a mono16 label image (object k = label k) and CameraInfo. The node holds N references (`mask_label` k,
+set on frame 0 with the ground-truth pose). *Per-frame cost*: frames one at a time (1 Hz, one step per frame),
+the node's `latency_ms` of a frame's last object, i.e. frame complete -> all N poses published (median). Then
+{top['duration_s']:.0f} s with the camera at 30 Hz: poses per second per object and latency (header stamp -> that
+object's `~/estimate` received by the client; median / p99 over every object's poses); correct = within 5 deg /
+10 mm of the ground truth; CPU = the node's process (100 % = one core).
+
+{table(['N', 'objects', 'per-frame cost', 'vs N = 1', 'vs N x (N = 1)', 'poses/s per object (30 Hz in)',
+        'latency median / p99 ms', 'correct poses', 'CPU node', 'load avg'], rows)}
+
+{_objects_verdict(runs, base)}
+"""
+
+
+def _objects_verdict(runs: list[dict], base: float | None) -> str:
+    """The ratio of N objects' per-frame cost to N x one object's, in words, for every N > 1 measured."""
+    more = [r for r in runs if r["n_objects"] > 1]
+    if not base or not more:
+        return ""
+    parts = [f"{r['n_objects']} objects {f(r['summary']['per_frame_ms'], 0)} ms = "
+             f"{f(r['summary']['per_frame_ms'] / base, 2)}x one object's {f(base, 0)} ms, "
+             f"**{f(r['summary']['per_frame_ms'] / (r['n_objects'] * base), 2)} of {r['n_objects']} x one object's**"
+             for r in more]
+    ratio = more[-1]["summary"]["per_frame_ms"] / (more[-1]["n_objects"] * base)
+    if ratio < 0.9:
+        how = ("less than N separate objects would cost: the work the objects share per frame (decoding the images "
+               "and the label image, the free-space depth; `multi_object.py`) is a visible part of one object's cost")
+    elif ratio <= 1.1:
+        how = ("about N times one object's: the work the objects share per frame (decoding the images and the label "
+               "image, the free-space depth; `multi_object.py`) is small beside each object's own search and "
+               "refinement, so the cost grows linearly with the number of objects")
+    else:
+        how = "more than N times one object's"
+    return (f"Per-frame cost: {'; '.join(parts)}. So N objects cost {how}. The one-object run is the first object "
+            "alone; the others differ in shape and pixel count, so these ratios also carry how much more or less they "
+            "cost than the first.")
+
+
 def gil_note(r: dict) -> str:
     """A remark, generated only when the data show it: the node's process bound at one core."""
     bound = [p for p in r["phases"] if (p.get("node_cpu_percent") or 0) >= 90]
@@ -590,7 +673,8 @@ def plot_ros(r: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--refresh", nargs="*", default=[], choices=("all", "eval", "bench", "ros", "faults", "diagnose"),
+    p.add_argument("--refresh", nargs="*", default=[],
+                   choices=("all", "eval", "bench", "ros", "ros_objects", "faults", "diagnose"),
                    help="measure these again even when docs/data/ has them")
     p.add_argument("--no-run", action="store_true", help="never measure: fail when an input is missing")
     p.add_argument("--dataset", default=None,
@@ -616,6 +700,7 @@ def main(argv: list[str] | None = None) -> int:
     for b in ("classic", "one2any"):
         ensure_bench(b, args)
     ensure_ros(args)
+    ensure_ros_objects(args)
     ensure_faults(args)
     ensure_diagnose(args)
 
@@ -625,6 +710,7 @@ def main(argv: list[str] | None = None) -> int:
                if (DATA / f"bench_{b}.json").exists()}
     bench = benches["classic"]
     ros = json.loads((DATA / "ros_bench.json").read_text())
+    ros_objects = json.loads((DATA / "ros_bench_objects.json").read_text())
     faults = json.loads((DATA / "faults.json").read_text())
     diagnose = json.loads((DATA / "diagnose_val30.json").read_text())
     appearance = json.loads((DATA / "appearance.json").read_text()) if (DATA / "appearance.json").exists() else None
@@ -645,6 +731,7 @@ Do not edit by hand. Machine of the ROS and latency runs: {m['cpu_count']} CPU c
 {appearance_section(appearance) if appearance else ""}
 {"".join(stages_section(b) for b in benches.values())}
 {ros_section(ros)}
+{objects_section(ros_objects)}
 {faults_section(faults)}
 ## Bad input, generated (test/test_property.py)
 

@@ -20,6 +20,13 @@ reference in effect after each re-capture is known from the stamp the node repor
 p99 latency < 3x the median processing time, memory growth < 50 MB, clear_reference and parameter calls
 answered within 200 ms. Everything goes to ``<out>/ros_bench.json`` (docs/benchmarks.md is generated from it
 by tools/make_benchmarks_doc.py).
+
+``--objects N`` (``run_objects_bench``) measures what several objects cost instead: the camera plays a rendered
+scene (``demo.multi_object_scene``: four held-out test objects' places, the first N filled, mono16 label image) and
+the node holds N references (one per label, ground-truth poses). Frames one at a time (1 Hz) give the per-frame
+processing cost (the node's latency_ms of a frame's last object); then ``duration`` s at 30 Hz give poses per second
+per object and stamp-to-estimate latency. The same objects at the same places for every N, so the costs compare;
+``<out>/ros_bench_objects_<N>.json``.
 """
 from __future__ import annotations
 
@@ -60,6 +67,7 @@ def camera_main(argv: list[str] | None = None) -> int:
     p.add_argument("--namespace", default=NAMESPACE)
     p.add_argument("--wait", type=float, default=15.0, help="seconds to wait for the node's subscriptions")
     p.add_argument("--stamps", default=None, help="write 'stamp_ns frame' lines of every published frame here")
+    p.add_argument("--scene", default=None, help="play this scene (save_scene's .npz) instead of the bundled sample")
     a = p.parse_args(argv)
 
     import rclpy
@@ -71,7 +79,7 @@ def camera_main(argv: list[str] | None = None) -> int:
     from .harness import frame_messages
     from .transport import apply_default_transport
 
-    frames = load_sample_sequence()["frames"]
+    frames = load_scene(a.scene) if a.scene else load_sample_sequence()["frames"]
     msgs = {i: frame_messages(frames[i], 0, frame_id=FRAME_ID.format(i)) for i in sorted(set(PING_PONG))}
     apply_default_transport()
     rclpy.init(args=["one2any_bench_camera"])
@@ -151,14 +159,14 @@ def control_main(argv: list[str] | None = None) -> int:
 class Camera:
     """The camera process, started for one phase."""
 
-    def __init__(self, rate: float, duration: float, hold: float, log_path: Path) -> None:
+    def __init__(self, rate: float, duration: float, hold: float, log_path: Path, *, scene: Path | None = None) -> None:
         from .transport import transport_env
 
         self.stamps_path = log_path.with_name(log_path.stem + "_stamps.txt")
         self.stamps_path.unlink(missing_ok=True)
         self.args = [sys.executable, "-m", "one2any_ros.ros.bench", "camera", "--rate", f"{rate:.3f}",
                      "--duration", f"{duration:.3f}", "--hold", f"{hold:.3f}", "--namespace", NAMESPACE,
-                     "--stamps", str(self.stamps_path)]
+                     "--stamps", str(self.stamps_path)] + (["--scene", str(scene)] if scene else [])
         env = transport_env()
         env.setdefault("PYTHONUNBUFFERED", "1")
         self._log = open(log_path, "ab")
@@ -373,25 +381,34 @@ def _machine() -> dict:
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
+def _start_node(out_dir: Path, stem: str, *, backend: str, device: str, checkpoint: str | None, **extra):
+    """The node under test with the package defaults, the backend asked for and ``extra`` parameters, its reference
+    file and log (``<stem>_reference.zip``, ``<stem>_node.log``) fresh in ``out_dir``: (NodeProcess, its params)."""
+    from ..reference_store import ReferenceStore
+    from .harness import NodeProcess
+
+    ref_file = out_dir / f"{stem}_reference.zip"
+    ReferenceStore(ref_file).clear()  # every object of an earlier run here, or the node would start with them
+    params = {"backend": backend, "device": device, "reference_path": str(ref_file), **extra}
+    if checkpoint:
+        params["checkpoint"] = checkpoint
+    node_log = out_dir / f"{stem}_node.log"
+    node_log.unlink(missing_ok=True)
+    return NodeProcess(namespace=NAMESPACE, params=params, log_path=node_log).start(), params
+
+
 def run_ros_bench(*, backend: str = "auto", device: str = "auto", checkpoint: str | None = None,
                   duration: float = 60.0, out_dir: Path = Path("outputs/bench"), hold: float = 0.5,
                   calibration_s: float = 10.0, verbose: bool = True) -> dict:
     from ..data.sample import load_sample_sequence
-    from .harness import GraphClient, NodeProcess, frame_messages
+    from .harness import GraphClient, frame_messages
 
     say = print if verbose else (lambda *a, **k: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frames = load_sample_sequence()["frames"]
     truth = Truth(frames)
-    ref_file = out_dir / "ros_bench_reference.zip"
-    ref_file.unlink(missing_ok=True)
-    params = {"backend": backend, "device": device, "reference_path": str(ref_file)}
-    if checkpoint:
-        params["checkpoint"] = checkpoint
-    node_log = out_dir / "ros_bench_node.log"
-    node_log.unlink(missing_ok=True)
-    node = NodeProcess(namespace=NAMESPACE, params=params, log_path=node_log).start()
+    node, params = _start_node(out_dir, "ros_bench", backend=backend, device=device, checkpoint=checkpoint)
     from .transport import transport_env
 
     control = subprocess.Popen([sys.executable, "-m", "one2any_ros.ros.bench", "control"], env=transport_env(),
@@ -600,8 +617,181 @@ def format_report(r: dict) -> str:
     return "\n".join(lines)
 
 
+# --- several objects (--objects N) ---------------------------------------------------------------------------
+
+OBJECTS_PREFIX = "obj_"  # TF child frames of the benchmark's objects: obj_1, obj_2, ...
+OBJECTS_CALIBRATION_HZ = 1.0  # frames one at a time even for four objects (a few times one object's cost)
+OBJECTS_RATE_HZ = 30.0
+
+
+def save_scene(path: Path, frames: list[dict]) -> Path:
+    """A rendered scene (demo.multi_object_scene's frames) as one .npz the camera process loads."""
+    np.savez(path, rgb=np.stack([f["rgb"] for f in frames]), depth=np.stack([f["depth"] for f in frames]),
+             labels=np.stack([f["labels"] for f in frames]), K=np.asarray(frames[0]["K"]),
+             T_cam_obj=np.stack([np.stack(f["T_cam_obj"]) for f in frames]))
+    return path
+
+
+def load_scene(path: str | Path) -> list[dict]:
+    """save_scene's frames: {rgb, depth (m), labels, K, T_cam_obj (list, one pose per object)}."""
+    with np.load(path) as z:
+        return [{"rgb": z["rgb"][i], "depth": z["depth"][i], "labels": z["labels"][i], "K": z["K"],
+                 "T_cam_obj": list(z["T_cam_obj"][i])} for i in range(len(z["rgb"]))]
+
+
+def run_objects_bench(n_objects: int, *, backend: str = "auto", device: str = "auto", checkpoint: str | None = None,
+                      duration: float = 25.0, out_dir: Path = Path("outputs/bench"), hold: float = 0.5,
+                      calibration_s: float | None = None, verbose: bool = True) -> dict:
+    """The node with ``n_objects`` references on one labelled stream: per-frame cost (frames one at a time), then
+    ``duration`` s at 30 Hz (poses/s per object, latency). Writes ``<out_dir>/ros_bench_objects_<N>.json``.
+    ``calibration_s`` defaults to one whole turn back and forth, so the load phase starts where the object is (a
+    jump would cost a global search inside the measurement)."""
+    from ..demo import SCENE_OBJECTS, multi_object_scene
+    from .demo_graph import estimate_receipts
+    from .harness import GraphClient, frame_messages
+
+    say = print if verbose else (lambda *a, **k: None)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    specs, frames = multi_object_scene(n_objects, max(PING_PONG) + 1, slots=SCENE_OBJECTS)
+    scene = save_scene(out_dir / "ros_bench_objects_scene.npz", frames)
+    ids = [str(k + 1) for k in range(n_objects)]
+    node, params = _start_node(out_dir, "ros_bench_objects", backend=backend, device=device, checkpoint=checkpoint,
+                               object_frame_prefix=OBJECTS_PREFIX)
+    client = GraphClient(namespace=NAMESPACE, client_name="one2any_bench")
+    receipts = estimate_receipts(client)
+    report: dict = {"machine": _machine(), "n_objects": n_objects, "duration_s": duration, "hold_s": hold,
+                    "node_params": params, "objects": [
+                        {"object_id": oid, "mask_label": k + 1, "name": o.name, "obj_id": o.obj_id,
+                         "diameter_mm": o.diameter * 1000, "pixels_frame0": int((frames[0]["labels"] == k + 1).sum())}
+                        for k, (oid, o) in enumerate(zip(ids, specs))]}
+    mem = None
+    try:
+        if not client.wait_ready(90):
+            raise RuntimeError("the node did not come up; log:\n" + node.log_text()[-3000:])
+        mem = MemorySampler(node.proc.pid)
+        for k, oid in enumerate(ids):
+            res = client.set_reference_on(frame_messages(frames[0], time.time_ns(), frame_id=FRAME_ID.format(0)),
+                                          object_id=oid, mask_label=k + 1, T_cam_obj=frames[0]["T_cam_obj"][k],
+                                          call_timeout=60, repeat_s=0.5)
+            if not res.success:
+                raise RuntimeError(f"set_reference of object {oid} failed: {res.message}")
+        d = client.wait_diagnostics(timeout=5) or {}
+        report["backend"], report["device"] = d.get("backend", backend), d.get("device", device)
+        say(f"node up: backend {report['backend']} on {report['device']}; {n_objects} references set")
+        run = _ObjectsRun(client, receipts, ids, frames, scene, mem, out_dir)
+        # one step of the turn per frame while calibrating (as the soak's 2 Hz x 0.5 s): every frame is tracked
+        calibration_s = calibration_s or len(PING_PONG) / OBJECTS_CALIBRATION_HZ
+        report["phases"] = [run.phase("frames one at a time", OBJECTS_CALIBRATION_HZ, calibration_s,
+                                      1.0 / OBJECTS_CALIBRATION_HZ, say),
+                            run.phase(f"{OBJECTS_RATE_HZ:.0f} Hz", OBJECTS_RATE_HZ, duration, hold, say)]
+        report["summary"] = _objects_summary(report["phases"])
+        report["node_alive"] = node.alive()
+    finally:
+        if mem is not None:
+            mem.stop()
+        client.close()
+        report["node_exit_code"] = node.stop()
+    (out_dir / f"ros_bench_objects_{n_objects}.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+class _ObjectsRun:
+    """The phases of one objects benchmark: the camera plays the scene at a rate; what came back is measured."""
+
+    def __init__(self, client, receipts: dict, ids: list[str], frames: list[dict], scene: Path, mem,
+                 out_dir: Path) -> None:
+        self.client, self.receipts, self.ids, self.frames = client, receipts, ids, frames
+        self.scene, self.mem, self.out_dir = scene, mem, out_dir
+        self.wall_minus_mono = time.time() - time.monotonic()  # receipt times (monotonic) -> wall clock, like stamps
+
+    def phase(self, name: str, rate: float, duration: float, hold: float, say) -> dict:
+        """The camera at ``rate`` Hz for ``duration`` s, each scene frame shown ``hold`` s; what came back."""
+        d0 = self.client.wait_diagnostics(timeout=3) or {}
+        cpu0, t0 = self.mem.cpu_s(), time.monotonic()
+        cam = Camera(rate, duration, hold, self.out_dir / "ros_bench_objects_camera.log", scene=self.scene)
+        cam_res = cam.result(duration + 60)
+        node_cpu = 100 * (self.mem.cpu_s() - cpu0) / (time.monotonic() - t0)
+        time.sleep(2.0)  # the last poses and one more /diagnostics
+        d1 = self.client.wait_diagnostics(timeout=3) or {}
+        shown = cam.frames()  # stamp -> scene frame of every frame the camera sent in this phase
+        with self.client.lock:
+            got = {key: (e, self.receipts.get(key)) for key, e in self.client.object_estimates.items()
+                   if key[0] in shown}
+        seconds = float(cam_res.get("duration_s") or duration)
+        per_object = {oid: self._object(oid, k, got, shown, seconds) for k, oid in enumerate(self.ids)}
+        complete = [s for s in shown if all((s, oid) in got for oid in self.ids)]
+        per_frame = [max(got[(s, oid)][0].latency_ms for oid in self.ids) for s in complete]
+        latency = [v for o in per_object.values() for v in o.pop("_latency")]
+        ph = {"name": name, "target_rate_hz": rate, "camera": cam_res, "frames_sent": len(shown),
+              "frames_with_every_pose": len(complete), "frames_per_s": len(complete) / seconds,
+              "dropped_frames": int(d1.get("dropped_frames") or 0) - int(d0.get("dropped_frames") or 0),
+              "per_frame_ms": _stats(per_frame), "latency_ms": _stats(latency), "node_cpu_percent": node_cpu,
+              "memory_mb": self.mem.now(), "objects": per_object}
+        say(f"  {name}: sent {len(shown)} ({cam_res.get('rate_hz', 0):.1f} Hz), frames with every pose "
+            f"{len(complete)}; per frame median {ph['per_frame_ms'].get('median', float('nan')):.0f} ms; poses/s per "
+            "object " + ", ".join(f"{oid} {o['poses_per_s']:.1f}" for oid, o in per_object.items())
+            + f"; latency median {ph['latency_ms'].get('median', float('nan')):.0f} ms "
+              f"p99 {ph['latency_ms'].get('p99', float('nan')):.0f} ms")
+        return ph
+
+    def _object(self, oid: str, k: int, got: dict, shown: dict[int, int], seconds: float) -> dict:
+        """One object's poses in a phase: rate, latency (stamp -> estimate here), node latency, errors."""
+        from ..geometry import rotation_angle_deg
+        from . import conversions as conv
+
+        mine = [(s, e, t) for (s, o), (e, t) in got.items() if o == oid]
+        latency = [1000 * (t + self.wall_minus_mono - s / 1e9) for s, _, t in mine if t is not None]
+        errs = []
+        for s, e, _ in mine:
+            T, G = conv.pose_to_matrix(e.pose), self.frames[shown[s]]["T_cam_obj"][k]
+            errs.append((float(rotation_angle_deg(T[:3, :3].T @ G[:3, :3])), float(1000 * np.linalg.norm(T[:3, 3] - G[:3, 3]))))
+        return {"poses": len(mine), "poses_per_s": len(mine) / seconds, "latency_ms": _stats(latency),
+                "node_latency_ms": _stats([e.latency_ms for _, e, _ in mine]),
+                "within_tolerance": sum(r < ROT_TOL_DEG and t < TRANS_TOL_MM for r, t in errs),
+                "rot_err_deg": _stats([r for r, _ in errs]), "trans_err_mm": _stats([t for _, t in errs]),
+                "_latency": latency}
+
+
+def _objects_summary(phases: list[dict]) -> dict:
+    """The numbers the docs' table shows: per-frame cost with frames one at a time, the rest under load."""
+    cal, load = phases
+    objs = load["objects"].values()
+    return {"per_frame_ms": cal["per_frame_ms"].get("median"), "per_frame_ms_p90": cal["per_frame_ms"].get("p90"),
+            "poses_per_s_per_object": float(np.mean([o["poses_per_s"] for o in objs])),
+            "latency_ms_median": load["latency_ms"].get("median"), "latency_ms_p99": load["latency_ms"].get("p99"),
+            "frames_per_s": load["frames_per_s"],
+            "ms_per_frame_under_load": 1000.0 / load["frames_per_s"] if load["frames_per_s"] else None,
+            "within_tolerance": sum(o["within_tolerance"] for o in objs),
+            "poses": sum(o["poses"] for o in objs), "tolerance": [ROT_TOL_DEG, TRANS_TOL_MM]}
+
+
+def format_objects_report(r: dict) -> str:
+    s = r["summary"]
+    lines = [f"ROS node, {r['n_objects']} object(s) on one labelled stream: backend {r.get('backend')} on "
+             f"{r.get('device')}, {r['machine']['cpu_count']} CPU cores",
+             f"per-frame cost (frames one at a time): median {s['per_frame_ms'] or float('nan'):.0f} ms, p90 "
+             f"{s['per_frame_ms_p90'] or float('nan'):.0f} ms",
+             f"{r['phases'][1]['name']} in: {s['poses_per_s_per_object']:.1f} poses/s per object "
+             f"({s['frames_per_s']:.1f} frames/s with every pose), latency median {s['latency_ms_median'] or 0:.0f} ms, "
+             f"p99 {s['latency_ms_p99'] or 0:.0f} ms; within {s['tolerance'][0]:.0f} deg / {s['tolerance'][1]:.0f} mm: "
+             f"{s['within_tolerance']}/{s['poses']}"]
+    for oid, o in r["phases"][1]["objects"].items():
+        lines.append(f"  {OBJECTS_PREFIX}{oid}: {o['poses_per_s']:.1f} poses/s, latency median "
+                     f"{o['latency_ms'].get('median', float('nan')):.0f} ms, median error "
+                     f"{o['rot_err_deg'].get('median', float('nan')):.1f} deg / {o['trans_err_mm'].get('median', float('nan')):.1f} mm")
+    return "\n".join(lines)
+
+
 def main(args) -> int:
-    """Entry of ``one2any bench --ros`` (the cli's argparse namespace: backend, device, checkpoint, out, duration)."""
+    """Entry of ``one2any bench --ros`` (the cli's argparse namespace: backend, device, checkpoint, out, duration,
+    objects)."""
+    if getattr(args, "objects", None):
+        report = run_objects_bench(args.objects, backend=args.backend, device=args.device, checkpoint=args.checkpoint,
+                                   duration=float(args.duration), out_dir=Path(args.out))
+        print(format_objects_report(report))
+        print(f"-> {Path(args.out) / f'ros_bench_objects_{args.objects}.json'}")
+        return 0 if report.get("node_alive") else 1
     report = run_ros_bench(backend=args.backend, device=args.device, checkpoint=args.checkpoint,
                            duration=float(getattr(args, "duration", 60.0)), out_dir=Path(args.out))
     print(format_report(report))
@@ -610,7 +800,7 @@ def main(args) -> int:
 
 
 def _run_main(argv: list[str]) -> int:
-    """``python -m one2any_ros.ros.bench run [--backend B] [--duration S] [--out DIR]``: the same as
+    """``python -m one2any_ros.ros.bench run [--backend B] [--duration S] [--out DIR] [--objects N]``: the same as
     ``one2any bench --ros`` (for tools that should not depend on the CLI's flags)."""
     from ..backends import BACKENDS
 
@@ -620,6 +810,7 @@ def _run_main(argv: list[str]) -> int:
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--duration", type=float, default=60.0, help="seconds per phase")
     p.add_argument("--out", default="outputs/bench")
+    p.add_argument("--objects", type=int, default=None, help="the several-objects benchmark with N objects")
     return main(p.parse_args(argv))
 
 
