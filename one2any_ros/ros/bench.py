@@ -485,10 +485,7 @@ def run_ros_bench(*, backend: str = "auto", device: str = "auto", checkpoint: st
         }
         report["node_alive"] = node.alive()
     finally:
-        if mem is not None:
-            mem.stop()
-        client.close()
-        report["node_exit_code"] = node.stop()
+        _stop(mem, client, node, report)
         control.send_signal(signal.SIGINT)
         try:
             control.wait(10)
@@ -688,10 +685,7 @@ def run_objects_bench(n_objects: int, *, backend: str = "auto", device: str = "a
         report["summary"] = _objects_summary(report["phases"])
         report["node_alive"] = node.alive()
     finally:
-        if mem is not None:
-            mem.stop()
-        client.close()
-        report["node_exit_code"] = node.stop()
+        _stop(mem, client, node, report)
     (out_dir / f"ros_bench_objects_{n_objects}.json").write_text(json.dumps(report, indent=2))
     return report
 
@@ -782,6 +776,14 @@ def format_objects_report(r: dict) -> str:
                      f"{o['rot_err_deg'].get('median', float('nan')):.1f} deg / {o['trans_err_mm'].get('median', float('nan')):.1f} mm")
     return "\n".join(lines)
 
+
+
+def _stop(mem, client, node, report: dict) -> None:
+    """A run's teardown, whatever happened: the memory sampler, the client, then the node (its exit code kept)."""
+    if mem is not None:
+        mem.stop()
+    client.close()
+    report["node_exit_code"] = node.stop()
 
 def main(args) -> int:
     """Entry of ``one2any bench --ros`` (the cli's argparse namespace: backend, device, checkpoint, out, duration,
