@@ -11,12 +11,17 @@ each tracked from its own last pose, all estimated on one decoded frame.
 
 What the objects share per frame: the decoded rgb and depth, the label image, the free-space depth
 (``verify.near_depth``) and the backend. What stays per object: its pixels, and what depends on them (its
-back-projected points, colour features normalised over its own pixels, the network's crop).
+back-projected points, colour features normalised over its own pixels, the network's crop); that is most of
+the work (tracking one object at 640x480: ~4 ms shared, ~24 ms its own), so the objects of a frame run on up to
+``workers`` threads (numpy, SciPy's KD-trees and torch release the GIL in their loops): on 2 cores, 2 objects
+cost ~1.5x one object's frame and 4 objects ~2.9x (docs/benchmarks.md, Several objects).
 No ROS here; the node (ros/node.py) is a thin layer over it.
 """
 from __future__ import annotations
 
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -119,10 +124,14 @@ class MultiObjectEstimator:
     """Named references on one stream (see the module docstring). Not thread-safe: one caller (the node's worker)."""
 
     def __init__(self, backend: str | Backend = "auto", *, settings: EstimatorSettings | None = None,
-                 device: str = "auto", checkpoint: str | None = None, max_objects: int = MAX_OBJECTS) -> None:
+                 device: str = "auto", checkpoint: str | None = None, max_objects: int = MAX_OBJECTS,
+                 workers: int | None = None) -> None:
+        """``workers``: threads that estimate a frame's objects side by side (None = the CPU count; 1 = in turn)."""
         self.backend: Backend = create_backend(backend, device=device, checkpoint=checkpoint) if isinstance(backend, str) else backend
         self.settings = settings or EstimatorSettings()
         self.max_objects = int(max_objects)
+        self.workers = max(1, int(workers if workers is not None else (os.cpu_count() or 1)))
+        self._pool: ThreadPoolExecutor | None = None  # made on the first frame with more than one object
         self._objects: dict[str, TrackedObject] = {}  # insertion order = the order they were set
 
     # --- references ------------------------------------------------------------------------------------
@@ -190,13 +199,28 @@ class MultiObjectEstimator:
 
     # --- estimation --------------------------------------------------------------------------------------
     def estimate_all(self, frame: Frame, *, track: bool = True) -> dict[str, PoseResult | One2AnyError]:
-        """Every object on one frame, in the order they were set: its PoseResult, or the error that says why
-        not. Only One2AnyError is caught (bad input, no trustworthy pose); anything else is a bug and raises."""
-        out: dict[str, PoseResult | One2AnyError] = {}
-        for oid, obj in self._objects.items():
-            try:
-                view = frame.view(obj.mask_label)
-                out[oid] = obj.estimator.estimate(view, track=track, near_depth=frame.near_depth())
-            except One2AnyError as e:  # its last good pose stays: tracking resumes after a brief occlusion
-                out[oid] = e
-        return out
+        """Every object on one frame: its PoseResult, or the error that says why not, in the order they were set.
+        Only One2AnyError is caught (bad input, no trustworthy pose); anything else is a bug and raises."""
+        near = frame.near_depth()  # shared: computed before the objects start
+
+        def one(obj: TrackedObject) -> PoseResult | One2AnyError:
+            try:  # its last good pose stays on an error: tracking resumes after a brief occlusion
+                return obj.estimator.estimate(frame.view(obj.mask_label), track=track, near_depth=near)
+            except One2AnyError as e:
+                return e
+
+        objs = list(self._objects.values())
+        if len(objs) > 1 and self.workers > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=min(self.workers, self.max_objects),
+                                                thread_name_prefix="one2any_object")
+            results = list(self._pool.map(one, objs))
+        else:
+            results = [one(o) for o in objs]
+        return {o.object_id: r for o, r in zip(objs, results)}
+
+    def close(self) -> None:
+        """Stop the worker threads (they also end with the process)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None

@@ -51,6 +51,22 @@ def test_a_missing_label_costs_only_its_object(two_objects):
     assert _add(res["a"].T_camera_object, poses["a"][1], objs[0]) < 0.1 * objs[0].diameter
 
 
+def test_objects_side_by_side_give_what_they_give_in_turn(two_objects):
+    """Threads only change when each object is estimated, never its result."""
+    _, poses, frames, K = two_objects
+    f0, f1 = (decode_frame(*f, K) for f in frames)
+    out = []
+    for workers in (1, 2):
+        m = MultiObjectEstimator("classic", workers=workers)
+        m.set_reference("a", f0, mask_label=1, T_cam_obj=poses["a"][0])
+        m.set_reference("b", f0, mask_label=2, T_cam_obj=poses["b"][0])
+        out.append(m.estimate_all(f1, track=False))
+        m.close()
+    assert list(out[0]) == list(out[1]) == ["a", "b"]
+    for key in "ab":
+        np.testing.assert_allclose(out[1][key].T_camera_object, out[0][key].T_camera_object, atol=1e-9)
+
+
 def test_sharing_the_frame_changes_nothing(two_objects):
     """The free-space depth computed once per frame gives the same pose as each object computing its own."""
     from one2any_ros.estimator import PoseEstimator

@@ -251,6 +251,7 @@ class One2AnyNode(Node):
             self._frame_cv.notify_all()
         if self._worker.is_alive() and self._worker is not threading.current_thread():
             self._worker.join(timeout=5.0)
+        self._objects.close()
         super().destroy_node()
 
     def _process(self, frame: Frame) -> None:
