@@ -120,23 +120,22 @@ class NodeStats:
         return DiagnosticStatus(level=level, name=name, message=msg, hardware_id=device,
                                 values=[KeyValue(key=k, value=values[k]) for k in KEYS])
 
-
-def object_status(name: str, stats: NodeStats) -> DiagnosticStatus:
-    """One object's status (``name`` = ``<node's full name>/<child frame>``): OK while its last frame gave it a
-    pose, WARN with the reason when it did not."""
-    with stats._lock:
-        recent = stats._recent(time.monotonic())
-        values = {"confidence": f"{stats.confidence:.3f}", "inliers": str(stats.inliers),
-                  "rate_hz": f"{len(recent) / stats.window_s:.2f}", "last_failure": stats.last_failure}
-        last_ok = stats.last_ok
-    if last_ok is None:
-        level, msg = DiagnosticStatus.OK, "waiting for the first pose"
-    elif last_ok:
-        level, msg = DiagnosticStatus.OK, f"tracking at {values['rate_hz']} Hz"
-    else:
-        level, msg = DiagnosticStatus.WARN, "last frame gave no pose: " + (values["last_failure"] or "no reason recorded")
-    return DiagnosticStatus(level=level, name=name, message=msg,
-                            values=[KeyValue(key=k, value=values[k]) for k in OBJECT_KEYS])
+    def object_status(self, name: str) -> DiagnosticStatus:
+        """One object's status (``name`` = ``<node's full name>/<child frame>``; keys OBJECT_KEYS): OK while its
+        last frame gave it a pose, WARN with the reason when it did not."""
+        with self._lock:
+            recent = self._recent(time.monotonic())
+            values = {"confidence": f"{self.confidence:.3f}", "inliers": str(self.inliers),
+                      "rate_hz": f"{len(recent) / self.window_s:.2f}", "last_failure": self.last_failure}
+            last_ok = self.last_ok
+        if last_ok is None:
+            level, msg = DiagnosticStatus.OK, "waiting for the first pose"
+        elif last_ok:
+            level, msg = DiagnosticStatus.OK, f"tracking at {values['rate_hz']} Hz"
+        else:
+            level, msg = DiagnosticStatus.WARN, "last frame gave no pose: " + (values["last_failure"] or "no reason recorded")
+        return DiagnosticStatus(level=level, name=name, message=msg,
+                                values=[KeyValue(key=k, value=values[k]) for k in OBJECT_KEYS])
 
 
 def failure_text(reason: str, message: str) -> str:

@@ -62,7 +62,7 @@ from ..reference_store import ReferenceStore
 from ..srv import ListReferences, RemoveReference, SetReference
 from . import conversions as conv
 from . import params
-from .diagnostics import NodeStats, diagnostic_array, failure_text, object_status
+from .diagnostics import NodeStats, diagnostic_array, failure_text
 from .sync import Frame, FrameSynchronizer
 from .tf import broadcaster_name, create_broadcaster
 from .transport import apply_default_transport
@@ -113,11 +113,12 @@ class One2AnyNode(Node):
         self._estimate_pub = self.create_publisher(PoseEstimate, "~/estimate", OUT_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUT_QOS)
         self._debug_pub = None
-        self._det_pub = None
+        self._det_pub = self._det = None  # ~/detections and its builder (ros/detections.py), when vision_msgs imports
         try:
+            from . import detections
             from vision_msgs.msg import Detection3DArray
 
-            self._det_pub = self.create_publisher(Detection3DArray, "~/detections", OUT_QOS)
+            self._det, self._det_pub = detections, self.create_publisher(Detection3DArray, "~/detections", OUT_QOS)
         except ImportError as e:
             self.get_logger().error(f"~/detections will not be published: vision_msgs missing ({e})")
         try:
@@ -289,7 +290,7 @@ class One2AnyNode(Node):
         for oid, r in results.items():
             if isinstance(r, One2AnyError):
                 self._object_stats(oid).failure(r.reason, str(r) or type(r).__name__)
-                self._fail(r.reason, (str(r) or type(r).__name__) if oid == DEFAULT_OBJECT else f"object '{oid}': {r}")
+                self._fail(r.reason, str(r) if oid == DEFAULT_OBJECT else f"object '{oid}': {r}")  # failure_text fills ""
         detections = []
         for oid, r in results.items():
             if isinstance(r, One2AnyError):
@@ -307,16 +308,12 @@ class One2AnyNode(Node):
                 self._tf.sendTransform(TransformStamped(header=header, child_frame_id=child,
                                                         transform=conv.matrix_to_transform(T)))
             if self._det_pub is not None:
-                from .detections import DetectionInput
-
-                detections.append(DetectionInput(child_frame=child, T_camera_object=T, confidence=float(r.confidence),
+                detections.append(self._det.DetectionInput(child_frame=child, T_camera_object=T, confidence=float(r.confidence),
                                                  size_m=self._extent(oid, refs[oid])))
             self._object_stats(oid).pose_published(latency_ms, r.inliers, r.confidence)
             self._stats.pose_published(latency_ms, r.inliers, r.confidence)
         if self._det_pub is not None:
-            from .detections import detection_array
-
-            self._det_pub.publish(detection_array(header, detections))
+            self._det_pub.publish(self._det.detection_array(header, detections))
         if s.debug:
             self._publish_debug(header, qframe, results, refs)
 
@@ -332,9 +329,7 @@ class One2AnyNode(Node):
         """The reference cloud's extent in O (metres): Detection3D's bbox.size; once per reference."""
         cached = self._extents.get(object_id)
         if cached is None or cached[0] is not ref:
-            from .detections import object_extent
-
-            cached = (ref, object_extent(transform_points(invert_transform(ref.T_C_O), ref.points_C)))
+            cached = (ref, self._det.object_extent(transform_points(invert_transform(ref.T_C_O), ref.points_C)))
             self._extents[object_id] = cached
         return cached[1]
 
@@ -417,9 +412,6 @@ class One2AnyNode(Node):
             self._check_age(frame, s)
             T_cam_obj = conv.pose_to_matrix(req.object_pose) if req.has_object_pose else None
             qframe = conv.frame_from_messages(frame.msgs, min_depth=s.min_depth, max_depth=s.max_depth)
-            if label > qframe.max_label:
-                raise InputError(f"mask_label {label} cannot occur in this {qframe.labels.dtype} mask (0..{qframe.max_label})",
-                                 reason="bad_mask_label")
             with self._estimator() as objs:
                 objs.set_settings(s.estimator)
                 ref = objs.set_reference(oid, qframe, mask_label=label, T_cam_obj=T_cam_obj)
@@ -598,7 +590,7 @@ class One2AnyNode(Node):
                                     backend=backend.name, device=str(getattr(backend, "device", "cpu")),
                                     note=self._backend_note, now_ns=self.get_clock().now().nanoseconds,
                                     stale_ms=1000.0 * STALE_INPUT_S, worker_error=self._worker_error)
-        per_object = [object_status(f"{name}/{self._child_frame(oid, s)}", self._object_stats(oid))
+        per_object = [self._object_stats(oid).object_status(f"{name}/{self._child_frame(oid, s)}")
                       for oid, _, _ in listing]
         with self._diag_lock:
             self._diag_pub.publish(diagnostic_array([status] + per_object, self.get_clock().now().to_msg()))
