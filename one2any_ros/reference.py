@@ -21,7 +21,7 @@ import numpy as np
 from . import camera
 from .errors import InputError, NoReferenceError, ReferenceFileError
 from .geometry import is_rigid, orthonormalize
-from .verify import colour_features
+from .colour import colour_features
 
 REFERENCE_FORMAT_VERSION = 1
 RADIUS_PERCENTILE = 95.0

@@ -408,7 +408,7 @@ class _Dist:
 
 def _init_distributed(device: str) -> tuple[_Dist, torch.device]:
     """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; otherwise a single process."""
-    from .backends.one2any import resolve_device
+    from .model.device import resolve_device
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:

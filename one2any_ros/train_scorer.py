@@ -95,7 +95,7 @@ def collect_pools(dataset: Path, backend, *, top: int, grid: int, desc: str = "p
     from .evaluate import load_eval_model, plan_scene
     from .model.scorer import comparison_images, scorer_query, scorer_reference
     from .reference import make_view
-    from .verify import colour_features
+    from .colour import colour_features
 
     est = PoseEstimator(backend)
     est.record_pool = True

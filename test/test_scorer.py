@@ -11,7 +11,7 @@ from one2any_ros.errors import CheckpointError
 from one2any_ros.model.checkpoint import save_checkpoint
 from one2any_ros.model.scorer import (DEFAULT_SCORER, IMAGE_CHANNELS, HypothesisScorer, ScorerConfig, comparison_images,
                                       listwise_loss, load_scorer, save_scorer, scorer_query, scorer_reference)
-from one2any_ros.verify import colour_features
+from one2any_ros.colour import colour_features
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TINY = ScorerConfig(grid=16, widths=(8, 8, 8, 8, 8), hidden=8)

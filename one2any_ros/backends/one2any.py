@@ -17,6 +17,7 @@ import torch
 from ..errors import CheckpointError, One2AnyError
 from ..geometry import ransac_rigid_thresholds, subsample
 from ..model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from ..model.device import resolve_device
 from ..model.inputs import CropWindow, output_at_pixels, query_input, reference_input, roll_query_input, unroll_output
 from ..model.network import EMBEDDING_KEYS, confidence_from_log_b
 from ..model.scorer import DEFAULT_SCORER, ScorerReference, comparison_images, load_scorer, scorer_query, scorer_reference
@@ -40,17 +41,6 @@ RANSAC_THRESHOLD_STEPS = (1.0, 2.0, 0.5, 1.5, 3.0, 0.75)  # x settings.ransac_th
 # or when it has no summary at all.
 ROC_VERIFIER_MAX_VAL_ERR = 0.3
 ROC_VERIFIER_MIN_VAL_SPAN_DEG = 180.0
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; an explicit ``cuda`` that is absent raises One2AnyError."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise One2AnyError(f"device '{device}' was requested but CUDA is not available", reason="device_unavailable")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise One2AnyError(f"unknown device '{device}' (auto|cpu|cuda)", reason="bad_device")
-    return torch.device(device)
 
 
 class One2AnyBackend(Backend):

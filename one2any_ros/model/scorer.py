@@ -10,7 +10,7 @@ the rendered surface is in front of or behind the observed one) is a pattern a C
 training pools, the way FoundationPose ranks its hypotheses.
 
 Input per hypothesis, on a G x G grid over the query crop (``camera.crop_box``), 11 channels:
-query colour features (3, ``verify.colour_features``), query depth relative to its median / diameter (1), query
+query colour features (3, ``colour.colour_features``), query depth relative to its median / diameter (1), query
 mask (1); the reference cloud placed by the hypothesis and splatted into the same grid, nearest point wins:
 its colour features (3), its relative depth (1), coverage (1), depth difference to the query clipped to +-1 (1).
 The verifier's score of the hypothesis enters as a 12th constant channel and again before the head.
@@ -125,7 +125,7 @@ class ScorerQuery:
 
 def scorer_query(depth: np.ndarray, mask: np.ndarray, colour: np.ndarray, K: np.ndarray, diameter: float,
                  grid: int) -> ScorerQuery:
-    """``colour``: the query's colour features over the image (``verify.colour_features(rgb, mask)``)."""
+    """``colour``: the query's colour features over the image (``colour.colour_features(rgb, mask)``)."""
     win = crop_window(mask, grid)
     qm = crop_nearest(mask, win).astype(np.float32)
     qd = crop_nearest(depth, win).astype(np.float32)
