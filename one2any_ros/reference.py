@@ -126,7 +126,7 @@ class Reference:
     scale: float  # s, metres
     points_C: np.ndarray  # (N,3) float64 reference surface points in C, metres (subsampled)
     roc_map: np.ndarray  # (H,W,3) float32 ROC of every valid mask pixel (0 elsewhere)
-    colour_C: np.ndarray  # (N,3) float32 lighting-tolerant colour features of points_C (verify.colour_features)
+    colour_C: np.ndarray  # (N,3) float32 lighting-tolerant colour features of points_C (colour.colour_features)
     embedding: dict[str, np.ndarray] = field(default_factory=dict)
     embedding_backend: str = ""
 

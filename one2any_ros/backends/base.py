@@ -43,7 +43,7 @@ class QueryContext:
     pixels: np.ndarray  # (N,2) their (v, u)
     tree: cKDTree  # over a subsample of ``points`` (ICP target)
     centroid: np.ndarray  # (3,) median of the points
-    colour: np.ndarray  # (N,3) colour features of ``points`` (verify.colour_features)
+    colour: np.ndarray  # (N,3) colour features of ``points`` (colour.colour_features)
     target: "DepthTarget"  # the query observation prepared for the verifier
     tree_index: np.ndarray  # (T,) which of ``points`` are in ``tree``
     _colour_trees: dict = field(default_factory=dict)
