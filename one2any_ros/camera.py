@@ -5,6 +5,7 @@ pixel centres at integer coordinates (OpenCV convention).
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from .errors import InputError
@@ -108,16 +109,30 @@ def pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return u, v
 
 
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(r0, r1, c0, c1): the rows r0:r1 and columns c0:c1 that hold every True pixel of a (H,W) bool mask (None when
+    it is empty). Per-object work indexes inside this box instead of scanning the whole frame: an object is a few
+    per cent of a 640x480 image, and a full-frame ``np.nonzero`` costs more than the rest of its back-projection."""
+    m = np.ascontiguousarray(mask if mask.dtype == bool else mask != 0)
+    c0, r0, w, h = cv2.boundingRect(m.view(np.uint8))
+    return None if w == 0 else (r0, r0 + h, c0, c0 + w)
+
+
 def backproject(depth_m: np.ndarray, K: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Back-project valid depth pixels to 3D camera points.
 
-    Returns ``(points (N,3) float64 m in the camera frame, pixel indices (N,2) int as (v, u))``.
-    A pixel is used when depth > 0 and (mask is None or mask[v, u]).
+    Returns ``(points (N,3) float64 m in the camera frame, pixel indices (N,2) int as (v, u))``, in row-major
+    pixel order. A pixel is used when depth > 0 and (mask is None or mask[v, u]).
     """
-    valid = depth_m > 0
+    box = (0, depth_m.shape[0], 0, depth_m.shape[1]) if mask is None else mask_box(mask)
+    if box is None:
+        return np.zeros((0, 3)), np.zeros((0, 2), np.int64)
+    r0, r1, c0, c1 = box
+    valid = depth_m[r0:r1, c0:c1] > 0
     if mask is not None:
-        valid &= mask
+        valid &= mask[r0:r1, c0:c1]
     v, u = np.nonzero(valid)
+    v, u = v + r0, u + c0
     z = depth_m[v, u].astype(np.float64)
     x = (u - K[0, 2]) * z / K[0, 0]
     y = (v - K[1, 2]) * z / K[1, 1]
@@ -178,10 +193,16 @@ def object_depth_mask(depth_m: np.ndarray, K: np.ndarray, mask: np.ndarray) -> n
     reference's centroid and scale. The cluster is the run of sorted depths around the median whose gaps
     stay below max(1.5 cm, half the object's lateral radius), then bounded in 3D by 4 lateral radii.
     """
-    valid = mask & (depth_m > 0)
-    v, u = np.nonzero(valid)
+    out = np.zeros(mask.shape, bool)
+    box = mask_box(mask)
+    if box is None:
+        return out
+    r0, r1, c0, c1 = box
+    v, u = np.nonzero(mask[r0:r1, c0:c1] & (depth_m[r0:r1, c0:c1] > 0))
+    v, u = v + r0, u + c0
     if v.size < 3:
-        return valid
+        out[v, u] = True
+        return out
     z = depth_m[v, u].astype(np.float64)
     z_med = float(np.median(z))
     ext_u = np.percentile(u, 98) - np.percentile(u, 2) + 1
@@ -201,6 +222,5 @@ def object_depth_mask(depth_m: np.ndarray, K: np.ndarray, mask: np.ndarray) -> n
     p = np.stack([x, y, z], axis=1)
     c = np.median(p[keep], axis=0)
     keep &= np.linalg.norm(p - c, axis=1) < 4.0 * max(r_lat, 0.01)
-    out = np.zeros_like(valid)
     out[v[keep], u[keep]] = True
     return out

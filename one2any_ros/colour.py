@@ -5,7 +5,10 @@ every hypothesis) use it, and neither should import the other for it.
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
+
+from .camera import mask_box
 
 
 def colour_features(rgb: np.ndarray, mask: np.ndarray | None = None, *, margin: float = 0.5) -> np.ndarray:
@@ -15,18 +18,20 @@ def colour_features(rgb: np.ndarray, mask: np.ndarray | None = None, *, margin: 
     grown by ``margin`` on each side is computed (where hypotheses land); the rest stays 0."""
     h, w = rgb.shape[:2]
     out = np.zeros((h, w, 3), np.float32)
-    if mask is not None and mask.any():
-        rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-        mh, mw = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
-        r0, r1 = max(0, int(rows[0] - margin * mh)), min(h, int(rows[-1] + margin * mh) + 1)
-        c0, c1 = max(0, int(cols[0] - margin * mw)), min(w, int(cols[-1] + margin * mw) + 1)
-        sel = mask[r0:r1, c0:c1]
-    else:
-        r0, r1, c0, c1 = 0, h, 0, w
-        sel = np.ones((h, w), bool)
-    x = rgb[r0:r1, c0:c1].astype(np.float32) + 1.0
-    x /= x[sel].mean(axis=0) + 1e-6
-    s = x.sum(axis=2, keepdims=True)
-    out[r0:r1, c0:c1, :2] = 3.0 * x[..., :2] / s
-    out[r0:r1, c0:c1, 2] = 0.25 * s[..., 0] / (np.median(s[sel]) + 1e-6)
+    box = mask_box(mask) if mask is not None else (0, h, 0, w)
+    if box is None:  # an empty mask: balance over the whole image
+        box, mask = (0, h, 0, w), None
+    r0, r1, c0, c1 = box
+    mh, mw = r1 - r0, c1 - c0
+    r0, r1 = max(0, int(r0 - margin * mh)), min(h, int(r1 - 1 + margin * mh) + 1)
+    c0, c1 = max(0, int(c0 - margin * mw)), min(w, int(c1 - 1 + margin * mw) + 1)
+    sel = None if mask is None else mask[r0:r1, c0:c1].view(np.uint8)
+    x = rgb[r0:r1, c0:c1].astype(np.float32)
+    mean = np.asarray(cv2.mean(x, mask=sel)[:3]) + 1.0  # the channels' means over the mask (rgb + 1)
+    # per channel on contiguous planes: ~4x faster than numpy's strided (h,w,3) arithmetic on an object's box
+    r, g, b = ((c + 1.0) * np.float32(1.0 / (m + 1e-6)) for c, m in zip(cv2.split(x), mean))
+    s = r + g + b
+    inv = np.float32(3.0) / s
+    ref = np.median(s if sel is None else s[sel.view(bool)])
+    out[r0:r1, c0:c1] = cv2.merge([r * inv, g * inv, s * np.float32(0.25 / (ref + 1e-6))])
     return out
