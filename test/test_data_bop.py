@@ -143,7 +143,48 @@ def test_ascii_ply_and_quads(tmp_path):
     )
     ply = bop.load_ply(p)
     assert ply["pts"].shape == (4, 3) and ply["colors"][1].tolist() == [0, 255, 0]
-    assert ply["faces"].tolist() == [[0, 1, 2], [0, 2, 3]]
+    assert ply["faces"].shape == (2, 3)  # the quad as two triangles of the same winding
+    tris = {tuple(np.roll(t, -int(np.argmin(t)))) for t in ply["faces"].tolist()}
+    assert tris in ({(0, 1, 2), (0, 2, 3)}, {(0, 1, 3), (1, 2, 3)})
+
+
+@pytest.mark.parametrize("encoding", ["binary", "ascii"])
+def test_ply_round_trip_mm_uv_colours(tmp_path, encoding):
+    """save -> load keeps millimetre coordinates, normals, UVs, colours, faces and the texture file, in the
+    file's vertex order, within float32 precision (BOP ships binary and ascii models)."""
+    rng = np.random.default_rng(3)
+    n = 50
+    pts_mm = rng.uniform(-120.0, 120.0, (n, 3))  # millimetres, as BOP models
+    normals = rng.normal(size=(n, 3))
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    colors = rng.integers(0, 256, (n, 3), dtype=np.uint8)
+    uvs = rng.uniform(0.0, 1.0, (n, 2))
+    faces = rng.integers(0, n, (70, 3))
+    p = tmp_path / "obj_000001.ply"
+    bop.save_ply(
+        p, pts_mm, faces=faces, normals=normals, colors=colors, uvs=uvs, texture_file="obj_000001.png",
+        encoding=encoding,
+    )
+    assert (b"format ascii" in p.read_bytes()[:200]) == (encoding == "ascii")
+    ply = bop.load_ply(p)
+    np.testing.assert_allclose(ply["pts"], pts_mm, rtol=1e-6, atol=1e-5)  # float32 of up to 120 mm
+    np.testing.assert_allclose(ply["normals"], normals, atol=1e-6)
+    np.testing.assert_allclose(ply["texture_uv"], uvs, atol=1e-6)
+    np.testing.assert_array_equal(ply["colors"], colors)
+    assert ply["colors"].dtype == np.uint8 and ply["faces"].dtype == np.int64
+    np.testing.assert_array_equal(ply["faces"], faces)
+    assert ply["texture_file"] == "obj_000001.png"
+
+
+def test_ply_points_only(tmp_path):
+    pts = np.random.default_rng(4).uniform(-5.0, 5.0, (20, 3))
+    bop.save_ply(tmp_path / "p.ply", pts)
+    ply = bop.load_ply(tmp_path / "p.ply")
+    np.testing.assert_allclose(ply["pts"], pts, atol=1e-6)
+    assert set(ply) == {"pts"}
+    (tmp_path / "bad.ply").write_bytes(b"solid x\n")
+    with pytest.raises(ValueError):
+        bop.load_ply(tmp_path / "bad.ply")
 
 
 def test_results_csv_round_trip(tmp_path):

@@ -29,26 +29,9 @@ _SCENE_DIR = re.compile(r"^\d{6}$")
 
 
 # --------------------------------------------------------------------------------------------------
-# PLY (binary little-endian writer; ascii/binary reader)
+# PLY through trimesh (binary little-endian or ascii writer; ascii / binary reader)
 
-_PLY_TYPES = {
-    "char": "i1",
-    "int8": "i1",
-    "uchar": "u1",
-    "uint8": "u1",
-    "short": "i2",
-    "int16": "i2",
-    "ushort": "u2",
-    "uint16": "u2",
-    "int": "i4",
-    "int32": "i4",
-    "uint": "u4",
-    "uint32": "u4",
-    "float": "f4",
-    "float32": "f4",
-    "double": "f8",
-    "float64": "f8",
-}
+_UV_NAMES = (("texture_u", "texture_v"), ("u", "v"), ("s", "t"))  # the spellings trimesh reads
 
 
 def save_ply(
@@ -60,151 +43,72 @@ def save_ply(
     colors: np.ndarray | None = None,
     uvs: np.ndarray | None = None,
     texture_file: str | None = None,
+    encoding: str = "binary",
 ) -> None:
-    """Write a binary little-endian PLY. ``pts`` (N,3) in the file's unit (BOP: mm); ``colors`` (N,3)
-    uint8; ``uvs`` (N,2) as BOP's texture_u/texture_v; ``faces`` (F,3) int."""
-    pts = np.asarray(pts, np.float32)
-    n = len(pts)
-    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
-    cols = [pts]
-    if normals is not None:
-        fields += [("nx", "<f4"), ("ny", "<f4"), ("nz", "<f4")]
-        cols.append(np.asarray(normals, np.float32))
-    if colors is not None:
-        fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
-        cols.append(np.asarray(colors, np.uint8))
-    if uvs is not None:
-        fields += [("texture_u", "<f4"), ("texture_v", "<f4")]
-        cols.append(np.asarray(uvs, np.float32))
-    vert = np.empty(n, dtype=fields)
-    i = 0
-    for c in cols:
-        for k in range(c.shape[1]):
-            vert[fields[i][0]] = c[:, k]
-            i += 1
-    names = {"<f4": "float", "u1": "uchar"}
-    header = ["ply", "format binary_little_endian 1.0"]
-    if texture_file:
-        header.append(f"comment TextureFile {texture_file}")
-    header.append(f"element vertex {n}")
-    header += [f"property {names[t]} {name}" for name, t in fields]
-    nf = 0 if faces is None else len(faces)
-    header += [f"element face {nf}", "property list uchar int vertex_indices", "end_header"]
-    with open(path, "wb") as f:
-        f.write(("\n".join(header) + "\n").encode("ascii"))
-        f.write(vert.tobytes())
-        if nf:
-            fa = np.empty(nf, dtype=[("n", "u1"), ("i", "<i4", 3)])
-            fa["n"] = 3
-            fa["i"] = np.asarray(faces, np.int32)
-            f.write(fa.tobytes())
+    """Write a PLY (``encoding`` "binary" little-endian, or "ascii"). ``pts`` (N,3) in the file's unit
+    (BOP: mm), stored as float32; ``colors`` (N,3) uint8 (written as RGBA, alpha 255); ``uvs`` (N,2) as
+    BOP's texture_u/texture_v; ``faces`` (F,3) int; ``texture_file`` as BOP's ``comment TextureFile``."""
+    import trimesh
+
+    mesh = trimesh.Trimesh(
+        vertices=np.asarray(pts, np.float32),
+        faces=None if faces is None else np.asarray(faces, np.int64),
+        vertex_normals=None if normals is None else np.asarray(normals, np.float32),
+        vertex_colors=None if colors is None else np.asarray(colors, np.uint8),
+        process=False,
+        validate=False,
+    )
+    if uvs is not None:  # vertex attributes, so that vertex colours stay (a texture visual would drop them)
+        uvs = np.asarray(uvs, np.float32)
+        mesh.vertex_attributes["texture_u"] = uvs[:, 0]
+        mesh.vertex_attributes["texture_v"] = uvs[:, 1]
+    data = mesh.export(file_type="ply", encoding=encoding, vertex_normal=normals is not None)
+    if texture_file:  # trimesh writes no TextureFile comment: put it after the format line
+        magic, fmt, rest = data.split(b"\n", 2)
+        data = b"\n".join([magic, fmt, f"comment TextureFile {texture_file}".encode("ascii"), rest])
+    Path(path).write_bytes(data)
+
+
+def _texture_file(f) -> str | None:
+    """The ``comment TextureFile NAME`` of a PLY header (trimesh parses it but does not return it)."""
+    for raw in f:
+        tok = raw.decode("ascii", "replace").split()
+        if tok[:1] == ["end_header"]:
+            return None
+        if len(tok) >= 3 and tok[0] == "comment" and tok[1].lower() == "texturefile":
+            return tok[2]
+    return None
 
 
 def load_ply(path: str | os.PathLike) -> dict:
     """Read a PLY (ascii or binary). Returns {'pts' (N,3) float64 in the file's unit, and when present
-    'normals' (N,3), 'colors' (N,3) uint8, 'texture_uv' (N,2), 'faces' (F,3) int64 (triangles only),
-    'texture_file' str}."""
+    'normals' (N,3), 'colors' (N,3) uint8, 'texture_uv' (N,2) (per-vertex texture_u/v, u/v or s/t),
+    'faces' (F,3) int64 (polygons triangulated), 'texture_file' str}. Vertex order is the file's."""
+    from trimesh.exchange.ply import load_ply as trimesh_load_ply
+    from trimesh.geometry import triangulate_quads
+
     with open(path, "rb") as f:
         if f.readline().strip() != b"ply":
             raise ValueError(f"{path} is not a PLY file")
-        fmt, elements, texture_file = "ascii", [], None
-        while True:
-            line = f.readline()
-            if not line:
-                raise ValueError(f"{path}: PLY header has no end_header")
-            tok = line.decode("ascii", "replace").split()
-            if not tok:
-                continue
-            if tok[0] == "format":
-                fmt = tok[1]
-            elif tok[0] == "comment" and len(tok) >= 3 and tok[1] == "TextureFile":
-                texture_file = tok[2]
-            elif tok[0] == "element":
-                elements.append((tok[1], int(tok[2]), []))
-            elif tok[0] == "property":
-                elements[-1][2].append(tuple(tok[1:]))
-            elif tok[0] == "end_header":
-                break
-        data: dict[str, object] = {}
-        if fmt == "ascii":
-            lines = f.read().decode("ascii", "replace").splitlines()
-            pos = 0
-            for name, count, props in elements:
-                rows = [ln.split() for ln in lines[pos : pos + count]]
-                pos += count
-                if name == "vertex":
-                    arr = np.array(rows, dtype=np.float64).reshape(count, -1)
-                    data["vertex"] = {p[-1]: arr[:, k] for k, p in enumerate(props)}
-                elif name == "face":
-                    data["face"] = [list(map(int, r[1 : 1 + int(r[0])])) for r in rows]
-        else:
-            endian = "<" if fmt == "binary_little_endian" else ">"
-            for name, count, props in elements:
-                has_list = any(p[0] == "list" for p in props)
-                if not has_list:
-                    dt = np.dtype([(p[1], endian + _PLY_TYPES[p[0]]) for p in props])
-                    arr = np.frombuffer(f.read(dt.itemsize * count), dtype=dt, count=count)
-                    if name == "vertex":
-                        data["vertex"] = {k: arr[k].astype(np.float64) for k in dt.names}
-                    continue
-                # a list element (faces): try the all-triangles fast path, else read row by row
-                start = f.tell()
-                fields, ok = [], True
-                for p in props:
-                    if p[0] == "list":
-                        fields += [
-                            (p[3] + "_n", endian + _PLY_TYPES[p[1]]),
-                            (p[3], endian + _PLY_TYPES[p[2]], 3),
-                        ]
-                    else:
-                        fields.append((p[1], endian + _PLY_TYPES[p[0]]))
-                dt = np.dtype(fields)
-                buf = f.read(dt.itemsize * count)
-                if len(buf) == dt.itemsize * count:
-                    arr = np.frombuffer(buf, dtype=dt, count=count)
-                    lists = [p[3] for p in props if p[0] == "list"]
-                    ok = all(np.all(arr[ln + "_n"] == 3) for ln in lists)
-                else:
-                    ok = False
-                if ok:
-                    if name == "face":
-                        key = next((p[3] for p in props if p[0] == "list" and "vertex" in p[3]), lists[0])
-                        data["face"] = arr[key].astype(np.int64)
-                    continue
-                f.seek(start)
-                rows = []
-                for _ in range(count):
-                    row = None
-                    for p in props:
-                        if p[0] == "list":
-                            ct = np.dtype(endian + _PLY_TYPES[p[1]])
-                            m = int(np.frombuffer(f.read(ct.itemsize), ct)[0])
-                            it = np.dtype(endian + _PLY_TYPES[p[2]])
-                            vals = np.frombuffer(f.read(it.itemsize * m), it)
-                            if row is None and "vertex" in p[3]:
-                                row = vals.tolist()
-                        else:
-                            f.read(np.dtype(_PLY_TYPES[p[0]]).itemsize)
-                    rows.append(row or [])
-                if name == "face":
-                    data["face"] = rows
-    v = data.get("vertex")
-    if v is None:
-        raise ValueError(f"{path}: PLY has no vertex element")
-    out: dict[str, object] = {"pts": np.stack([v["x"], v["y"], v["z"]], 1)}
-    if all(k in v for k in ("nx", "ny", "nz")):
-        out["normals"] = np.stack([v["nx"], v["ny"], v["nz"]], 1)
-    if all(k in v for k in ("red", "green", "blue")):
-        out["colors"] = np.stack([v["red"], v["green"], v["blue"]], 1).astype(np.uint8)
-    if "texture_u" in v and "texture_v" in v:
-        out["texture_uv"] = np.stack([v["texture_u"], v["texture_v"]], 1)
-    fc = data.get("face")
-    if fc is not None and len(fc):
-        if isinstance(fc, np.ndarray):
-            out["faces"] = fc
-        else:  # triangulate polygons as fans
-            tris = [[r[0], r[k], r[k + 1]] for r in fc for k in range(1, len(r) - 1)]
-            out["faces"] = np.asarray(tris, np.int64).reshape(-1, 3)
+        texture_file = _texture_file(f)
+        f.seek(0)
+        # fix_texture=False keeps the file's vertices (no splitting at UV seams); no texture image loaded
+        kw = trimesh_load_ply(f, fix_texture=False, skip_materials=True)
+    if "vertices" not in kw:
+        raise ValueError(f"{path}: PLY has no vertices")
+    vertex = kw["metadata"]["_ply_raw"]["vertex"]  # trimesh's parse: every vertex property by name
+    out: dict[str, object] = {"pts": np.asarray(kw["vertices"], np.float64)}
+    if kw.get("vertex_normals") is not None:
+        out["normals"] = np.asarray(kw["vertex_normals"], np.float64)
+    if kw.get("vertex_colors") is not None:
+        out["colors"] = np.asarray(kw["vertex_colors"])[:, :3].astype(np.uint8)
+    for u, v in _UV_NAMES:
+        if u in vertex["properties"] and v in vertex["properties"]:
+            uv = [np.asarray(vertex["data"][k], np.float64).reshape(-1) for k in (u, v)]  # ascii: (N,1)
+            out["texture_uv"] = np.stack(uv, 1)
+            break
+    if kw.get("faces") is not None and len(kw["faces"]):
+        out["faces"] = triangulate_quads(kw["faces"], dtype=np.int64)  # a file of quads stays (F,4) in kw
     if texture_file:
         out["texture_file"] = texture_file
     return out
