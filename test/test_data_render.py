@@ -12,6 +12,7 @@ from one2any_ros.data.render import (  # noqa: E402
     BackgroundSpec,
     Renderer,
     add_depth_noise,
+    axis_angle_to_matrix,
     crop_intrinsics,
     depth_noise_sigma,
     rotation_angle,
@@ -191,6 +192,26 @@ def test_rotation_helpers_and_pose_sampler():
         u = K[0, 0] * T[0, 3] / T[2, 3] + K[0, 2]
         v = K[1, 1] * T[1, 3] / T[2, 3] + K[1, 2]
         assert 0 <= u < W and 0 <= v < H
+
+
+def test_axis_angle_and_the_quaternion_pybullet_reads():
+    """axis_angle_to_matrix turns by the angle about the (unnormalised) axis; the (x, y, z, w) quaternion
+    the renderer hands pybullet is read back by pybullet as the same matrix (its order is xyzw too)."""
+    import pybullet
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        axis, ang = rng.normal(size=3) * rng.uniform(0.1, 5.0), float(rng.uniform(-np.pi, np.pi))
+        R = axis_angle_to_matrix(axis, ang)
+        np.testing.assert_allclose(R @ axis, axis, atol=1e-12)
+        assert rotation_angle(np.eye(3), R) == pytest.approx(abs(ang), abs=1e-9)
+        R = random_rotation(rng)
+        assert np.linalg.det(R) == pytest.approx(1.0, abs=1e-12)
+        q = Rotation.from_matrix(R).as_quat()
+        np.testing.assert_allclose(np.reshape(pybullet.getMatrixFromQuaternion(q.tolist()), (3, 3)), R,
+                                   atol=1e-12)
+    np.testing.assert_allclose(axis_angle_to_matrix([0.0, 0.0, 0.0], 1.0), np.eye(3), atol=1e-12)
 
 
 def test_renderer_caches_and_evicts(renderer, images_close):

@@ -126,6 +126,21 @@ def test_quaternion_convention_is_xyzw():
     np.testing.assert_allclose(conv.pose_to_matrix(p)[:3, :3], R_z90, atol=1e-12)
 
 
+def test_quaternion_helpers_agree_with_scipy():
+    """Random rotations: (x, y, z, w) -> matrix as scipy reads it (any scale), matrix -> the same quaternion
+    up to sign with w >= 0 (tolerances, not exact floats)."""
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        q = rng.normal(size=4)
+        R = Rotation.from_quat(q).as_matrix()  # scipy normalises too
+        np.testing.assert_allclose(conv.quaternion_xyzw_to_matrix(q * rng.uniform(0.1, 10.0)), R, atol=1e-12)
+        back = conv.matrix_to_quaternion_xyzw(R)
+        q_unit = q / np.linalg.norm(q)
+        assert back[3] >= 0.0 and abs(np.linalg.norm(back) - 1.0) < 1e-12
+        np.testing.assert_allclose(back, q_unit if q_unit[3] >= 0 else -q_unit, atol=1e-9)
+        np.testing.assert_allclose(conv.quaternion_xyzw_to_matrix(back), R, atol=1e-12)
+
+
 @pytest.mark.parametrize("q", [(0.0, 0.0, 0.0, 0.0), (np.nan, 0.0, 0.0, 1.0)])
 def test_bad_quaternions_raise(q):
     p = Pose()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from .objects import ObjectSpec, random_texture
 
@@ -33,7 +34,7 @@ DEFAULT_K = np.array([[600.0, 0.0, 319.5], [0.0, 600.0, 239.5], [0.0, 0.0, 1.0]]
 
 
 # --------------------------------------------------------------------------------------------------
-# rotations and poses (pure numpy)
+# rotations (scipy's Rotation) and poses
 
 
 def occluder_pose(T_cam_obj: np.ndarray, diameter: float, rng: np.random.Generator) -> np.ndarray:
@@ -50,50 +51,16 @@ def occluder_pose(T_cam_obj: np.ndarray, diameter: float, rng: np.random.Generat
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """(3,3) rotation uniformly distributed on SO(3)."""
+    """(3,3) rotation uniformly distributed on SO(3): a normalised 4D Gaussian is a uniform unit quaternion
+    (drawn from ``rng`` rather than by ``Rotation.random``, so a seed keeps its scenes)."""
     q = rng.normal(size=4)
-    q /= np.linalg.norm(q)
-    return quat_to_matrix(q)
-
-
-def quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    """(x, y, z, w) unit quaternion -> (3,3)."""
-    x, y, z, w = q
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
-def matrix_to_quat(R: np.ndarray) -> np.ndarray:
-    """(3,3) rotation -> (x, y, z, w) unit quaternion (pybullet's order)."""
-    R = np.asarray(R, float)
-    t = np.trace(R)
-    if t > 0:
-        s = 2.0 * np.sqrt(t + 1.0)
-        q = [(R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s, 0.25 * s]
-    else:
-        i = int(np.argmax(np.diag(R)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(max(1.0 + R[i, i] - R[j, j] - R[k, k], 1e-12))
-        q = [0.0] * 4
-        q[i] = 0.25 * s
-        q[j] = (R[j, i] + R[i, j]) / s
-        q[k] = (R[k, i] + R[i, k]) / s
-        q[3] = (R[k, j] - R[j, k]) / s
-    q = np.asarray(q)
-    return q / np.linalg.norm(q)
+    return Rotation.from_quat(q / np.linalg.norm(q)).as_matrix()
 
 
 def axis_angle_to_matrix(axis: np.ndarray, angle: float) -> np.ndarray:
-    """Rodrigues: rotation by ``angle`` radians about ``axis`` (normalised here)."""
+    """Rotation by ``angle`` radians about ``axis`` (normalised here; a zero axis gives the identity)."""
     a = np.asarray(axis, float)
-    a = a / max(np.linalg.norm(a), 1e-12)
-    Kx = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
-    return np.eye(3) + np.sin(angle) * Kx + (1 - np.cos(angle)) * Kx @ Kx
+    return Rotation.from_rotvec(a * (angle / max(np.linalg.norm(a), 1e-12))).as_matrix()
 
 
 def rotation_angle(Ra: np.ndarray, Rb: np.ndarray) -> float:
@@ -443,7 +410,7 @@ class Renderer:
             self._pb.resetBasePositionAndOrientation(
                 bid,
                 np.asarray(T[:3, 3], float).tolist(),
-                matrix_to_quat(T[:3, :3]).tolist(),
+                Rotation.from_matrix(T[:3, :3]).as_quat().tolist(),  # (x, y, z, w): pybullet's order too
                 physicsClientId=self._cid,
             )
 

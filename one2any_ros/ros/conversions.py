@@ -2,8 +2,9 @@
 
 Images: ``rgb8``/``bgr8`` colour, ``mono8``/``8UC1`` masks, ``16UC1``/``mono16`` depth in millimetres and
 ``32FC1`` depth in metres (docs/architecture.md, Conventions); row padding (``step``) and big-endian data
-are handled. CameraInfo -> K (3,3). Pose/Transform <-> 4x4 float64: this is the only place where
-quaternions (x, y, z, w) appear.
+are handled. CameraInfo -> K (3,3). Pose/Transform <-> 4x4 float64: the messages' quaternions (x, y, z, w)
+become rotation matrices here, through scipy's ``Rotation`` (whose order is xyzw too); the library beyond
+this module speaks in matrices (pybullet's xyzw in ``data/render.py`` is the renderer's own business).
 Every problem raises :class:`ConversionError` (an :class:`~one2any_ros.errors.InputError`) whose
 ``reason`` is a stable key the node reports in /diagnostics.
 """
@@ -151,7 +152,7 @@ def K_to_camera_info(K: np.ndarray, width: int, height: int, *, stamp: Time | No
     return msg
 
 
-# --- poses: the only quaternion (x, y, z, w) handling ------------------------------------------------
+# --- poses: message quaternions (x, y, z, w) <-> matrices ------------------------------------------
 
 def quaternion_xyzw_to_matrix(q) -> np.ndarray:
     """(3,3) rotation of a quaternion (x, y, z, w); normalised; a zero or non-finite one raises."""
