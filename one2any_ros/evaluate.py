@@ -30,6 +30,7 @@ import numpy as np
 
 from . import __version__, metrics
 from .errors import One2AnyError
+from .files import write_atomic
 from .reference import make_view
 
 REFERENCE_MIN_VISIB = 0.5
@@ -315,9 +316,7 @@ def evaluate_dataset(
         except ImportError:  # matplotlib missing (a bare ROS install): the numbers still stand
             pass
     report = _json_safe(report)
-    tmp = out / "report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, out / "report.json")
+    write_atomic(out / "report.json", json.dumps(report, indent=2))
     return report
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import camera
 from .errors import InputError, NoReferenceError, ReferenceFileError
+from .files import atomic_path
 from .geometry import is_rigid, orthonormalize
 from .colour import colour_features
 
@@ -169,9 +170,7 @@ def make_reference(view: View, *, rng_seed: int = 0) -> Reference:
 # --- save / load: a zip of .npy arrays + JSON metadata; never pickle -----------------------------------
 
 def save_reference(ref: Reference, path: str | os.PathLike) -> None:
-    """Write atomically (temp file + rename) so a crash mid-write never leaves a half file in place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write atomically (``files.atomic_path``) so a crash mid-write never leaves a half file in place."""
     arrays = {
         "rgb": ref.view.rgb, "depth": ref.view.depth, "mask": ref.view.mask, "K": ref.view.K,
         "T_refcam_C": ref.T_refcam_C, "T_C_O": ref.T_C_O, "points_C": ref.points_C,
@@ -182,14 +181,12 @@ def save_reference(ref: Reference, path: str | os.PathLike) -> None:
         arrays["emb__" + k] = v
     meta = {"format": "one2any_reference", "version": REFERENCE_FORMAT_VERSION, "scale": ref.scale,
             "embedding_backend": ref.embedding_backend}
-    tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         zf.writestr("meta.json", json.dumps(meta))
         for k, v in arrays.items():
             buf = io.BytesIO()
             np.save(buf, np.ascontiguousarray(v), allow_pickle=False)
             zf.writestr(k + ".npy", buf.getvalue())
-    os.replace(tmp, path)
 
 
 def load_reference(path: str | os.PathLike) -> Reference:

@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
+from .files import write_atomic
 from .multi_object import DEFAULT_OBJECT, check_label, validate_object_id
 from .reference import Reference, load_reference, save_reference
 
@@ -220,23 +220,10 @@ class ReferenceStore:
         return _Entry(object_id, label, expected)
 
     def _write_index(self, entries: list[_Entry]) -> None:
-        """Replace the index atomically: a temp file in the same directory, flushed to disk, then os.replace,
-        so a reader (or a restart after a crash) sees the old index or the new one, never half of one."""
+        """Replace the index atomically (``files.write_atomic``: temp file, fsync, os.replace), so a reader (or a
+        restart after a crash) sees the old index or the new one, never half of one."""
         doc = {"version": INDEX_FORMAT_VERSION, "objects": [e.to_json() for e in entries]}
-        directory = self.index_path.parent
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=self.index_path.name + ".", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(doc, f, indent=1)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.index_path)
-        except BaseException:
-            _unlink(Path(tmp))
-            raise
-        _fsync_dir(directory)
+        write_atomic(self.index_path, json.dumps(doc, indent=1) + "\n")
 
 
 def _unlink(path: Path) -> None:
@@ -245,17 +232,3 @@ def _unlink(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable where the platform allows it (best effort: not on every OS)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -30,7 +30,6 @@ import io
 import json
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ import torch.nn.functional as F
 import yaml
 
 from .errors import CheckpointError, One2AnyError
+from .files import atomic_path, write_atomic
 from .model.checkpoint import load_tensors, net_config_from_meta, read_checkpoint_config, save_checkpoint, save_tensors
 from .model.network import NetConfig, One2AnyNet, confidence_from_log_b, count_parameters
 
@@ -298,9 +298,7 @@ class MetricsLog:
             table = io.StringIO()
             csv.writer(table).writerows([CSV_COLUMNS] + [[_fmt(r.get(c, "")) for c in CSV_COLUMNS] for r in keep])
             for path, text in ((self.jsonl, "".join(json.dumps(r) + "\n" for r in keep)), (self.csv, table.getvalue())):
-                tmp = path.with_name(path.name + ".tmp")  # each file replaced atomically: a crash keeps the old log
-                tmp.write_text(text)
-                os.replace(tmp, path)
+                write_atomic(path, text)  # each file replaced atomically: a crash keeps the old log
         return len(rows) - len(keep)
 
     def read(self) -> list[dict[str, Any]]:
@@ -366,10 +364,11 @@ def save_curves_figure(fig, axes, path: Path, xlabel: str) -> None:
         a.grid(alpha=0.3)
         a.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
+    finally:
+        plt.close(fig)
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -547,9 +546,7 @@ def train(config_path: str | os.PathLike, *, resume: bool = False, device: str =
         st = {"step": step, "samples": samples, "elapsed_s": elapsed + time.time() - t_start, "best_val_roc_err": best_err,
               "resumes": resumes, "optimizer": opt_meta, "scaler_scale": float(scaler.get_scale()) if scaler.is_enabled() else None,
               "final": final}
-        tmp = out / "train_state.json.tmp"
-        tmp.write_text(json.dumps(st))
-        os.replace(tmp, out / "train_state.json")
+        write_atomic(out / "train_state.json", json.dumps(st))
 
     def run_validation() -> None:
         nonlocal best_err, last_val

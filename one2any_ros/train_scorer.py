@@ -32,6 +32,7 @@ import yaml
 from tqdm import tqdm
 
 from .errors import One2AnyError
+from .files import atomic_path, write_atomic
 from .evaluate import rotation_bin
 
 DEFAULTS: dict[str, Any] = {
@@ -278,9 +279,8 @@ def train_scorer(config: str | os.PathLike, *, out_dir: str | None = None, resum
                 return Pools({k: z[k] for k in z.files})
         arrays = collect_pools(ensure_dataset(spec, root), backend, top=int(cfg["pool"]["top"]), grid=mcfg.grid,
                                desc=f"pools {spec['name']}")
-        tmp = cache.with_name(cache.stem + ".tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, cache)
+        with atomic_path(cache) as tmp, open(tmp, "wb") as f:  # a file object: savez would append .npz to a name
+            np.savez(f, **arrays)
         return Pools(arrays)
 
     train_sets = [pools_of(s) for s in cfg["data"]["train"]]
@@ -325,7 +325,7 @@ def train_scorer(config: str | os.PathLike, *, out_dir: str | None = None, resum
         save_tensors(dict(model.state_dict()), out / "last.safetensors")
         opt_tensors, opt_meta = optimizer_tensors(opt)
         save_tensors(opt_tensors, out / "optimizer.safetensors")
-        state.write_text(json.dumps({"epoch": ep + 1, "optimizer": opt_meta}))
+        write_atomic(state, json.dumps({"epoch": ep + 1, "optimizer": opt_meta}))
         plot_scorer_curves(rows, out / "curves.png")
         tqdm.write(f"epoch {ep + 1}: train loss {loss:.3f}, select loss {row['select_loss']:.3f}, recall by weight "
                    f"{row['select_recall']}")
@@ -355,10 +355,11 @@ def train_scorer(config: str | os.PathLike, *, out_dir: str | None = None, resum
     elif export:
         dst = DEFAULT_SCORER
         for src, d in zip(paths, (dst, dst.with_suffix(".json"))):
-            shutil.copyfile(src, d)
+            with atomic_path(d) as tmp:
+                shutil.copyfile(src, tmp)
         load_scorer(dst)  # the bundled copy reads back
         result["exported"] = str(dst)
-    (out / "result.json").write_text(json.dumps(result, indent=1))
+    write_atomic(out / "result.json", json.dumps(result, indent=1))
     return result
 
 

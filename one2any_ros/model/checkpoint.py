@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 
 from ..checkpoint_files import DEFAULT_CHECKPOINT, checkpoint_paths, read_description  # noqa: F401 (re-exported)
 from ..errors import CheckpointError
+from ..files import atomic_path, write_atomic
 from .network import ARCHITECTURE_NAME, ARCHITECTURE_VERSION, NetConfig, One2AnyNet
 
 CHECKPOINT_FORMAT = "one2any_checkpoint"
@@ -34,21 +35,11 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    """Atomic safetensors write (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # safetensors creates 0600; a bundled/shared checkpoint must be readable
-    os.replace(tmp, path)
+    """Atomic safetensors write (``files.atomic_path``, which also gives the file a plain open()'s permissions:
+    a bundled or shared checkpoint must be readable)."""
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -98,7 +89,7 @@ def save_checkpoint(model: One2AnyNet, path: str | os.PathLike, *, training: dic
 def write_description(st_path: Path, js_path: Path, meta: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
     """The JSON beside written tensors: ``meta`` + ``extra`` + the tensors' checksum, written atomically (after the
     tensors, so a crash in between leaves a checksum mismatch the loader reports)."""
-    _atomic_write_bytes(js_path, json.dumps({**meta, **(extra or {}), "sha256": _sha256(st_path)}, indent=1).encode())
+    write_atomic(js_path, json.dumps({**meta, **(extra or {}), "sha256": _sha256(st_path)}, indent=1))
 
 
 def load_state_into(model: torch.nn.Module, st_path: Path, js_path: Path, meta: dict[str, Any], *,

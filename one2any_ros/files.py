@@ -1,0 +1,80 @@
+"""Atomic file writes: a reader, or a restart after a crash, sees the old file or the new one, never half of one.
+
+The new content goes to a temp file in the target's directory (``os.replace`` is atomic only within one file
+system), is flushed to disk, then renamed over the target; on an error the temp file is removed and the old file
+stays as it was. The one place the library writes files that something reads back (references, checkpoints, run
+state, reports).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+TEMP_SUFFIX = ".tmp"  # run directories ignore ``*.tmp`` (.gitignore, tools/gpu_train_chunk.sh)
+
+
+def _process_umask() -> int:
+    """The umask, read once: ``os.umask`` can only be read by setting it, which is not thread-safe later on."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_process_umask()  # what a plain open() would give (mkstemp creates 0600)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside ``path`` for a writer that needs a file name (safetensors ``save_file``, a zip,
+    ``np.savez`` into an open file, ``savefig`` with an explicit ``format``); when the block ends without an
+    error, the temp file replaces ``path``. The temp name ends in ``.tmp``, so a writer that infers the format
+    from the extension must be told it."""
+    path = Path(path)
+    directory = path.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=path.name + ".", suffix=TEMP_SUFFIX, dir=directory)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, _FILE_MODE)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(directory)
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
+    """Replace ``path`` with ``data`` (``str`` is written as UTF-8) atomically."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(raw)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a written file's data to disk before it is renamed into place (else a power cut may leave the
+    new name pointing at an empty file)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable where the platform allows it (best effort: not on every OS)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
