@@ -5,9 +5,9 @@ llvmpipe through EGL too).
 Same API, conventions and randomness as the pybullet renderer: ``render(obj, T_cam_obj, K, width, height,
 *, background, light, occluders, depth_noise, rgb_noise, full_mask, rng)`` returns the same keys and dtypes
 (rgb uint8, depth/depth_clean float32 metres with 0 = invalid, mask/mask_full bool, visib_fract, K,
-T_cam_obj); ``sample_background`` is the pybullet renderer's own; the background plane, the light dict, the
-depth and RGB noise are its numpy functions (imported, not copied). Given the same ``rng`` both renderers
-draw the same scene (plane, distractors, occluder poses, light, noise), so they can be compared directly.
+T_cam_obj). Both are :class:`scene.SceneRenderer`s: the scene (background plane, distractors, occluder
+poses, light) and the finished frame (compositing, noise) are shared; this module only rasterises. Given the
+same ``rng`` both renderers draw the same scene, so they can be compared directly.
 
 What is rasterised: the object, the distractor boxes/spheres and the occluder boxes, into three attachments
 of one framebuffer: RGBA8 colour, RG32F (camera-frame z written by the fragment shader, an integer id:
@@ -17,7 +17,7 @@ near/far planes. Projection from K (skew included), pixel centres at integer coo
 image's row 0 written to the framebuffer's row 0 (no flip on read-back). Back faces are culled like
 pybullet's TinyRenderer does (faces are counter-clockwise seen from outside).
 
-Shading (TinyRenderer's model, ``light`` keys as :func:`render.random_light` gives them):
+Shading (TinyRenderer's model, ``light`` keys as :func:`scene.random_light` gives them):
 ``colour = texture · (ambient + (diffuse · max(n·L, 0) + specular · max(r_z, 0)²) · light_colour)``,
 n the interpolated world (= camera) normal, L the unit light direction, r the reflection of L about n.
 Textures are sampled at the nearest texel like TinyRenderer (``texture_filter="nearest"``, the default:
@@ -41,19 +41,12 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 
-import cv2
 import numpy as np
 
-from .objects import ObjectSpec, random_texture
-from .render import (
-    MAX_RANGE_M,
-    BackgroundSpec,
-    Renderer,
-    add_depth_noise,
-    add_rgb_noise,
-    occluder_pose,
-    random_light,
-)
+from .objects import ObjectSpec
+from .render import Renderer
+from .scene import Raster, SceneDraw, SceneRenderer
+from .sensor import MAX_RANGE_M
 
 _NEAR, _FAR_PAD = 0.02, 1.0  # clip planes (m): depth comes from the z attachment; they only bracket the scene
 _OBJ_ID = 0
@@ -246,19 +239,9 @@ class _Mesh:
                 r.release()
 
 
-class GlRenderer:
+class GlRenderer(SceneRenderer):
     """Offscreen OpenGL renderer with :class:`render.Renderer`'s API; reusable; caches uploaded objects by
     ``ObjectSpec.fingerprint`` (LRU). One GL context per instance (per process)."""
-
-    DISTRACTOR_POOL = Renderer.DISTRACTOR_POOL
-    OCCLUDER_POOL = Renderer.OCCLUDER_POOL
-    TEXTURE_POOL = Renderer.TEXTURE_POOL
-
-    # the pybullet renderer's numpy parts, shared as they are: they read self._textures, self._distractors
-    # [(handle, half extents)], self._ray_cache and self.max_range
-    sample_background = Renderer.sample_background
-    _rays = Renderer._rays
-    _plane_image = Renderer._plane_image
 
     def __init__(
         self,
@@ -282,12 +265,8 @@ class GlRenderer:
         self._prog = None
         self._ctx = ctx if ctx is not None else create_context(backend)
         self._own_ctx = ctx is None
-        self._rng = np.random.default_rng(seed)
+        super().__init__(seed=seed, max_range=max_range)
         self._max_cached = max_cached_objects
-        self.max_range = max_range
-        self._ray_cache: dict = {}
-        tex_rng = np.random.default_rng([seed, 77])  # the same texture pool as Renderer(seed)
-        self._textures = [random_texture(tex_rng, 256) for _ in range(self.TEXTURE_POOL)]
         with self._ctx:
             self._make_resources()
 
@@ -296,18 +275,10 @@ class GlRenderer:
         self._prog = ctx_.program(vertex_shader=_VS, fragment_shader=_FS)
         self._prog["u_tex"].value = 0
         self._tex_ids = [self._upload_texture(t) for t in self._textures]
-        rng = np.random.default_rng(1234)  # the same distractor sizes as Renderer
-        for i in range(self.DISTRACTOR_POOL):
-            if i % 3 != 2:
-                he = rng.uniform(0.03, 0.12, 3)
-                mesh = _Mesh(ctx_, self._prog, *box_mesh(he))
-            else:
-                r = float(rng.uniform(0.03, 0.08))
-                mesh = _Mesh(ctx_, self._prog, *sphere_mesh(r))
-                he = np.array([r, r, r])
-            self._distractors.append((mesh, he))
-        for i in range(self.OCCLUDER_POOL):
-            he = np.array([0.012 + 0.008 * i, 0.02 + 0.006 * i, 0.01])
+        for kind, he in self._distractor_shapes:  # (mesh, half extents), the shared pool's shapes
+            shape = box_mesh(he) if kind == "box" else sphere_mesh(float(he[0]))
+            self._distractors.append((_Mesh(ctx_, self._prog, *shape), he))
+        for he in self._occluder_half_extents:
             self._occluders.append((_Mesh(ctx_, self._prog, *box_mesh(he)), he))
 
     @property
@@ -362,17 +333,6 @@ class GlRenderer:
             self._fbos.move_to_end(key)
         return f[0]
 
-    # -- occluders ----------------------------------------------------------------------------------
-    def _occluder_poses(self, n: int, T_cam_obj: np.ndarray, obj: ObjectSpec,
-                        rng: np.random.Generator) -> list:
-        """(mesh, T, texture) of ``n`` small boxes between the camera and the object, over a random part of
-        its silhouette; the same draws in the same order as Renderer._place_occluders."""
-        out = []
-        for mesh, _ in self._occluders[:n]:
-            T = occluder_pose(T_cam_obj, obj.diameter, rng)
-            out.append((mesh, T, int(rng.integers(len(self._tex_ids)))))
-        return out
-
     # -- rendering -------------------------------------------------------------------------------
     def _draw(self, fbo, proj: np.ndarray, items: list, lt: dict) -> None:
         """items: (mesh, T (4,4), texture (GL texture), id)."""
@@ -408,86 +368,28 @@ class GlRenderer:
             col = col.reshape(height, width, 3).copy()
         return col, zid[..., 0].copy(), np.rint(zid[..., 1]).astype(np.int32)
 
-    def render(
-        self,
-        obj: ObjectSpec,
-        T_cam_obj: np.ndarray,
-        K: np.ndarray,
-        width: int,
-        height: int,
-        *,
-        background: str | np.ndarray | BackgroundSpec | None = "random",
-        light: dict | None = None,
-        occluders: int = 0,
-        depth_noise: bool = True,
-        rgb_noise: bool | None = None,
-        full_mask: bool = False,
-        rng: np.random.Generator | None = None,
-    ) -> dict:
-        """See :meth:`render.Renderer.render`: the same arguments, keys, dtypes and conventions."""
-        rng = self._rng if rng is None else rng
-        K = np.asarray(K, np.float64)
-        T_cam_obj = np.asarray(T_cam_obj, np.float64)
-        width, height = int(width), int(height)
+    def _rasterise(self, scene: SceneDraw) -> Raster:
         if self._ctx is None:
             raise RuntimeError("GlRenderer.render after close()")
-        bg_image = None
-        if isinstance(background, str):
-            if background == "random":
-                background = self.sample_background(obj, T_cam_obj, rng, K=K)
-            elif background == "none":
-                background = None
-            else:
-                raise ValueError(f"unknown background {background!r} (random|none|BackgroundSpec|image)")
-        elif isinstance(background, np.ndarray):
-            bg_image, background = background, None
-        occ = self._occluder_poses(min(occluders, len(self._occluders)), T_cam_obj, obj, rng)
-        lt = {**random_light(rng), **(light or {})}
-        proj = gl_projection(K, width, height, _NEAR, self.max_range + _FAR_PAD)
+        width, height = scene.width, scene.height
+        proj = gl_projection(scene.K, width, height, _NEAR, self.max_range + _FAR_PAD)
         mask_full = None
         with self._ctx:  # current for these calls (another renderer's context may have been made since)
-            mesh = self._mesh_for(obj)
-            items = [(mesh, T_cam_obj, mesh.texture, _OBJ_ID)]
-            for j, (idx, Td, tex) in enumerate(background.distractors if background is not None else []):
+            mesh = self._mesh_for(scene.obj)
+            items = [(mesh, scene.T_cam_obj, mesh.texture, _OBJ_ID)]
+            for j, (idx, Td, tex) in enumerate(scene.distractors):
                 items.append((self._distractors[idx][0], Td, self._tex_ids[tex % len(self._tex_ids)], 1 + j))
-            items += [(m, T, self._tex_ids[tex], 100 + j) for j, (m, T, tex) in enumerate(occ)]
+            for j, (idx, T, tex) in enumerate(scene.occluders):
+                items.append((self._occluders[idx][0], T, self._tex_ids[tex], 100 + j))
             fbo = self._fbo(width, height)
-            self._draw(fbo, proj, items, lt)
+            self._draw(fbo, proj, items, scene.light)
             rgb, depth, ids = self._read(fbo, width, height)
-            if occluders > 0 and full_mask:
-                self._draw(fbo, proj, items[:1], lt)  # the object alone
+            if scene.full_mask:
+                self._draw(fbo, proj, items[:1], scene.light)  # the object alone
                 mask_full = self._read(fbo, width, height, rgb=False)[2] == _OBJ_ID
         hit = ids >= 0
         depth[~hit] = 0
-        mask = ids == _OBJ_ID
-        if background is not None:
-            prgb, pz = self._plane_image(background, K, width, height, lt)
-            use_plane = (~hit | ((pz > 0) & (pz < depth))) & ~mask  # the plane is behind every object point
-            np.copyto(rgb, prgb, where=use_plane[..., None])
-            np.copyto(depth, pz, where=use_plane)
-        elif bg_image is not None:
-            bgi = np.asarray(bg_image, np.uint8)
-            if bgi.shape[:2] != (height, width):
-                bgi = cv2.resize(bgi, (width, height), interpolation=cv2.INTER_AREA)
-            np.copyto(rgb, bgi, where=~hit[..., None])
-        else:
-            rgb[~hit] = 0
-        depth[depth > self.max_range] = 0
-        out = {"depth_clean": depth, "mask": mask, "K": K.copy(), "T_cam_obj": T_cam_obj.copy()}
-        if occluders == 0:
-            out["mask_full"] = mask.copy()
-        elif mask_full is not None:
-            out["mask_full"] = mask_full
-        if "mask_full" in out:
-            n_full = int(out["mask_full"].sum())
-            out["visib_fract"] = float(mask.sum()) / n_full if n_full else 0.0
-        if rgb_noise if rgb_noise is not None else depth_noise:
-            rgb = add_rgb_noise(rgb, rng)
-        out["rgb"] = rgb
-        out["depth"] = (
-            add_depth_noise(depth, rng, K=K, max_range=self.max_range) if depth_noise else depth.copy()
-        )
-        return out
+        return Raster(rgb=rgb, depth=depth, hit=hit, mask=ids == _OBJ_ID, mask_full=mask_full)
 
     def close(self) -> None:
         """Release every GL object and the context (idempotent)."""
