@@ -9,11 +9,9 @@ import numpy as np
 
 from .errors import One2AnyError
 from .estimator import PoseEstimator
+from .protocol import STAGES
 from .reference import make_view
 
-# "network", "ransac" and "grid" are the learned backend's parts of "hypotheses" (the decoder's forward pass,
-# RANSAC on its ROC, the classic grid pooled with it); "rerank" is its hypothesis scorer on the refined candidates
-STAGES = ("decode", "prepare", "network", "ransac", "grid", "hypotheses", "verify", "sweep", "refine", "rerank", "total")
 
 
 def _raw(frame: dict) -> dict:

@@ -19,6 +19,7 @@ from .errors import One2AnyError
 from .estimator import PoseEstimator
 from .geometry import rotation_angle_deg, transform_points
 from .metrics import add, add_s
+from .protocol import is_hit
 from .reference import make_view
 from .visualize import draw_pose, save_rgb, side_by_side
 
@@ -49,7 +50,7 @@ def run_demo(*, backend: str = "auto", out_dir: Path = Path("outputs/demo"), dev
         tr = float(np.linalg.norm(T[:3, 3] - T_gt[:3, 3]) * 1000)
         err = (add_s if symmetric else add)(T, T_gt, pts)
         rows.append({"frame": i, "ok": True, "rot_err_deg": rot, "trans_err_mm": tr, "add_mm": err * 1000,
-                     "add_01d": bool(err < 0.1 * diameter), "inliers": r.inliers, "confidence": r.confidence,
+                     "add_01d": is_hit(err, diameter), "inliers": r.inliers, "confidence": r.confidence,
                      "mode": r.mode, "ms": r.timings_ms["total"]})
         print(f"{i:>5} {rot:>11.2f} {tr:>12.1f} {err * 1000:>7.1f} {r.inliers:>7d} {r.confidence:>5.2f} {r.mode:>6} {r.timings_ms['total']:>7.1f}")
         cloud = transform_points(r.T_camera_C, ref.points_C)

@@ -31,22 +31,12 @@ import numpy as np
 from . import __version__, metrics
 from .errors import One2AnyError
 from .files import write_atomic
+from .protocol import BIN_NAMES, ROTATION_BINS, rotation_bin  # noqa: F401 (ROTATION_BINS: importers of evaluate)
 from .reference import make_view
 
 REFERENCE_MIN_VISIB = 0.5
-ROTATION_BINS: tuple[tuple[str, float, float], ...] = (
-    ("0-30", 0.0, 30.0), ("30-60", 30.0, 60.0), ("60-90", 60.0, 90.0), ("90-120", 90.0, 120.0), ("120-180", 120.0, 180.0),
-)
 FAILED_ROT_DEG = 180.0
 MODEL_POINTS = 2000  # model points per object for ADD / ADD-S
-
-
-def rotation_bin(angle_deg: float) -> str:
-    """The bin key of a rotation difference in degrees: [lo, hi), the last bin closed at 180."""
-    for key, lo, hi in ROTATION_BINS:
-        if lo <= angle_deg < hi:
-            return key
-    return ROTATION_BINS[-1][0]
 
 
 # --- the plan: references and queries --------------------------------------------------------------------
@@ -380,7 +370,7 @@ def summarize(records: Sequence[Mapping], models: Mapping[int, EvalModel] | None
     lat = [r["latency_ms"] for r in records if r["ok"] and r["latency_ms"] is not None]
     failures = Counter(r["reason"] for r in records if not r["ok"])
     by_bin = {}
-    for key, _, _ in ROTATION_BINS:
+    for key in BIN_NAMES:
         rs = [r for r in records if r["bin"] == key]
         by_bin[key] = {"n": len(rs), "add_s_01d_recall": _recall([r["hit"] for r in rs]),
                        "add_s_auc": metrics.auc([r["adds_m"] for r in rs]) if rs else None,
@@ -402,7 +392,7 @@ def summarize(records: Sequence[Mapping], models: Mapping[int, EvalModel] | None
         rs = [r for r in records if families.get(r["obj_id"]) == fam]
         by_family[fam] = {"n": len(rs), "add_s_01d_recall": _recall([r["hit"] for r in rs]),
                           "by_rotation_bin": {key: _recall([r["hit"] for r in rs if r["bin"] == key])
-                                              for key, _, _ in ROTATION_BINS},
+                                              for key in BIN_NAMES},
                           **_symmetry_errors(rs)}
     conf = [(r["confidence"], r["hit"]) for r in records if r["ok"] and r.get("confidence") is not None]
     precision, threshold = metrics.precision_at_recall([c for c, _ in conf], [h for _, h in conf], 0.8)

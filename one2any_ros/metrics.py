@@ -16,6 +16,8 @@ from typing import Iterable, Mapping
 import numpy as np
 from scipy.spatial import cKDTree
 
+from .protocol import is_hit
+
 DEFAULT_AUC_MAX_THRESHOLD = 0.10  # metres: the YCB-Video ADD(-S) AUC integrates recall over 0..10 cm
 _trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2 (a ROS distro's python3-numpy) has only trapz
 
@@ -91,11 +93,10 @@ def translation_error(t_est: np.ndarray, t_gt: np.ndarray) -> float:
 
 
 def add_s_01d_hit(err: float, diameter: float) -> bool:
-    """The BOP/LINEMOD "ADD(-S) @ 0.1d" criterion: err < 0.1 * diameter (same units, e.g. metres).
-
-    An infinite/NaN error (a failed estimate) is a miss.
+    """The BOP/LINEMOD "ADD(-S) @ 0.1d" criterion (``protocol.is_hit``): err < 0.1 * diameter (same units, e.g.
+    metres). An infinite/NaN error (a failed estimate) is a miss.
     """
-    return bool(np.isfinite(err) and err < 0.1 * float(diameter))
+    return bool(is_hit(float(err), float(diameter)))
 
 
 def recall_curve(

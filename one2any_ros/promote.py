@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-DECISIVE_BINS = ("60-90", "90-120")
+from .protocol import DECISIVE_BINS
+
 VAL_RENDER = {"objects": "val", "scenes": 30, "frames": 8, "max_rotation_deg": 120.0, "seed": 1}
 DEFAULT_RUN_CHECKPOINT = "checkpoints/train/checkpoint"
 DEFAULT_DATASET = "outputs/datasets/val30"

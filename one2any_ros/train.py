@@ -42,6 +42,7 @@ import yaml
 
 from .errors import CheckpointError, One2AnyError
 from .files import atomic_path, write_atomic
+from .protocol import BIN_NAMES, is_hit, rotation_bin
 from .model.checkpoint import load_tensors, net_config_from_meta, read_checkpoint_config, save_checkpoint, save_tensors
 from .model.network import NetConfig, One2AnyNet, confidence_from_log_b, count_parameters
 
@@ -75,8 +76,7 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 CSV_COLUMNS = ("kind", "step", "samples", "elapsed_s", "lr", "loss", "loss_roc", "loss_match", "loss_conf", "roc_err",
-               "samples_per_s", "val_loss", "val_roc_err", "val_pose_acc", "val_0-30", "val_30-60", "val_60-90",
-               "val_90-120", "val_120-180")
+               "samples_per_s", "val_loss", "val_roc_err", "val_pose_acc", *(f"val_{b}" for b in BIN_NAMES))
 
 
 # --- config --------------------------------------------------------------------------------------------
@@ -226,7 +226,6 @@ def pose_from_prediction(roc: np.ndarray, conf: np.ndarray, points: np.ndarray, 
 def validate(model: One2AnyNet, pairs: list[dict], device: torch.device, loss_cfg: dict, *, batch_size: int = 16) -> dict[str, Any]:
     """Validation loss, ROC error and pose accuracy (ADD(-S over the symmetry variants) of the reference
     cloud < 0.1 d, pose by RANSAC on the predicted ROC) overall and per rotation bin."""
-    from .data.pairs import angle_bin
     from .geometry import transform_points
 
     model.eval()
@@ -255,8 +254,8 @@ def validate(model: One2AnyNet, pairs: list[dict], device: torch.device, loss_cf
                     est = transform_points(T, pts)
                     gts = transform_points(p["T_query_C"][:n], pts)  # (n,P,3)
                     add = np.linalg.norm(gts - est[None], axis=2).mean(axis=1).min()
-                    ok = bool(add < 0.1 * float(p["diameter"]))
-                hits.setdefault(angle_bin(float(p["angle_deg"])), []).append(ok)
+                    ok = is_hit(add, float(p["diameter"]))
+                hits.setdefault(rotation_bin(float(p["angle_deg"])), []).append(ok)
                 hits.setdefault("all", []).append(ok)
     model.train()
     n = max(len(pairs), 1)
@@ -333,7 +332,7 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
             ax[1].plot(x, [r.get("val_roc_err_covisible", np.nan) for r in va], "o-", ms=3,
                        label="val ROC error, pixels the reference saw")
         ax[2].plot(x, [r["val_pose_acc"] for r in va], "o-", label="all", lw=2)
-        bins = ("0-30", "30-60", "60-90", "90-120", "120-180")
+        bins = BIN_NAMES
         for b in bins:
             if any(f"val_{b}" in r for r in va):
                 ax[2].plot(x, [r.get(f"val_{b}", np.nan) for r in va], ".--", label=b + " deg")

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from .errors import One2AnyError
 from .files import atomic_path, write_atomic
-from .evaluate import rotation_bin
+from .protocol import BIN_NAMES, DECISIVE_BINS, is_hit, rotation_bin
 
 DEFAULTS: dict[str, Any] = {
     "checkpoint": None,  # the ROC network whose pools are ranked (None = the bundled one)
@@ -44,8 +44,6 @@ DEFAULTS: dict[str, Any] = {
     "train": {"epochs": 12, "lr": 1.0e-3, "weight_decay": 1.0e-4, "flip_prob": 0.5, "seed": 0, "threads": 1},
     "weights": [0.01, 0.03, 0.1, 0.3, 1.0],
 }
-RIGHT = 0.1  # ADD(-S) / diameter under which a hypothesis is right (docs/architecture.md, evaluation)
-DECISIVE_BINS = ("60-90", "90-120")
 
 
 def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -163,7 +161,7 @@ class Pools:
 
     def rankable(self) -> np.ndarray:
         """Pools with at least one right and one wrong hypothesis (the only ones with something to learn)."""
-        right = self.a["errors"] < RIGHT
+        right = is_hit(self.a["errors"])
         n_right = np.add.reduceat(right.astype(np.int64), self.offsets[:-1]) if len(self) else np.zeros(0, np.int64)
         return np.nonzero((n_right > 0) & (n_right < self.a["counts"]))[0]
 
@@ -188,11 +186,11 @@ def choice_recall(pools: Pools, logits: list[np.ndarray], weight: float) -> dict
         _, sc, err = pools.pool(i)
         k = int(pools.a["refined"][i])
         j = int(np.argmax(sc[:k] + weight * logits[i][:k]))
-        hits.setdefault(rotation_bin(float(pools.a["rotation_deg"][i])), []).append(bool(err[j] < RIGHT))
+        hits.setdefault(rotation_bin(float(pools.a["rotation_deg"][i])), []).append(is_hit(err[j]))
     n = sum(len(v) for v in hits.values())
     return {"add_s_01d_recall": (sum(sum(v) for v in hits.values()) / n) if n else None, "n": n,
-            "by_rotation_bin": {b: {"add_s_01d_recall": sum(v) / len(v), "n": len(v), "right": int(sum(v))}
-                                for b, v in sorted(hits.items(), key=lambda kv: float(kv[0].split("-")[0]))}}
+            "by_rotation_bin": {b: {"add_s_01d_recall": sum(hits[b]) / len(hits[b]), "n": len(hits[b]),
+                                    "right": int(sum(hits[b]))} for b in BIN_NAMES if b in hits}}
 
 
 def choose_weight(pools: Pools, logits: list[np.ndarray], weights: list[float]) -> tuple[float, dict[str, Any]]:
@@ -216,7 +214,7 @@ def train_epoch(model, opt, pools: Pools, order: np.ndarray, rng: np.random.Gene
         x = torch.from_numpy(img.astype(np.float32))
         if rng.random() < flip_prob:
             x = torch.flip(x, [3])  # both views mirrored together: the comparison stays the same
-        loss = listwise_loss(model(x, torch.from_numpy(sc)), torch.from_numpy(err < RIGHT))
+        loss = listwise_loss(model(x, torch.from_numpy(sc)), torch.from_numpy(is_hit(err)))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -251,7 +249,7 @@ def mean_loss(pools: Pools, logits: list[np.ndarray]) -> float:
     idx = pools.rankable()
     if not len(idx):
         return float("nan")
-    return float(np.mean([float(listwise_loss(torch.from_numpy(logits[i]), torch.from_numpy(pools.pool(i)[2] < RIGHT))) for i in idx]))
+    return float(np.mean([float(listwise_loss(torch.from_numpy(logits[i]), torch.from_numpy(is_hit(pools.pool(i)[2])))) for i in idx]))
 
 
 def train_scorer(config: str | os.PathLike, *, out_dir: str | None = None, resume: bool = False, export: bool = False,

@@ -33,7 +33,6 @@ from .objects import SPLIT_RANGES, ObjectSpec, make_object, random_texture
 from .render import Renderer, axis_angle_to_matrix, random_light, random_rotation, rotation_at_angle
 from .render_gl import GlRenderer, make_renderer
 
-ANGLE_BINS = ((0, 30), (30, 60), (60, 90), (90, 120), (120, 180))
 COVISIBLE_BAND = 0.05  # x diameter: a little wider than the verifier's 0.03 (pixel rounding at grazing angles)
 REF_POINTS = 256  # reference cloud points per pair (for validation ADD)
 RENDERERS = ("pybullet", "gl", "auto")
@@ -360,13 +359,6 @@ def make_validation_pairs(cfg: PairConfig, n: int, *, seed: int = 1234, num_obje
     finally:
         sampler.close()
     return out
-
-
-def angle_bin(angle_deg: float) -> str:
-    for lo, hi in ANGLE_BINS:
-        if angle_deg < hi or hi == ANGLE_BINS[-1][1]:
-            return f"{lo}-{hi}"
-    return f"{ANGLE_BINS[-1][0]}-{ANGLE_BINS[-1][1]}"
 
 
 try:  # the DataLoader wrapper needs torch; the sampler itself does not
