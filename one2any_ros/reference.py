@@ -13,7 +13,7 @@ import json
 import os
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,8 @@ from .files import atomic_path
 from .geometry import is_rigid, orthonormalize
 from .colour import colour_features
 
-REFERENCE_FORMAT_VERSION = 1
+REFERENCE_FORMAT = "one2any_reference"
+REFERENCE_FORMAT_VERSION = 2  # 2: only the view, T_C_O and the embedding (1 also kept T_refcam_C, points_C, T_cam_obj)
 RADIUS_PERCENTILE = 95.0
 MAX_CLOUD_POINTS = 4000  # the reference cloud kept for verification and ICP; subsampled once per reference
 
@@ -168,19 +169,16 @@ def make_reference(view: View, *, rng_seed: int = 0) -> Reference:
 
 
 # --- save / load: a zip of .npy arrays + JSON metadata; never pickle -----------------------------------
+# A file holds what loading cannot recompute: the view (rgb, depth, mask, K), the object frame T_C_O and the
+# backend's cached embedding. C, s, the ROC map, the cloud and its colours are made again by make_reference,
+# so they always follow this build's rules.
 
 def save_reference(ref: Reference, path: str | os.PathLike) -> None:
     """Write atomically (``files.atomic_path``) so a crash mid-write never leaves a half file in place."""
-    arrays = {
-        "rgb": ref.view.rgb, "depth": ref.view.depth, "mask": ref.view.mask, "K": ref.view.K,
-        "T_refcam_C": ref.T_refcam_C, "T_C_O": ref.T_C_O, "points_C": ref.points_C,
-    }
-    if ref.view.T_cam_obj is not None:
-        arrays["T_cam_obj"] = ref.view.T_cam_obj
+    arrays = {"rgb": ref.view.rgb, "depth": ref.view.depth, "mask": ref.view.mask, "K": ref.view.K, "T_C_O": ref.T_C_O}
     for k, v in ref.embedding.items():
         arrays["emb__" + k] = v
-    meta = {"format": "one2any_reference", "version": REFERENCE_FORMAT_VERSION, "scale": ref.scale,
-            "embedding_backend": ref.embedding_backend}
+    meta = {"format": REFERENCE_FORMAT, "version": REFERENCE_FORMAT_VERSION, "embedding_backend": ref.embedding_backend}
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         zf.writestr("meta.json", json.dumps(meta))
         for k, v in arrays.items():
@@ -200,24 +198,35 @@ def load_reference(path: str | os.PathLike) -> Reference:
             arrays = {n[:-4]: np.load(io.BytesIO(zf.read(n)), allow_pickle=False) for n in zf.namelist() if n.endswith(".npy")}
     except (zipfile.BadZipFile, zlib.error, KeyError, ValueError, OSError, EOFError, NotImplementedError, RuntimeError) as e:
         raise ReferenceFileError(f"reference file {path} is truncated or corrupt: {e}") from e
-    if not isinstance(meta, dict) or meta.get("format") != "one2any_reference" or meta.get("version") != REFERENCE_FORMAT_VERSION:
-        m = meta if isinstance(meta, dict) else {}
-        raise ReferenceFileError(
-            f"reference file {path} has format {m.get('format')!r} version {m.get('version')!r}; "
-            f"this build reads version {REFERENCE_FORMAT_VERSION}", reason="reference_version")
+    _check_version(meta, path)
     try:
-        view = make_view(arrays["rgb"], arrays["depth"], arrays["mask"], arrays["K"], T_cam_obj=arrays.get("T_cam_obj"),
-                         min_depth=0.0, max_depth=np.inf)
-        ref = make_reference(view)
+        view = make_view(arrays["rgb"], arrays["depth"], arrays["mask"], arrays["K"], min_depth=0.0, max_depth=np.inf)
         T_C_O = arrays["T_C_O"]
         if not is_rigid(T_C_O):
             raise InputError(f"T_C_O is not a rigid 4x4 transform (shape {T_C_O.shape}, dtype {T_C_O.dtype})")
+        ref = make_reference(view)
     except (KeyError, ValueError, TypeError) as e:  # InputError is a ValueError
         raise ReferenceFileError(f"reference file {path} is incomplete or invalid: {e}") from e
     ref.T_C_O = orthonormalize(T_C_O.astype(np.float64))
+    ref.view = replace(ref.view, T_cam_obj=ref.T_refcam_C @ ref.T_C_O)  # the object's pose in the reference camera
     ref.embedding = {k[5:]: v for k, v in arrays.items() if k.startswith("emb__")}
     ref.embedding_backend = str(meta.get("embedding_backend", ""))
     return ref
+
+
+def _check_version(meta: object, path: Path) -> None:
+    """ReferenceFileError(reason="reference_version") unless ``meta`` is this build's reference format and version;
+    an older file names what to do (its arrays follow older rules, so it is not converted)."""
+    if not isinstance(meta, dict) or meta.get("format") != REFERENCE_FORMAT:
+        raise ReferenceFileError(f"reference file {path} is not a one2any reference", reason="reference_version")
+    version = meta.get("version")
+    if version == REFERENCE_FORMAT_VERSION:
+        return
+    if isinstance(version, int) and not isinstance(version, bool) and version < REFERENCE_FORMAT_VERSION:
+        raise ReferenceFileError(f"reference file {path} was written by an older version ({version}); set the reference "
+                                 f"again", reason="reference_version")
+    raise ReferenceFileError(f"reference file {path} has version {version!r}; this build reads version "
+                             f"{REFERENCE_FORMAT_VERSION}", reason="reference_version")
 
 
 def require_reference(ref: Reference | None) -> Reference:
