@@ -6,14 +6,13 @@ pixels of the mask (a label image) by its ``mask_label`` (multi_object.py; refer
 Concurrency: one SingleThreadedExecutor thread takes every message, service call, parameter change and
 timer; one plain worker thread does all estimation. (rclpy's MultiThreadedExecutor spends about a core
 of its own at 120 Hz of 640x480 RGB-D and still cannot keep up; the single-threaded one takes the same
-stream with about a third of a core: docs/benchmarks.md.)
-- inputs: the synchronizer's callbacks only store the newest complete frame in a one-slot mailbox (a
-  frame still waiting there is replaced and counted as dropped: latest wins) and wake the worker;
-- frames are taken in stamp order: a set older than the last one taken is dropped, never estimated
-  (message_filters can complete an older set after a newer one: docs/ros.md, "Synchronizer"); a jump back
-  of more than STAMP_RESET_S (a bag replayed again, a clock reset) restarts the order instead;
-- the worker empties the mailbox one frame at a time, and runs the jobs services and parameter changes hand
-  it (loading another backend runs there, after the parameter callback has answered);
+stream with about a third of a core: docs/benchmarks.md.) Between them, the mailbox (mailbox.py):
+- inputs: the synchronizer's callbacks only put the newest complete frame in its one slot (a frame still
+  waiting there is replaced and counted as dropped: latest wins), in stamp order (an older set is dropped;
+  a jump back of more than STAMP_RESET_S, a bag replayed again, restarts the order: docs/ros.md,
+  "Synchronizer");
+- the worker takes one frame at a time, and first the jobs services and parameter changes hand it
+  (loading another backend runs there, after the parameter callback has answered);
 - a watchdog on the diagnostics timer restarts a worker that died (reported ERROR on /diagnostics first);
   the job it was running is answered with the error, so ~/set_reference never hangs;
 - ``~/set_reference`` is a coroutine: it hands the worker a job (wait for the next frame, set the
@@ -28,13 +27,12 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections import deque
 import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Callable
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import rclpy
@@ -63,6 +61,7 @@ from ..srv import ListReferences, RemoveReference, SetReference
 from . import conversions as conv
 from . import params
 from .diagnostics import NodeStats, diagnostic_array, failure_text
+from .mailbox import STAMP_RESET_S, Job, Mailbox
 from .sync import Frame, FrameSynchronizer
 from .tf import broadcaster_name, create_broadcaster
 from .transport import apply_default_transport
@@ -72,7 +71,6 @@ INPUTS = {"rgb": Image, "depth": Image, "mask": Image, "camera_info": CameraInfo
 DEFAULT_WAIT_S = 2.0  # ~/set_reference timeout_s = 0
 INPUT_WINDOW_S = 2.0  # inputs arriving this long without a complete frame are reported
 STALE_INPUT_S = 2.0  # /diagnostics warns when the newest complete frame is older than this (camera stopped)
-STAMP_RESET_S = 3.0  # a set this much older than the last one taken is a restarted stream, not a late set
 PROMPT_DIAG_MIN_S = 0.1  # a new failure reason goes out on /diagnostics at once, at most this often
 
 
@@ -99,14 +97,8 @@ class One2AnyNode(Node):
         self._listing: list[tuple[str, int, float]] = []  # (id, label, radius) in order: a snapshot for other threads
         self._extents: dict[str, tuple[object, np.ndarray]] = {}  # id -> (its reference, cloud extent in O)
 
-        self._frame_cv = threading.Condition()  # guards the mailbox, the jobs and the frame counter
-        self._latest: Frame | None = None  # newest complete frame (for ~/set_reference)
-        self._pending: Frame | None = None  # the mailbox the worker empties
-        self._jobs: deque[tuple[Callable[[], object], Future]] = deque()  # work services hand the worker
-        self._seq = 0
-        self._last_taken_ns: int | None = None  # stamp of the newest set taken into the mailbox (stamp order)
-        self._stopping = False
-        self._current_job: tuple[Callable[[], object], Future] | None = None  # the worker's job in progress
+        self._mailbox: Mailbox[Frame] = Mailbox(stamp_reset_s=STAMP_RESET_S, future_factory=Future)
+        self._current_job: Job | None = None  # the worker's job in progress
         self._worker_error = ""  # why the worker died; cleared when the watchdog restarts it
 
         self._pose_pub = self.create_publisher(PoseStamped, "~/pose", OUT_QOS)
@@ -154,22 +146,21 @@ class One2AnyNode(Node):
     def _on_frame(self, msgs: dict) -> None:
         now = self.get_clock().now().nanoseconds
         stamp = conv.stamp_to_ns(msgs["rgb"].header.stamp)
-        with self._frame_cv:
-            last = self._last_taken_ns
-            if last is not None and stamp < last and (last - stamp) / 1e9 <= STAMP_RESET_S:
-                self._stats.frame_dropped()  # an older set completed after a newer one: never estimated
-                self.get_logger().debug(f"dropped a set stamped {(last - stamp) / 1e6:.1f} ms before the last one taken")
-                return
-            if last is not None and stamp < last:
-                self.get_logger().warning(f"input stamps went back {(last - stamp) / 1e9:.1f} s (a bag replayed "
-                                          "again, or a clock reset): following the new stream")
-            self._last_taken_ns = stamp
-            self._seq += 1
-            if self._pending is not None:
-                self._stats.frame_dropped()
-            self._latest = self._pending = Frame(msgs, stamp, time.monotonic(), self._seq)
-            self._frame_cv.notify_all()
+        put = self._mailbox.put_frame(stamp, lambda seq: Frame(msgs, stamp, time.monotonic(), seq))
+        for _ in range(put.dropped):
+            self._stats.frame_dropped()
+        if not put.accepted:  # an older set completed after a newer one: never estimated
+            self.get_logger().debug(f"dropped a set stamped {put.back_ns / 1e6:.1f} ms before the last one taken")
+            return
+        if put.reset:
+            self.get_logger().warning(f"input stamps went back {put.back_ns / 1e9:.1f} s (a bag replayed again, "
+                                      "or a clock reset): following the new stream")
         self._stats.frame_received((now - stamp) / 1e6 if now > 0 else None, stamp)
+
+    @property
+    def _last_taken_ns(self) -> int | None:
+        """The stamp frames are now taken in order from (the mailbox's; tests read it here)."""
+        return self._mailbox.last_taken_ns
 
     def _start_worker(self) -> threading.Thread:
         worker = threading.Thread(target=self._worker_main, name="one2any_worker", daemon=True)
@@ -185,31 +176,25 @@ class One2AnyNode(Node):
             self._worker_error = f"{type(e).__name__}: {e}"
             self.get_logger().error(f"the estimation worker died: {traceback.format_exc()}")
             job = self._current_job
-            if job is not None and not job[1].done():
-                job[1].set_exception(RuntimeError(f"the estimation worker died ({self._worker_error})"))
+            if job is not None and not job.future.done():
+                job.future.set_exception(RuntimeError(f"the estimation worker died ({self._worker_error})"))
                 self._wake_awaiting()
             self._fail("worker_died", self._worker_error, frame=False)
 
     def _work(self) -> None:
-        """The worker loop: jobs first (an operator is waiting on them), then the newest frame."""
-        while True:
-            with self._frame_cv:
-                self._frame_cv.wait_for(lambda: self._stopping or self._jobs or self._pending is not None)
-                if self._stopping:
-                    return
-                job, frame = (self._jobs.popleft(), None) if self._jobs else (None, self._pending)
-                if job is None:
-                    self._pending = None
-            if job is not None:
-                self._current_job = job
-                self._run_job(*job)
+        """The worker loop: the mailbox hands jobs first (an operator is waiting on them), then the newest frame."""
+        while (item := self._mailbox.next()) is not None:
+            if isinstance(item, Job):
+                self._current_job = item
+                item.run()
                 self._current_job = None
+                self._wake_awaiting()
             else:
-                self._process(frame)
+                self._process(item)
 
     def _check_worker(self) -> None:
         """The watchdog (diagnostics timer): a worker that died is reported ERROR, then started again."""
-        if self._stopping or (self._worker.is_alive() and not self._worker_error):
+        if self._mailbox.stopped or (self._worker.is_alive() and not self._worker_error):
             return
         if not self._worker_error:
             self._worker_error = "the worker thread is not running"
@@ -221,13 +206,6 @@ class One2AnyNode(Node):
         self._worker_error = ""
         self._worker = self._start_worker()
 
-    def _run_job(self, fn: Callable[[], object], future: Future) -> None:
-        try:
-            future.set_result(fn())
-        except Exception as e:  # handed to the awaiting coroutine, which answers the caller
-            future.set_exception(e)
-        self._wake_awaiting()
-
     def _wake_awaiting(self) -> None:
         try:
             self._job_done.trigger()
@@ -236,20 +214,14 @@ class One2AnyNode(Node):
 
     def _submit(self, fn: Callable[[], object]) -> Future:
         """Hand ``fn`` to the worker without waiting for it (parameter side effects)."""
-        future: Future = Future()
-        with self._frame_cv:
-            self._jobs.append((fn, future))
-            self._frame_cv.notify_all()
-        return future
+        return self._mailbox.submit(fn)
 
     async def _on_worker(self, fn: Callable[[], object]):
         """Run ``fn`` on the worker thread and await its result without blocking the executor."""
         return await self._submit(fn)
 
     def destroy_node(self) -> None:
-        with self._frame_cv:
-            self._stopping = True
-            self._frame_cv.notify_all()
+        self._mailbox.stop()
         if self._worker.is_alive() and self._worker is not threading.current_thread():
             self._worker.join(timeout=5.0)
         self._objects.close()
@@ -379,18 +351,14 @@ class One2AnyNode(Node):
     def _wait_frame(self, req, seq: int) -> tuple[Frame | None, str]:
         """The frame ~/set_reference uses: the newest one, or the first after the call (frame ``seq``)."""
         if req.use_latest_frame:
-            with self._frame_cv:
-                frame = self._latest
+            frame = self._mailbox.latest()
             return frame, "" if frame else "no_frame: no synchronized frame received yet" + self._input_issue()
         timeout = float(req.timeout_s) if req.timeout_s > 0 else DEFAULT_WAIT_S
-        with self._frame_cv:
-            got = self._frame_cv.wait_for(lambda: self._seq > seq, timeout)
-            frame = self._latest if got else None
+        frame = self._mailbox.wait_frame_after(seq, timeout)
         return frame, "" if frame else f"no_frame: no synchronized frame within {timeout:.1f} s" + self._input_issue()
 
     async def _srv_set_reference(self, req: SetReference.Request, res: SetReference.Response) -> SetReference.Response:
-        with self._frame_cv:
-            seq = self._seq
+        seq = self._mailbox.seq
         try:
             return await self._on_worker(lambda: self._set_reference(req, res, seq))
         except Exception as e:  # a bug must not leave the caller without an answer
