@@ -270,7 +270,8 @@ def icp_batched(
 
 
 def subsample(pts: np.ndarray, n: int, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Indices of at most n points, farthest-point-like coverage via a random voxel-balanced draw."""
+    """Sorted indices of at most ``n`` of ``pts`` (N,3): all of them when N <= n, else a uniform random draw
+    without replacement (``rng``, default seeded 0, so the same call gives the same subset)."""
     if len(pts) <= n:
         return np.arange(len(pts))
     rng = rng or np.random.default_rng(0)
