@@ -183,6 +183,19 @@ def _make_estimator(backend: str, estimator_kwargs: Mapping[str, Any] | None):
     return PoseEstimator(backend=backend, **dict(estimator_kwargs or {}))
 
 
+PROTOCOL_TEXT = ("one reference per scene and object (first image with visib_fract >= 0.5, its GT pose given); "
+                 "every other image a query (mask_visib, track=False); failures are misses and absent from results.csv")
+METRIC_NOTES = ("add_s_01d_recall: ADD for asymmetric objects, ADD-S for objects with symmetries in models_info.json, "
+                "hit when error < 0.1 diameter; add_s_auc: ADD-S for every object, AUC of recall over 0-10 cm; "
+                "add_auc: the same AUC with the add_s_01d_recall error (YCB-Video ADD(-S)); medians count a failure "
+                "as 180 deg and infinite translation (null when infinite); rotation errors take the closest "
+                "symmetric twin; median_latency_ms over successful estimates (wall clock)")
+CONFIDENCE_NOTES = ("confidence_auroc: how well the confidence ranks right poses (add_s_01d hit) above wrong "
+                    "ones among returned estimates (0.5 = chance); precision_at_recall_0.8: the right share of "
+                    "poses kept by the highest threshold that keeps 80 % of the right ones; symmetry_errors: "
+                    "misses right by ADD-S but wrong by ADD (a flip or turn the shape cannot tell)")
+
+
 def evaluate_dataset(
     dataset: str | os.PathLike,
     *,
@@ -214,6 +227,48 @@ def evaluate_dataset(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     models_info = {int(k): v for k, v in bop.load_models_info(root).items()}
+    plans, skipped, n_scenes = plan_dataset(root, split, scene_ids=scene_ids, obj_ids=obj_ids,
+                                            min_query_visib=min_query_visib)
+    n_available = sum(len(p.queries) for p in plans)
+    plans = _subsample(plans, max_queries)
+
+    est = estimator if estimator is not None else _make_estimator(backend, estimator_kwargs)
+    run = _run_plans(est, plans, root, models_info, out / "queries.jsonl", progress)
+
+    bop.write_results_csv(out / "results.csv", run.rows)
+    report = summarize(run.records, run.models)
+    report.update(
+        backend=backend,
+        backends_used=dict(Counter(r["backend"] for r in run.records if r["ok"])),
+        model=_describe(est),
+        dataset=str(root.resolve()),
+        split=split,
+        n_scenes=n_scenes,
+        n_objects=len({p.obj_id for p in plans}),
+        n_queries_available=n_available,
+        max_queries=max_queries,
+        min_query_visib=min_query_visib,
+        references=run.references,
+        skipped_objects=skipped,
+        timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        version=__version__,
+        protocol=PROTOCOL_TEXT,
+        metric_notes=METRIC_NOTES,
+        confidence_notes=CONFIDENCE_NOTES,
+        files={"results_csv": "results.csv", "queries": "queries.jsonl", "plot": None, "reliability_plot": None},
+    )
+    if plot:
+        _plot_files(report, run.records, out)
+    report = _json_safe(report)
+    write_atomic(out / "report.json", json.dumps(report, indent=2))
+    return report
+
+
+def plan_dataset(root: Path, split: str, *, scene_ids: Iterable[int] | None = None, obj_ids: Iterable[int] | None = None,
+                 min_query_visib: float = 0.0) -> tuple[list[ObjectPlan], list[dict], int]:
+    """(the ObjectPlans of every wanted scene of the split, the objects skipped for want of a reference, the number
+    of scenes planned)."""
+    from .data import bop
 
     wanted_scenes = None if scene_ids is None else {int(s) for s in scene_ids}
     plans: list[ObjectPlan] = []
@@ -226,88 +281,79 @@ def evaluate_dataset(
         p, s = plan_scene(bop.load_scene(root, split, sid), obj_ids=obj_ids, min_query_visib=min_query_visib)
         plans += p
         skipped += s
-    n_available = sum(len(p.queries) for p in plans)
-    plans = _subsample(plans, max_queries)
+    return plans, skipped, n_scenes
 
-    est = estimator if estimator is not None else _make_estimator(backend, estimator_kwargs)
-    models: dict[int, EvalModel] = {}
-    records: list[dict] = []
-    rows: list[dict] = []
-    references: list[dict] = []
+
+@dataclass
+class _RunResult:
+    """What estimating every planned query gives: per-query records, results.csv rows, the references used and
+    the objects' models."""
+
+    records: list[dict] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
+    references: list[dict] = field(default_factory=list)
+    models: dict[int, EvalModel] = field(default_factory=dict)
+
+
+def _run_plans(est, plans: list[ObjectPlan], root: Path, models_info: Mapping[int, dict], queries_path: Path,
+               progress: bool) -> _RunResult:
+    """Set each plan's reference and estimate its queries, one line per query to ``queries_path`` as it runs."""
+    from .data import bop
+
+    run = _RunResult()
     bar = _progress(sum(len(p.queries) for p in plans), progress)
-    with open(out / "queries.jsonl", "w") as jl:
+    with open(queries_path, "w") as jl:
         for plan in plans:
-            scene = plan.scene
-            if plan.obj_id not in models:
-                models[plan.obj_id] = load_eval_model(bop, root, plan.obj_id, models_info)
-            model = models[plan.obj_id]
-            ref_img = bop.load_image(scene, *plan.reference)
-            T_ref = np.asarray(ref_img["T_cam_obj"], np.float64)
-            ref_failure = None
-            try:
-                est.set_reference(make_view(ref_img["rgb"], ref_img["depth"], ref_img["mask"], ref_img["K"], T_cam_obj=T_ref))
-            except One2AnyError as e:
-                ref_failure = "reference_" + str(getattr(e, "reason", "error"))
-            references.append({"scene_id": int(scene.scene_id), "obj_id": plan.obj_id, "im_id": int(plan.reference[0]),
-                                "visib_fract": plan.reference_visib, "n_queries": len(plan.queries), "failure": ref_failure})
+            if plan.obj_id not in run.models:
+                run.models[plan.obj_id] = load_eval_model(bop, root, plan.obj_id, models_info)
+            T_ref, ref_failure = _set_reference(est, plan, run.references)
             for im_id, idx in plan.queries:
-                img = bop.load_image(scene, im_id, idx)
-                rec, row = _run_query(est, img, T_ref, model, ref_failure)
-                rec.update(scene_id=int(scene.scene_id), im_id=int(im_id), obj_id=plan.obj_id, ref_im_id=int(plan.reference[0]))
-                records.append(rec)
+                img = bop.load_image(plan.scene, im_id, idx)
+                rec, row = _run_query(est, img, T_ref, run.models[plan.obj_id], ref_failure)
+                scene_id = int(plan.scene.scene_id)
+                rec.update(scene_id=scene_id, im_id=int(im_id), obj_id=plan.obj_id, ref_im_id=int(plan.reference[0]))
+                run.records.append(rec)
                 jl.write(json.dumps(_json_safe(rec)) + "\n")
                 jl.flush()
                 if row is not None:
-                    row.update(scene_id=int(scene.scene_id), im_id=int(im_id), obj_id=plan.obj_id)
-                    rows.append(row)
+                    row.update(scene_id=scene_id, im_id=int(im_id), obj_id=plan.obj_id)
+                    run.rows.append(row)
                 if bar is not None:
                     bar.update(1)
-                    hits = sum(r["hit"] for r in records)
-                    bar.set_postfix(recall=f"{hits / len(records):.2f}", fail=sum(not r["ok"] for r in records))
+                    hits = sum(r["hit"] for r in run.records)
+                    bar.set_postfix(recall=f"{hits / len(run.records):.2f}", fail=sum(not r["ok"] for r in run.records))
     if bar is not None:
         bar.close()
+    return run
 
-    bop.write_results_csv(out / "results.csv", rows)
-    report = summarize(records, models)
-    report.update(
-        backend=backend,
-        backends_used=dict(Counter(r["backend"] for r in records if r["ok"])),
-        model=_describe(est),
-        dataset=str(root.resolve()),
-        split=split,
-        n_scenes=n_scenes,
-        n_objects=len({p.obj_id for p in plans}),
-        n_queries_available=n_available,
-        max_queries=max_queries,
-        min_query_visib=min_query_visib,
-        references=references,
-        skipped_objects=skipped,
-        timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        version=__version__,
-        protocol=("one reference per scene and object (first image with visib_fract >= 0.5, its GT pose given); "
-                  "every other image a query (mask_visib, track=False); failures are misses and absent from results.csv"),
-        metric_notes=("add_s_01d_recall: ADD for asymmetric objects, ADD-S for objects with symmetries in models_info.json, "
-                      "hit when error < 0.1 diameter; add_s_auc: ADD-S for every object, AUC of recall over 0-10 cm; "
-                      "add_auc: the same AUC with the add_s_01d_recall error (YCB-Video ADD(-S)); medians count a failure "
-                      "as 180 deg and infinite translation (null when infinite); rotation errors take the closest "
-                      "symmetric twin; median_latency_ms over successful estimates (wall clock)"),
-        confidence_notes=("confidence_auroc: how well the confidence ranks right poses (add_s_01d hit) above wrong "
-                          "ones among returned estimates (0.5 = chance); precision_at_recall_0.8: the right share of "
-                          "poses kept by the highest threshold that keeps 80 % of the right ones; symmetry_errors: "
-                          "misses right by ADD-S but wrong by ADD (a flip or turn the shape cannot tell)"),
-        files={"results_csv": "results.csv", "queries": "queries.jsonl", "plot": None, "reliability_plot": None},
-    )
-    if plot:
-        try:
-            plot_report(report, records, out / "recall_by_bin.png")
-            report["files"]["plot"] = "recall_by_bin.png"
-            plot_reliability(report, out / "reliability.png")
-            report["files"]["reliability_plot"] = "reliability.png"
-        except ImportError:  # matplotlib missing (a bare ROS install): the numbers still stand
-            pass
-    report = _json_safe(report)
-    write_atomic(out / "report.json", json.dumps(report, indent=2))
-    return report
+
+def _set_reference(est, plan: ObjectPlan, references: list[dict]) -> tuple[np.ndarray, str | None]:
+    """Give the estimator the plan's reference with its ground-truth pose; appends its line to ``references``.
+    Returns (that pose, the failure reason when the reference was refused, else None)."""
+    from .data import bop
+
+    ref_img = bop.load_image(plan.scene, *plan.reference)
+    T_ref = np.asarray(ref_img["T_cam_obj"], np.float64)
+    ref_failure = None
+    try:
+        est.set_reference(make_view(ref_img["rgb"], ref_img["depth"], ref_img["mask"], ref_img["K"], T_cam_obj=T_ref))
+    except One2AnyError as e:
+        ref_failure = "reference_" + str(getattr(e, "reason", "error"))
+    references.append({"scene_id": int(plan.scene.scene_id), "obj_id": plan.obj_id, "im_id": int(plan.reference[0]),
+                       "visib_fract": plan.reference_visib, "n_queries": len(plan.queries), "failure": ref_failure})
+    return T_ref, ref_failure
+
+
+def _plot_files(report: dict, records: Sequence[Mapping], out: Path) -> None:
+    """The recall and reliability PNGs, named in ``report["files"]``; skipped without matplotlib (a bare ROS
+    install): the numbers still stand."""
+    try:
+        plot_report(report, records, out / "recall_by_bin.png")
+        report["files"]["plot"] = "recall_by_bin.png"
+        plot_reliability(report, out / "reliability.png")
+        report["files"]["reliability_plot"] = "reliability.png"
+    except ImportError:
+        pass
 
 
 def _describe(est: Any) -> dict | None:

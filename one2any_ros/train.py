@@ -31,7 +31,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -463,6 +463,261 @@ def _lr_at(step: int, cfg: dict) -> float:
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * prog)))
 
 
+@dataclass
+class _Progress:
+    """What the run has done: restored from ``train_state.json`` on a resume, saved with it."""
+
+    step: int = 0
+    samples: int = 0
+    elapsed: float = 0.0  # seconds spent by earlier invocations
+    best_err: float = float("inf")
+    resumes: int = 0
+
+
+@dataclass
+class _Session:
+    """One invocation of :func:`train`: the model, optimizer, data and run directory, and the loop's bookkeeping.
+    Rank 0 (``dist.main``) alone validates, logs and saves."""
+
+    cfg: dict[str, Any]
+    config_path: str | os.PathLike
+    out: Path
+    dist: _Dist
+    dev: torch.device
+    model: One2AnyNet
+    opt: torch.optim.Optimizer
+    progress: _Progress
+    lineage: dict[str, Any]
+    ddp_model: torch.nn.Module | None = None
+    use_amp: bool = False
+    amp_dtype: torch.dtype = torch.float16
+    scaler: Any = None
+    pcfg: Any = None
+    loader: Any = None
+    val_pairs: list[dict] = field(default_factory=list)
+    log: MetricsLog | None = None
+    bar: Any = None
+    last_val: dict[str, Any] = field(default_factory=dict)
+    t_start: float = field(default_factory=time.time)
+    t_ckpt: float = field(default_factory=time.time)
+    t_log: float = field(default_factory=time.time)
+    s_log: int = 0
+    acc: dict[str, float] = field(default_factory=dict)
+    n_acc: int = 0
+    bad_steps: int = 0
+
+    @property
+    def tcfg(self) -> dict[str, Any]:
+        return self.cfg["train"]
+
+    def elapsed_s(self) -> float:
+        return self.progress.elapsed + time.time() - self.t_start
+
+    # --- one optimisation step -------------------------------------------------------------------------
+    def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], float]:
+        """Forward, loss, backward and (unless the loss or gradient is not finite) an optimizer step.
+        Returns (the loss parts, the learning rate used)."""
+        tcfg, opt, scaler = self.tcfg, self.opt, self.scaler
+        batch = {k: v.to(self.dev, non_blocking=True) for k, v in batch.items()}
+        lr = _lr_at(self.progress.step, self.cfg)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        with torch.autocast(self.dev.type, dtype=self.amp_dtype, enabled=self.use_amp):
+            out_t = self.ddp_model(batch["ref"], batch["ref_valid"], batch["query"])
+        loss, parts = compute_loss(out_t, batch, tcfg["loss"])
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if tcfg.get("grad_clip") or not scaler.is_enabled():
+            scaler.unscale_(opt)
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(tcfg.get("grad_clip") or float("inf")))
+        else:
+            norm = torch.zeros(())
+        if not scaler.is_enabled() and not (torch.isfinite(loss) and torch.isfinite(norm)):
+            # one bad batch must not turn every weight into NaN (the fp16 GradScaler does this on its own)
+            self.bad_steps += 1
+            if self.bad_steps >= int(tcfg.get("max_bad_steps", 50)):
+                raise One2AnyError(f"training diverged: {self.bad_steps} steps in a row with a non-finite loss or "
+                                   f"gradient (last loss {float(loss.detach()):.4g}); lower train.lr, or warm-start from "
+                                   f"{self.out / 'best.safetensors'} with train.init_from", reason="diverged")
+            parts["skipped"] = 1.0
+        else:
+            self.bad_steps = 0
+            scaler.step(opt)
+        scaler.update()
+        self.progress.step += 1
+        self.progress.samples += batch["ref"].shape[0] * self.dist.world
+        for k, v in parts.items():
+            self.acc[k] = self.acc.get(k, 0.0) + v
+        self.n_acc += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        return parts, lr
+
+    def should_stop(self) -> bool:
+        """At max_steps or past max_minutes; under DDP every rank stops at the same step, or the others hang in
+        all-reduce."""
+        max_minutes = self.tcfg.get("max_minutes")
+        minutes = (time.time() - self.t_start) / 60.0
+        stop = self.progress.step >= int(self.tcfg["max_steps"]) or (max_minutes is not None and minutes >= float(max_minutes))
+        if self.dist.world > 1:
+            import torch.distributed as dist
+
+            flag = torch.tensor([float(stop)], device=self.dev)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item() > 0)
+        return stop
+
+    # --- rank 0: log, validate, save -------------------------------------------------------------------
+    def after_step(self, lr: float, stop: bool) -> None:
+        """The training row every ``log_every`` steps, validation every ``val_every``, the run state every
+        ``checkpoint_minutes`` (and all three at the last step)."""
+        tcfg, step = self.tcfg, self.progress.step
+        if step % int(tcfg["log_every"]) == 0 or stop:
+            self.log_train_row(lr)
+        if self.val_pairs and (step % int(tcfg["val_every"]) == 0 or stop):
+            self.run_validation()
+        if stop or time.time() - self.t_ckpt >= 60.0 * float(tcfg["checkpoint_minutes"]):
+            self.save_all(final=stop)
+            self.t_ckpt = time.time()
+
+    def log_train_row(self, lr: float) -> None:
+        now = time.time()
+        pr = self.progress
+        row = {"kind": "train", "step": pr.step, "samples": pr.samples, "elapsed_s": pr.elapsed + now - self.t_start, "lr": lr,
+               **{k: v / self.n_acc for k, v in self.acc.items()},
+               "samples_per_s": (pr.samples - self.s_log) / max(now - self.t_log, 1e-9)}
+        self.log.write(row)
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{row['loss']:.3f}", roc=f"{row['roc_err']:.3f}", sps=f"{row['samples_per_s']:.1f}")
+        self.acc, self.n_acc, self.t_log, self.s_log = {}, 0, now, pr.samples
+
+    def run_validation(self) -> None:
+        """Validate, log, keep ``best.*`` when the ROC error is the lowest so far, redraw the curves."""
+        pr = self.progress
+        res = validate(self.model, self.val_pairs, self.dev, self.tcfg["loss"])
+        self.last_val = res
+        self.log.write({"kind": "val", "step": pr.step, "samples": pr.samples, "elapsed_s": self.elapsed_s(), **res})
+        if res["val_roc_err"] < pr.best_err:
+            pr.best_err = res["val_roc_err"]
+            save_checkpoint(self.model, self.out / "best", training={"steps": pr.step, "samples": pr.samples, "val": res,
+                                                                     "config": str(self.config_path),
+                                                                     "pair_sampler": self.pcfg.to_dict(), **self.lineage})
+        plot_curves(self.log.read(), self.out / "curves.png")
+        if self.bar is not None:
+            self.bar.write(f"step {pr.step}: val loss {res['val_loss']:.4f}, ROC error {res['val_roc_err']:.3f}, "
+                           f"pose acc {res['val_pose_acc']:.2f}")
+
+    def save_all(self, final: bool = False) -> None:
+        """The latest weights (``checkpoint.*``) and the run state (``train_state.*``), each file atomically."""
+        pr = self.progress
+        summary = {"steps": pr.step, "samples": pr.samples, "elapsed_s": round(self.elapsed_s(), 1),
+                   "config": str(self.config_path), "best_val_roc_err": pr.best_err, "last_val": self.last_val,
+                   "pair_sampler": self.pcfg.to_dict(), "num_parameters": count_parameters(self.model), **self.lineage}
+        save_checkpoint(self.model, self.out / "checkpoint", training=summary)
+        tensors, opt_meta = optimizer_tensors(self.opt)
+        save_tensors(tensors, self.out / "train_state.safetensors")
+        scaler = self.scaler
+        st = {"step": pr.step, "samples": pr.samples, "elapsed_s": self.elapsed_s(), "best_val_roc_err": pr.best_err,
+              "resumes": pr.resumes, "optimizer": opt_meta,
+              "scaler_scale": float(scaler.get_scale()) if scaler.is_enabled() else None, "final": final}
+        write_atomic(self.out / "train_state.json", json.dumps(st))
+
+
+def _start_session(cfg: dict[str, Any], config_path: str | os.PathLike, out: Path, resume: bool, dist_info: _Dist,
+                   dev: torch.device) -> _Session:
+    """The model and optimizer of a new run, a resumed one (``train_state``) or a warm start (``init_from``)."""
+    if dist_info.main:
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume and (out / "train_state.json").exists():
+            raise One2AnyError(f"{out} already holds a run: pass resume=True (--resume) or another out_dir", reason="run_exists")
+    torch.manual_seed(int(cfg["seed"]) + dist_info.rank)
+    net_cfg = NetConfig.from_dict(cfg["model"])
+    model = One2AnyNet(net_cfg).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["train"]["lr"]), weight_decay=float(cfg["train"]["weight_decay"]))
+    progress, lineage = _Progress(), {}
+    if resume:
+        progress = _Progress(*_load_state(out, model, opt, net_cfg, dev))
+    elif cfg["train"].get("init_from"):
+        lineage = _warm_start(model, str(cfg["train"]["init_from"]), net_cfg, dev)
+    return _Session(cfg=cfg, config_path=config_path, out=out, dist=dist_info, dev=dev, model=model, opt=opt,
+                    progress=progress, lineage=lineage)
+
+
+def _set_up_compute(run: _Session) -> None:
+    """DDP across processes, CPU threads, mixed precision on CUDA."""
+    cfg, dev, model = run.cfg, run.dev, run.model
+    if run.dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        run.ddp_model = DDP(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    else:
+        run.ddp_model = model
+    if dev.type == "cpu":
+        # Measured here: 2 torch threads on 2 cores beside a busy data worker ran 3-5x slower than 1 thread
+        # (OpenMP spin-waiting), so the trainer leaves the workers their cores.
+        n_thr = cfg["train"].get("cpu_threads") or max(1, (os.cpu_count() or 1) - int(cfg["data"]["workers"]))
+        torch.set_num_threads(int(n_thr))
+    run.use_amp = dev.type == "cuda" and bool(cfg["train"]["amp"])
+    run.amp_dtype = torch.bfloat16 if run.use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    run.scaler = torch.amp.GradScaler("cuda", enabled=run.use_amp and run.amp_dtype == torch.float16)
+
+
+def _set_up_data(run: _Session) -> None:
+    """The training pair stream (a fresh one per resume, one per rank) and, on rank 0, the validation pairs."""
+    from .data.pairs import PairDataset, make_validation_pairs
+
+    cfg, dist_info = run.cfg, run.dist
+    run.pcfg = pcfg = _pair_config(cfg)
+    workers = int(cfg["data"]["workers"])
+    ds = PairDataset(pcfg, seed=int(cfg["seed"]) * 1000 + run.progress.resumes, rank=dist_info.rank)
+    # a process forked from one that has made a GL context hangs making its own: GL workers start fresh
+    mp_context = "forkserver" if workers > 0 and pcfg.renderer != "pybullet" else None
+    run.loader = torch.utils.data.DataLoader(ds, batch_size=int(cfg["train"]["batch_size"]), num_workers=workers,
+                                             persistent_workers=workers > 0, pin_memory=run.dev.type == "cuda",
+                                             prefetch_factor=4 if workers > 0 else None, multiprocessing_context=mp_context)
+    run.val_pairs = make_validation_pairs(pcfg, int(cfg["data"]["val_pairs"]), num_objects=int(cfg["data"]["val_objects"])) \
+        if dist_info.main and int(cfg["data"]["val_pairs"]) > 0 else []
+
+
+def _set_up_files(run: _Session, resume: bool, progress: bool) -> None:
+    """Rank 0: the metrics log (rows past the resumed step dropped), the config copy, the progress bar. Every
+    rank: the clocks (``max_minutes`` counts from here)."""
+    if run.dist.main:
+        run.log = MetricsLog(run.out)
+        if resume:
+            run.log.drop_after(run.progress.step)
+        (run.out / "config.yaml").write_text(yaml.safe_dump(run.cfg, sort_keys=False))
+    run.t_start = run.t_ckpt = run.t_log = time.time()
+    run.s_log = run.progress.samples
+    if run.dist.main and progress:
+        from tqdm import tqdm
+
+        run.bar = tqdm(total=int(run.tcfg["max_steps"]), initial=run.progress.step, desc="train", unit="step",
+                       mininterval=2.0, dynamic_ncols=True)
+
+
+def _loop(run: _Session) -> None:
+    """Train until a stop condition; Ctrl-C or SIGTERM saves the run state (rank 0) before re-raising."""
+    run.model.train()
+    it = iter(run.loader)
+    stop = run.progress.step >= int(run.tcfg["max_steps"])
+    restore_sigterm = _sigterm_as_interrupt()
+    try:
+        while not stop:
+            _, lr = run.train_step(next(it))
+            stop = run.should_stop()
+            if run.dist.main:
+                run.after_step(lr, stop)
+    except KeyboardInterrupt:
+        if run.dist.main:
+            run.save_all()
+        raise
+    finally:
+        restore_sigterm()
+        if run.bar is not None:
+            run.bar.close()
+
+
 def train(config_path: str | os.PathLike, *, resume: bool = False, device: str = "auto", out_dir: str | os.PathLike | None = None,
           overrides: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) from a YAML config; returns a summary dict (steps, samples, last metrics, paths).
@@ -474,175 +729,21 @@ def train(config_path: str | os.PathLike, *, resume: bool = False, device: str =
     cfg = load_config(config_path, overrides)
     dist_info, dev = _init_distributed(device)
     out = Path(out_dir or cfg.get("out_dir") or Path("runs") / Path(config_path).stem)
-    state_path = out / "train_state"
-    if dist_info.main:
-        out.mkdir(parents=True, exist_ok=True)
-        if not resume and (out / "train_state.json").exists():
-            raise One2AnyError(f"{out} already holds a run: pass resume=True (--resume) or another out_dir", reason="run_exists")
-    torch.manual_seed(int(cfg["seed"]) + dist_info.rank)
-    net_cfg = NetConfig.from_dict(cfg["model"])
-    model = One2AnyNet(net_cfg).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["train"]["lr"]), weight_decay=float(cfg["train"]["weight_decay"]))
-    step, samples, elapsed, best_err, resumes = 0, 0, 0.0, float("inf"), 0
-    lineage: dict[str, Any] = {}
-    if resume:
-        step, samples, elapsed, best_err, resumes = _load_state(out, model, opt, net_cfg, dev)
-    elif cfg["train"].get("init_from"):
-        lineage = _warm_start(model, str(cfg["train"]["init_from"]), net_cfg, dev)
-    if dist_info.world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        ddp_model = DDP(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    else:
-        ddp_model = model
-    if dev.type == "cpu":
-        # Measured here: 2 torch threads on 2 cores beside a busy data worker ran 3-5x slower than 1 thread
-        # (OpenMP spin-waiting), so the trainer leaves the workers their cores.
-        n_thr = cfg["train"].get("cpu_threads") or max(1, (os.cpu_count() or 1) - int(cfg["data"]["workers"]))
-        torch.set_num_threads(int(n_thr))
-    use_amp = dev.type == "cuda" and bool(cfg["train"]["amp"])
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-
-    from .data.pairs import PairDataset, make_validation_pairs
-
-    pcfg = _pair_config(cfg)
-    workers = int(cfg["data"]["workers"])
-    ds = PairDataset(pcfg, seed=int(cfg["seed"]) * 1000 + resumes, rank=dist_info.rank)  # a fresh stream per resume
-    # a process forked from one that has made a GL context hangs making its own: GL workers start fresh
-    mp_context = "forkserver" if workers > 0 and pcfg.renderer != "pybullet" else None
-    loader = torch.utils.data.DataLoader(ds, batch_size=int(cfg["train"]["batch_size"]), num_workers=workers,
-                                         persistent_workers=workers > 0, pin_memory=dev.type == "cuda",
-                                         prefetch_factor=4 if workers > 0 else None, multiprocessing_context=mp_context)
-    val_pairs = make_validation_pairs(pcfg, int(cfg["data"]["val_pairs"]), num_objects=int(cfg["data"]["val_objects"])) \
-        if dist_info.main and int(cfg["data"]["val_pairs"]) > 0 else []
-    log = MetricsLog(out) if dist_info.main else None
-    if log is not None and resume:
-        log.drop_after(step)
-    if dist_info.main:
-        (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    tcfg = cfg["train"]
-    max_steps, max_minutes = int(tcfg["max_steps"]), tcfg.get("max_minutes")
-    t_start = time.time()
-    t_ckpt = time.time()
-    t_log, s_log = time.time(), samples
-    acc: dict[str, float] = {}
-    n_acc = 0
-    bar = None
-    if dist_info.main and progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=max_steps, initial=step, desc="train", unit="step", mininterval=2.0, dynamic_ncols=True)
-    last_val: dict[str, Any] = {}
-
-    def save_all(final: bool = False) -> None:
-        summary = {"steps": step, "samples": samples, "elapsed_s": round(elapsed + time.time() - t_start, 1),
-                   "config": str(config_path), "best_val_roc_err": best_err, "last_val": last_val,
-                   "pair_sampler": pcfg.to_dict(), "num_parameters": count_parameters(model), **lineage}
-        save_checkpoint(model, out / "checkpoint", training=summary)
-        tensors, opt_meta = optimizer_tensors(opt)
-        save_tensors(tensors, out / "train_state.safetensors")
-        st = {"step": step, "samples": samples, "elapsed_s": elapsed + time.time() - t_start, "best_val_roc_err": best_err,
-              "resumes": resumes, "optimizer": opt_meta, "scaler_scale": float(scaler.get_scale()) if scaler.is_enabled() else None,
-              "final": final}
-        write_atomic(out / "train_state.json", json.dumps(st))
-
-    def run_validation() -> None:
-        nonlocal best_err, last_val
-        res = validate(model, val_pairs, dev, tcfg["loss"])
-        last_val = res
-        row = {"kind": "val", "step": step, "samples": samples, "elapsed_s": elapsed + time.time() - t_start, **res}
-        log.write(row)
-        if res["val_roc_err"] < best_err:
-            best_err = res["val_roc_err"]
-            save_checkpoint(model, out / "best", training={"steps": step, "samples": samples, "val": res,
-                                                           "config": str(config_path), "pair_sampler": pcfg.to_dict(),
-                                                           **lineage})
-        plot_curves(log.read(), out / "curves.png")
-        if bar is not None:
-            bar.write(f"step {step}: val loss {res['val_loss']:.4f}, ROC error {res['val_roc_err']:.3f}, "
-                      f"pose acc {res['val_pose_acc']:.2f}")
-
-    model.train()
-    it = iter(loader)
-    bad_steps = 0
-    stop = step >= max_steps
-    restore_sigterm = _sigterm_as_interrupt()
-    try:
-        while not stop:
-            batch = next(it)
-            batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
-            lr = _lr_at(step, cfg)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
-                out_t = ddp_model(batch["ref"], batch["ref_valid"], batch["query"])
-            loss, parts = compute_loss(out_t, batch, tcfg["loss"])
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if tcfg.get("grad_clip") or not scaler.is_enabled():
-                scaler.unscale_(opt)
-                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float(tcfg.get("grad_clip") or float("inf")))
-            else:
-                norm = torch.zeros(())
-            if not scaler.is_enabled() and not (torch.isfinite(loss) and torch.isfinite(norm)):
-                # one bad batch must not turn every weight into NaN (the fp16 GradScaler does this on its own)
-                bad_steps += 1
-                if bad_steps >= int(tcfg.get("max_bad_steps", 50)):
-                    raise One2AnyError(f"training diverged: {bad_steps} steps in a row with a non-finite loss or "
-                                       f"gradient (last loss {float(loss.detach()):.4g}); lower train.lr, or warm-start from "
-                                       f"{out / 'best.safetensors'} with train.init_from", reason="diverged")
-                parts["skipped"] = 1.0
-            else:
-                bad_steps = 0
-                scaler.step(opt)
-            scaler.update()
-            step += 1
-            samples += batch["ref"].shape[0] * dist_info.world
-            for k, v in parts.items():
-                acc[k] = acc.get(k, 0.0) + v
-            n_acc += 1
-            if bar is not None:
-                bar.update(1)
-            minutes = (time.time() - t_start) / 60.0
-            stop = step >= max_steps or (max_minutes is not None and minutes >= float(max_minutes))
-            if dist_info.world > 1:  # every rank must stop at the same step, or the others hang in all-reduce
-                import torch.distributed as dist
-
-                flag = torch.tensor([float(stop)], device=dev)
-                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                stop = bool(flag.item() > 0)
-            if dist_info.main:
-                if step % int(tcfg["log_every"]) == 0 or stop:
-                    now = time.time()
-                    row = {"kind": "train", "step": step, "samples": samples, "elapsed_s": elapsed + now - t_start, "lr": lr,
-                           **{k: v / n_acc for k, v in acc.items()}, "samples_per_s": (samples - s_log) / max(now - t_log, 1e-9)}
-                    log.write(row)
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{row['loss']:.3f}", roc=f"{row['roc_err']:.3f}", sps=f"{row['samples_per_s']:.1f}")
-                    acc, n_acc, t_log, s_log = {}, 0, now, samples
-                if val_pairs and (step % int(tcfg["val_every"]) == 0 or stop):
-                    run_validation()
-                if stop or time.time() - t_ckpt >= 60.0 * float(tcfg["checkpoint_minutes"]):
-                    save_all(final=stop)
-                    t_ckpt = time.time()
-    except KeyboardInterrupt:
-        if dist_info.main:
-            save_all()
-        raise
-    finally:
-        restore_sigterm()
-        if bar is not None:
-            bar.close()
+    run = _start_session(cfg, config_path, out, resume, dist_info, dev)
+    _set_up_compute(run)
+    _set_up_data(run)
+    _set_up_files(run, resume, progress)
+    _loop(run)
     if dist_info.world > 1:
         import torch.distributed as dist
 
         dist.barrier()
     if dist_info.main and not (out / "train_state.json").exists():
-        save_all(final=True)
-    return {"steps": step, "samples": samples, "out_dir": str(out), "checkpoint": str(out / "checkpoint.safetensors"),
-            "best": str(out / "best.safetensors"), "last_val": last_val, "best_val_roc_err": best_err,
-            "num_parameters": count_parameters(model)}
+        run.save_all(final=True)
+    pr = run.progress
+    return {"steps": pr.step, "samples": pr.samples, "out_dir": str(out), "checkpoint": str(out / "checkpoint.safetensors"),
+            "best": str(out / "best.safetensors"), "last_val": run.last_val, "best_val_roc_err": pr.best_err,
+            "num_parameters": count_parameters(run.model)}
 
 
 def _load_state(out: Path, model: One2AnyNet, opt: torch.optim.Optimizer, net_cfg: NetConfig,

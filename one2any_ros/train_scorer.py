@@ -254,10 +254,11 @@ def mean_loss(pools: Pools, logits: list[np.ndarray]) -> float:
 
 def train_scorer(config: str | os.PathLike, *, out_dir: str | None = None, resume: bool = False, export: bool = False,
                  overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Collect (or read the cached) pools, train for ``train.epochs`` (``resume``: from the last saved epoch), choose
+    the term's weight on the select pools, report on the val pools and, with ``export``, bundle a winner.
+    Returns ``result.json``'s content."""
     from .backends.one2any import One2AnyBackend
-    from .model.checkpoint import load_tensors, save_tensors
-    from .train import optimizer_state, optimizer_tensors  # the run state as the network's run keeps it (no pickle)
-    from .model.scorer import DEFAULT_SCORER, HypothesisScorer, ScorerConfig, load_scorer, save_scorer
+    from .model.scorer import HypothesisScorer, ScorerConfig, save_scorer
 
     cfg = load_config(config, overrides)
     out = Path(out_dir or cfg["out_dir"])
@@ -271,42 +272,93 @@ def train_scorer(config: str | os.PathLike, *, out_dir: str | None = None, resum
     backend = One2AnyBackend(device="cpu", checkpoint=cfg["checkpoint"], scorer=False, threads=int(cfg["train"]["threads"]))
 
     def pools_of(spec: dict[str, Any]) -> Pools:
-        cache = out / f"pools_{spec['name']}.npz"
-        if cache.exists():
-            with np.load(cache, allow_pickle=False) as z:
-                return Pools({k: z[k] for k in z.files})
-        arrays = collect_pools(ensure_dataset(spec, root), backend, top=int(cfg["pool"]["top"]), grid=mcfg.grid,
-                               desc=f"pools {spec['name']}")
-        with atomic_path(cache) as tmp, open(tmp, "wb") as f:  # a file object: savez would append .npz to a name
-            np.savez(f, **arrays)
-        return Pools(arrays)
+        return cached_pools(spec, out, root, backend, top=int(cfg["pool"]["top"]), grid=mcfg.grid)
 
     train_sets = [pools_of(s) for s in cfg["data"]["train"]]
     select = pools_of(cfg["data"]["select"])
     val = pools_of(cfg["data"]["val"]) if cfg["data"]["val"] else None
-    keys = set.intersection(*(set(p.a) for p in train_sets))  # caches from older runs may lack "poses"
-    merged = Pools({k: np.concatenate([p.a[k] for p in train_sets]) for k in sorted(keys)})
+    merged = merge_pools(train_sets)
     idx = merged.rankable()
     print(f"scorer: {len(merged)} training pools, {len(idx)} with right and wrong hypotheses to rank", flush=True)
 
     torch.manual_seed(int(cfg["train"]["seed"]))
     model = HypothesisScorer(mcfg)
     opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["train"]["lr"]), weight_decay=float(cfg["train"]["weight_decay"]))
-    log_path = out / "metrics.jsonl"
-    rows: list[dict[str, Any]] = []
-    start_epoch = 0
-    state = out / "state.json"
+    start_epoch, rows, spent_s = _resume_or_restart(out, model, opt, resume)
+    if spent_s is not None:  # the wall time goes on from where the run stopped (pools loaded from the cache cost ~nothing)
+        t_start = time.time() - spent_s
+    weights = [float(w) for w in cfg["weights"]]
+    _train_epochs(model, opt, merged, idx, select, cfg, out, start_epoch, rows, t_start)
+
+    weight, select_table = choose_weight(select, logits_of(model, select), weights)
+    summary: dict[str, Any] = {
+        "network_checkpoint": cfg["checkpoint"] or "bundled", "network_sha256": backend.config.get("sha256"),
+        "train_datasets": cfg["data"]["train"], "train_pools": int(len(merged)), "rankable_pools": int(len(idx)),
+        "hypotheses_per_pool": f"refined candidates + top {cfg['pool']['top']} by verifier score",
+        "epochs": int(cfg["train"]["epochs"]), "optimizer": {k: cfg["train"][k] for k in ("lr", "weight_decay")},
+        "hardware": f"cpu x {torch.get_num_threads()} threads", "wall_s": round(time.time() - t_start, 1),
+        "select_dataset": cfg["data"]["select"], "select_recall_by_weight": select_table, "weight": weight}
+    if val is not None:
+        lg = logits_of(model, val)
+        summary["val_dataset"] = cfg["data"]["val"]
+        summary["val_without"] = choice_recall(val, lg, 0.0)
+        summary["val_with"] = choice_recall(val, lg, weight)
+    paths = save_scorer(model, out / "scorer", weight=weight, training=summary)
+    result = {"scorer": str(paths[0]), "weight": weight, "summary": summary, "exported": None, "not_exported_because": None}
+    if export:
+        result["not_exported_because"] = _why_not_export(summary, weight, has_val=val is not None)
+        if result["not_exported_because"] is None:
+            result["exported"] = _bundle(paths)
+    write_atomic(out / "result.json", json.dumps(result, indent=1))
+    return result
+
+
+def cached_pools(spec: dict[str, Any], out: Path, root: Path, backend, *, top: int, grid: int) -> Pools:
+    """A dataset's pools from the run directory's cache (``pools_<name>.npz``, no pickle), collected and cached
+    atomically when missing (the dataset rendered first when it is missing too)."""
+    cache = out / f"pools_{spec['name']}.npz"
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as z:
+            return Pools({k: z[k] for k in z.files})
+    arrays = collect_pools(ensure_dataset(spec, root), backend, top=top, grid=grid, desc=f"pools {spec['name']}")
+    with atomic_path(cache) as tmp, open(tmp, "wb") as f:  # a file object: savez would append .npz to a name
+        np.savez(f, **arrays)
+    return Pools(arrays)
+
+
+def merge_pools(sets: list[Pools]) -> Pools:
+    """Several datasets' pools as one, keeping the arrays they all have (caches from older runs may lack "poses")."""
+    keys = set.intersection(*(set(p.a) for p in sets))
+    return Pools({k: np.concatenate([p.a[k] for p in sets]) for k in sorted(keys)})
+
+
+def _resume_or_restart(out: Path, model, opt, resume: bool) -> tuple[int, list[dict[str, Any]], float | None]:
+    """With ``resume`` and a saved epoch: the model and optimizer restored, (the next epoch, the rows logged up to
+    it, the wall seconds spent before). Otherwise a fresh log: (0, [], None)."""
+    from .model.checkpoint import load_tensors
+    from .train import optimizer_state  # the run state as the network's run keeps it (no pickle)
+
+    log_path, state = out / "metrics.jsonl", out / "state.json"
     if resume and state.exists():
         st = json.loads(state.read_text())
         model.load_state_dict(load_tensors(out / "last.safetensors"))
         opt.load_state_dict(optimizer_state(load_tensors(out / "optimizer.safetensors"), st["optimizer"]))
         start_epoch = int(st["epoch"])
         rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()][:start_epoch]
-        if rows:  # the wall time goes on from where the run stopped (pools loaded from the cache cost ~nothing)
-            t_start = time.time() - float(rows[-1]["elapsed_s"])
         print(f"scorer: resumed after epoch {start_epoch}", flush=True)
-    elif log_path.exists():
+        return start_epoch, rows, float(rows[-1]["elapsed_s"]) if rows else None
+    if log_path.exists():
         log_path.unlink()
+    return 0, [], None
+
+
+def _train_epochs(model, opt, merged: Pools, idx: np.ndarray, select: Pools, cfg: dict[str, Any], out: Path,
+                  start_epoch: int, rows: list[dict[str, Any]], t_start: float) -> None:
+    """Train the remaining epochs; after each, the select pools' loss and recall by weight are logged and the
+    model, optimizer and epoch saved (``--resume`` continues from there)."""
+    from .model.checkpoint import save_tensors
+    from .train import optimizer_tensors
+
     epochs = int(cfg["train"]["epochs"])
     weights = [float(w) for w in cfg["weights"]]
     bar = tqdm(total=(epochs - start_epoch) * len(idx), desc="train scorer", mininterval=10)
@@ -318,47 +370,40 @@ def train_scorer(config: str | os.PathLike, *, out_dir: str | None = None, resum
         row["select_loss"] = mean_loss(select, lg)
         row["select_recall"] = choose_weight(select, lg, weights)[1]
         rows.append(row)
-        with open(log_path, "a") as f:
+        with open(out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
         save_tensors(dict(model.state_dict()), out / "last.safetensors")
         opt_tensors, opt_meta = optimizer_tensors(opt)
         save_tensors(opt_tensors, out / "optimizer.safetensors")
-        write_atomic(state, json.dumps({"epoch": ep + 1, "optimizer": opt_meta}))
+        write_atomic(out / "state.json", json.dumps({"epoch": ep + 1, "optimizer": opt_meta}))
         plot_scorer_curves(rows, out / "curves.png")
         tqdm.write(f"epoch {ep + 1}: train loss {loss:.3f}, select loss {row['select_loss']:.3f}, recall by weight "
                    f"{row['select_recall']}")
     bar.close()
 
-    weight, select_table = choose_weight(select, logits_of(model, select), weights)
-    summary: dict[str, Any] = {
-        "network_checkpoint": cfg["checkpoint"] or "bundled", "network_sha256": backend.config.get("sha256"),
-        "train_datasets": cfg["data"]["train"], "train_pools": int(len(merged)), "rankable_pools": int(len(idx)),
-        "hypotheses_per_pool": f"refined candidates + top {cfg['pool']['top']} by verifier score",
-        "epochs": epochs, "optimizer": {k: cfg["train"][k] for k in ("lr", "weight_decay")},
-        "hardware": f"cpu x {torch.get_num_threads()} threads", "wall_s": round(time.time() - t_start, 1),
-        "select_dataset": cfg["data"]["select"], "select_recall_by_weight": select_table, "weight": weight}
-    if val is not None:
-        lg = logits_of(model, val)
-        summary["val_dataset"] = cfg["data"]["val"]
-        summary["val_without"] = choice_recall(val, lg, 0.0)
-        summary["val_with"] = choice_recall(val, lg, weight)
-    paths = save_scorer(model, out / "scorer", weight=weight, training=summary)
-    result = {"scorer": str(paths[0]), "weight": weight, "summary": summary, "exported": None, "not_exported_because": None}
-    if export and val is None:
-        result["not_exported_because"] = "no data.val (validation objects) to judge it on"
-    elif export and weight == 0:
-        result["not_exported_because"] = "no weight beat the verifier alone on the select scenes"
-    elif export and not _better(summary["val_with"], summary["val_without"]):
-        result["not_exported_because"] = "not better overall on validation objects, or worse at 60-90 or 90-120 deg"
-    elif export:
-        dst = DEFAULT_SCORER
-        for src, d in zip(paths, (dst, dst.with_suffix(".json"))):
-            with atomic_path(d) as tmp:
-                shutil.copyfile(src, tmp)
-        load_scorer(dst)  # the bundled copy reads back
-        result["exported"] = str(dst)
-    write_atomic(out / "result.json", json.dumps(result, indent=1))
-    return result
+
+def _why_not_export(summary: dict[str, Any], weight: float, *, has_val: bool) -> str | None:
+    """Why the scorer must not be bundled, or None when it wins on the validation objects."""
+    if not has_val:
+        return "no data.val (validation objects) to judge it on"
+    if weight == 0:
+        return "no weight beat the verifier alone on the select scenes"
+    if not _better(summary["val_with"], summary["val_without"]):
+        return "not better overall on validation objects, or worse at 60-90 or 90-120 deg"
+    return None
+
+
+def _bundle(paths: tuple[Path, Path]) -> str:
+    """Copy the scorer's two files over the bundled ``model/default_scorer`` (each atomically) and check that the
+    copy loads. Returns its path."""
+    from .model.scorer import DEFAULT_SCORER, load_scorer
+
+    dst = DEFAULT_SCORER
+    for src, d in zip(paths, (dst, dst.with_suffix(".json"))):
+        with atomic_path(d) as tmp:
+            shutil.copyfile(src, tmp)
+    load_scorer(dst)  # the bundled copy reads back
+    return str(dst)
 
 
 def _better(with_: dict[str, Any], without: dict[str, Any]) -> bool:
