@@ -9,6 +9,7 @@ import numpy as np
 
 from .errors import One2AnyError
 from .estimator import PoseEstimator
+from .files import write_atomic
 from .protocol import STAGES
 from .reference import make_view
 
@@ -75,8 +76,7 @@ def run_bench(backend: str = "auto", *, repeats: int = 2, out_dir: Path | None =
         st["fps"] = 1000.0 / st["total"]["median_ms"]
         report[mode] = st
     if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / f"bench_{report['backend']}.json").write_text(json.dumps(report, indent=2))
+        write_atomic(out_dir / f"bench_{report['backend']}.json", json.dumps(report, indent=2))
     return report
 
 

@@ -1,4 +1,7 @@
-"""The ``one2any`` command: demo, estimate, render, train, eval, bench, node."""
+"""The ``one2any`` command: demo, estimate, render, train, train-scorer, promote, eval, bench, node.
+
+The one command line of the package: ``python -m one2any_ros.train`` and ``python -m one2any_ros.promote`` (and
+``python -m one2any_ros``) run the same subcommands through :func:`main`."""
 from __future__ import annotations
 
 import argparse
@@ -44,28 +47,38 @@ def _cmd_bench(a) -> int:
     return 0
 
 
+def _overrides(items: list[str]) -> dict | None:
+    """``--set KEY=VALUE`` items as {dotted key: YAML value} (``KEY=`` gives None); None when there are none."""
+    import yaml
+
+    return {k: yaml.safe_load(v) for k, _, v in (kv.partition("=") for kv in items)} or None
+
+
 def _cmd_train(a) -> int:
     from .train import train
 
-    import yaml
-
-    overrides = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.set)}
     try:
-        train(a.config, resume=a.resume, device=a.device, out_dir=a.out, overrides=overrides or None)
+        res = train(a.config, resume=a.resume, device=a.device, out_dir=a.out, overrides=_overrides(a.set))
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: train() saved the run state before re-raising
         print(f"one2any train: stopped ({e or 'interrupted'}); the run state is saved, continue with --resume",
               file=sys.stderr)
         return 130
+    print(json.dumps({k: v for k, v in res.items() if k != "last_val"}, indent=1))
+    print(json.dumps(res["last_val"]))
     return 0
 
 
 def _cmd_train_scorer(a) -> int:
-    import yaml
-
     from .train_scorer import format_result, train_scorer
 
-    overrides = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.set)}
-    print(format_result(train_scorer(a.config, out_dir=a.out, resume=a.resume, export=a.export, overrides=overrides or None)))
+    print(format_result(train_scorer(a.config, out_dir=a.out, resume=a.resume, export=a.export, overrides=_overrides(a.set))))
+    return 0
+
+
+def _cmd_promote(a) -> int:
+    from .promote import format_decision, run
+
+    print(format_decision(run(a.checkpoint, Path(a.dataset), Path(a.out), max_queries=a.max_queries, export=a.export)))
     return 0
 
 
@@ -141,8 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--config", default="config/train_default.yaml")
     sp.add_argument("--resume", action="store_true")
     sp.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    sp.add_argument("--out", default=None, help="run directory (default: from the config)")
-    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value (e.g. train.batch_size=16)")
+    sp.add_argument("--out", "--out-dir", dest="out", default=None, help="run directory (default: the config's out_dir)")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config value, e.g. --set train.max_minutes=10 (YAML value syntax)")
 
     sp = sub.add_parser("train-scorer", help="train the learned hypothesis scorer on the learned backend's own pools")
     sp.add_argument("--config", default="config/scorer_default.yaml")
@@ -150,6 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--resume", action="store_true")
     sp.add_argument("--export", action="store_true", help="bundle as model/default_scorer if it wins on the validation set")
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+
+    from .promote import DEFAULT_DATASET, DEFAULT_RUN_CHECKPOINT  # plain constants: no torch
+
+    sp = sub.add_parser("promote", help="bundle a trained checkpoint as the default model only if it beats classic on "
+                                        "validation objects (overall, 60-90 and 90-120 deg)")
+    sp.add_argument("--checkpoint", default=DEFAULT_RUN_CHECKPOINT, help="the trained checkpoint to judge")
+    sp.add_argument("--dataset", default=DEFAULT_DATASET, help="validation BOP dataset (rendered when missing)")
+    sp.add_argument("--out", default="outputs/promote", help="reports and decision.json")
+    sp.add_argument("--max-queries", type=int, default=None)
+    sp.add_argument("--export", action="store_true", help="bundle the checkpoint as one2any_ros/model/default if it wins")
 
     sp = sub.add_parser("eval", help="one-reference evaluation on a BOP-format dataset")
     backend_args(sp)
@@ -180,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "node":
         return _cmd_node(None, argv[1:])
     a = build_parser().parse_args(argv)
-    handlers = {"render": _cmd_render, "eval": _cmd_eval, "bench": _cmd_bench, "train": _cmd_train, "train-scorer": _cmd_train_scorer, "demo": _cmd_demo,
-                "estimate": _cmd_estimate}
+    handlers = {"render": _cmd_render, "eval": _cmd_eval, "bench": _cmd_bench, "train": _cmd_train,
+                "train-scorer": _cmd_train_scorer, "promote": _cmd_promote, "demo": _cmd_demo, "estimate": _cmd_estimate}
     from .errors import One2AnyError
 
     try:

@@ -1,6 +1,6 @@
 """Whether a trained checkpoint becomes the bundled model, decided by measurement on validation objects.
 
-    .venv/bin/python -m one2any_ros.promote [--checkpoint checkpoints/train/checkpoint] [--export]
+    one2any promote [--checkpoint checkpoints/train/checkpoint] [--export]   (or python -m one2any_ros.promote)
 
 `auto` picks the learned backend whenever a checkpoint loads (docs/ros.md, Parameters), so a checkpoint is
 bundled only when it beats the training-free `classic` where learning has to add something: overall AND in the
@@ -17,12 +17,12 @@ The validation set is rendered when missing: ``one2any render --objects val --sc
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any, Mapping
 
+from .files import write_atomic
 from .protocol import DECISIVE_BINS
 
 VAL_RENDER = {"objects": "val", "scenes": 30, "frames": 8, "max_rotation_deg": 120.0, "seed": 1}
@@ -108,8 +108,7 @@ def run(checkpoint: str, dataset: Path, out_dir: Path, *, max_queries: int | Non
                      "validation_set": {**VAL_RENDER} if str(dataset) == DEFAULT_DATASET else str(dataset)}
         paths = export_checkpoint(checkpoint, DEFAULT_CHECKPOINT.with_suffix(""), inference=inference)
         result["exported"] = str(paths[0])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "decision.json").write_text(json.dumps(result, indent=1))
+    write_atomic(out_dir / "decision.json", json.dumps(result, indent=1))
     return result
 
 
@@ -124,24 +123,7 @@ def format_decision(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m one2any_ros.promote", description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default=DEFAULT_RUN_CHECKPOINT, help="the trained checkpoint to judge")
-    ap.add_argument("--dataset", default=DEFAULT_DATASET, help="validation BOP dataset (rendered when missing)")
-    ap.add_argument("--out", default="outputs/promote", help="reports and decision.json")
-    ap.add_argument("--max-queries", type=int, default=None)
-    ap.add_argument("--export", action="store_true", help="bundle the checkpoint as one2any_ros/model/default if it wins")
-    a = ap.parse_args(argv)
-    from .errors import One2AnyError
+if __name__ == "__main__":  # python -m one2any_ros.promote: the CLI's `one2any promote`
+    from .cli import main
 
-    try:
-        result = run(a.checkpoint, Path(a.dataset), Path(a.out), max_queries=a.max_queries, export=a.export)
-    except One2AnyError as e:
-        print(f"promote: error ({e.reason}): {e}", file=sys.stderr)
-        return 2
-    print(format_decision(result))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["promote", *sys.argv[1:]]))

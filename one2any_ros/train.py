@@ -793,28 +793,9 @@ def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, max_mb:
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m one2any_ros.train --config config/train_default.yaml [--resume] [--device auto|cpu|cuda]``
-    (the ``one2any train`` CLI calls :func:`train` with the same arguments)."""
-    import argparse
+if __name__ == "__main__":  # python -m / torchrun -m one2any_ros.train: the CLI's `one2any train`
+    import sys
 
-    ap = argparse.ArgumentParser(prog="one2any train", description=__doc__.split("\n")[0])
-    ap.add_argument("--config", required=True, help="training YAML, e.g. config/train_default.yaml")
-    ap.add_argument("--resume", action="store_true", help="continue the run in out_dir from its train_state")
-    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    ap.add_argument("--out-dir", default=None, help="run directory (default: the config's out_dir or runs/<config stem>)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a config value, e.g. --set train.max_minutes=10 (YAML value syntax)")
-    args = ap.parse_args(argv)
-    overrides = {}
-    for kv in args.set:
-        k, _, v = kv.partition("=")
-        overrides[k] = yaml.safe_load(v)
-    res = train(args.config, resume=args.resume, device=args.device, out_dir=args.out_dir, overrides=overrides)
-    print(json.dumps({k: v for k, v in res.items() if k != "last_val"}, indent=1))
-    print(json.dumps(res["last_val"]))
-    return 0
+    from .cli import main
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(["train", *sys.argv[1:]]))

@@ -66,3 +66,50 @@ def test_estimate_reports_bad_input_cleanly(tmp_path):
                  "c.png", "--intrinsics", str(tmp_path / "K.json"), cwd=tmp_path)
     assert r.returncode == 2
     assert "error" in r.stderr and "Traceback" not in r.stderr
+
+
+def _module(name, *args, cwd):
+    return subprocess.run([sys.executable, "-m", name, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+
+
+def test_python_m_entry_points_are_the_cli_subcommands(tmp_path):
+    """``python -m one2any_ros.train`` / ``.promote`` (tools/gpu_train_chunk.sh, README) parse with the CLI's
+    subcommand, not a parser of their own; ``python -m one2any_ros`` is the CLI."""
+    for module, usage in (("one2any_ros.train", "usage: one2any train"), ("one2any_ros.promote", "usage: one2any promote"),
+                          ("one2any_ros", "usage: one2any")):
+        r = _module(module, "--help", cwd=tmp_path)
+        assert r.returncode == 0 and r.stdout.startswith(usage), (module, r.stdout[:200], r.stderr[-500:])
+    r = _module("one2any_ros.train", "--config", str(tmp_path / "missing.yaml"), cwd=tmp_path)
+    assert r.returncode == 2 and "one2any train: error (config_missing)" in r.stderr
+
+
+def test_train_through_python_m_with_the_gpu_script_flags(tmp_path):
+    """The flags tools/gpu_train_chunk.sh passes (--resume, --device, --set, --out-dir) reach train()."""
+    out = tmp_path / "run"
+    args = ["--config", str(REPO / "config" / "train_tiny.yaml"), "--device", "cpu", "--out-dir", str(out),
+            "--set", "train.max_steps=2", "--set", "data.val_pairs=0", "--set", "data.workers=0"]
+    r = _module("one2any_ros.train", *args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((out / "train_state.json").read_text())["step"] == 2
+    r = _module("one2any_ros.train", *args[:-6], "--resume", "--set", "train.max_steps=3", "--set", "data.val_pairs=0",
+                "--set", "data.workers=0", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    st = json.loads((out / "train_state.json").read_text())
+    assert st["step"] == 3 and st["resumes"] == 1
+
+
+def test_promote_is_a_subcommand(monkeypatch, capsys, tmp_path):
+    from one2any_ros import cli, promote
+
+    calls = []
+
+    def fake_run(checkpoint, dataset, out_dir, *, max_queries=None, export=False):
+        calls.append((checkpoint, dataset, out_dir, max_queries, export))
+        return {"promote": False, "variant": "one2any_no_roc", "n_queries": 3, "exported": None,
+                "comparison": {"overall": {"classic": 0.5, "one2any": 0.4}}}
+
+    monkeypatch.setattr(promote, "run", fake_run)
+    assert cli.main(["promote", "--max-queries", "3", "--out", str(tmp_path)]) == 0
+    assert calls == [(promote.DEFAULT_RUN_CHECKPOINT, Path(promote.DEFAULT_DATASET), tmp_path, 3, False)]
+    assert "decision: keep classic as the default" in capsys.readouterr().out
