@@ -1,7 +1,7 @@
 """Pose-error metrics: ADD, ADD-S, rotation/translation error, 5°5cm, recall-vs-threshold AUC.
 
-Pure numpy (scipy's cKDTree for ADD-S). Conventions, as in the rest of the library
-(docs/architecture.md, Conventions):
+Pure numpy (scipy: cKDTree for ADD-S, Rotation for continuous symmetries). Conventions, as in the rest of the
+library (docs/architecture.md, Conventions):
 - poses are (4,4) float64 ``T_cam_obj`` (object frame -> camera frame), metres;
 - model points are ``pts (N,3)`` metres in the object frame;
 - errors are metres and degrees; a failed estimate is an infinite error (BOP / YCB-Video convention).
@@ -15,6 +15,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
 
 from .protocol import is_hit
 
@@ -176,8 +177,8 @@ def symmetry_transforms(info: Mapping | None, *, continuous_steps: int = 360) ->
         axis = np.asarray(sym["axis"], np.float64)
         axis = axis / np.linalg.norm(axis)
         offset = np.asarray(sym.get("offset", (0.0, 0.0, 0.0)), np.float64) * 1e-3
-        for ang in np.linspace(0.0, 2.0 * np.pi, int(continuous_steps), endpoint=False):
-            R = _axis_angle(axis, ang)
+        for R in Rotation.from_rotvec(np.linspace(0.0, 2.0 * np.pi, int(continuous_steps), endpoint=False)[:, None]
+                                      * axis).as_matrix():
             S = np.eye(4)
             S[:3, :3] = R
             S[:3, 3] = offset - R @ offset  # rotation about the axis through ``offset``
@@ -185,11 +186,6 @@ def symmetry_transforms(info: Mapping | None, *, continuous_steps: int = 360) ->
     if not cont:
         return np.stack(disc)
     return np.stack([C @ D for D in disc for C in cont])
-
-
-def _axis_angle(axis: np.ndarray, angle: float) -> np.ndarray:
-    k = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
-    return np.eye(3) + np.sin(angle) * k + (1.0 - np.cos(angle)) * (k @ k)
 
 
 def pose_error_sym(T_est: np.ndarray, T_gt: np.ndarray, syms: np.ndarray | None = None) -> tuple[float, float]:
