@@ -62,6 +62,9 @@ PIP_ONLY = {
     "glcontext": "glcontext",
 }
 TEST_ONLY = {"pytest", "hypothesis"}
+# Optional libraries of one developer tool, never of the package: not in package.xml (a workcell never needs them),
+# allowed only in these files (the tool says how to install its library when the import fails).
+OPTIONAL_TOOL_IMPORTS = {"open3d": {"tools/compare_open3d.py", "test/test_compare_open3d.py"}}
 # Where the code lives: installed code (runtime dependencies) and the tests (test dependencies count too).
 RUNTIME_DIRS = ("one2any_ros", "launch", "tools")
 TEST_DIRS = ("test",)
@@ -135,6 +138,9 @@ def test_every_import_is_declared(kind, directories, tags):
     pip_comment = _pip_only_comment(root).split()
     imports = third_party_imports(directories)
     assert imports, f"no {kind} imports found: the AST walk is broken"
+    for name, allowed in OPTIONAL_TOOL_IMPORTS.items():
+        files = imports.pop(name, set())
+        assert files <= allowed, f"{name} is an optional tool's library: imported outside {sorted(allowed)} by {sorted(files - allowed)}"
     unknown = {name: sorted(files) for name, files in imports.items()
                if name not in IMPORT_TO_DEPENDENCY and name not in PIP_ONLY}
     assert not unknown, (

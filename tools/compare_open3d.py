@@ -336,7 +336,8 @@ def summarize_method(records: list[dict], models: dict) -> dict:
     pair (a failure's time counts: the user waited for it too)."""
     import numpy as np
 
-    from one2any_ros.evaluate import ROTATION_BINS, summarize
+    from one2any_ros.evaluate import summarize
+    from one2any_ros.protocol import ROTATION_BINS
 
     s = summarize(records, models)
     lat = np.array([r["latency_ms"] for r in records if r["latency_ms"] is not None], np.float64)

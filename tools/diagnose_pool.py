@@ -26,11 +26,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from one2any_ros import camera, metrics  # noqa: E402
+from one2any_ros import camera, metrics, protocol  # noqa: E402
 from one2any_ros.data import bop  # noqa: E402
 from one2any_ros.errors import One2AnyError  # noqa: E402
 from one2any_ros.estimator import PoseEstimator  # noqa: E402
-from one2any_ros.evaluate import load_eval_model, plan_scene, rotation_bin  # noqa: E402
+from one2any_ros.evaluate import load_eval_model, plan_scene  # noqa: E402
 from one2any_ros.geometry import invert_transform, transform_points  # noqa: E402
 from one2any_ros.reference import make_view  # noqa: E402
 
@@ -104,7 +104,7 @@ def diagnose(a) -> dict:
 
             def right(T_C: np.ndarray) -> np.ndarray:
                 e = [(metrics.add_s if m.symmetric else metrics.add)(T @ T_C_O, T_gt, m.pts) for T in T_C]
-                return np.asarray(e) < 0.1 * m.diameter_m
+                return protocol.is_hit(np.asarray(e), m.diameter_m)
 
             est.last_pool = None
             view = make_view(img["rgb"], img["depth"], img["mask"], img["K"])
@@ -113,7 +113,7 @@ def diagnose(a) -> dict:
             except One2AnyError:
                 pass  # a gated-out pose is a miss; its pool still says why
             pool = est.last_pool
-            row = per_bin.setdefault(rotation_bin(rel), {"n": 0, **{k: 0 for k in COUNTS}})
+            row = per_bin.setdefault(protocol.rotation_bin(rel), {"n": 0, **{k: 0 for k in COUNTS}})
             row["n"] += 1
             if a.backend == "one2any" and not m.symmetric:
                 acc = row.setdefault("roc_within_band", {"n": 0})

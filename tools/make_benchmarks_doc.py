@@ -36,10 +36,12 @@ DATA = ROOT / "docs" / "data"
 IMG = ROOT / "docs" / "img"
 DOC = ROOT / "docs" / "benchmarks.md"
 PY = sys.executable
+sys.path.insert(0, str(ROOT))
+from one2any_ros.protocol import BIN_NAMES, STAGES  # noqa: E402
 EVAL_BACKENDS = ("classic", "icp", "one2any")  # one2any only when a checkpoint loads
 SCENES = 40
 TAG = f"test{SCENES}"
-BINS = ("0-30", "30-60", "60-90", "90-120", "120-180")
+BINS = BIN_NAMES
 DEFAULT_DATASET = ROOT / "outputs" / "datasets" / TAG
 
 
@@ -276,7 +278,7 @@ def one2any_note(reports: dict[str, dict]) -> str:
             "(in the log and in /diagnostics), so there is no `one2any` row to report. ")
 
 
-STAGE_NAMES = ("decode", "prepare", "network", "ransac", "grid", "hypotheses", "verify", "sweep", "refine", "rerank", "total")
+STAGE_NAMES = STAGES
 
 
 def stages_section(b: dict) -> str:

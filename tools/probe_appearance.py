@@ -33,8 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from one2any_ros.data.objects import VAL_RANGE, object_family  # noqa: E402
+from one2any_ros.protocol import BIN_NAMES, is_hit  # noqa: E402
 
-BINS = ("0-30", "30-60", "60-90", "90-120")
+BINS = BIN_NAMES[:4]
 
 
 def pick_ids(n_tex: int, n_asym: int, seed: int, pool: int = 4000) -> tuple[list[int], list[int]]:
@@ -172,7 +173,7 @@ def analyse(rec: Recorder, dataset: Path, out: Path, name: str) -> None:
         P = m.pts
         est = np.einsum("bij,nj->bni", p["T_obj"][:, :3, :3], P) + p["T_obj"][:, None, :3, 3]
         gt = P @ T_gt[:3, :3].T + T_gt[:3, 3]
-        hit = np.linalg.norm(est - gt[None], axis=2).mean(axis=1) < 0.1 * m.diameter_m
+        hit = is_hit(np.linalg.norm(est - gt[None], axis=2).mean(axis=1), m.diameter_m)
         data.append({"fam": m.family, "bin": q["bin"], "hit": hit, "score": p["score"], "app": p["app"],
                      "conf": p["conf"], "T": p["T_obj"],
                      "twin": np.array([s == "twin" for s in p["src"]]) if p["src"] else np.zeros(len(hit), bool)})

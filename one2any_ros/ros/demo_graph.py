@@ -218,11 +218,12 @@ def pose_errors(T: np.ndarray, T_gt: np.ndarray, points: np.ndarray, diameter: f
     object, mm) and whether it is within 0.1 of the diameter (the BOP-style recall criterion)."""
     from ..geometry import rotation_angle_deg
     from ..metrics import add, add_s
+    from ..protocol import is_hit
 
     err = (add_s if symmetric else add)(T, T_gt, points)
     return {"rot_err_deg": float(rotation_angle_deg(T[:3, :3].T @ T_gt[:3, :3])),
             "trans_err_mm": float(np.linalg.norm(T[:3, 3] - T_gt[:3, 3]) * 1000), "add_mm": float(err * 1000),
-            "add_01d": bool(err < 0.1 * diameter)}
+            "add_01d": bool(is_hit(err, diameter))}
 
 
 def _median(rows: list[dict], key: str) -> float | None:
