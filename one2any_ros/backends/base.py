@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial import cKDTree
 
+from ..nearest import VoxelNearest
 from ..reference import Reference, View
 from ..verify import DepthTarget
 
@@ -21,12 +22,17 @@ class SearchSettings:
     """Global-search, ICP and RANSAC settings; distances are fractions of the object diameter."""
 
     num_start_rotations: int = 100  # super-Fibonacci starts of the multi-start ICP
-    icp_points: int = 150  # reference points moved by the multi-start ICP
+    icp_points: int = 100  # reference points moved by the multi-start ICP
     icp_thresholds: tuple[float, ...] = (0.2, 0.1, 0.05)
     icp_iterations: int = 5  # per threshold
-    icp_keep: int = 50  # starts kept after the coarsest threshold
+    icp_keep: int = 30  # starts kept after the coarsest threshold
     start_depth_offset: float = 0.5  # (tuned on validation objects: ADD(-S) 0.55 -> 0.61) visible-surface centroid correction of the starts, x scale (base.centroid_start)
     colour_weight: float = 0.2  # coloured-ICP feature scale, x diameter (0 = geometry only)
+    lookup_cell: float = 0.03  # voxel-lookup nearest neighbours (nearest.VoxelNearest), cell x diameter, in the first
+    lookup_stages: int = 1  # ... ICP thresholds of the multi-start search (0 = the KD-tree throughout)
+    # Measured on validation objects (val30, 210 queries; docs/benchmarks.md, "The global search, faster"): the
+    # lookup in the coarsest stage and 100 points x 30 kept starts cost no accuracy (ADD(-S) 0.771 -> 0.786); the
+    # lookup in the 0.1 d stage too lost 0.05 (0.724, with a finer cell as well): that stage needs the colour pull
     icp_eps: float = 0.0  # approximate neighbours in the multi-start ICP (geometry.icp_batched); measured on validation
     # objects: 0.5 -> global search 283 -> 226 ms but ADD(-S) 0.71 -> 0.69; 1.0 -> 199 ms, 0.68. Off: accuracy first
     ransac_iterations: int = 256
@@ -47,6 +53,7 @@ class QueryContext:
     target: "DepthTarget"  # the query observation prepared for the verifier
     tree_index: np.ndarray  # (T,) which of ``points`` are in ``tree``
     _colour_trees: dict = field(default_factory=dict)
+    _lookups: dict = field(default_factory=dict)
 
     def colour_tree(self, scale: float) -> cKDTree:
         """KD-tree over [xyz, scale * colour] for coloured ICP (built once per frame and scale)."""
@@ -54,6 +61,13 @@ class QueryContext:
             i = self.tree_index
             self._colour_trees[scale] = cKDTree(np.concatenate([self.points[i], scale * self.colour[i]], axis=1))
         return self._colour_trees[scale]
+
+    def voxel_nearest(self, cell: float, margin: float) -> VoxelNearest:
+        """Table-lookup nearest neighbours over the tree's points (built once per frame, cell and margin)."""
+        key = (cell, margin)
+        if key not in self._lookups:
+            self._lookups[key] = VoxelNearest(self.points[self.tree_index], cell, margin)
+        return self._lookups[key]
 
 
 @dataclass

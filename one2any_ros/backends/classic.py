@@ -26,10 +26,21 @@ class ClassicBackend(Backend):
 
     def propose(self, ref: Reference, query: QueryContext, settings: SearchSettings, diameter: float) -> Proposal:
         i = subsample(ref.points_C, settings.icp_points)
-        T0 = centroid_start(ref, query, _grid(settings.num_start_rotations), settings.start_depth_offset)
-        lam = settings.colour_weight * diameter
-        res = icp_batched(ref.points_C[i], query.colour_tree(lam) if lam > 0 else query.tree, T0,
-                          thresholds=tuple(t * diameter for t in settings.icp_thresholds),
-                          iterations=settings.icp_iterations, src_feat=lam * ref.colour_C[i] if lam > 0 else None,
-                          prune_to=settings.icp_keep, eps=settings.icp_eps)
-        return Proposal(T_query_C=res.T, sources=["grid"] * len(res.T))
+        T = centroid_start(ref, query, _grid(settings.num_start_rotations), settings.start_depth_offset)
+        thresholds = tuple(t * diameter for t in settings.icp_thresholds)
+        # the coarse stages match by table lookup (nearest.VoxelNearest: position only, ~a cell off), the rest by
+        # the exact KD-tree over position and colour; the starts are pruned after the first stage either way
+        n_lookup = min(settings.lookup_stages, len(thresholds)) if settings.lookup_cell > 0 else 0
+        prune = settings.icp_keep
+        if n_lookup:
+            grid = query.voxel_nearest(settings.lookup_cell * diameter, max(thresholds[:n_lookup]))
+            T = icp_batched(ref.points_C[i], grid, T, thresholds=thresholds[:n_lookup],
+                            iterations=settings.icp_iterations, prune_to=prune).T
+            if n_lookup > 1:
+                prune = None
+        if n_lookup < len(thresholds):
+            lam = settings.colour_weight * diameter
+            T = icp_batched(ref.points_C[i], query.colour_tree(lam) if lam > 0 else query.tree, T,
+                            thresholds=thresholds[n_lookup:], iterations=settings.icp_iterations,
+                            src_feat=lam * ref.colour_C[i] if lam > 0 else None, prune_to=prune, eps=settings.icp_eps).T
+        return Proposal(T_query_C=T, sources=["grid"] * len(T))

@@ -104,6 +104,8 @@ PARAMS: tuple[Param, ...] = (
     _e("search.icp_thresholds", "global search: ICP inlier distances, x object diameter (coarse to fine)"),
     _e("search.icp_iterations", "global search: ICP iterations per threshold", (1, 1000)),
     _e("search.icp_keep", "global search: starts kept after the coarsest ICP threshold", (1, 100_000)),
+    _e("search.lookup_cell", "global search: voxel-lookup nearest neighbours, cell x object diameter", (1e-3, 1.0)),
+    _e("search.lookup_stages", "global search: ICP stages matched by voxel lookup (0 = KD-tree throughout)", (0, 10)),
     _e("search.colour_weight", "global search: coloured-ICP feature scale, x object diameter (0 = geometry only)",
        (0.0, 10.0)),
     _e("search.start_depth_offset", "global search: visible-surface centroid correction of the starts, x scale",

@@ -1,0 +1,56 @@
+"""nearest.VoxelNearest: the table lookup answers like a KD-tree, up to about one cell."""
+import numpy as np
+from scipy.spatial import cKDTree
+
+from one2any_ros.geometry import icp_batched
+from one2any_ros.nearest import VoxelNearest
+
+
+def _cloud(n=2000, seed=0):
+    rng = np.random.default_rng(seed)
+    p = rng.normal(size=(n, 3))
+    p /= np.linalg.norm(p, axis=1, keepdims=True)
+    return p[p[:, 2] < 0] * 0.075 + [0.05, -0.02, 0.6]  # the visible half of a 15 cm sphere
+
+
+def test_lookup_is_the_kd_tree_answer_within_a_cell():
+    pts, cell = _cloud(), 0.004
+    grid, tree = VoxelNearest(pts, cell, margin=0.03), cKDTree(pts)
+    rng = np.random.default_rng(1)
+    x = pts[rng.integers(0, len(pts), 3000)] + rng.normal(scale=0.01, size=(3000, 3))
+    d, j = grid.query(x, distance_upper_bound=0.02)
+    d_kd, _ = tree.query(x, distance_upper_bound=0.02)
+    both = np.isfinite(d) & np.isfinite(d_kd)
+    assert both.sum() > 0.9 * np.isfinite(d_kd).sum()
+    assert np.all(d[both] >= d_kd[both] - 1e-12)  # never nearer than the true nearest
+    assert np.all(d[both] <= d_kd[both] + 2 * np.sqrt(3) * cell)  # and at most ~a cell farther
+    assert np.allclose(d[both], np.linalg.norm(x[both] - pts[j[both]], axis=1))
+
+
+def test_far_and_outside_queries_have_no_neighbour_like_cKDTree():
+    pts = _cloud()
+    grid = VoxelNearest(pts, 0.004, margin=0.02)
+    x = np.array([[5.0, 5.0, 5.0], [0.05, -0.02, 0.6 - 0.075 - 0.006]])  # far outside; 6 mm off the surface
+    d, j = grid.query(np.concatenate([x, np.zeros((2, 3))], axis=1), distance_upper_bound=0.01)  # features ignored
+    assert not np.isfinite(d[0]) and j[0] == len(pts)
+    assert np.isfinite(d[1]) and d[1] <= 0.01
+
+
+def test_icp_converges_on_the_lookup_as_on_the_tree():
+    from scipy.spatial.transform import Rotation
+
+    pts = _cloud(4000)
+    src = pts[::8] - pts.mean(axis=0)
+    T_true = np.eye(4)
+    T_true[:3, :3] = Rotation.from_rotvec([0.1, -0.15, 0.05]).as_matrix()
+    T_true[:3, 3] = pts.mean(axis=0)
+    dst = src @ T_true[:3, :3].T + T_true[:3, 3]
+    T0 = np.eye(4)[None].copy()
+    T0[0, :3, 3] = dst.mean(axis=0) + [0.005, 0.0, 0.0]
+    grid = VoxelNearest(dst, 0.003, margin=0.03)
+    res_grid = icp_batched(src, grid, T0, thresholds=(0.03, 0.015), iterations=10)
+    res_kd = icp_batched(src, cKDTree(dst), T0, thresholds=(0.03, 0.015), iterations=10)
+    for res in (res_grid, res_kd):
+        assert np.linalg.norm(res.T[0, :3, 3] - T_true[:3, 3]) < 0.005
+        angle = Rotation.from_matrix(res.T[0, :3, :3] @ T_true[:3, :3].T).magnitude()
+        assert np.degrees(angle) < 3.0
