@@ -1,0 +1,94 @@
+"""Draw the package's layers (docs/img/layers.png, shown in docs/architecture.md, Modules).
+
+    .venv/bin/python tools/draw_layers.py [--out docs/img/layers.png]
+
+Each box is a layer with its modules; an arrow means "imports". The module lists are checked against the package
+(every listed module must exist), so the picture cannot silently name a module that has gone.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG = ROOT / "one2any_ros"
+
+# (name, modules relative to one2any_ros/, x, y, width, height, colour); coordinates in figure units
+LAYERS = [
+    ("apps (the one2any command)", ["cli", "demo", "bench", "evaluate", "estimate_files", "visualize"],
+     0.0, 6.2, 4.6, 1.3, "#cfe2f3"),
+    ("ROS graph tools", ["ros/harness", "ros/player", "ros/demo_graph", "ros/bench"], 5.0, 6.2, 4.0, 1.3, "#d9ead3"),
+    ("ROS node runtime (thin)", ["ros/node", "ros/mailbox", "ros/sync", "ros/conversions", "ros/tf", "ros/detections",
+                                 "ros/diagnostics", "ros/params", "ros/transport"], 5.0, 4.1, 4.0, 1.6, "#b6d7a8"),
+    ("training", ["train", "train_scorer", "promote", "data/pairs"], 0.0, 4.1, 1.9, 1.6, "#fce5cd"),
+    ("data", ["data/objects", "data/scene", "data/render", "data/render_gl", "data/bop",
+                                     "data/generate", "data/sample", "data/multi_scene"], 2.3, 4.1, 2.3, 1.6,
+     "#fff2cc"),
+    ("core: estimation", ["multi_object", "estimator", "backends", "verify", "appearance", "symmetry", "reference",
+                          "reference_store"], 0.0, 2.0, 9.0, 1.5, "#ead1dc"),
+    ("core: foundations", ["camera", "colour", "geometry", "nearest", "metrics", "protocol", "files", "errors"],
+     0.0, 0.0, 6.2, 1.4, "#d9d2e9"),
+    ("model (torch)", ["model/network", "model/scorer", "model/checkpoint", "model/inputs", "model/device"],
+     6.6, 0.0, 2.4, 1.4, "#f4cccc"),
+]
+ARROWS = [  # (from layer index, to layer index): "imports"
+    (0, 5), (0, 4), (1, 2), (2, 5), (3, 5), (3, 4), (4, 6), (5, 6), (5, 7), (0, 3),
+]
+
+
+def _exists(module: str) -> bool:
+    return (PKG / f"{module}.py").exists() or (PKG / module / "__init__.py").exists()
+
+
+def draw(out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    missing = [m for _, mods, *_ in LAYERS for m in mods if not _exists(m)]
+    if missing:
+        raise SystemExit(f"draw_layers: these modules do not exist any more: {missing}")
+    fig, ax = plt.subplots(figsize=(11, 9))
+    for name, mods, x, y, w, h, colour in LAYERS:
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05", fc=colour, ec="#444444", lw=1.2))
+        ax.text(x + 0.1, y + h - 0.12, name, fontsize=11, fontweight="bold", va="top")
+        per_line = max(1, int(w / 1.45))
+        lines = [", ".join(mods[i:i + per_line]) for i in range(0, len(mods), per_line)]
+        ax.text(x + 0.1, y + h - 0.45, "\n".join(lines), fontsize=8.5, va="top", family="monospace")
+    for a, b in ARROWS:  # from the bottom of a to the top of b, where the two boxes overlap in x when they do
+        (xa, ya, wa, ha), (xb, yb, wb, hb) = LAYERS[a][2:6], LAYERS[b][2:6]
+        if ya == yb:  # side by side: left to right at mid-height
+            ax.add_patch(FancyArrowPatch((xa + wa, ya + ha / 2), (xb, yb + hb / 2), arrowstyle="-|>",
+                                         mutation_scale=14, color="#555555", lw=1.0, shrinkA=2, shrinkB=2))
+            continue
+        lo, hi = max(xa, xb) + 0.2, min(xa + wa, xb + wb) - 0.2
+        x0 = (lo + hi) / 2 if lo < hi else xa + wa / 2
+        x1 = (lo + hi) / 2 if lo < hi else xb + wb / 2
+        ax.add_patch(FancyArrowPatch((x0, ya), (x1, yb + hb), arrowstyle="-|>", mutation_scale=14, color="#555555",
+                                     lw=1.0, shrinkA=2, shrinkB=2))
+    ax.text(0.0, -0.5, "arrow: imports (training also uses model/). The core never imports training, apps or ROS;\n"
+            "the ROS node is a thin layer over multi_object; the graph tools drive a node process.", fontsize=9, color="#333333")
+    ax.set_xlim(-0.2, 9.2)
+    ax.set_ylim(-0.8, 7.7)
+    ax.axis("off")
+    ax.set_title("one2any_ros: layers", fontsize=14)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=ROOT / "docs" / "img" / "layers.png")
+    a = p.parse_args(argv)
+    draw(a.out)
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
