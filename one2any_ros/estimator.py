@@ -31,10 +31,11 @@ class EstimatorSettings:
     verifier: VerifierWeights = VerifierWeights()
     verify_points: int = 400  # points per direction the verifier projects
     tree_points: int = 3000  # query points in the ICP target tree
-    refine_top_k: int = 3  # 5 -> 3 and 8 -> 5 iterations: refinement 47 -> 23 ms, validation ADD(-S) within noise
+    refine_top_k: int = 5  # 3 candidates and 5 iterations: refinement 58 -> 29 ms, but validation ADD(-S) 0.760 -> 0.738
+    # (two seeds of 210 queries; docs/benchmarks.md, "The global search, faster"): accuracy first
     refine_points: int = 800
     refine_thresholds: tuple[float, ...] = (0.05, 0.025)
-    refine_iterations: int = 5
+    refine_iterations: int = 8
     sweep_top_k: int = 0  # spin sweep: the best few hypotheses turned about the reference's principal axes
     sweep_angles: int = 12  # ... in this many steps per axis (0 or top_k 0 = off)
     sweep_points: int = 300
