@@ -1,8 +1,8 @@
 """Compare estimator settings for the global search: time per stage and validation accuracy, side by side.
 
-    .venv/bin/python tools/compare_search_settings.py --variant before='{"search": {"lookup_stages": 0,
-        "icp_points": 150, "icp_keep": 50}, "refine_top_k": 5, "refine_iterations": 8}' --variant after='{}'
-        [--dataset outputs/datasets/val30 [outputs/datasets/val30s1]] [--repeats 3] [--out docs/data/global_search_speed.json]
+    .venv/bin/python tools/compare_search_settings.py --variant before='{"search": {"lookup_stages": 0, "icp_keep": 50}}' \
+        --variant after='{}' [--backend auto|classic] [--dataset outputs/datasets/val30 [outputs/datasets/val30s1]] \
+        [--repeats 3] [--out docs/data/global_search_speed.json]
 
 Each variant is a JSON object of ``EstimatorSettings`` fields over today's defaults (``search``/``verifier`` nested);
 ``{}`` is today's defaults. Timing: the bundled sample of ``one2any bench`` (640x480, reference frame 0, every other

@@ -18,9 +18,10 @@ produces each one when it is missing or named in --refresh:
 - ros_bench_objects.json: `one2any bench --ros --objects N --backend classic --duration 25 --out outputs/bench` for
   N = 1, 2, 4 (`python -m one2any_ros.ros.bench run --objects N ...`), the three reports in one file
 - faults.json: `ONE2ANY_FAULTS_JSON=... pytest test/test_faults.py`
-- global_search_speed.json: `tools/compare_search_settings.py --variant before=... --variant after='{}' --dataset
-  outputs/datasets/val30 outputs/datasets/val30s1 --out docs/data/global_search_speed.json` (its docstring has the
-  exact command; not measured by this script)
+- global_search_speed.json, global_search_speed_classic.json: `tools/compare_search_settings.py --variant
+  before='{"search": {"lookup_stages": 0, "icp_keep": 50}}' --variant after='{}' [--backend classic] --dataset outputs/datasets/val30
+  outputs/datasets/val30s1 --out ...` (the validation sets as `one2any render --objects val --scenes 30 --frames 8
+  --max-rotation 120 --seed 0|1` makes them; not measured by this script)
 - open3d_comparison.json: `tools/compare_open3d.py` (Open3D optional; not measured by this script)
 - diagnose_val30.json (+ docs/img/diagnose_val30.png): `tools/diagnose_pool.py --dataset outputs/datasets/val30` with
   the bundled model, on VALIDATION objects (rendered as `one2any_ros.promote` renders them when missing)
@@ -364,13 +365,12 @@ correlation is often no higher than a twin's - a near twin 30 deg off, or a flip
 """
 
 
-def search_speed_section(d: dict) -> str:
-    """docs/data/global_search_speed.json (tools/compare_search_settings.py): before/after per stage and accuracy."""
+def _speed_tables(d: dict) -> tuple[str, str, str]:
+    """(stage table, accuracy table, pooled summary) of one compare_search_settings.py report."""
     t = d["timing"]["median_ms"]
     names = list(t)
-    stages = [st for st in STAGE_NAMES if any(st in t[n] for n in names)]
-    stages += [st for st in t[names[0]] if st not in stages and st != "total"]
-    stages = [st for st in stages if st != "total"] + ["total"]
+    stages = [st for st in STAGE_NAMES if any(st in t[n] for n in names) and st != "total"]
+    stages += [st for st in t[names[0]] if st not in stages and st != "total"] + ["total"]
     rows = [[st] + [f(t[n].get(st), 1) for n in names] for st in stages]
     acc_rows = []
     for ds, acc in d["accuracy"].items():
@@ -378,7 +378,6 @@ def search_speed_section(d: dict) -> str:
             r = acc[n]
             acc_rows.append([f"`{ds}`", n, str(r["n"]), f(r["add_s_01d_recall"], 3)]
                             + [f(r["by_rotation_bin"].get(b, {}).get("add_s_01d_recall"), 3) for b in BINS[:4]])
-    variants = "; ".join(f"*{n}*: `{json.dumps(v)}`" for n, v in d["variants"].items())
 
     def pooled_recall(name: str, bins: tuple[str, ...] | None = None) -> str:
         hits = total = 0.0
@@ -388,30 +387,54 @@ def search_speed_section(d: dict) -> str:
             hits += sum(p["n"] * p["add_s_01d_recall"] for p in parts)
             total += sum(p["n"] for p in parts)
         return f"{hits / total:.3f}" if total else "-"
-    pooled = "; ".join(f"*{n}* ADD(-S) {pooled_recall(n)} overall, {pooled_recall(n, ('60-90', '90-120'))} at 60-120 deg"
+    pooled = "; ".join(f"*{n}* {pooled_recall(n)} overall, {pooled_recall(n, ('60-90', '90-120'))} at 60-120 deg"
                        for n in names)
+    return (table(["stage"] + names, rows),
+            table(["dataset", "variant", "queries", "ADD(-S)@0.1d"] + [f"{b} deg" for b in BINS[:4]], acc_rows), pooled)
+
+
+def search_speed_section(d: dict, classic: dict | None) -> str:
+    """docs/data/global_search_speed*.json (tools/compare_search_settings.py): before/after per stage and accuracy."""
+    stages, acc, pooled = _speed_tables(d)
+    variants = "; ".join(f"*{n}*: `{json.dumps(v)}`" for n, v in d["variants"].items())
     m = d["machine"]
+    part_classic = ""
+    if classic:
+        c_stages, c_acc, c_pooled = _speed_tables(classic)
+        part_classic = f"""
+The same with `--backend classic` (the training-free fallback; load average {f(classic['machine']['load_avg_1m'], 1)} at the start):
+
+{c_stages}
+
+{c_acc}
+
+Pooled over both sets: {c_pooled}.
+"""
     return f"""## The global search, faster (tools/compare_search_settings.py)
 
-`tools/compare_search_settings.py` with the `{d['timing']['backend']}` backend: the bench's sample ({d['timing']['frames']} frames x
-{d['timing']['repeats']} passes, every frame a global search, the variants interleaved frame by frame), median ms per stage on
-{m['cpu_count']} cores (load average {f(m['load_avg_1m'], 1)} at the start; commit `{m['git_commit']}`); then `one2any eval`'s
-protocol on two validation sets (objects never trained on and not in the test split, `--max-rotation 120`, seeds 0
-and 1) with each variant. Variants over today's defaults: {variants}. *grid* is the classic multi-start ICP (part of
-*hypotheses*), *refine* the guarded ICP of the best candidates.
+`tools/compare_search_settings.py` with the `{d['timing']['backend']}` backend (the default): the bench's sample
+({d['timing']['frames']} frames x {d['timing']['repeats']} passes, every frame a global search, the variants interleaved frame by
+frame), median ms per stage on {m['cpu_count']} cores (load average {f(m['load_avg_1m'], 1)} at the start, the training run
+paused; commit `{m['git_commit']}`); then `one2any eval`'s protocol on two validation sets (objects never trained on
+and not in the test split, `--max-rotation 120`, seeds 0 and 1) with each variant. Variants over today's defaults:
+{variants}. *grid* is the classic multi-start ICP (part of *hypotheses*), *refine* the guarded ICP of the best
+candidates.
 
-{table(['stage'] + names, rows)}
+{stages}
 
-{table(['dataset', 'variant', 'queries', 'ADD(-S)@0.1d'] + [f'{b} deg' for b in BINS[:4]], acc_rows)}
+{acc}
 
+Pooled over both sets (420 queries): {pooled}.
+{part_classic}
 What changed: the coarsest ICP stage of the grid (inlier band 0.2 d, all 100 starts) finds its neighbours by table
 lookup (`nearest.VoxelNearest`: a voxel grid over the query cloud and one distance transform per frame, answers
-within about one cell, 0.03 d) instead of the 6-D coloured KD-tree; the 0.1 d and 0.05 d stages keep the coloured
-KD-tree (the lookup there too lost 0.05 ADD(-S) on validation, with a finer cell as well: those stages need the
-colour's pull); 100 reference points instead of 150 and 30 starts kept instead of 50. Over both validation sets
-(420 queries): {pooled}. The two sets differ by about 0.04 from each other: that is the noise of one 210-query set;
-*before* and *after* differ within a set by 3-4 queries either way. Refining 3 candidates with 5 iterations per band
-(*after_refine_3x5*) would halve the refinement, but it lost about 0.02 on both sets: not taken.
+within about one cell, 0.03 d) instead of the 6-D coloured KD-tree, and 30 starts go on to the finer stages instead
+of 50. The two validation sets differ by about 0.04 from
+each other: that is the noise of one 210-query set. Measured and not taken (tools/compare_search_settings.py on the
+same sets): the lookup in the 0.1 d stage too (-0.05 ADD(-S), with a finer cell as well: that stage needs the
+colour's pull); 100 reference points instead of 150 (the grid ~35 ms faster, but `classic` lost 0.07 on seed 1);
+refining 3 candidates with 5 iterations per band instead of 5 with 8
+(the refinement halved, -0.02 on both sets).
 """
 
 
@@ -807,6 +830,7 @@ def main(argv: list[str] | None = None) -> int:
     diagnose = json.loads((DATA / "diagnose_val30.json").read_text())
     appearance = json.loads((DATA / "appearance.json").read_text()) if (DATA / "appearance.json").exists() else None
     speed = DATA / "global_search_speed.json"
+    speed_classic = DATA / "global_search_speed_classic.json"
     open3d = DATA / "open3d_comparison.json"
     plot_accuracy(reports, IMG / "accuracy_by_rotation.png")
     plot_stages(bench, IMG / "latency_stages.png")
@@ -824,7 +848,7 @@ Do not edit by hand. Machine of the ROS and latency runs: {m['cpu_count']} CPU c
 {diagnose_section(diagnose)}
 {appearance_section(appearance) if appearance else ""}
 {"".join(stages_section(b) for b in benches.values())}
-{search_speed_section(json.loads(speed.read_text())) if speed.exists() else ""}
+{search_speed_section(json.loads(speed.read_text()), json.loads(speed_classic.read_text()) if speed_classic.exists() else None) if speed.exists() else ""}
 {open3d_section(json.loads(open3d.read_text())) if open3d.exists() else ""}
 {ros_section(ros)}
 {objects_section(ros_objects)}
