@@ -1,8 +1,8 @@
 """Nearest neighbours by table lookup: a voxel grid over the query cloud whose every cell holds its nearest point.
 
-The multi-start ICP of the global search asks ~10^5 nearest-neighbour questions per frame, most of them in its
-coarse stages (inlier bands 0.2 and 0.1 x the diameter), where an answer a few per cent of the diameter off changes
-nothing. A KD-tree answers each in O(log N) with Python-visible overhead per call; this grid answers in O(1) with
+The multi-start ICP of the global search asks ~10^5 nearest-neighbour questions per frame, a third of them in its
+coarsest stage (inlier band 0.2 x the diameter, all 100 starts), where an answer a few per cent of the diameter off
+changes nothing (the finer stages need the coloured KD-tree: measured, docs/benchmarks.md). A KD-tree answers each in O(log N) with Python-visible overhead per call; this grid answers in O(1) with
 a few vectorised numpy gathers, after one Euclidean distance transform per frame (scipy.ndimage, exact) that tells
 every empty cell its nearest occupied cell. Each occupied cell keeps one point (the last written), so an answer is
 the nearest point up to about one cell size. Hand-written glue around scipy: no library here offers a

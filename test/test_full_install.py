@@ -232,11 +232,11 @@ def test_sets_are_taken_in_stamp_order(node_factory, frames):
     dropped = node._stats.dropped
     node._on_frame(msgs[10_000])
     node._on_frame(msgs[9_990])  # older than the last taken: dropped, never estimated
-    assert node._last_taken_ns == 10_000 * MS and node._stats.dropped >= dropped + 1
+    assert node._mailbox.last_taken_ns == 10_000 * MS and node._stats.dropped >= dropped + 1
     node._on_frame(msgs[10_020])
-    assert node._last_taken_ns == 10_020 * MS
+    assert node._mailbox.last_taken_ns == 10_020 * MS
     node._on_frame(msgs[10_020 - 5_000])  # 5 s back: a restarted stream (bag loop), followed
-    assert node._last_taken_ns == (10_020 - 5_000) * MS
+    assert node._mailbox.last_taken_ns == (10_020 - 5_000) * MS
 
 
 def test_failure_texts_are_never_empty(node_factory):

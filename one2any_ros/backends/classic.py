@@ -29,7 +29,9 @@ class ClassicBackend(Backend):
         T = centroid_start(ref, query, _grid(settings.num_start_rotations), settings.start_depth_offset)
         thresholds = tuple(t * diameter for t in settings.icp_thresholds)
         # the coarse stages match by table lookup (nearest.VoxelNearest: position only, ~a cell off), the rest by
-        # the exact KD-tree over position and colour; the starts are pruned after the first stage either way
+        # the exact KD-tree over position and colour. icp_batched prunes before the second threshold of its call, so
+        # with one looked-up stage (the default) all starts also run the 0.1 d stage and icp_keep go on to 0.05 d:
+        # that is the measured configuration (pruning straight after the lookup stage is not measured yet)
         n_lookup = min(settings.lookup_stages, len(thresholds)) if settings.lookup_cell > 0 else 0
         prune = settings.icp_keep
         if n_lookup:

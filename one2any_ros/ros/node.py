@@ -157,11 +157,6 @@ class One2AnyNode(Node):
                                       "or a clock reset): following the new stream")
         self._stats.frame_received((now - stamp) / 1e6 if now > 0 else None, stamp)
 
-    @property
-    def _last_taken_ns(self) -> int | None:
-        """The stamp frames are now taken in order from (the mailbox's; tests read it here)."""
-        return self._mailbox.last_taken_ns
-
     def _start_worker(self) -> threading.Thread:
         worker = threading.Thread(target=self._worker_main, name="one2any_worker", daemon=True)
         worker.start()
