@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from one2any_ros.appearance import (AppearanceModel, AppearanceSettings, appearance_image, appearance_scores,
+from one2any_ros.core.appearance import (AppearanceModel, AppearanceSettings, appearance_image, appearance_scores,
                                     build_appearance, margin_factor, reference_appearance)
-from one2any_ros.geometry import invert_transform
+from one2any_ros.core.geometry import invert_transform
 
 W, H = 320, 240
 K = np.array([[300.0, 0, (W - 1) / 2], [0, 300.0, (H - 1) / 2], [0, 0, 1]])
@@ -147,7 +147,7 @@ def box_pair():
 def _box_pair():
     from one2any_ros.data.objects import make_object
     from one2any_ros.data.render import DEFAULT_K, Renderer, rotation_at_angle, sample_pose
-    from one2any_ros.reference import make_view
+    from one2any_ros.core.reference import make_view
 
     Kr = DEFAULT_K.copy()
     Kr[:2] *= 0.5
@@ -168,7 +168,7 @@ def _box_pair():
 
 
 def test_rendered_box_true_pose_beats_its_flip(box_pair):
-    from one2any_ros.reference import make_reference
+    from one2any_ros.core.reference import make_reference
 
     obj, ref_view, q_view, T0, T1 = box_pair
     ref = make_reference(ref_view)
@@ -185,7 +185,7 @@ def test_rendered_box_true_pose_beats_its_flip(box_pair):
 
 
 def test_switched_off_the_hook_leaves_the_estimator_unchanged(box_pair):
-    from one2any_ros.estimator import EstimatorSettings, PoseEstimator
+    from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator
 
     shipped = EstimatorSettings()
     assert (shipped.twin_top_k, shipped.appearance_weight, shipped.confidence_margin) == (0, 0.5, 0.2)
@@ -207,7 +207,7 @@ def test_switched_off_the_hook_leaves_the_estimator_unchanged(box_pair):
 
 
 def test_hook_on_adds_twins_and_appearance(box_pair):
-    from one2any_ros.estimator import EstimatorSettings, PoseEstimator
+    from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator
 
     _, ref_view, q_view, _, _ = box_pair
     s = EstimatorSettings().with_updates(twin_top_k=1, appearance_weight=0.5, confidence_margin=0.1)

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _one2any(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "one2any_ros.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "one2any_ros.apps.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
 
 
@@ -74,13 +74,13 @@ def _module(name, *args, cwd):
 
 
 def test_python_m_entry_points_are_the_cli_subcommands(tmp_path):
-    """``python -m one2any_ros.train`` / ``.promote`` (tools/gpu_train_chunk.sh, README) parse with the CLI's
+    """``python -m one2any_ros.training.train`` / ``.promote`` (tools/gpu_train_chunk.sh, README) parse with the CLI's
     subcommand, not a parser of their own; ``python -m one2any_ros`` is the CLI."""
-    for module, usage in (("one2any_ros.train", "usage: one2any train"), ("one2any_ros.promote", "usage: one2any promote"),
+    for module, usage in (("one2any_ros.training.train", "usage: one2any train"), ("one2any_ros.training.promote", "usage: one2any promote"),
                           ("one2any_ros", "usage: one2any")):
         r = _module(module, "--help", cwd=tmp_path)
         assert r.returncode == 0 and r.stdout.startswith(usage), (module, r.stdout[:200], r.stderr[-500:])
-    r = _module("one2any_ros.train", "--config", str(tmp_path / "missing.yaml"), cwd=tmp_path)
+    r = _module("one2any_ros.training.train", "--config", str(tmp_path / "missing.yaml"), cwd=tmp_path)
     assert r.returncode == 2 and "one2any train: error (config_missing)" in r.stderr
 
 
@@ -89,10 +89,10 @@ def test_train_through_python_m_with_the_gpu_script_flags(tmp_path):
     out = tmp_path / "run"
     args = ["--config", str(REPO / "config" / "train_tiny.yaml"), "--device", "cpu", "--out-dir", str(out),
             "--set", "train.max_steps=2", "--set", "data.val_pairs=0", "--set", "data.workers=0"]
-    r = _module("one2any_ros.train", *args, cwd=tmp_path)
+    r = _module("one2any_ros.training.train", *args, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((out / "train_state.json").read_text())["step"] == 2
-    r = _module("one2any_ros.train", *args[:-6], "--resume", "--set", "train.max_steps=3", "--set", "data.val_pairs=0",
+    r = _module("one2any_ros.training.train", *args[:-6], "--resume", "--set", "train.max_steps=3", "--set", "data.val_pairs=0",
                 "--set", "data.workers=0", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     st = json.loads((out / "train_state.json").read_text())
@@ -100,7 +100,8 @@ def test_train_through_python_m_with_the_gpu_script_flags(tmp_path):
 
 
 def test_promote_is_a_subcommand(monkeypatch, capsys, tmp_path):
-    from one2any_ros import cli, promote
+    from one2any_ros.apps import cli
+    from one2any_ros.training import promote
 
     calls = []
 

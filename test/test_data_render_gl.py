@@ -124,7 +124,7 @@ def test_auto_falls_back_to_pybullet(monkeypatch):
 
 
 def test_pair_config_renderer_field():
-    from one2any_ros.data.pairs import PairConfig
+    from one2any_ros.training.pairs import PairConfig
 
     assert PairConfig().renderer == "pybullet"  # the default is unchanged
     assert PairConfig.from_dict({"renderer": "gl"}).to_dict()["renderer"] == "gl"
@@ -255,7 +255,7 @@ def test_matches_pybullet_renderer(gl, pb):
 
 
 def test_pair_sampler_with_gl(gl):
-    from one2any_ros.data.pairs import PairConfig, PairSampler
+    from one2any_ros.training.pairs import PairConfig, PairSampler
 
     cfg = PairConfig(input_size=32, output_stride=2, pixel_diameter=(60.0, 200.0), object_pool=2,
                      pairs_per_object=50, max_variants=4, renderer="gl")

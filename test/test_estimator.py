@@ -6,10 +6,10 @@ import pytest
 
 from one2any_ros.data.objects import make_object, split_ids
 from one2any_ros.data.render import DEFAULT_K, Renderer, rotation_at_angle, sample_pose
-from one2any_ros.errors import EstimationFailure
-from one2any_ros.estimator import PoseEstimator
-from one2any_ros.geometry import rotation_angle_deg
-from one2any_ros.reference import make_view
+from one2any_ros.core.errors import EstimationFailure
+from one2any_ros.core.estimator import PoseEstimator
+from one2any_ros.core.geometry import rotation_angle_deg
+from one2any_ros.core.reference import make_view
 
 W, H = 320, 240
 K = DEFAULT_K.copy()
@@ -65,7 +65,7 @@ def test_classic_recovers_small_rotations(small_pairs):
 
 
 def test_verifier_ranks_truth_above_perturbations(small_pairs):
-    from one2any_ros.geometry import make_transform
+    from one2any_ros.core.geometry import make_transform
     from scipy.spatial.transform import Rotation
 
     est = PoseEstimator("classic")
@@ -83,7 +83,7 @@ def test_verifier_ranks_truth_above_perturbations(small_pairs):
             Tp[:3, 3] += dt
             perturbed.append(Tp)
         Ts = np.stack([T_true] + perturbed)
-        from one2any_ros.verify import make_target
+        from one2any_ros.core.verify import make_target
         qt = make_target(query.depth, query.mask, query.K, query.rgb)
         sel = np.arange(len(q.points))
         vr = est._score(Ts, q, sel, qt.colour[q.pixels[:, 0], q.pixels[:, 1]], qt, None, None)

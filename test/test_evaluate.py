@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from one2any_ros.errors import EstimationFailure
+from one2any_ros.core.errors import EstimationFailure
 
 H, W = 120, 160
 K = np.array([[200.0, 0.0, 80.0], [0.0, 200.0, 60.0], [0.0, 0.0, 1.0]])
@@ -208,7 +208,7 @@ REQUIRED_KEYS = {"backend", "n_queries", "add_s_01d_recall", "add_s_auc", "media
 
 @pytest.fixture(scope="module")
 def evaluate():
-    from one2any_ros import evaluate as ev
+    from one2any_ros.training import evaluate as ev
 
     return ev
 
@@ -266,7 +266,7 @@ def test_protocol_and_numbers(tmp_path, evaluate, ext):
     assert sum(q["hit"] for q in queries) == 6
     assert (out / "recall_by_bin.png").stat().st_size > 1000
 
-    from one2any_ros import metrics
+    from one2any_ros.core import metrics
 
     adds = [np.inf if q["adds_m"] is None else q["adds_m"] for q in queries]
     assert rep["add_s_auc"] == pytest.approx(metrics.auc(adds))

@@ -27,9 +27,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from one2any_ros.geometry import rotation_angle_deg
+from one2any_ros.core.geometry import rotation_angle_deg
 from one2any_ros.ros import conversions as conv
-from one2any_ros.ros.harness import GraphClient, NodeProcess, frame_messages
+from one2any_ros.ros_tools.harness import GraphClient, NodeProcess, frame_messages
 from one2any_ros.ros.params import default_reference_path
 
 pytestmark = pytest.mark.slow
@@ -221,7 +221,7 @@ def test_kill9_mid_stream_then_restart_restores_the_reference_and_resumes_quickl
 # --- a damaged reference file on start ----------------------------------------------------------------------
 
 def _damaged_reference(frames, tmp_path, how: str) -> bytes:
-    from one2any_ros.reference import make_reference, make_view, save_reference
+    from one2any_ros.core.reference import make_reference, make_view, save_reference
 
     f = frames[0]
     ref = make_reference(make_view(f["rgb"], np.round(f["depth"] * 1000).astype(np.uint16), f["mask"], f["K"]))
@@ -466,7 +466,7 @@ def test_random_garbage_burst_never_breaks_the_node(wire, frames):
 # --- the soak/overload benchmark runs (a smoke test; the real run is `one2any bench --ros`) ---------------
 
 def test_ros_bench_smoke(tmp_path):
-    from one2any_ros.ros.bench import format_report, run_ros_bench
+    from one2any_ros.ros_tools.bench import format_report, run_ros_bench
 
     r = run_ros_bench(backend="classic", duration=2.0, calibration_s=3.0, out_dir=tmp_path, verbose=False)
     assert r["node_alive"] and (tmp_path / "ros_bench.json").is_file()

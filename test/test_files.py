@@ -1,11 +1,11 @@
-"""Atomic writes (one2any_ros.files): a failed writer keeps the old file and leaves no temp file behind."""
+"""Atomic writes (one2any_ros.core.files): a failed writer keeps the old file and leaves no temp file behind."""
 import os
 import stat
 
 import numpy as np
 import pytest
 
-from one2any_ros.files import atomic_path, write_atomic
+from one2any_ros.core.files import atomic_path, write_atomic
 
 
 class WriterDied(Exception):

@@ -18,9 +18,9 @@ import rclpy
 from geometry_msgs.msg import TransformStamped
 from std_msgs.msg import Header
 
-from one2any_ros.geometry import rotation_angle_deg
+from one2any_ros.core.geometry import rotation_angle_deg
 from one2any_ros.ros import conversions as conv
-from one2any_ros.ros.harness import GraphClient, NodeProcess, frame_messages
+from one2any_ros.ros_tools.harness import GraphClient, NodeProcess, frame_messages
 
 DOUBLES = Path(__file__).resolve().parent / "doubles"
 MS = 1_000_000
@@ -270,7 +270,7 @@ def test_a_backend_change_loads_on_the_worker_after_the_callback(node_factory, t
 def test_a_backend_that_fails_to_load_is_reported_and_the_parameter_set_back(node_factory, tmp_path):
     from rclpy.parameter import Parameter
 
-    from one2any_ros.errors import CheckpointError
+    from one2any_ros.core.errors import CheckpointError
 
     node = node_factory()
 

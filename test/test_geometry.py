@@ -4,7 +4,7 @@ import pytest
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from one2any_ros.geometry import (icp_batched, invert_transform, make_transform, ransac_rigid, ransac_rigid_thresholds,
+from one2any_ros.core.geometry import (icp_batched, invert_transform, make_transform, ransac_rigid, ransac_rigid_thresholds,
                                   rotation_angle_deg,
                                   super_fibonacci_rotations, transform_points, umeyama, umeyama_batched)
 
@@ -111,7 +111,7 @@ def _unit(rng):
 
 
 def test_pixel_lookup_rounds_to_pixel_centres_and_flags_what_misses_the_image():
-    from one2any_ros.camera import pixel_lookup
+    from one2any_ros.core.camera import pixel_lookup
 
     K = np.array([[100.0, 0, 2.0], [0, 100.0, 1.0], [0, 0, 1]])
     pts = np.array([[0.0, 0.0, 1.0], [0.014, 0.006, 1.0], [0.0, 0.0, -1.0], [1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])

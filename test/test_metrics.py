@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from one2any_ros import metrics
+from one2any_ros.core import metrics
 
 
 def rot(axis, deg):

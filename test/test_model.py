@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from one2any_ros import camera
-from one2any_ros.errors import CheckpointError
-from one2any_ros.model import inputs
-from one2any_ros.model.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
-from one2any_ros.model.network import EMBEDDING_KEYS, NetConfig, One2AnyNet, confidence_from_log_b, pool_roc
-from one2any_ros.reference import load_reference, make_view, save_reference
+from one2any_ros.core import camera
+from one2any_ros.core.errors import CheckpointError
+from one2any_ros.core.model import inputs
+from one2any_ros.core.model.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
+from one2any_ros.core.model.network import EMBEDDING_KEYS, NetConfig, One2AnyNet, confidence_from_log_b, pool_roc
+from one2any_ros.core.reference import load_reference, make_view, save_reference
 
 TINY = NetConfig(input_size=32, output_stride=2, stem=8, widths=(16, 16, 32), match_dim=16, heads=2, ref_layers=1,
                  bottleneck_layers=1)
@@ -68,7 +68,7 @@ def test_no_valid_reference_pixel_gives_finite_output():
 
 
 def test_pool_roc_matches_numpy_twin():
-    from one2any_ros.data.pairs import pool_mean
+    from one2any_ros.training.pairs import pool_mean
 
     rng = np.random.default_rng(0)
     roc = rng.normal(size=(1, 3, 16, 16)).astype(np.float32)
@@ -206,7 +206,7 @@ def test_missing_tensor_rejected(tmp_path):
 
 
 def test_backend_raises_checkpoint_error(tmp_path):
-    from one2any_ros.backends.one2any import One2AnyBackend
+    from one2any_ros.core.backends.one2any import One2AnyBackend
 
     with pytest.raises(CheckpointError):
         One2AnyBackend(device="cpu", checkpoint=str(tmp_path / "absent.safetensors"))
@@ -241,9 +241,9 @@ def _sphere_view(shift=(0, 0), seed=0):
 
 
 def test_rope_encoded_once_per_reference(tmp_path):
-    from one2any_ros.backends.one2any import One2AnyBackend
-    from one2any_ros.errors import EstimationFailure
-    from one2any_ros.estimator import PoseEstimator
+    from one2any_ros.core.backends.one2any import One2AnyBackend
+    from one2any_ros.core.errors import EstimationFailure
+    from one2any_ros.core.estimator import PoseEstimator
 
     save_checkpoint(_tiny_model(), tmp_path / "tiny")
     backend = One2AnyBackend(device="cpu", checkpoint=str(tmp_path / "tiny.safetensors"))
@@ -283,9 +283,9 @@ def test_rope_encoded_once_per_reference(tmp_path):
 
 
 def test_proposal_has_roc_at_query_points(tmp_path):
-    from one2any_ros.backends.base import SearchSettings
-    from one2any_ros.backends.one2any import One2AnyBackend
-    from one2any_ros.estimator import PoseEstimator
+    from one2any_ros.core.backends.base import SearchSettings
+    from one2any_ros.core.backends.one2any import One2AnyBackend
+    from one2any_ros.core.estimator import PoseEstimator
 
     save_checkpoint(_tiny_model(), tmp_path / "tiny")
     backend = One2AnyBackend(device="cpu", checkpoint=str(tmp_path / "tiny"))
@@ -303,8 +303,8 @@ def test_proposal_has_roc_at_query_points(tmp_path):
 
 
 def test_embedding_from_another_checkpoint_is_recomputed(tmp_path):
-    from one2any_ros.backends.one2any import One2AnyBackend
-    from one2any_ros.reference import make_reference
+    from one2any_ros.core.backends.one2any import One2AnyBackend
+    from one2any_ros.core.reference import make_reference
 
     save_checkpoint(_tiny_model(seed=0), tmp_path / "a")
     save_checkpoint(_tiny_model(seed=1), tmp_path / "b")
@@ -322,9 +322,9 @@ def test_embedding_from_another_checkpoint_is_recomputed(tmp_path):
 @pytest.mark.parametrize("val_err,span,expect", [(0.7, None, False), (0.1, None, True), (0.1, 180.0, True),
                                                   (0.1, 90.0, False)])  # a 0-90 deg curriculum says nothing of 90-180
 def test_weak_checkpoint_keeps_its_roc_out_of_the_verifier(tmp_path, val_err, span, expect):
-    from one2any_ros.backends.base import SearchSettings
-    from one2any_ros.backends.one2any import One2AnyBackend
-    from one2any_ros.estimator import PoseEstimator
+    from one2any_ros.core.backends.base import SearchSettings
+    from one2any_ros.core.backends.one2any import One2AnyBackend
+    from one2any_ros.core.estimator import PoseEstimator
 
     training = {"val": {"val_roc_err": val_err}}
     if span is not None:
@@ -341,10 +341,10 @@ def test_weak_checkpoint_keeps_its_roc_out_of_the_verifier(tmp_path, val_err, sp
 
 @pytest.mark.parametrize("choice", [True, False])
 def test_measured_choice_in_the_checkpoint_decides_the_roc_term(tmp_path, choice):
-    """A checkpoint promoted by measurement (one2any_ros.promote) records whether its ROC helped the verifier on
+    """A checkpoint promoted by measurement (one2any_ros.training.promote) records whether its ROC helped the verifier on
     validation scenes; that record wins over the heuristic from the training summary."""
-    from one2any_ros.backends.one2any import One2AnyBackend
-    from one2any_ros.train import export_checkpoint
+    from one2any_ros.core.backends.one2any import One2AnyBackend
+    from one2any_ros.training.train import export_checkpoint
 
     save_checkpoint(_tiny_model(), tmp_path / "m", training={"val": {"val_roc_err": 0.1 if not choice else 0.7}})
     export_checkpoint(tmp_path / "m", tmp_path / "bundled", inference={"roc_to_verifier": choice})
@@ -357,8 +357,8 @@ def test_learned_backend_reports_its_stages_and_an_honest_total(tmp_path):
     """The network, RANSAC and grid times are parts of the hypotheses stage: the total is wall time, not their sum."""
     import time
 
-    from one2any_ros.backends.one2any import One2AnyBackend
-    from one2any_ros.estimator import EstimatorSettings, PoseEstimator
+    from one2any_ros.core.backends.one2any import One2AnyBackend
+    from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator
 
     save_checkpoint(_tiny_model(), tmp_path / "m")
     est = PoseEstimator(One2AnyBackend(device="cpu", checkpoint=str(tmp_path / "m")),
@@ -374,7 +374,7 @@ def test_learned_backend_reports_its_stages_and_an_honest_total(tmp_path):
 
 def _rot90_view(view, k):
     """The same frame seen by a camera rolled by k x 90 deg: the images turned by np.rot90, K with them."""
-    from one2any_ros.reference import make_view
+    from one2any_ros.core.reference import make_view
 
     Kr, w = view.K.copy(), view.shape[1]
     for _ in range(k % 4):
@@ -386,7 +386,7 @@ def _rot90_view(view, k):
 
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_rolled_query_input_is_what_a_rolled_camera_sees(k):
-    from one2any_ros.reference import make_view
+    from one2any_ros.core.reference import make_view
 
     sphere = _sphere_view(shift=(7, -4))
     u = np.arange(sphere.shape[1])[None, :]
@@ -416,11 +416,11 @@ def test_rolled_query_input_is_what_a_rolled_camera_sees(k):
 
 
 def test_query_rolls_pool_each_rolls_hypotheses(tmp_path):
-    from one2any_ros.backends.base import SearchSettings
-    from one2any_ros.backends.one2any import One2AnyBackend
-    from one2any_ros.errors import One2AnyError
-    from one2any_ros.estimator import PoseEstimator
-    from one2any_ros.train import export_checkpoint
+    from one2any_ros.core.backends.base import SearchSettings
+    from one2any_ros.core.backends.one2any import One2AnyBackend
+    from one2any_ros.core.errors import One2AnyError
+    from one2any_ros.core.estimator import PoseEstimator
+    from one2any_ros.training.train import export_checkpoint
 
     save_checkpoint(_tiny_model(), tmp_path / "tiny")
     backend = One2AnyBackend(device="cpu", checkpoint=str(tmp_path / "tiny"), query_rolls=4)

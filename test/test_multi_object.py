@@ -3,9 +3,9 @@ own last pose; one object's missing label or bad input never touches the others.
 import numpy as np
 import pytest
 
-from one2any_ros import metrics
-from one2any_ros.errors import InputError
-from one2any_ros.multi_object import (MultiObjectEstimator, decode_frame, validate_object_id)
+from one2any_ros.core import metrics
+from one2any_ros.core.errors import InputError
+from one2any_ros.core.multi_object import (MultiObjectEstimator, decode_frame, validate_object_id)
 
 def _add(T_est, T_gt, obj):
     return metrics.add(T_est, T_gt, obj.vertices)
@@ -69,8 +69,8 @@ def test_objects_side_by_side_give_what_they_give_in_turn(two_objects):
 
 def test_sharing_the_frame_changes_nothing(two_objects):
     """The free-space depth computed once per frame gives the same pose as each object computing its own."""
-    from one2any_ros.estimator import PoseEstimator
-    from one2any_ros.verify import near_depth
+    from one2any_ros.core.estimator import PoseEstimator
+    from one2any_ros.core.verify import near_depth
 
     _, poses, frames, K = two_objects
     f0, f1 = (decode_frame(*f, K) for f in frames)

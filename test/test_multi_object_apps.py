@@ -6,14 +6,14 @@ import json
 import cv2
 import pytest
 
-from one2any_ros.cli import build_parser, main
+from one2any_ros.apps.cli import build_parser, main
 
 pytestmark = pytest.mark.slow
 
 
 def test_demo_two_objects_through_the_graph(tmp_path, capsys):
     pytest.importorskip("pybullet")
-    from one2any_ros.ros.demo_graph import run_ros_multi_demo
+    from one2any_ros.ros_tools.demo_graph import run_ros_multi_demo
 
     out = tmp_path / "demo"
     assert run_ros_multi_demo(2, backend="classic", out_dir=out, n_frames=4, size=(320, 240), period_s=0.5) == 0
@@ -36,7 +36,7 @@ def test_demo_two_objects_through_the_graph(tmp_path, capsys):
 
 def test_bench_objects_gives_per_object_numbers(tmp_path):
     pytest.importorskip("pybullet")
-    from one2any_ros.ros.bench import format_objects_report, run_objects_bench
+    from one2any_ros.ros_tools.bench import format_objects_report, run_objects_bench
 
     r = run_objects_bench(2, backend="classic", duration=4.0, calibration_s=4.0, out_dir=tmp_path, verbose=False)
     assert r["node_alive"] and r["n_objects"] == 2

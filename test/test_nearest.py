@@ -2,8 +2,8 @@
 import numpy as np
 from scipy.spatial import cKDTree
 
-from one2any_ros.geometry import icp_batched
-from one2any_ros.nearest import VoxelNearest
+from one2any_ros.core.geometry import icp_batched
+from one2any_ros.core.nearest import VoxelNearest
 
 
 def _cloud(n=2000, seed=0):

@@ -1,7 +1,7 @@
-"""Promotion of a trained checkpoint to the bundled model: the decision rule (one2any_ros.promote.decide)."""
+"""Promotion of a trained checkpoint to the bundled model: the decision rule (one2any_ros.training.promote.decide)."""
 import pytest
 
-from one2any_ros.promote import decide
+from one2any_ros.training.promote import decide
 
 
 def _report(overall, b6090, b90120, b030=0.9):
@@ -36,7 +36,7 @@ def test_the_best_variant_overall_is_the_candidate_and_none_is_an_error():
 
 
 def test_a_tie_goes_to_the_cheaper_variant():
-    from one2any_ros.promote import VARIANTS
+    from one2any_ros.training.promote import VARIANTS
 
     same = _report(0.75, 0.70, 0.55)
     d = decide(CLASSIC, {name: same for name in VARIANTS})

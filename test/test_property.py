@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from one2any_ros import camera
-from one2any_ros.errors import One2AnyError, ReferenceFileError
-from one2any_ros.estimator import EstimatorSettings, PoseEstimator, PoseResult
-from one2any_ros.reference import Reference, View, load_reference, make_reference, make_view, save_reference
+from one2any_ros.core import camera
+from one2any_ros.core.errors import One2AnyError, ReferenceFileError
+from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator, PoseResult
+from one2any_ros.core.reference import Reference, View, load_reference, make_reference, make_view, save_reference
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                             HealthCheck.data_too_large])

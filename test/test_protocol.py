@@ -1,10 +1,10 @@
-"""The protocol's shared definitions (one2any_ros.protocol) and that every user reads the same ones."""
+"""The protocol's shared definitions (one2any_ros.core.protocol) and that every user reads the same ones."""
 import math
 
 import numpy as np
 import pytest
 
-from one2any_ros import protocol
+from one2any_ros.core import protocol
 
 
 def test_bins_tile_0_to_180_in_order():
@@ -31,7 +31,9 @@ def test_is_hit_is_strict_and_failures_miss():
 
 
 def test_users_share_the_definitions():
-    from one2any_ros import bench, evaluate, metrics, promote, train, train_scorer
+    from one2any_ros.apps import bench
+    from one2any_ros.training import evaluate, promote, train, train_scorer
+    from one2any_ros.core import metrics
 
     assert bench.STAGES is protocol.STAGES
     assert evaluate.rotation_bin is protocol.rotation_bin

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from one2any_ros.errors import InputError
-from one2any_ros.reference import Reference, load_reference, make_reference, make_view, save_reference
-from one2any_ros.reference_store import ReferenceStore
+from one2any_ros.core.errors import InputError
+from one2any_ros.core.reference import Reference, load_reference, make_reference, make_view, save_reference
+from one2any_ros.core.reference_store import ReferenceStore
 
 K = np.array([[60.0, 0, 31.5], [0, 60.0, 23.5], [0, 0, 1]])
 

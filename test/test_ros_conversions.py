@@ -5,7 +5,7 @@ from geometry_msgs.msg import Pose
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image
 
-from one2any_ros.errors import InputError
+from one2any_ros.core.errors import InputError
 from one2any_ros.ros import conversions as conv
 from one2any_ros.ros.conversions import ConversionError
 

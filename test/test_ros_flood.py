@@ -14,9 +14,9 @@ import time
 import numpy as np
 import pytest
 
-from one2any_ros.geometry import rotation_angle_deg
+from one2any_ros.core.geometry import rotation_angle_deg
 from one2any_ros.ros import conversions as conv
-from one2any_ros.ros.harness import GraphClient, NodeProcess, frame_messages
+from one2any_ros.ros_tools.harness import GraphClient, NodeProcess, frame_messages
 
 pytestmark = pytest.mark.slow
 FLOOD_S = 10.0

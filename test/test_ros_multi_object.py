@@ -6,10 +6,10 @@ import time
 import numpy as np
 import pytest
 
-from one2any_ros import metrics
+from one2any_ros.core import metrics
 from one2any_ros.data.multi_scene import pose_from_rotvec as _pose
 from one2any_ros.ros import conversions as conv
-from one2any_ros.ros.harness import GraphClient, NodeProcess, frame_messages
+from one2any_ros.ros_tools.harness import GraphClient, NodeProcess, frame_messages
 
 pytestmark = pytest.mark.slow
 NS = "/multi"

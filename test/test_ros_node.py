@@ -13,10 +13,10 @@ import time
 import numpy as np
 import pytest
 
-from one2any_ros.geometry import rotation_angle_deg
+from one2any_ros.core.geometry import rotation_angle_deg
 from one2any_ros.ros import conversions as conv
 from one2any_ros.ros.diagnostics import KEYS
-from one2any_ros.ros.harness import GraphClient, NodeProcess, frame_messages
+from one2any_ros.ros_tools.harness import GraphClient, NodeProcess, frame_messages
 
 pytestmark = pytest.mark.slow
 ROT_TOL_DEG, TRANS_TOL_MM = 3.0, 5.0

@@ -8,8 +8,8 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, Image
 
 from one2any_ros.ros import conversions as conv
-from one2any_ros.ros.demo_graph import BAG_T0_NS, TOPICS, write_sample_bag
-from one2any_ros.ros.player import has_header, header_stamp_ns, message_class, read_bag, restamp_raw
+from one2any_ros.ros_tools.demo_graph import BAG_T0_NS, TOPICS, write_sample_bag
+from one2any_ros.ros_tools.player import has_header, header_stamp_ns, message_class, read_bag, restamp_raw
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_restamp_rewrites_only_the_header_stamp():
 
 @pytest.mark.slow
 def test_ros_demo_runs_end_to_end(tmp_path):
-    from one2any_ros.ros.demo_graph import run_ros_demo
+    from one2any_ros.ros_tools.demo_graph import run_ros_demo
 
     assert run_ros_demo("classic", tmp_path, period_s=0.5) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from one2any_ros.errors import CheckpointError
-from one2any_ros.model.checkpoint import save_checkpoint
-from one2any_ros.model.scorer import (DEFAULT_SCORER, IMAGE_CHANNELS, HypothesisScorer, ScorerConfig, comparison_images,
+from one2any_ros.core.errors import CheckpointError
+from one2any_ros.core.model.checkpoint import save_checkpoint
+from one2any_ros.core.model.scorer import (DEFAULT_SCORER, IMAGE_CHANNELS, HypothesisScorer, ScorerConfig, comparison_images,
                                       listwise_loss, load_scorer, save_scorer, scorer_query, scorer_reference)
-from one2any_ros.colour import colour_features
+from one2any_ros.core.colour import colour_features
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TINY = ScorerConfig(grid=16, widths=(8, 8, 8, 8, 8), hidden=8)
@@ -132,7 +132,7 @@ def test_bundled_scorer_loads_with_its_training_summary():
 # --- the backend lends the term; the estimator adds it to the refined candidates -------------------------
 
 def _backend(tmp_path, weight):
-    from one2any_ros.backends.one2any import One2AnyBackend
+    from one2any_ros.core.backends.one2any import One2AnyBackend
     from test_model import _tiny_model
 
     save_checkpoint(_tiny_model(), tmp_path / "tiny")
@@ -141,8 +141,8 @@ def _backend(tmp_path, weight):
 
 
 def test_scorer_term_decides_among_the_refined_candidates(tmp_path, monkeypatch):
-    from one2any_ros.backends import one2any as one2any_backend
-    from one2any_ros.estimator import EstimatorSettings, PoseEstimator
+    from one2any_ros.core.backends import one2any as one2any_backend
+    from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator
     from test_model import _sphere_view
 
     backend = _backend(tmp_path, weight=1.0)
@@ -170,7 +170,7 @@ def test_scorer_term_decides_among_the_refined_candidates(tmp_path, monkeypatch)
 
 
 def test_scorer_at_weight_zero_changes_nothing(tmp_path):
-    from one2any_ros.estimator import PoseEstimator
+    from one2any_ros.core.estimator import PoseEstimator
     from test_model import _sphere_view
 
     backend = _backend(tmp_path, weight=0.0)
@@ -186,7 +186,7 @@ def test_scorer_at_weight_zero_changes_nothing(tmp_path):
 
 def _pools(right_logit_sign):
     """Three pools of 4 hypotheses (2 refined): the verifier prefers a wrong refined candidate in the first two."""
-    from one2any_ros.train_scorer import Pools
+    from one2any_ros.training.train_scorer import Pools
 
     scores = np.array([0.5, 0.4, 0.3, 0.2] * 3, np.float32)
     errors = np.array([0.5, 0.05, 0.5, 0.5, 0.5, 0.5, 0.5, 0.05, 0.05, 0.5, 0.5, 0.5], np.float32)
@@ -198,7 +198,7 @@ def _pools(right_logit_sign):
 
 
 def test_pool_bookkeeping_and_weight_choice():
-    from one2any_ros.train_scorer import choice_recall, choose_weight
+    from one2any_ros.training.train_scorer import choice_recall, choose_weight
 
     pools, logits = _pools(+1.0)
     assert list(pools.rankable()) == [0, 1, 2]
@@ -213,8 +213,8 @@ def test_pool_bookkeeping_and_weight_choice():
 
 
 def test_bundled_scorer_is_used_only_with_the_network_whose_pools_it_ranked(tmp_path, monkeypatch):
-    from one2any_ros.backends import one2any as one2any_backend
-    from one2any_ros.backends.one2any import One2AnyBackend
+    from one2any_ros.core.backends import one2any as one2any_backend
+    from one2any_ros.core.backends.one2any import One2AnyBackend
 
     if not DEFAULT_SCORER.exists():
         pytest.skip("no bundled scorer")
@@ -233,7 +233,7 @@ def test_bundled_scorer_is_used_only_with_the_network_whose_pools_it_ranked(tmp_
 def test_train_scorer_command_end_to_end(tmp_path):
     """One rendered scene of a training object: pools collected and cached, one epoch, metrics, curves, a loadable
     scorer; a resumed run reuses the cached pools and refuses to export without validation objects."""
-    from one2any_ros.train_scorer import train_scorer
+    from one2any_ros.training.train_scorer import train_scorer
 
     spec = {"name": "one_scene", "objects": "train", "scenes": 1, "frames": 4, "max_rotation": 60, "seed": 99}
     over = {"data.root": str(tmp_path / "data"), "data.train": [spec], "data.select": spec, "data.val": None,

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from one2any_ros.symmetry import (TwinSettings, estimate_normals, fit_revolution_axis, principal_turns,
+from one2any_ros.core.symmetry import (TwinSettings, estimate_normals, fit_revolution_axis, principal_turns,
                                   reference_twins, turns_about)
 
 CAMERA = np.zeros(3)

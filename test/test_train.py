@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from one2any_ros.errors import CheckpointError, One2AnyError
-from one2any_ros.geometry import transform_points
-from one2any_ros.model.checkpoint import load_checkpoint, load_tensors
-from one2any_ros.model.network import NetConfig, One2AnyNet
+from one2any_ros.core.errors import CheckpointError, One2AnyError
+from one2any_ros.core.geometry import transform_points
+from one2any_ros.core.model.checkpoint import load_checkpoint, load_tensors
+from one2any_ros.core.model.network import NetConfig, One2AnyNet
 
 pytest.importorskip("pybullet")
 
-from one2any_ros.data.pairs import PairConfig, PairSampler, covisible, symmetry_transforms  # noqa: E402
-from one2any_ros.train import compute_loss, load_config, match_cross_entropy, train  # noqa: E402
+from one2any_ros.training.pairs import PairConfig, PairSampler, covisible, symmetry_transforms  # noqa: E402
+from one2any_ros.training.train import compute_loss, load_config, match_cross_entropy, train  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_YAML = REPO / "config" / "train_tiny.yaml"
@@ -247,7 +247,7 @@ def test_warm_start_records_its_parent_and_rejects_another_architecture(tmp_path
 
 def test_non_finite_steps_are_skipped_and_a_diverged_run_stops_with_a_reason(tmp_path, monkeypatch):
     """A NaN loss must never reach the weights; a run that only produces NaN stops with a clear error."""
-    import one2any_ros.train as tr
+    import one2any_ros.training.train as tr
 
     real = tr.compute_loss
     monkeypatch.setattr(tr, "compute_loss", lambda out, batch, cfg: (lambda l, p: (l * float("nan"), p))(*real(out, batch, cfg)))
@@ -275,7 +275,7 @@ def test_config_errors_are_named(tmp_path):
 def test_every_shipped_training_config_builds_its_model_and_sampler(path):
     """A config a user is told to run must not fail after minutes of setup: its network and sampler build,
     and one forward pass gives the output grid the sampler's targets use."""
-    from one2any_ros.train import _pair_config
+    from one2any_ros.training.train import _pair_config
 
     cfg = load_config(path)
     net = NetConfig.from_dict(cfg["model"])
@@ -295,7 +295,7 @@ def test_sigterm_saves_the_run_state_and_exits_cleanly(tmp_path):
     import time
 
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "one2any_ros.cli", "train", "--config", str(TINY_YAML), "--device", "cpu",
+    cmd = [sys.executable, "-m", "one2any_ros.apps.cli", "train", "--config", str(TINY_YAML), "--device", "cpu",
            "--out", str(out), "--set", "train.max_steps=100000", "--set", "train.val_every=100000"]
     proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from one2any_ros.geometry import rotation_angle_deg
+from one2any_ros.core.geometry import rotation_angle_deg
 from one2any_ros.ros import conversions as conv
-from one2any_ros.ros.harness import GraphClient, NodeProcess, frame_messages
+from one2any_ros.ros_tools.harness import GraphClient, NodeProcess, frame_messages
 from one2any_ros.ros.params import default_reference_path
 
 pytestmark = pytest.mark.slow

@@ -177,7 +177,7 @@ class Open3DEstimator:
     def _features(self, view):
         """The view's masked cloud (the project's back-projection and depth cleaning), downsampled, with normals
         facing the camera (one-sided surfaces: a consistent sign keeps FPFH comparable) and FPFH."""
-        from one2any_ros import camera
+        from one2any_ros.core import camera
 
         pts, _ = camera.backproject(view.depth, view.K, camera.object_depth_mask(view.depth, view.K, view.mask))
         pcd = self.o3d.geometry.PointCloud(self.o3d.utility.Vector3dVector(pts)).voxel_down_sample(self.voxel)
@@ -191,7 +191,7 @@ class Open3DEstimator:
     def set_reference(self, view):
         """Once per reference (excluded from the per-pair time, like the project's): the voxel from the reference's
         measured diameter, its cloud and FPFH."""
-        from one2any_ros.reference import make_reference
+        from one2any_ros.core.reference import make_reference
 
         ref = make_reference(view)
         self.voxel = self.s.voxel_fraction * ref.diameter
@@ -254,7 +254,7 @@ class StageLog:
 def load_plans(dataset: Path, split: str, max_pairs: int | None) -> list:
     """The eval's pairs (evaluate.plan_scene), thinned like ``eval --max-queries``."""
     from one2any_ros.data import bop
-    from one2any_ros.evaluate import _subsample, plan_scene
+    from one2any_ros.training.evaluate import _subsample, plan_scene
 
     plans = [p for sid in bop.list_scenes(dataset, split) for p in plan_scene(bop.load_scene(dataset, split, sid))[0]]
     return _subsample(plans, max_pairs)
@@ -263,8 +263,8 @@ def load_plans(dataset: Path, split: str, max_pairs: int | None) -> list:
 def set_references(estimators: dict, ref_img: dict) -> dict[str, dict]:
     """Give every method the same reference view (with its ground-truth pose); per method the time it took, or the
     failure reason the eval would record (then its queries are misses)."""
-    from one2any_ros.errors import One2AnyError
-    from one2any_ros.reference import make_view
+    from one2any_ros.core.errors import One2AnyError
+    from one2any_ros.core.reference import make_view
 
     try:
         view = make_view(ref_img["rgb"], ref_img["depth"], ref_img["mask"], ref_img["K"],
@@ -289,7 +289,7 @@ def run_pairs(estimators: dict, plans: list, dataset: Path, progress: bool) -> t
     from tqdm import tqdm
 
     from one2any_ros.data import bop
-    from one2any_ros.evaluate import _run_query, load_eval_model
+    from one2any_ros.training.evaluate import _run_query, load_eval_model
 
     info = {int(k): v for k, v in bop.load_models_info(dataset).items()}
     models, records, pairs, refs = {}, {n: [] for n in estimators}, [], []
@@ -336,8 +336,8 @@ def summarize_method(records: list[dict], models: dict) -> dict:
     pair (a failure's time counts: the user waited for it too)."""
     import numpy as np
 
-    from one2any_ros.evaluate import summarize
-    from one2any_ros.protocol import ROTATION_BINS
+    from one2any_ros.training.evaluate import summarize
+    from one2any_ros.core.protocol import ROTATION_BINS
 
     s = summarize(records, models)
     lat = np.array([r["latency_ms"] for r in records if r["latency_ms"] is not None], np.float64)
@@ -439,7 +439,7 @@ def build_report(a: argparse.Namespace, estimators: dict, machine: dict, run: tu
         "timing": ("time.perf_counter around estimate(view) alone (evaluate._run_query), the once-per-reference work "
                    "excluded for both; one warm-up pair discarded; the methods alternate pair by pair"),
         "metric": ("ADD(-S) recall at 0.1 d (ADD for asymmetric objects, ADD-S for symmetric ones), "
-                   "one2any_ros.evaluate.summarize; bins: rotation between reference and query; a failure is a miss "
+                   "one2any_ros.training.evaluate.summarize; bins: rotation between reference and query; a failure is a miss "
                    "(180 deg, infinite translation in the medians)"),
         "references": refs, "pairs": pairs,
     }
@@ -453,8 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     o3d = import_open3d()
     if o3d is None:
         return 2
-    from one2any_ros.estimator import PoseEstimator
-    from one2any_ros.evaluate import _json_safe
+    from one2any_ros.core.estimator import PoseEstimator
+    from one2any_ros.training.evaluate import _json_safe
 
     o3d.utility.set_max_threads(len(cores))  # torch's threads: the project's own choice (backends/one2any.py)
     o3d.utility.random.seed(Open3DSettings.seed)

@@ -26,13 +26,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from one2any_ros import camera, metrics, protocol  # noqa: E402
+from one2any_ros.core import camera, metrics, protocol  # noqa: E402
 from one2any_ros.data import bop  # noqa: E402
-from one2any_ros.errors import One2AnyError  # noqa: E402
-from one2any_ros.estimator import PoseEstimator  # noqa: E402
-from one2any_ros.evaluate import load_eval_model, plan_scene  # noqa: E402
-from one2any_ros.geometry import invert_transform, transform_points  # noqa: E402
-from one2any_ros.reference import make_view  # noqa: E402
+from one2any_ros.core.errors import One2AnyError  # noqa: E402
+from one2any_ros.core.estimator import PoseEstimator  # noqa: E402
+from one2any_ros.training.evaluate import load_eval_model, plan_scene  # noqa: E402
+from one2any_ros.core.geometry import invert_transform, transform_points  # noqa: E402
+from one2any_ros.core.reference import make_view  # noqa: E402
 
 COUNTS = ("chosen", "in_pool", "refined", "learned", "grid", "learned_only")
 CONFIDENT_FRACTION = 0.2  # "the pixels the network is most confident about"
@@ -43,7 +43,7 @@ LABELS = {"chosen": "chosen pose right", "in_pool": "a right pose in the pool", 
 
 def _estimator(a) -> PoseEstimator:
     if a.backend == "one2any":
-        from one2any_ros.backends.one2any import One2AnyBackend
+        from one2any_ros.core.backends.one2any import One2AnyBackend
 
         return PoseEstimator(One2AnyBackend(device="cpu", checkpoint=a.checkpoint, query_rolls=a.query_rolls))
     return PoseEstimator(a.backend)
@@ -54,8 +54,8 @@ def roc_accuracy(est: PoseEstimator, view, T_gt: np.ndarray, diameter: float) ->
     true ROC (the pixel's point mapped into C by the ground truth): over all of them, over the most confident, and
     over those the reference camera also saw (co-visible as in training, ``data.pairs.covisible``; ``covisible``
     is their share: the ceiling of a network that matches reference pixels). ``diameter``: the object's, m."""
-    from one2any_ros.data.pairs import covisible
-    from one2any_ros.model.inputs import output_at_pixels
+    from one2any_ros.training.pairs import covisible
+    from one2any_ros.core.model.inputs import output_at_pixels
 
     ref = est.reference
     pts, pix = camera.backproject(view.depth, view.K, camera.object_depth_mask(view.depth, view.K, view.mask))

@@ -14,26 +14,31 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "one2any_ros"
 
-# (name, modules relative to one2any_ros/, x, y, width, height, colour); coordinates in figure units
+# (name, modules relative to one2any_ros/, x, y, width, height, colour); coordinates in figure units. Each box is one
+# folder (core/ is drawn as three boxes); test/test_layers.py holds the same rules in code.
 LAYERS = [
-    ("apps (the one2any command)", ["cli", "demo", "bench", "evaluate", "estimate_files", "visualize"],
+    ("apps/ (the one2any command)", ["apps/cli", "apps/demo", "apps/bench", "apps/estimate_files"],
      0.0, 6.2, 4.6, 1.3, "#cfe2f3"),
-    ("ROS graph tools", ["ros/harness", "ros/player", "ros/demo_graph", "ros/bench"], 5.0, 6.2, 4.0, 1.3, "#d9ead3"),
-    ("ROS node runtime (thin)", ["ros/node", "ros/mailbox", "ros/sync", "ros/conversions", "ros/tf", "ros/detections",
-                                 "ros/diagnostics", "ros/params", "ros/transport"], 5.0, 4.1, 4.0, 1.6, "#b6d7a8"),
-    ("training", ["train", "train_scorer", "promote", "data/pairs"], 0.0, 4.1, 1.9, 1.6, "#fce5cd"),
-    ("data", ["data/objects", "data/scene", "data/render", "data/render_gl", "data/bop",
-                                     "data/generate", "data/sample", "data/multi_scene"], 2.3, 4.1, 2.3, 1.6,
-     "#fff2cc"),
-    ("core: estimation", ["multi_object", "estimator", "backends", "verify", "appearance", "symmetry", "reference",
-                          "reference_store"], 0.0, 2.0, 9.0, 1.5, "#ead1dc"),
-    ("core: foundations", ["camera", "colour", "geometry", "nearest", "metrics", "protocol", "files", "errors"],
+    ("ros_tools/ (graph tools)", ["ros_tools/harness", "ros_tools/player", "ros_tools/demo_graph", "ros_tools/bench"],
+     5.0, 6.2, 4.0, 1.3, "#d9ead3"),
+    ("ros/ (node runtime, thin)", ["ros/node", "ros/mailbox", "ros/sync", "ros/conversions", "ros/tf",
+                                   "ros/detections", "ros/diagnostics", "ros/params", "ros/transport"],
+     5.0, 4.1, 4.0, 1.6, "#b6d7a8"),
+    ("training/", ["training/train", "training/train_scorer", "training/promote", "training/evaluate",
+                   "training/pairs"], 0.0, 4.1, 2.1, 1.6, "#fce5cd"),
+    ("data/", ["data/objects", "data/scene", "data/render", "data/render_gl", "data/bop", "data/generate",
+               "data/sample", "data/multi_scene"], 2.5, 4.1, 2.1, 1.6, "#fff2cc"),
+    ("core/: estimation", ["core/multi_object", "core/estimator", "core/backends", "core/verify", "core/appearance",
+                           "core/symmetry", "core/reference", "core/reference_store", "core/visualize"],
+     0.0, 2.0, 9.0, 1.5, "#ead1dc"),
+    ("core/: foundations", ["core/camera", "core/colour", "core/geometry", "core/nearest", "core/metrics",
+                            "core/protocol", "core/files", "core/errors", "core/checkpoint_files"],
      0.0, 0.0, 6.2, 1.4, "#d9d2e9"),
-    ("model (torch)", ["model/network", "model/scorer", "model/checkpoint", "model/inputs", "model/device"],
-     6.6, 0.0, 2.4, 1.4, "#f4cccc"),
+    ("core/model/ (torch)", ["core/model/network", "core/model/scorer", "core/model/checkpoint", "core/model/inputs",
+                             "core/model/device"], 6.6, 0.0, 2.4, 1.4, "#f4cccc"),
 ]
 ARROWS = [  # (from layer index, to layer index): "imports"
-    (0, 5), (0, 4), (1, 2), (2, 5), (3, 5), (3, 4), (4, 6), (5, 6), (5, 7), (0, 3),
+    (0, 5), (0, 4), (1, 2), (2, 5), (3, 5), (3, 4), (5, 6), (5, 7), (0, 3), (1, 4),
 ]
 
 
@@ -55,8 +60,9 @@ def draw(out: Path) -> None:
     for name, mods, x, y, w, h, colour in LAYERS:
         ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05", fc=colour, ec="#444444", lw=1.2))
         ax.text(x + 0.1, y + h - 0.12, name, fontsize=11, fontweight="bold", va="top")
-        per_line = max(1, int(w / 1.45))
-        lines = [", ".join(mods[i:i + per_line]) for i in range(0, len(mods), per_line)]
+        names = [m.rsplit("/", 1)[-1] for m in mods]  # the box's title names the folder
+        per_line = max(1, int(w / 1.25))
+        lines = [", ".join(names[i:i + per_line]) for i in range(0, len(names), per_line)]
         ax.text(x + 0.1, y + h - 0.45, "\n".join(lines), fontsize=8.5, va="top", family="monospace")
     for a, b in ARROWS:  # from the bottom of a to the top of b, where the two boxes overlap in x when they do
         (xa, ya, wa, ha), (xb, yb, wb, hb) = LAYERS[a][2:6], LAYERS[b][2:6]
@@ -69,8 +75,9 @@ def draw(out: Path) -> None:
         x1 = (lo + hi) / 2 if lo < hi else xb + wb / 2
         ax.add_patch(FancyArrowPatch((x0, ya), (x1, yb + hb), arrowstyle="-|>", mutation_scale=14, color="#555555",
                                      lw=1.0, shrinkA=2, shrinkB=2))
-    ax.text(0.0, -0.5, "arrow: imports (training also uses model/). The core never imports training, apps or ROS;\n"
-            "the ROS node is a thin layer over multi_object; the graph tools drive a node process.", fontsize=9, color="#333333")
+    ax.text(0.0, -0.5, "arrow: imports (training also uses core/model/; data/ may use core/). core/ imports no other layer\n"
+            "and no ROS; ros/ uses core/ only (a thin layer over multi_object); ros_tools/ drive a node process.",
+            fontsize=9, color="#333333")
     ax.set_xlim(-0.2, 9.2)
     ax.set_ylim(-0.8, 7.7)
     ax.axis("off")

@@ -40,13 +40,13 @@ print("OpenGL:", r.info)
 PY
 start=$(date +%s)
 set +e
-"$PY" -m one2any_ros.train --config config/train_gpu.yaml --resume --device "$DEVICE" \
+"$PY" -m one2any_ros.training.train --config config/train_gpu.yaml --resume --device "$DEVICE" \
   --set train.max_minutes="$MINUTES" "$@" 2>&1 | tr '\r' '\n' | grep -vE '^train: +[0-9]+%' | grep -v '^$'
 rc=${PIPESTATUS[0]}
 set -e
 echo "training exited with $rc after $(( $(date +%s) - start )) s"
 tar -cf "$OUT/run.tar" -C checkpoints/train --exclude='best.*' --exclude='*.tmp' .
-"$PY" -m one2any_ros.cli bench --backend one2any --device "$DEVICE" --checkpoint checkpoints/train/checkpoint \
+"$PY" -m one2any_ros.apps.cli bench --backend one2any --device "$DEVICE" --checkpoint checkpoints/train/checkpoint \
   --out "$OUT" --repeats 3 || echo "bench failed"
 grep -h '"kind": "val"' checkpoints/train/metrics.jsonl | tail -3
 ls -la "$OUT"

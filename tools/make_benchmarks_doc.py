@@ -14,9 +14,9 @@ produces each one when it is missing or named in --refresh:
   --max-rotation 120` (issue #4's held-out set)
 - bench_B.json for B = classic (and one2any when a checkpoint loads): `one2any bench --backend B --out outputs/bench`
 - ros_bench.json: `one2any bench --ros --backend B --duration 60 --out outputs/bench`, B = what `auto` runs (run here as
-  `python -m one2any_ros.ros.bench run ...`, the same code without the CLI)
+  `python -m one2any_ros.ros_tools.bench run ...`, the same code without the CLI)
 - ros_bench_objects.json: `one2any bench --ros --objects N --backend classic --duration 25 --out outputs/bench` for
-  N = 1, 2, 4 (`python -m one2any_ros.ros.bench run --objects N ...`), the three reports in one file
+  N = 1, 2, 4 (`python -m one2any_ros.ros_tools.bench run --objects N ...`), the three reports in one file
 - faults.json: `ONE2ANY_FAULTS_JSON=... pytest test/test_faults.py`
 - global_search_speed.json, global_search_speed_classic.json: `tools/compare_search_settings.py --variant
   before='{"search": {"lookup_stages": 0, "icp_keep": 50}}' --variant after='{}' [--backend classic] --dataset outputs/datasets/val30
@@ -24,7 +24,7 @@ produces each one when it is missing or named in --refresh:
   --max-rotation 120 --seed 0|1` makes them; not measured by this script)
 - open3d_comparison.json: `tools/compare_open3d.py` (Open3D optional; not measured by this script)
 - diagnose_val30.json (+ docs/img/diagnose_val30.png): `tools/diagnose_pool.py --dataset outputs/datasets/val30` with
-  the bundled model, on VALIDATION objects (rendered as `one2any_ros.promote` renders them when missing)
+  the bundled model, on VALIDATION objects (rendered as `one2any_ros.training.promote` renders them when missing)
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ IMG = ROOT / "docs" / "img"
 DOC = ROOT / "docs" / "benchmarks.md"
 PY = sys.executable
 sys.path.insert(0, str(ROOT))
-from one2any_ros.protocol import BIN_NAMES, STAGES  # noqa: E402
+from one2any_ros.core.protocol import BIN_NAMES, STAGES  # noqa: E402
 EVAL_BACKENDS = ("classic", "icp", "one2any")  # one2any only when a checkpoint loads
 SCENES = 40
 TAG = f"test{SCENES}"
@@ -74,8 +74,8 @@ CHECKPOINT: str | None = None  # --checkpoint: the one2any rows from this file i
 
 def checkpoint_loads() -> bool:
     """Whether the checkpoint of the one2any rows loads (they are measured only then)."""
-    from one2any_ros.errors import CheckpointError
-    from one2any_ros.model.checkpoint import load_checkpoint
+    from one2any_ros.core.errors import CheckpointError
+    from one2any_ros.core.model.checkpoint import load_checkpoint
 
     try:
         load_checkpoint(CHECKPOINT)
@@ -98,10 +98,10 @@ def ensure_eval(backend: str, args) -> None:
     args.check_may_run(target)
     ds = _dataset(args)
     if not (ds / "test").is_dir():
-        _run([PY, "-m", "one2any_ros.cli", "render", "--out", str(ds), "--objects", "test", "--scenes", str(SCENES),
+        _run([PY, "-m", "one2any_ros.apps.cli", "render", "--out", str(ds), "--objects", "test", "--scenes", str(SCENES),
               "--frames", "8", "--max-rotation", "120"])
     out = ROOT / "outputs" / "eval" / f"{backend}_{TAG}"
-    _run([PY, "-m", "one2any_ros.cli", "eval", "--dataset", str(ds), "--backend", backend, "--out", str(out),
+    _run([PY, "-m", "one2any_ros.apps.cli", "eval", "--dataset", str(ds), "--backend", backend, "--out", str(out),
           *_checkpoint_args(backend)])
     shutil.copy(out / "report.json", target)
 
@@ -114,7 +114,7 @@ def ensure_bench(backend: str, args) -> None:
         target.unlink(missing_ok=True)
         return
     args.check_may_run(target)
-    _run([PY, "-m", "one2any_ros.cli", "bench", "--backend", backend, "--out", "outputs/bench", *_checkpoint_args(backend)])
+    _run([PY, "-m", "one2any_ros.apps.cli", "bench", "--backend", backend, "--out", "outputs/bench", *_checkpoint_args(backend)])
     shutil.copy(ROOT / "outputs" / "bench" / f"bench_{backend}.json", target)
 
 
@@ -124,7 +124,7 @@ def ensure_ros(args) -> None:
         return
     args.check_may_run(target)
     backend = "one2any" if checkpoint_loads() else "classic"  # what the node's default (auto) runs
-    _run([PY, "-m", "one2any_ros.ros.bench", "run", "--backend", backend, "--duration", str(args.duration),
+    _run([PY, "-m", "one2any_ros.ros_tools.bench", "run", "--backend", backend, "--duration", str(args.duration),
           "--out", "outputs/bench"])
     shutil.copy(ROOT / "outputs" / "bench" / "ros_bench.json", target)
 
@@ -141,7 +141,7 @@ def ensure_ros_objects(args) -> None:
     args.check_may_run(target)
     runs = []
     for n in OBJECTS_COUNTS:
-        _run([PY, "-m", "one2any_ros.ros.bench", "run", "--objects", str(n), "--backend", OBJECTS_BACKEND,
+        _run([PY, "-m", "one2any_ros.ros_tools.bench", "run", "--objects", str(n), "--backend", OBJECTS_BACKEND,
               "--duration", str(OBJECTS_DURATION_S), "--out", "outputs/bench"])
         runs.append(json.loads((ROOT / "outputs" / "bench" / f"ros_bench_objects_{n}.json").read_text()))
     target.write_text(json.dumps({"runs": runs}, indent=2))
@@ -164,12 +164,12 @@ def ensure_diagnose(args) -> None:
     if target.exists() and not args.wants("diagnose"):
         return
     args.check_may_run(target)
-    from one2any_ros import promote
+    from one2any_ros.training import promote
 
     ds = ROOT / promote.DEFAULT_DATASET
     if not (ds / "test").is_dir():
         v = promote.VAL_RENDER
-        _run([PY, "-m", "one2any_ros.cli", "render", "--out", str(ds), "--objects", v["objects"], "--scenes",
+        _run([PY, "-m", "one2any_ros.apps.cli", "render", "--out", str(ds), "--objects", v["objects"], "--scenes",
               str(v["scenes"]), "--frames", str(v["frames"]), "--max-rotation", str(v["max_rotation_deg"]),
               "--seed", str(v["seed"])])
     out = ROOT / "outputs" / "diagnose"
@@ -273,8 +273,8 @@ def one2any_note(reports: dict[str, dict]) -> str:
         if m.get("scorer"):
             rolls_txt += (f"Its learned hypothesis scorer (`{os.path.relpath(m['scorer'], ROOT)}`) added "
                           f"{m.get('scorer_weight')} x its logit to the verifier score of the refined candidates. ")
-        if ck.endswith("one2any_ros/model/default.safetensors"):
-            return (f"`one2any` used the bundled checkpoint (`one2any_ros/model/default.json`: {trained}), {roc} the "
+        if ck.endswith("one2any_ros/core/model/default.safetensors"):
+            return (f"`one2any` used the bundled checkpoint (`one2any_ros/core/model/default.json`: {trained}), {roc} the "
                     f"ROC term in the verifier. {rolls_txt}")
         return (f"`one2any` used the checkpoint `{os.path.relpath(ck, ROOT) if ck else '?'}` ({trained}), {roc} the ROC "
                 f"term in the verifier. {rolls_txt}It is NOT bundled: a run still in training, measured to show where it stands; "
@@ -324,7 +324,7 @@ def appearance_section(a: dict) -> str:
     return f"""## Appearance: objects whose only asymmetry is their texture
 
 Geometry finds a box, a cylinder or a bottle only up to its twins (flips, turns about its axis); the texture
-decides (one2any_ros/appearance.py): a lighting-robust zero-mean normalised cross-correlation of the reference's
+decides (one2any_ros/core/appearance.py): a lighting-robust zero-mean normalised cross-correlation of the reference's
 pixels with the query pixels they land on under each final candidate (inside the mask, depth-checked, shrunk
 when few pixels are co-visible), added among the candidates geometry cannot tell apart; and a confidence that
 falls when a rival pose more than 15 deg away scores nearly as well. Shipped: {on}. Geometric twins of the best
@@ -584,7 +584,7 @@ def objects_section(d: dict) -> str:
 {', '.join(str(r['n_objects']) for r in runs)}: the node ({top.get('backend')} on {top.get('device')}) and a camera process
 on one machine ({m['cpu_count']} cores; load average when each run started in the last column: above
 {m['cpu_count'] // 2} means other jobs shared the cores). The camera plays a rendered 640x480 scene
-(`demo.multi_object_scene`): the places of four held-out test objects (shape-asymmetric, diameters {sizes} cm) in
+(`data.multi_scene.multi_object_scene`): the places of four held-out test objects (shape-asymmetric, diameters {sizes} cm) in
 one row in front of a textured wall, the first N filled, each turning back and forth (7 deg steps); rgb8,
 16UC1, a mono16 label image (object k = label k) and CameraInfo. The node holds N references (`mask_label` k,
 set on frame 0 with the ground-truth pose). *Per-frame cost*: frames one at a time (1 Hz, one step per frame),

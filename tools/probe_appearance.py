@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from one2any_ros.data.objects import VAL_RANGE, object_family  # noqa: E402
-from one2any_ros.protocol import BIN_NAMES, is_hit  # noqa: E402
+from one2any_ros.core.protocol import BIN_NAMES, is_hit  # noqa: E402
 
 BINS = BIN_NAMES[:4]
 
@@ -92,8 +92,8 @@ class Recorder:
 
 
 def run_variant(name: str, kw: dict, dataset: Path, out: Path, max_queries: int, pools: bool = False):
-    from one2any_ros.estimator import EstimatorSettings, PoseEstimator
-    from one2any_ros.evaluate import evaluate_dataset
+    from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator
+    from one2any_ros.training.evaluate import evaluate_dataset
 
     settings = EstimatorSettings().with_updates(**kw)
     rec = Recorder(PoseEstimator("classic", settings=settings), pools=pools)
@@ -114,9 +114,9 @@ def run_variant(name: str, kw: dict, dataset: Path, out: Path, max_queries: int,
 
 def family_auroc(out: Path, name: str, dataset: Path) -> dict:
     """Confidence AUROC per family, from queries.jsonl (evaluate's report has it overall only)."""
-    from one2any_ros import metrics
+    from one2any_ros.core import metrics
     from one2any_ros.data import bop
-    from one2any_ros.evaluate import object_family
+    from one2any_ros.training.evaluate import object_family
 
     info = json.loads((dataset / "models" / "models_info.json").read_text())
     fam = {int(k): v.get("family") or object_family(v, bool(bop.is_symmetric(v))) for k, v in info.items()}
@@ -152,7 +152,7 @@ def print_table(rows: list[dict], aurocs: dict) -> None:
 def analyse(rec: Recorder, dataset: Path, out: Path, name: str) -> None:
     """Replay the recorded final candidates under other weights / margins (texture_only family only)."""
     from one2any_ros.data import bop
-    from one2any_ros.evaluate import load_eval_model
+    from one2any_ros.training.evaluate import load_eval_model
 
     info = bop.load_models_info(dataset)
     lines = [json.loads(x) for x in (out / name / "queries.jsonl").read_text().splitlines()]
@@ -195,10 +195,10 @@ def analyse(rec: Recorder, dataset: Path, out: Path, name: str) -> None:
                         hits90.append(hits[-1])
                 r90 = np.mean(hits90) if hits90 else float("nan")
                 print(f"{str(twins):>6}{w:>8.2f}{mg:>8.2f}{np.mean(hits):>8.3f}{r90:>8.3f}")
-    from one2any_ros import metrics
+    from one2any_ros.core import metrics
     from one2any_ros.data import bop
-    from one2any_ros.evaluate import object_family
-    from one2any_ros.appearance import margin_factor
+    from one2any_ros.training.evaluate import object_family
+    from one2any_ros.core.appearance import margin_factor
 
     print("honest confidence (twins, weight 0.5, margin 0.1): texture_only AUROC by confidence_margin")
     for cm in (0.0, 0.02, 0.05, 0.1, 0.2, 0.4):

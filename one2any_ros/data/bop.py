@@ -156,7 +156,7 @@ def load_model_points(
         idx = np.random.default_rng(0).choice(len(pts), max_points, replace=False)
         pts = pts[np.sort(idx)]
     elif len(pts) < min(500, max_points) and "faces" in ply:
-        from .objects import sample_surface
+        from one2any_ros.data.objects import sample_surface
 
         extra = sample_surface(pts, np.asarray(ply["faces"]), min(max_points, 5000) - len(pts), seed=0)
         pts = np.concatenate([pts, extra])

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bop
-from .objects import ObjectSpec, make_object, split_ids
-from .render import (
+from one2any_ros.data import bop
+from one2any_ros.data.objects import ObjectSpec, make_object, split_ids
+from one2any_ros.data.render import (
     DEFAULT_HEIGHT,
     DEFAULT_K,
     DEFAULT_WIDTH,

@@ -4,12 +4,15 @@ label image in which object k (1-based) owns its visible pixels - what one segme
 
 The renderer draws one object per call (data/render.py); compositing is exact for the geometry (one camera, one
 depth buffer); the objects do not shade each other.
+
+``multi_object_scene`` is the scene of ``one2any demo --objects N`` and ``one2any bench --ros --objects N``:
+N held-out objects side by side in front of a textured wall, each turning, one label image per frame.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .objects import ObjectSpec
+from one2any_ros.data.objects import ObjectSpec
 
 
 def render_multi_object_frames(objects: list[ObjectSpec], poses: list[list[np.ndarray]], K: np.ndarray, width: int,
@@ -17,7 +20,7 @@ def render_multi_object_frames(objects: list[ObjectSpec], poses: list[list[np.nd
     """``poses[f][k]``: object k's (4,4) pose in the camera at frame f (metres). Returns per frame {rgb (H,W,3)
     uint8, depth (H,W) float32 m (0 = nothing), labels (H,W) uint16 (k+1 = object k, 0 = background), K,
     T_cam_obj: list of each object's pose}."""
-    from .render import Renderer
+    from one2any_ros.data.render import Renderer
 
     frames = []
     with Renderer(seed=seed) as r:
@@ -49,7 +52,7 @@ def two_object_scene(width: int = 320, height: int = 240) -> tuple[list[ObjectSp
     """A small fixed scene for tests: two shape-asymmetric TEST objects (a hammer on the left, label 1; a box with
     knobs on the right, label 2) ~0.5 m away in three frames, each object turning ~15-25 deg from frame 0.
     Returns (objects, K, frames as ``render_multi_object_frames``)."""
-    from .objects import make_object, split_ids
+    from one2any_ros.data.objects import make_object, split_ids
 
     objs = [make_object(i) for i in split_ids("test", 2, seed=3, family="shape_asymmetric")]
     f = 280.0 * width / 320
@@ -58,3 +61,85 @@ def two_object_scene(width: int = 320, height: int = 240) -> tuple[list[ObjectSp
              [pose_from_rotvec([90, 15, 5], [-0.07, 0.02, 0.52]), pose_from_rotvec([60, 15, 10], [0.1, -0.01, 0.53])],
              [pose_from_rotvec([95, 25, 0], [-0.075, 0.01, 0.51]), pose_from_rotvec([55, 5, 15], [0.095, 0.0, 0.54])]]
     return objs, K, render_multi_object_frames(objs, poses, K, width, height)
+
+
+SCENE_FX_640 = 600.0  # the bundled sample's focal length at 640 px wide: the same camera, scaled to the image
+WALL_GAP_M = 0.25  # how far the wall stands behind the objects' backs
+SCENE_OBJECTS = 4  # the scene's objects are drawn from this many, so fewer objects are a subset of more
+SCENE_SEED = 5  # four objects of similar size (diameters 15-19 cm): per-object costs comparable
+
+
+def scene_K(width: int, height: int) -> np.ndarray:
+    """The sample camera's intrinsics scaled to ``width`` (square pixels, centred principal point)."""
+    f = SCENE_FX_640 * width / 640.0
+    return np.array([[f, 0.0, (width - 1) / 2], [0.0, f, (height - 1) / 2], [0.0, 0.0, 1.0]])
+
+
+def _row_layout(objects: list[ObjectSpec], K: np.ndarray, width: int, height: int) -> list[np.ndarray]:
+    """Each object's centre (camera frame, m) in one row, left to right, a gap of a fifth of the largest diameter
+    between neighbours, as near as the whole row (and the tallest object) still fits the image with a margin."""
+    diam = np.array([o.diameter for o in objects])
+    gap = 0.2 * diam.max()
+    row = diam.sum() + gap * (len(objects) - 1)
+    z = max(0.45, 1.2 * row * K[0, 0] / width, 1.3 * diam.max() * K[1, 1] / height)
+    x = -row / 2 + np.cumsum(diam + gap) - gap - diam / 2
+    return [np.array([xi, 0.0, z]) for xi in x]
+
+
+def _turning_poses(objects: list[ObjectSpec], centres: list[np.ndarray], n_frames: int, step_deg: float,
+                   rng: np.random.Generator) -> list[list[np.ndarray]]:
+    """poses[f][k]: object k from a random start, turned about the camera's vertical axis through its bounding-box
+    centre by ``step_deg`` per frame (neighbours the other way), so it stays where it is and shows new sides."""
+    from one2any_ros.data.render import axis_angle_to_matrix, random_rotation
+
+    starts = [random_rotation(rng) for _ in objects]
+    poses = []
+    for f in range(n_frames):
+        frame = []
+        for k, (obj, c, R0) in enumerate(zip(objects, centres, starts)):
+            R = axis_angle_to_matrix(np.array([0.0, 1.0, 0.0]), np.radians((-1) ** k * step_deg * f)) @ R0
+            T = np.eye(4)
+            T[:3, :3], T[:3, 3] = R, c - R @ (obj.bbox_min + obj.extents / 2)
+            frame.append(T)
+        poses.append(frame)
+    return poses
+
+
+def _add_wall(frames: list[dict], z: float, rng: np.random.Generator) -> None:
+    """A textured wall facing the camera at depth ``z`` behind the objects (label 0): realistic context for the
+    overlays and for the verifier's free-space test, without a second renderer pass."""
+    import cv2
+
+    from one2any_ros.data.objects import random_texture
+
+    h, w = frames[0]["depth"].shape
+    wall = (0.55 * cv2.resize(random_texture(rng, 256), (w, h), interpolation=cv2.INTER_LINEAR)).astype(np.uint8)
+    for f in frames:
+        bg = f["labels"] == 0
+        f["rgb"][bg], f["depth"][bg] = wall[bg], np.float32(z)
+
+
+def multi_object_scene(n_objects: int, n_frames: int, *, width: int = 640, height: int = 480, step_deg: float = 7.0,
+                       seed: int = SCENE_SEED, slots: int | None = None,
+                       wall: bool = True) -> tuple[list[ObjectSpec], list[dict]]:
+    """The first ``n_objects`` of SCENE_OBJECTS shape-asymmetric TEST-split objects (never trained or tuned on) side
+    by side, each turning ``step_deg`` per frame, rendered into ``n_frames`` frames: (objects, frames as
+    ``data.multi_scene.render_multi_object_frames`` gives them: rgb, depth m, labels (k+1 = object k), K,
+    T_cam_obj[k]). ``slots``: lay out the row for this many objects (default ``n_objects``) and fill the first
+    ones, so scenes with 1, 2 and 4 objects show the same objects at the same size (the benchmark compares
+    their costs). Deterministic in ``seed``."""
+    from one2any_ros.data.objects import make_object, split_ids
+
+    slots = slots or n_objects
+    if not 1 <= n_objects <= slots <= SCENE_OBJECTS:
+        raise ValueError(f"need 1 <= n_objects <= slots <= {SCENE_OBJECTS}, got {n_objects} and {slots}")
+    rng = np.random.default_rng([seed, 17])
+    pool = [make_object(i) for i in split_ids("test", SCENE_OBJECTS, seed=seed, family="shape_asymmetric")[:slots]]
+    K = scene_K(width, height)
+    centres = _row_layout(pool, K, width, height)
+    poses = _turning_poses(pool, centres, n_frames, step_deg, rng)
+    objects = pool[:n_objects]
+    frames = render_multi_object_frames(objects, [p[:n_objects] for p in poses], K, width, height, seed=seed)
+    if wall:
+        _add_wall(frames, centres[0][2] + max(o.diameter for o in pool) / 2 + WALL_GAP_M, rng)
+    return objects, frames

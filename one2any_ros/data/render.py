@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from .objects import ObjectSpec
-from .poses import (
+from one2any_ros.data.objects import ObjectSpec
+from one2any_ros.data.poses import (
     DEFAULT_HEIGHT,
     DEFAULT_K,
     DEFAULT_WIDTH,
@@ -36,8 +36,8 @@ from .poses import (
     sample_pose,
     sample_translation,
 )
-from .scene import BackgroundSpec, Raster, SceneDraw, SceneRenderer, occluder_pose, random_light
-from .sensor import MAX_RANGE_M, MIN_RANGE_M, add_depth_noise, add_rgb_noise, depth_noise_sigma
+from one2any_ros.data.scene import BackgroundSpec, Raster, SceneDraw, SceneRenderer, occluder_pose, random_light
+from one2any_ros.data.sensor import MAX_RANGE_M, MIN_RANGE_M, add_depth_noise, add_rgb_noise, depth_noise_sigma
 
 __all__ = [
     "DEFAULT_HEIGHT", "DEFAULT_K", "DEFAULT_WIDTH", "MAX_RANGE_M", "MIN_RANGE_M", "BackgroundSpec",

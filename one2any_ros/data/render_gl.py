@@ -43,10 +43,10 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .objects import ObjectSpec
-from .render import Renderer
-from .scene import Raster, SceneDraw, SceneRenderer
-from .sensor import MAX_RANGE_M
+from one2any_ros.data.objects import ObjectSpec
+from one2any_ros.data.render import Renderer
+from one2any_ros.data.scene import Raster, SceneDraw, SceneRenderer
+from one2any_ros.data.sensor import MAX_RANGE_M
 
 _NEAR, _FAR_PAD = 0.02, 1.0  # clip planes (m): depth comes from the z attachment; they only bracket the scene
 _OBJ_ID = 0

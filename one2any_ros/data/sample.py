@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bop
+from one2any_ros.data import bop
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 SAMPLE_SCENE_ID = 1
@@ -29,7 +29,7 @@ _SHAPES = ("mug", "box_handle", "toy")  # clearly asymmetric geometry, on top of
 def sample_object_id() -> int:
     """The test-split object id of the sample: the first procedural test id (seed 0) of a clearly
     asymmetric shape with a 12-22 cm diameter."""
-    from .objects import make_object, split_ids
+    from one2any_ros.data.objects import make_object, split_ids
 
     for oid in split_ids("test", 400, seed=0):
         o = make_object(oid)
@@ -59,8 +59,8 @@ def make_sample(
     seed: int = 0,
 ) -> Path:
     """Write the sample dataset to ``out_dir`` (deterministic). Returns the root."""
-    from .objects import make_object
-    from .render import (
+    from one2any_ros.data.objects import make_object
+    from one2any_ros.data.render import (
         DEFAULT_HEIGHT,
         DEFAULT_K,
         DEFAULT_WIDTH,

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .objects import ObjectSpec, random_texture
-from .poses import axis_angle_to_matrix, random_rotation
-from .sensor import MAX_RANGE_M, MIN_RANGE_M, add_depth_noise, add_rgb_noise
+from one2any_ros.data.objects import ObjectSpec, random_texture
+from one2any_ros.data.poses import axis_angle_to_matrix, random_rotation
+from one2any_ros.data.sensor import MAX_RANGE_M, MIN_RANGE_M, add_depth_noise, add_rgb_noise
 
 DISTRACTOR_POOL = 8  # boxes and spheres that may rest on the background plane
 OCCLUDER_POOL = 4  # small boxes that may stand between the camera and the object

@@ -1,8 +1,10 @@
-"""The ROS 2 shell around the library (the only place that imports rclpy; docs/architecture.md, Modules).
+"""The ROS 2 shell around the library (with ros_tools/, the only places that import rclpy; docs/architecture.md).
 
-- ``node``: the ``one2any`` node and ``main`` (``one2any_node`` / ``one2any node``)
+- ``node``: the ``one2any`` node and ``main`` (``one2any_node`` / ``one2any node``); ``mailbox``: the
+  worker's latest-wins mailbox and job queue (no rclpy)
 - ``conversions``: Image/CameraInfo/Pose <-> arrays; ``sync``: approximate-time synchronizer
 - ``tf``: /tf broadcaster; ``diagnostics``: counters and the /diagnostics status; ``params``: parameters
-- ``transport``: the shipped Fast DDS profile; ``player``: rosbag2 replay; ``harness``: a node process and
-  a client for tests and the demo; ``demo_graph``: the ROS demo
+- ``detections``: vision_msgs Detection3DArray; ``transport``: the shipped Fast DDS profile
+
+The graph tools (player, harness, bench, demo graph) live beside this package in ``ros_tools/``.
 """

@@ -5,7 +5,7 @@ Images: ``rgb8``/``bgr8`` colour, ``mono8``/``8UC1`` masks, ``16UC1``/``mono16``
 are handled. CameraInfo -> K (3,3). Pose/Transform <-> 4x4 float64: the messages' quaternions (x, y, z, w)
 become rotation matrices here, through scipy's ``Rotation`` (whose order is xyzw too); the library beyond
 this module speaks in matrices (pybullet's xyzw in ``data/render.py`` is the renderer's own business).
-Every problem raises :class:`ConversionError` (an :class:`~one2any_ros.errors.InputError`) whose
+Every problem raises :class:`ConversionError` (an :class:`~one2any_ros.core.errors.InputError`) whose
 ``reason`` is a stable key the node reports in /diagnostics.
 """
 from __future__ import annotations
@@ -16,9 +16,9 @@ from geometry_msgs.msg import Pose, Transform
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image
 
-from ..errors import InputError
-from ..multi_object import Frame, decode_frame
-from ..reference import View, make_view
+from one2any_ros.core.errors import InputError
+from one2any_ros.core.multi_object import Frame, decode_frame
+from one2any_ros.core.reference import View, make_view
 
 # encoding -> (dtype, channels)
 ENCODINGS: dict[str, tuple[np.dtype, int]] = {

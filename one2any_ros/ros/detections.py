@@ -24,7 +24,7 @@ from geometry_msgs.msg import Vector3
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
 
-from .conversions import matrix_to_pose
+from one2any_ros.ros.conversions import matrix_to_pose
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: ndarray fields make == ambiguous; instances compare by identity

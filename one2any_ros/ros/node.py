@@ -50,21 +50,21 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
-from ..backends import create_backend
-from ..checkpoint_files import DEFAULT_CHECKPOINT, checkpoint_paths, read_description
-from ..errors import InputError, NoReferenceError, One2AnyError
-from ..geometry import invert_transform, transform_points
-from ..msg import PoseEstimate
-from ..multi_object import DEFAULT_OBJECT, MultiObjectEstimator
-from ..reference_store import ReferenceStore
-from ..srv import ListReferences, RemoveReference, SetReference
-from . import conversions as conv
-from . import params
-from .diagnostics import NodeStats, diagnostic_array, failure_text
-from .mailbox import STAMP_RESET_S, Job, Mailbox
-from .sync import Frame, FrameSynchronizer
-from .tf import broadcaster_name, create_broadcaster
-from .transport import apply_default_transport
+from one2any_ros.core.backends import create_backend
+from one2any_ros.core.checkpoint_files import DEFAULT_CHECKPOINT, checkpoint_paths, read_description
+from one2any_ros.core.errors import InputError, NoReferenceError, One2AnyError
+from one2any_ros.core.geometry import invert_transform, transform_points
+from one2any_ros.msg import PoseEstimate
+from one2any_ros.core.multi_object import DEFAULT_OBJECT, MultiObjectEstimator
+from one2any_ros.core.reference_store import ReferenceStore
+from one2any_ros.srv import ListReferences, RemoveReference, SetReference
+from one2any_ros.ros import conversions as conv
+from one2any_ros.ros import params
+from one2any_ros.ros.diagnostics import NodeStats, diagnostic_array, failure_text
+from one2any_ros.ros.mailbox import STAMP_RESET_S, Job, Mailbox
+from one2any_ros.ros.sync import Frame, FrameSynchronizer
+from one2any_ros.ros.tf import broadcaster_name, create_broadcaster
+from one2any_ros.ros.transport import apply_default_transport
 
 OUT_QOS = QoSProfile(depth=10)  # outputs: reliable, volatile
 INPUTS = {"rgb": Image, "depth": Image, "mask": Image, "camera_info": CameraInfo}
@@ -107,7 +107,7 @@ class One2AnyNode(Node):
         self._debug_pub = None
         self._det_pub = self._det = None  # ~/detections and its builder (ros/detections.py), when vision_msgs imports
         try:
-            from . import detections
+            from one2any_ros.ros import detections
             from vision_msgs.msg import Detection3DArray
 
             self._det, self._det_pub = detections, self.create_publisher(Detection3DArray, "~/detections", OUT_QOS)
@@ -301,7 +301,7 @@ class One2AnyNode(Node):
         return cached[1]
 
     def _publish_debug(self, header: Header, qframe, results: dict, refs: dict) -> None:
-        from ..visualize import draw_pose
+        from one2any_ros.core.visualize import draw_pose
 
         if self._debug_pub is None:
             self._debug_pub = self.create_publisher(Image, "~/debug_image", OUT_QOS)

@@ -15,8 +15,8 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
-from ..backends import BACKENDS
-from ..estimator import EstimatorSettings
+from one2any_ros.core.backends import BACKENDS
+from one2any_ros.core.estimator import EstimatorSettings
 
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .conversions import stamp_to_ns
+from one2any_ros.ros.conversions import stamp_to_ns
 
 
 def message_filters_module():

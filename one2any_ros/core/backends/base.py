@@ -1,0 +1,117 @@
+"""The backend interface: a backend encodes the reference once and proposes pose hypotheses per query.
+
+Scoring (verify.py) and refinement (estimator.py) are shared by all backends, so a backend never picks
+the final pose itself. A learned backend may also return its dense ROC prediction, which the verifier
+uses as an extra agreement term.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from one2any_ros.core.nearest import VoxelNearest
+from one2any_ros.core.reference import Reference, View
+from one2any_ros.core.verify import DepthTarget
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Global-search, ICP and RANSAC settings; distances are fractions of the object diameter."""
+
+    num_start_rotations: int = 100  # super-Fibonacci starts of the multi-start ICP
+    icp_points: int = 150  # reference points moved by the multi-start ICP
+    icp_thresholds: tuple[float, ...] = (0.2, 0.1, 0.05)
+    icp_iterations: int = 5  # per threshold
+    icp_keep: int = 30  # starts kept after the coarsest threshold (50 before: the same validation accuracy)
+    start_depth_offset: float = 0.5  # (tuned on validation objects: ADD(-S) 0.55 -> 0.61) visible-surface centroid correction of the starts, x scale (base.centroid_start)
+    colour_weight: float = 0.2  # coloured-ICP feature scale, x diameter (0 = geometry only)
+    lookup_cell: float = 0.03  # voxel-lookup nearest neighbours (nearest.VoxelNearest), cell x diameter, in the first
+    lookup_stages: int = 1  # ... ICP thresholds of the multi-start search (0 = the KD-tree throughout)
+    # Measured on validation objects (two seeds of 210 queries; docs/benchmarks.md, "The global search, faster"): the
+    # lookup in the coarsest stage costs no accuracy; in the 0.1 d stage too it lost 0.05 (with a finer cell as well:
+    # that stage needs the colour's pull); 30 kept starts instead of 50 cost nothing; 100 points instead of 150 lost
+    # 0.07 with classic on one seed: not taken
+    icp_eps: float = 0.0  # approximate neighbours in the multi-start ICP (geometry.icp_batched); measured on validation
+    # objects: 0.5 -> global search 283 -> 226 ms but ADD(-S) 0.71 -> 0.69; 1.0 -> 199 ms, 0.68. Off: accuracy first
+    ransac_iterations: int = 256
+    ransac_threshold: float = 0.05
+    ransac_hypotheses: int = 4  # hypotheses a learned backend adds (best RANSAC runs)
+
+
+@dataclass
+class QueryContext:
+    """Everything derived from the query frame once and shared by the backends and the verifier."""
+
+    view: View
+    points: np.ndarray  # (N,3) all valid masked points, query camera, metres
+    pixels: np.ndarray  # (N,2) their (v, u)
+    tree: cKDTree  # over a subsample of ``points`` (ICP target)
+    centroid: np.ndarray  # (3,) median of the points
+    colour: np.ndarray  # (N,3) colour features of ``points`` (colour.colour_features)
+    target: "DepthTarget"  # the query observation prepared for the verifier
+    tree_index: np.ndarray  # (T,) which of ``points`` are in ``tree``
+    _colour_trees: dict = field(default_factory=dict)
+    _lookups: dict = field(default_factory=dict)
+
+    def colour_tree(self, scale: float) -> cKDTree:
+        """KD-tree over [xyz, scale * colour] for coloured ICP (built once per frame and scale)."""
+        if scale not in self._colour_trees:
+            i = self.tree_index
+            self._colour_trees[scale] = cKDTree(np.concatenate([self.points[i], scale * self.colour[i]], axis=1))
+        return self._colour_trees[scale]
+
+    def voxel_nearest(self, cell: float, margin: float) -> VoxelNearest:
+        """Table-lookup nearest neighbours over the tree's points (built once per frame, cell and margin)."""
+        key = (cell, margin)
+        if key not in self._lookups:
+            self._lookups[key] = VoxelNearest(self.points[self.tree_index], cell, margin)
+        return self._lookups[key]
+
+
+@dataclass
+class Proposal:
+    T_query_C: np.ndarray  # (B,4,4) hypotheses: canonical frame C in the query camera
+    sources: list[str]  # (B,) where each came from ("grid", "ransac", "track", ...)
+    roc_pred: np.ndarray | None = None  # (N,3) ROC predicted at QueryContext.points (learned backends)
+    roc_weight: np.ndarray | None = None  # (N,) its confidence, 0..1
+    timings_ms: dict[str, float] = field(default_factory=dict)  # backend stages (e.g. "network")
+
+
+class Backend(abc.ABC):
+    name: str = "base"
+    fallback_reason: str = ""  # set when the factory fell back to this backend (reported in diagnostics)
+
+    def describe(self) -> dict:
+        """What produced the poses (recorded in evaluation reports and benchmarks)."""
+        return {"backend": self.name, **({"fallback_reason": self.fallback_reason} if self.fallback_reason else {})}
+
+    def encode_reference(self, ref: Reference) -> None:
+        """Cache whatever the backend needs per reference into ``ref.embedding`` (default: nothing)."""
+
+    def candidate_term(self, ref: Reference, query: QueryContext, T_query_C: np.ndarray, score: np.ndarray) -> np.ndarray | None:
+        """A learned term (K,) the backend lends the final ranking of the refined candidates (K,4,4), added to
+        their verifier scores ``score`` (K,); None = nothing to add (the default, and ``classic``)."""
+        return None
+
+    @abc.abstractmethod
+    def propose(self, ref: Reference, query: QueryContext, settings: SearchSettings, diameter: float) -> Proposal:
+        """Pose hypotheses of C in the query camera."""
+
+
+def centroid_start(ref: Reference, query: QueryContext, rotations: np.ndarray, depth_offset: float = 0.0) -> np.ndarray:
+    """Start transforms (B,4,4) for rotations (B,3,3) of C.
+
+    C's origin is the median of the surface the reference camera saw, which lies in front of the object's
+    centre by about ``depth_offset`` (x the scale s) along the reference camera's axis; the query's median
+    lies in front of the centre along the query camera's axis likewise. So for a rotation R the origin of
+    C starts at  q_median + depth_offset * s * (e_z - R e_z): exact centroid alignment for R = I, and
+    a 180 deg flip starts one visible-surface depth further back instead of inside the query surface.
+    """
+    T = np.tile(np.eye(4), (len(rotations), 1, 1))
+    T[:, :3, :3] = rotations
+    ez = np.array([0.0, 0.0, 1.0])
+    T[:, :3, 3] = query.centroid + depth_offset * ref.scale * (ez[None] - rotations[:, :, 2])
+    return T

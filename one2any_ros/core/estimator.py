@@ -1,0 +1,372 @@
+"""The public API: ``PoseEstimator(backend).set_reference(view)`` then ``.estimate(view) -> PoseResult``.
+
+One pipeline for every backend (docs/architecture.md, One frame): the backend proposes hypotheses of
+T_query_C, the last good pose joins them when there is one, one verifier scores them all, the best few are
+refined by guarded ICP (a refined pose is kept only if it scores better), a learned backend may add its
+hypothesis scorer's term to those few (``Backend.candidate_term``), and the winner must pass the inlier and
+confidence gates or the call raises EstimationFailure. Tracking mode first tries the last good pose alone and
+runs the global search only when that fails verification (re-detection on loss).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from one2any_ros.core import camera
+from one2any_ros.core.backends import Backend, QueryContext, SearchSettings, create_backend
+from one2any_ros.core.errors import EstimationFailure, InputError
+from one2any_ros.core.geometry import icp_batched, subsample, transform_points
+from one2any_ros.core.reference import Reference, View, make_reference, require_reference
+from one2any_ros.core.verify import DepthTarget, VerifierWeights, VerifyResult, make_target, verify
+
+
+@dataclass(frozen=True)
+class EstimatorSettings:
+    """Every tunable of the pipeline. Distances are fractions of the object diameter unless named _m."""
+
+    search: SearchSettings = SearchSettings()
+    verifier: VerifierWeights = VerifierWeights()
+    verify_points: int = 400  # points per direction the verifier projects
+    tree_points: int = 3000  # query points in the ICP target tree
+    refine_top_k: int = 5  # 3 candidates and 5 iterations: refinement 58 -> 29 ms, but validation ADD(-S) 0.760 -> 0.738
+    # (two seeds of 210 queries; docs/benchmarks.md, "The global search, faster"): accuracy first
+    refine_points: int = 800
+    refine_thresholds: tuple[float, ...] = (0.05, 0.025)
+    refine_iterations: int = 8
+    sweep_top_k: int = 0  # spin sweep: the best few hypotheses turned about the reference's principal axes
+    sweep_angles: int = 12  # ... in this many steps per axis (0 or top_k 0 = off)
+    sweep_points: int = 300
+    sweep_iterations: int = 4
+    refine_colour_weight: float = 0.2  # coloured-ICP feature scale in refinement, x diameter (0 = off)
+    track_min_confidence: float = 0.35  # below this the tracked pose is not trusted: global search
+    track_points: int = 400  # tracking refines the last pose with fewer points and iterations: it starts close
+    track_iterations: int = 5
+    min_inliers: int = 20  # reference points within the final ICP band of the query surface
+    min_confidence: float = 0.05
+    inlier_threshold: float = 0.03  # band for inliers/residual, x diameter
+    # Appearance decides (appearance.py; docs/benchmarks.md, "Appearance"). appearance_weight and confidence_margin
+    # are on (chosen on validation objects by tools/probe_appearance.py, confirmed on two seeds of held-out test
+    # objects); twin_top_k is off by default: it adds most of the texture-only gain but ~0.5-1 s per global search.
+    twin_top_k: int = 0  # geometric twins of the best few refined candidates (symmetry.reference_twins):
+    twin_angles: int = 24  # spins by k*360/twin_angles about the reference's axis of revolution when it has one,
+    twin_depth_offset: float = 0.5  # quarter turns and flips about its principal axes through a centre this x scale behind
+    twin_points: int = 300  # ... each settled by a short coloured ICP, coarse to fine (a turn about an axis
+    twin_thresholds: tuple[float, ...] = (0.2, 0.1, 0.05, 0.025)  # off the object's own starts off its place),
+    twin_iterations: int = 2  # ... per threshold; they join the final candidates
+    appearance_weight: float = 0.5  # + weight x shrunk ZNCC of the texture (appearance.py) on the final candidates
+    appearance_margin: float = 0.1  # ... only among those whose verifier score is within this of the best
+    appearance_points: int = 4000  # reference pixels of the appearance model
+    confidence_margin: float = 0.2  # honest confidence: x clip(gap / margin) to the best rival pose (0 = off)
+    confidence_rival_deg: float = 15.0  # ... a rival is a final candidate this far in rotation from the winner
+
+    def with_updates(self, **kw) -> "EstimatorSettings":
+        """A copy with top-level fields and ``search.*``/``verifier.*`` fields replaced (dotted keys)."""
+        top = {k: v for k, v in kw.items() if "." not in k}
+        search = {k.split(".", 1)[1]: v for k, v in kw.items() if k.startswith("search.")}
+        ver = {k.split(".", 1)[1]: v for k, v in kw.items() if k.startswith("verifier.")}
+        return replace(self, search=replace(self.search, **search), verifier=replace(self.verifier, **ver), **top)
+
+
+@dataclass
+class PoseResult:
+    T_camera_object: np.ndarray  # (4,4) pose of the object frame O in the query camera, metres
+    T_camera_C: np.ndarray  # (4,4) pose of the canonical frame C
+    confidence: float  # 0..1
+    inliers: int
+    residual_m: float  # RMS distance of the inliers
+    score: float  # verifier score of the winner
+    backend: str
+    mode: str  # "global" or "track"
+    source: str  # which proposal won ("grid", "ransac", "track", ...)
+    num_hypotheses: int
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class _Timer:
+    """Stage laps; a backend's own sub-timings (network, ransac, grid: parts of "hypotheses") are added to
+    ``ms`` too, so the total is the wall time since the start, never a sum of ``ms``."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+        self._t = self._t0 = time.perf_counter()
+
+    def total_ms(self) -> float:
+        return 1000.0 * (time.perf_counter() - self._t0)
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.ms[name] = self.ms.get(name, 0.0) + 1000.0 * (now - self._t)
+        self._t = now
+
+
+@dataclass
+class HypothesisPool:
+    """What one global search weighed (kept only when ``PoseEstimator.record_pool`` is set): for diagnosis,
+    e.g. whether a miss had the right pose in its pool (search fine, verifier wrong) or never found it."""
+
+    T_camera_C: np.ndarray  # (B,4,4) every hypothesis the verifier scored
+    sources: list[str]  # (B,) where each came from
+    score: np.ndarray  # (B,) its verifier score
+    refined_T_camera_C: np.ndarray  # (K,4,4) the best K after guarded refinement (the final candidates)
+    refined_score: np.ndarray  # (K,) their verifier scores
+    chosen: int  # index into the refined candidates
+    refined_term: np.ndarray | None = None  # (K,) the backend's learned term added for the final choice, if any
+    refined_sources: list[str] | None = None  # (K,) where each final candidate came from (with twins: "twin")
+    refined_appearance: np.ndarray | None = None  # (K,) appearance score (appearance_weight > 0 only)
+    refined_confidence: np.ndarray | None = None  # (K,) their verifier confidence (before any margin factor)
+
+
+@dataclass
+class _RefCache:
+    """Per-reference arrays the verifier and refinement reuse on every frame (computed once)."""
+
+    verify_points: np.ndarray
+    verify_colours: np.ndarray
+    target: DepthTarget
+    refine_points: np.ndarray
+    refine_colour: np.ndarray
+    sweep: np.ndarray  # (S,4,4) spins of C about its principal axes through the cloud's centre
+    appearance: object | None = None  # appearance.AppearanceModel, built on first use (appearance_weight > 0)
+    twins: np.ndarray | None = None  # (S,4,4) the reference's twin motions of C, built on first use (twin_top_k > 0)
+
+
+class PoseEstimator:
+    def __init__(self, backend: str | Backend = "auto", *, settings: EstimatorSettings | None = None,
+                 device: str = "auto", checkpoint: str | None = None) -> None:
+        self.backend: Backend = create_backend(backend, device=device, checkpoint=checkpoint) if isinstance(backend, str) else backend
+        self.settings = settings or EstimatorSettings()
+        self.reference: Reference | None = None
+        self._cache: _RefCache | None = None
+        self.last_T_C: np.ndarray | None = None  # last good pose of C in the camera (tracking)
+        self.record_pool = False  # keep the last global search's hypotheses in ``last_pool`` (diagnosis only)
+        self.last_pool: HypothesisPool | None = None
+
+    # --- reference -----------------------------------------------------------------------------------
+    def set_reference(self, view_or_ref: View | Reference) -> Reference:
+        """Encode a reference view (or adopt a loaded Reference, re-encoding only if its cached embedding
+        is from another backend). Resets tracking."""
+        ref = view_or_ref if isinstance(view_or_ref, Reference) else make_reference(view_or_ref)
+        if ref.embedding_backend != self.backend.name:
+            ref.embedding = {}
+            self.backend.encode_reference(ref)
+            ref.embedding_backend = self.backend.name
+        rng = np.random.default_rng(0)
+        vp = ref.points_C[subsample(ref.points_C, self.settings.verify_points, rng)]
+        T = ref.T_refcam_C
+        pts_cam = transform_points(T, vp)
+        uv, _ = camera.project(pts_cam, ref.view.K)
+        ui = np.clip(np.rint(uv[:, 0]).astype(int), 0, ref.view.shape[1] - 1)
+        vi = np.clip(np.rint(uv[:, 1]).astype(int), 0, ref.view.shape[0] - 1)
+        target = make_target(ref.view.depth, ref.view.mask, ref.view.K, ref.view.rgb)
+        ri = subsample(ref.points_C, self.settings.refine_points, rng)
+        self._cache = _RefCache(verify_points=vp, verify_colours=target.colour[vi, ui], target=target,
+                                refine_points=ref.points_C[ri], refine_colour=ref.colour_C[ri],
+                                sweep=_spin_sweep(ref.points_C, self.settings.sweep_angles))
+        self.reference = ref
+        self.last_T_C = None
+        return ref
+
+    def clear_reference(self) -> None:
+        self.reference = None
+        self._cache = None
+        self.last_T_C = None
+
+    def set_backend(self, backend: str | Backend, **kw) -> None:
+        self.backend = create_backend(backend, **kw) if isinstance(backend, str) else backend
+        if self.reference is not None:
+            self.set_reference(self.reference)
+
+    # --- estimation ----------------------------------------------------------------------------------
+    def _context(self, view: View, near_depth: np.ndarray | None = None) -> QueryContext:
+        pts, pix = camera.backproject(view.depth, view.K, camera.object_depth_mask(view.depth, view.K, view.mask))
+        if len(pts) < camera.MIN_MASK_PIXELS:
+            raise InputError(f"only {len(pts)} object pixels have usable depth", reason="too_little_depth")
+        ti = subsample(pts, self.settings.tree_points)
+        target = make_target(view.depth, view.mask, view.K, view.rgb, near=near_depth)
+        return QueryContext(view=view, points=pts, pixels=pix, tree=cKDTree(pts[ti]), centroid=np.median(pts, axis=0),
+                            colour=target.colour[pix[:, 0], pix[:, 1]], tree_index=ti, target=target)
+
+    def _score(self, T: np.ndarray, q: QueryContext, qsel: np.ndarray, qcol: np.ndarray, qtarget: DepthTarget,
+               roc_pred, roc_w) -> VerifyResult:
+        ref, c = self.reference, self._cache
+        return verify(T, ref_points_C=c.verify_points, ref_colours=c.verify_colours, ref_target=c.target,
+                      T_refcam_C=ref.T_refcam_C, query_points=q.points[qsel], query_colours=qcol,
+                      query_target=qtarget, diameter=ref.diameter, weights=self.settings.verifier,
+                      roc_pred=None if roc_pred is None else roc_pred[qsel],
+                      roc_weight=None if roc_w is None else roc_w[qsel], scale=ref.scale)
+
+    def _refine(self, T: np.ndarray, q: QueryContext, *, n_points: int | None = None, iterations: int | None = None) -> np.ndarray:
+        s, d, c = self.settings, self.reference.diameter, self._cache
+        i = subsample(c.refine_points, n_points) if n_points else slice(None)
+        lam = s.refine_colour_weight * d
+        return icp_batched(c.refine_points[i], q.colour_tree(lam) if lam > 0 else q.tree, T,
+                           thresholds=tuple(t * d for t in s.refine_thresholds),
+                           iterations=iterations or s.refine_iterations,
+                           src_feat=lam * c.refine_colour[i] if lam > 0 else None).T
+
+    def _sweep(self, T: np.ndarray, q: QueryContext) -> np.ndarray:
+        """Spin each hypothesis about the reference's principal axes and let a short coloured ICP settle
+        the variants: shapes with a symmetry (bottles, bowls, boxes) fit equally well at every spin, and
+        only the texture (verifier colour term) can choose; the grid alone leaves that spin too coarse."""
+        s, d, c = self.settings, self.reference.diameter, self._cache
+        Tv = (T[:, None] @ c.sweep[None]).reshape(-1, 4, 4)
+        i = subsample(c.refine_points, s.sweep_points)
+        lam = s.refine_colour_weight * d
+        return icp_batched(c.refine_points[i], q.colour_tree(lam) if lam > 0 else q.tree, Tv,
+                           thresholds=tuple(t * d for t in s.refine_thresholds[:1]), iterations=s.sweep_iterations,
+                           src_feat=lam * c.refine_colour[i] if lam > 0 else None).T
+
+    def _twins(self, T: np.ndarray, q: QueryContext) -> np.ndarray:
+        """Geometric twins of candidates T (k,4,4): the reference's twin motions (symmetry.reference_twins, once per
+        reference: spins about its fitted axis of revolution, quarter turns and flips about its principal axes)
+        applied to each candidate, each settled by a short coloured ICP that starts coarse. Geometry alone cannot
+        tell them apart; appearance and the confidence margin must."""
+        s, d, c = self.settings, self.reference.diameter, self._cache
+        if c.twins is None:
+            from one2any_ros.core.symmetry import TwinSettings, reference_twins
+
+            ref = self.reference
+            c.twins = reference_twins(ref.points_C, -ref.T_refcam_C[:3, 3], ref.scale,
+                                      TwinSettings(spin_angles=s.twin_angles, depth_offset=s.twin_depth_offset)).transforms
+        if not len(c.twins):
+            return np.zeros((0, 4, 4))
+        Tv = (T[:, None] @ c.twins[None]).reshape(-1, 4, 4)
+        i = subsample(c.refine_points, s.twin_points)
+        lam = s.refine_colour_weight * d
+        return icp_batched(c.refine_points[i], q.colour_tree(lam) if lam > 0 else q.tree, Tv,
+                           thresholds=tuple(t * d for t in s.twin_thresholds), iterations=s.twin_iterations,
+                           src_feat=lam * c.refine_colour[i] if lam > 0 else None).T
+
+    def _appearance(self, T: np.ndarray, q: QueryContext) -> np.ndarray:
+        from one2any_ros.core import appearance as app
+
+        ref, c = self.reference, self._cache
+        aset = app.AppearanceSettings(max_points=self.settings.appearance_points)
+        if c.appearance is None:
+            c.appearance = app.reference_appearance(ref, aset)
+        img = app.appearance_image(q.view.rgb, q.view.mask, aset)
+        tau = max(self.settings.verifier.tau * ref.diameter, self.settings.verifier.tau_min_m)
+        return app.appearance_scores(c.appearance, T, img, q.view.depth, q.view.mask, q.view.K, tau, aset).score
+
+    def estimate(self, view: View, *, track: bool = False, near_depth: np.ndarray | None = None) -> PoseResult:
+        """Pose of the reference object in ``view``. ``track=True`` starts from the last good pose. ``near_depth``:
+        ``verify.near_depth(view.depth)`` when the caller already has it (several objects in one frame)."""
+        ref = require_reference(self.reference)
+        s, d = self.settings, ref.diameter
+        tm = _Timer()
+        q = self._context(view, near_depth)
+        qsel = subsample(q.points, s.verify_points, np.random.default_rng(1))
+        qtarget, qcol = q.target, q.colour[qsel]
+        tm.lap("prepare")
+
+        if track and self.last_T_C is not None:
+            T = self._refine(self.last_T_C[None], q, n_points=s.track_points, iterations=s.track_iterations)
+            vr = self._score(T, q, qsel, qcol, qtarget, None, None)
+            tm.lap("refine")
+            if vr.confidence[0] >= s.track_min_confidence:
+                return self._finish(T[0], vr, 0, q, "track", "track", 1, tm)
+
+        prop = self.backend.propose(ref, q, s.search, d)
+        tm.lap("hypotheses")
+        for k, v in prop.timings_ms.items():
+            tm.ms[k] = v
+        Ts, sources = prop.T_query_C, list(prop.sources)
+        if self.last_T_C is not None:
+            Ts = np.concatenate([Ts, self.last_T_C[None]])
+            sources.append("track")
+        vr = self._score(Ts, q, qsel, qcol, qtarget, prop.roc_pred, prop.roc_weight)
+        tm.lap("verify")
+        if s.sweep_top_k > 0 and len(self._cache.sweep):
+            Tv = self._sweep(Ts[np.argsort(-vr.score)[: s.sweep_top_k]], q)
+            vv = self._score(Tv, q, qsel, qcol, qtarget, prop.roc_pred, prop.roc_weight)
+            Ts = np.concatenate([Ts, Tv])
+            sources += ["sweep"] * len(Tv)
+            vr = VerifyResult(*(np.concatenate([a, b]) for a, b in zip(
+                (vr.score, vr.confidence, vr.agree, vr.violation), (vv.score, vv.confidence, vv.agree, vv.violation))))
+            tm.lap("sweep")
+        top = np.argsort(-vr.score)[: s.refine_top_k]
+        Tr = self._refine(Ts[top], q)
+        vr_r = self._score(Tr, q, qsel, qcol, qtarget, prop.roc_pred, prop.roc_weight)
+        better = vr_r.score > vr.score[top]  # the guard: keep a refinement only if it scores better
+        cand_T = np.where(better[:, None, None], Tr, Ts[top])
+        cand_score = np.where(better, vr_r.score, vr.score[top])
+        cand_conf = np.where(better, vr_r.confidence, vr.confidence[top])
+        tm.lap("refine")
+        term = self.backend.candidate_term(ref, q, cand_T, cand_score)
+        verifier_score = cand_score
+        if term is not None:
+            cand_score = cand_score + term
+            tm.lap("rerank")
+        cand_src = [sources[i] for i in top]
+        agree, violation = vr.agree[top], vr.violation[top]
+        Tt = self._twins(cand_T[np.argsort(-cand_score)[: s.twin_top_k]], q) if s.twin_top_k > 0 else None
+        if Tt is not None and len(Tt):
+            vt = self._score(Tt, q, qsel, qcol, qtarget, prop.roc_pred, prop.roc_weight)
+            tt = self.backend.candidate_term(ref, q, Tt, vt.score) if term is not None else None
+            cand_T = np.concatenate([cand_T, Tt])
+            verifier_score = np.concatenate([verifier_score, vt.score])
+            cand_score = np.concatenate([cand_score, vt.score + (0.0 if tt is None else tt)])
+            if term is not None:
+                term = np.concatenate([term, tt])
+            cand_conf = np.concatenate([cand_conf, vt.confidence])
+            agree, violation = np.concatenate([agree, vt.agree]), np.concatenate([violation, vt.violation])
+            cand_src += ["twin"] * len(Tt)
+            tm.lap("twins")
+        app_score = None
+        if s.appearance_weight > 0:
+            close = verifier_score >= verifier_score.max() - s.appearance_margin  # where geometry cannot tell
+            app_score = np.full(len(cand_T), np.nan)
+            app_score[close] = self._appearance(cand_T[close], q)
+            cand_score = np.where(close, cand_score + s.appearance_weight * np.nan_to_num(app_score), -np.inf)
+            tm.lap("appearance")
+        best = int(np.argmax(cand_score))
+        conf_before = cand_conf
+        if s.confidence_margin > 0:
+            from one2any_ros.core.appearance import margin_factor
+
+            # an ambiguous winner reports a low confidence, but the factor alone never fails a pose that
+            # passed the gate (geometry is right; which twin is not sure): it bottoms out at min_confidence
+            cand_conf = cand_conf.copy()
+            f = margin_factor(cand_score, cand_T, best, margin=s.confidence_margin, min_deg=s.confidence_rival_deg)
+            cand_conf[best] = max(cand_conf[best] * f, min(cand_conf[best], s.min_confidence))
+        if self.record_pool:
+            self.last_pool = HypothesisPool(T_camera_C=Ts, sources=sources, score=vr.score, refined_T_camera_C=cand_T,
+                                            refined_score=verifier_score, chosen=best, refined_term=term,
+                                            refined_sources=cand_src, refined_appearance=app_score,
+                                            refined_confidence=conf_before)
+        final = VerifyResult(score=cand_score, confidence=cand_conf, agree=agree, violation=violation)
+        return self._finish(cand_T[best], final, best, q, "global", cand_src[best], len(Ts), tm)
+
+    def _finish(self, T_C: np.ndarray, vr: VerifyResult, i: int, q: QueryContext, mode: str, source: str,
+                n_hyp: int, tm: _Timer) -> PoseResult:
+        ref, s = self.reference, self.settings
+        band = s.inlier_threshold * ref.diameter
+        dist, _ = q.tree.query(transform_points(T_C, self._cache.refine_points), k=1, distance_upper_bound=band)
+        inl = np.isfinite(dist)
+        inliers = int(inl.sum())
+        residual = float(np.sqrt(np.mean(dist[inl] ** 2))) if inliers else float("inf")
+        conf = float(vr.confidence[i])
+        tm.lap("finish")
+        tm.ms["total"] = tm.total_ms()
+        if inliers < s.min_inliers or conf < s.min_confidence:
+            self.last_T_C = None
+            raise EstimationFailure(
+                f"no trustworthy pose: {inliers} inliers (min {s.min_inliers}), confidence {conf:.2f} "
+                f"(min {s.min_confidence:.2f})", reason="low_inliers" if inliers < s.min_inliers else "low_confidence")
+        self.last_T_C = T_C
+        return PoseResult(T_camera_object=T_C @ ref.T_C_O, T_camera_C=T_C, confidence=conf, inliers=inliers,
+                          residual_m=residual, score=float(vr.score[i]), backend=self.backend.name, mode=mode,
+                          source=source, num_hypotheses=n_hyp, timings_ms=dict(tm.ms))
+
+
+def _spin_sweep(points_C: np.ndarray, n_angles: int) -> np.ndarray:
+    """(3*(n-1),4,4) rotations of C by k*360/n deg (k=1..n-1) about each principal axis of the cloud,
+    through its mean: one of them is close to the symmetry axis of a body of revolution or a box."""
+    from one2any_ros.core.symmetry import principal_turns
+
+    if len(points_C) < 3:
+        return np.zeros((0, 4, 4))
+    return principal_turns(points_C, points_C.mean(axis=0), n_angles)

@@ -1,0 +1,266 @@
+"""Pose-error metrics: ADD, ADD-S, rotation/translation error, 5°5cm, recall-vs-threshold AUC.
+
+Pure numpy (scipy: cKDTree for ADD-S, Rotation for continuous symmetries). Conventions, as in the rest of the
+library (docs/architecture.md, Conventions):
+- poses are (4,4) float64 ``T_cam_obj`` (object frame -> camera frame), metres;
+- model points are ``pts (N,3)`` metres in the object frame;
+- errors are metres and degrees; a failed estimate is an infinite error (BOP / YCB-Video convention).
+
+Symmetries come from BOP ``models_info.json`` (millimetres): ``symmetries_discrete`` is a list of 4x4
+row-major transforms, ``symmetries_continuous`` a list of ``{"axis": [3], "offset": [3] mm}``.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import numpy as np
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
+
+from one2any_ros.core.protocol import is_hit
+
+DEFAULT_AUC_MAX_THRESHOLD = 0.10  # metres: the YCB-Video ADD(-S) AUC integrates recall over 0..10 cm
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2 (a ROS distro's python3-numpy) has only trapz
+
+
+def _pose(T: np.ndarray, name: str) -> np.ndarray:
+    T = np.asarray(T, dtype=np.float64)
+    if T.shape != (4, 4):
+        raise ValueError(f"{name} must be a (4,4) transform, got shape {T.shape}")
+    return T
+
+
+def _points(pts: np.ndarray) -> np.ndarray:
+    pts = np.asarray(pts, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) == 0:
+        raise ValueError(f"pts must be a non-empty (N,3) array, got shape {pts.shape}")
+    return pts
+
+
+def transform_points(T: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Apply a (4,4) transform to (N,3) points. Returns (N,3) in the target frame, same units."""
+    T = _pose(T, "T")
+    return _points(pts) @ T[:3, :3].T + T[:3, 3]
+
+
+def add(T_est: np.ndarray, T_gt: np.ndarray, pts: np.ndarray) -> float:
+    """ADD: mean distance (m) between model points moved by the estimate and by the ground truth.
+
+    T_est, T_gt (4,4) m, T_cam_obj; pts (N,3) m, object frame. For asymmetric objects.
+    """
+    d = transform_points(T_est, pts) - transform_points(T_gt, pts)
+    return float(np.linalg.norm(d, axis=1).mean())
+
+
+def add_s(T_est: np.ndarray, T_gt: np.ndarray, pts: np.ndarray) -> float:
+    """ADD-S: mean distance (m) from each estimated model point to the closest ground-truth model point.
+
+    T_est, T_gt (4,4) m; pts (N,3) m, object frame. Symmetry-agnostic (a KD-tree; O(N log N)).
+    """
+    p_gt = transform_points(T_gt, pts)
+    p_est = transform_points(T_est, pts)
+    dist, _ = cKDTree(p_gt).query(p_est, k=1)
+    return float(np.mean(dist))
+
+
+def rotation_error_deg(R_est: np.ndarray, R_gt: np.ndarray) -> float:
+    """Angle (deg, in [0, 180]) of the relative rotation R_est^T R_gt; R_* (3,3) (or the (4,4) poses).
+
+    Computed with atan2(sin, cos) so it is accurate near 0° and 180° alike.
+    """
+    return float(rotation_errors_deg(np.asarray(R_est, np.float64)[None, :3, :3], np.asarray(R_gt, np.float64)[:3, :3])[0])
+
+
+def rotation_errors_deg(R_est: np.ndarray, R_gt: np.ndarray) -> np.ndarray:
+    """Vectorised rotation_error_deg: R_est (K,3,3) against one R_gt (3,3) or (K,3,3). Returns (K,) deg."""
+    R_est = np.asarray(R_est, np.float64)
+    R_gt = np.asarray(R_gt, np.float64)
+    if R_est.shape[-2:] != (3, 3) or R_gt.shape[-2:] != (3, 3):
+        raise ValueError(f"rotations must be (...,3,3), got {R_est.shape} and {R_gt.shape}")
+    R = np.swapaxes(R_est, -1, -2) @ R_gt
+    cos = 0.5 * (np.trace(R, axis1=-2, axis2=-1) - 1.0)
+    w = np.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], axis=-1)
+    sin = 0.5 * np.linalg.norm(w, axis=-1)
+    return np.degrees(np.arctan2(sin, cos))
+
+
+def translation_error(t_est: np.ndarray, t_gt: np.ndarray) -> float:
+    """Euclidean distance between two translations (3,) in metres (or any common unit)."""
+    t_est = np.asarray(t_est, np.float64).reshape(-1)
+    t_gt = np.asarray(t_gt, np.float64).reshape(-1)
+    if t_est.shape != (3,) or t_gt.shape != (3,):
+        raise ValueError(f"translations must have 3 elements, got {t_est.shape} and {t_gt.shape}")
+    return float(np.linalg.norm(t_est - t_gt))
+
+
+def add_s_01d_hit(err: float, diameter: float) -> bool:
+    """The BOP/LINEMOD "ADD(-S) @ 0.1d" criterion (``protocol.is_hit``): err < 0.1 * diameter (same units, e.g.
+    metres). An infinite/NaN error (a failed estimate) is a miss.
+    """
+    return bool(is_hit(float(err), float(diameter)))
+
+
+def recall_curve(
+    errors: Iterable[float], max_threshold: float = DEFAULT_AUC_MAX_THRESHOLD, steps: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
+    """Recall (fraction of errors < threshold) at ``steps + 1`` thresholds evenly spaced in [0, max_threshold].
+
+    errors: per-query errors (m); inf/NaN = failure. Returns (thresholds (steps+1,), recall (steps+1,)).
+    """
+    e = _errors(errors)
+    thr = np.linspace(0.0, float(max_threshold), int(steps) + 1)
+    if e.size == 0:
+        return thr, np.zeros_like(thr)
+    return thr, (e[None, :] < thr[:, None]).mean(axis=1)
+
+
+def auc(errors: Iterable[float], max_threshold: float = DEFAULT_AUC_MAX_THRESHOLD, steps: int | None = None) -> float:
+    """Area under the recall-vs-threshold curve over [0, max_threshold], normalised to [0, 1].
+
+    The YCB-Video (PoseCNN) ADD / ADD-S AUC with the 10 cm default. errors (m); inf/NaN = failure
+    (contributes 0). ``steps=None`` integrates the step-function curve exactly: each query contributes
+    max(0, 1 - e / max_threshold). An integer ``steps`` uses the trapezoid rule over ``recall_curve``
+    instead (what plots show). An empty list gives 0.
+    """
+    e = _errors(errors)
+    if e.size == 0:
+        return 0.0
+    if max_threshold <= 0:
+        raise ValueError("max_threshold must be positive")
+    if steps is None:
+        with np.errstate(invalid="ignore"):
+            contrib = np.clip(1.0 - e / float(max_threshold), 0.0, 1.0)
+        return float(np.where(np.isfinite(e), contrib, 0.0).mean())
+    thr, rec = recall_curve(e, max_threshold, steps)
+    return float(_trapezoid(rec, thr) / float(max_threshold))
+
+
+def recall_5deg_5cm(rot_err_deg: float | Iterable[float], trans_err_m: float | Iterable[float]) -> float:
+    """Fraction of queries with rotation error < 5° and translation error < 5 cm (strict, like 0.1d).
+
+    Scalars or equal-length sequences (deg, m); failures (180°, inf) are misses. Empty input gives 0.
+    """
+    r = np.atleast_1d(np.asarray(rot_err_deg, np.float64))
+    t = np.atleast_1d(np.asarray(trans_err_m, np.float64))
+    if r.shape != t.shape:
+        raise ValueError(f"rotation and translation errors differ in length: {r.shape} vs {t.shape}")
+    if r.size == 0:
+        return 0.0
+    with np.errstate(invalid="ignore"):
+        ok = (r < 5.0) & (t < 0.05)
+    return float(ok.mean())
+
+
+def _errors(errors: Iterable[float]) -> np.ndarray:
+    e = np.asarray(list(errors) if not isinstance(errors, np.ndarray) else errors, dtype=np.float64).reshape(-1)
+    return np.where(np.isnan(e), np.inf, e)
+
+
+# --- symmetries --------------------------------------------------------------------------------------
+
+def symmetry_transforms(info: Mapping | None, *, continuous_steps: int = 360) -> np.ndarray:
+    """Symmetry transforms S (object frame -> object frame) of a BOP model, in metres. Returns (K,4,4).
+
+    info: one ``models_info.json`` entry (mm). Always includes the identity. Discrete symmetries are
+    combined with each continuous one sampled at ``continuous_steps`` angles over 360° (identity
+    included), as bop_toolkit's ``get_symmetry_transformations`` does. A pose T and T @ S look the same.
+    """
+    disc = [np.eye(4)]
+    for sym in (info or {}).get("symmetries_discrete", []) or []:
+        S = np.asarray(sym, np.float64).reshape(4, 4).copy()
+        S[:3, 3] *= 1e-3
+        S[3] = (0.0, 0.0, 0.0, 1.0)
+        if not np.allclose(S, np.eye(4), atol=1e-9):
+            disc.append(S)
+    cont = []
+    for sym in (info or {}).get("symmetries_continuous", []) or []:
+        axis = np.asarray(sym["axis"], np.float64)
+        axis = axis / np.linalg.norm(axis)
+        offset = np.asarray(sym.get("offset", (0.0, 0.0, 0.0)), np.float64) * 1e-3
+        for R in Rotation.from_rotvec(np.linspace(0.0, 2.0 * np.pi, int(continuous_steps), endpoint=False)[:, None]
+                                      * axis).as_matrix():
+            S = np.eye(4)
+            S[:3, :3] = R
+            S[:3, 3] = offset - R @ offset  # rotation about the axis through ``offset``
+            cont.append(S)
+    if not cont:
+        return np.stack(disc)
+    return np.stack([C @ D for D in disc for C in cont])
+
+
+def pose_error_sym(T_est: np.ndarray, T_gt: np.ndarray, syms: np.ndarray | None = None) -> tuple[float, float]:
+    """(rotation error deg, translation error m) of T_est against the closest symmetric twin T_gt @ S.
+
+    T_est, T_gt (4,4) m; syms (K,4,4) m from ``symmetry_transforms`` (None = asymmetric: identity only).
+    S is chosen by the smallest rotation error (ties: smallest translation error).
+    """
+    T_est = _pose(T_est, "T_est")
+    T_gt = _pose(T_gt, "T_gt")
+    if syms is None or len(syms) == 0:
+        syms = np.eye(4)[None]
+    T_cand = T_gt[None] @ np.asarray(syms, np.float64)
+    rot = rotation_errors_deg(np.broadcast_to(T_est[:3, :3], T_cand[:, :3, :3].shape), T_cand[:, :3, :3])
+    tra = np.linalg.norm(T_cand[:, :3, 3] - T_est[:3, 3], axis=1)
+    i = int(np.lexsort((tra, np.round(rot, 9)))[0])
+    return float(rot[i]), float(tra[i])
+
+
+def rotation_error_sym_deg(R_est: np.ndarray, R_gt: np.ndarray, syms: np.ndarray | None = None) -> float:
+    """min over symmetries S of rotation_error_deg(R_est, R_gt @ S_R). R_* (3,3); syms (K,4,4) or None."""
+    R_gt = np.asarray(R_gt, np.float64)[:3, :3]
+    if syms is None or len(syms) == 0:
+        return rotation_error_deg(R_est, R_gt)
+    cand = R_gt[None] @ np.asarray(syms, np.float64)[:, :3, :3]
+    R_est = np.asarray(R_est, np.float64)[:3, :3]
+    return float(rotation_errors_deg(np.broadcast_to(R_est, cand.shape), cand).min())
+
+
+# --- how well a confidence ranks right poses above wrong ones -------------------------------------------------
+
+def _scored(confidence: Iterable[float], right: Iterable[bool]) -> tuple[np.ndarray, np.ndarray]:
+    c = np.asarray(list(confidence), np.float64)
+    y = np.asarray(list(right), bool)
+    if c.shape != y.shape:
+        raise ValueError(f"{c.size} confidences for {y.size} outcomes")
+    keep = np.isfinite(c)
+    return c[keep], y[keep]
+
+
+def confidence_auroc(confidence: Iterable[float], right: Iterable[bool]) -> float | None:
+    """Area under the ROC curve of ``confidence`` as a detector of right poses: the chance that a random right
+    pose has a higher confidence than a random wrong one (ties count half). None without both kinds.
+    (The Mann-Whitney U statistic through scipy's ranks; scikit-learn is not a dependency.)"""
+    from scipy.stats import rankdata
+
+    c, y = _scored(confidence, right)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = rankdata(c)  # average ranks for ties
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def precision_at_recall(confidence: Iterable[float], right: Iterable[bool], recall: float = 0.8) -> tuple[float | None, float | None]:
+    """(precision, threshold): keep poses with confidence >= the highest threshold that keeps ``recall`` of the
+    right poses; precision = right share of the kept. A grasping pipeline's view: what thresholding buys."""
+    c, y = _scored(confidence, right)
+    n_pos = int(y.sum())
+    if n_pos == 0:
+        return None, None
+    thr = float(np.sort(c[y])[::-1][int(np.ceil(recall * n_pos)) - 1])  # the k-th highest right confidence
+    kept = c >= thr
+    return float(y[kept].mean()), thr
+
+
+def reliability_bins(confidence: Iterable[float], right: Iterable[bool], bins: int = 10) -> dict:
+    """Per confidence bin of [0, 1]: count, mean confidence and share of right poses (a reliability diagram)."""
+    c, y = _scored(confidence, right)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(c, edges[1:-1]), 0, bins - 1)
+    out = {"edges": edges.tolist(), "n": [], "mean_confidence": [], "right_share": []}
+    for b in range(bins):
+        m = idx == b
+        out["n"].append(int(m.sum()))
+        out["mean_confidence"].append(float(c[m].mean()) if m.any() else None)
+        out["right_share"].append(float(y[m].mean()) if m.any() else None)
+    return out

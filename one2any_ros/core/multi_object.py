@@ -1,0 +1,226 @@
+"""Several objects, one frame (issue 17, the library): named references selected from one segmenter's label image,
+each tracked from its own last pose, all estimated on one decoded frame.
+
+- ``decode_frame``: one synchronized RGB-D + label image, decoded once (rgb, depth in metres, the labels as
+  uint8/uint16, the free-space depth the verifier needs); every object's view is a selection of its pixels.
+- ``MultiObjectEstimator``: up to ``max_objects`` references keyed by ``object_id`` ("" = the default object,
+  else ``[A-Za-z0-9_]{1,32}``), in the order they were set, each with its ``mask_label`` (0 = every non-zero
+  pixel) and its own ``PoseEstimator``; all share one backend (one network in memory). ``estimate_all`` gives
+  each object a ``PoseResult`` or the ``One2AnyError`` that says why not (``empty_mask`` when its label is
+  missing from the frame); one object's failure never touches the others.
+
+What the objects share per frame: the decoded rgb and depth, the label image, the free-space depth
+(``verify.near_depth``) and the backend. What stays per object: its pixels, and what depends on them (its
+back-projected points, colour features normalised over its own pixels, the network's crop); that is most of
+the work (tracking one object at 640x480: ~4 ms shared, ~24 ms its own), so the objects of a frame run on up to
+``workers`` threads (numpy, SciPy's KD-trees and torch release the GIL in their loops): on 2 cores, 2 objects
+cost ~1.5x one object's frame and 4 objects ~2.9x (docs/benchmarks.md, Several objects).
+No ROS here; the node (ros/node.py) is a thin layer over it.
+"""
+from __future__ import annotations
+
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from one2any_ros.core import camera
+from one2any_ros.core.backends import Backend, create_backend
+from one2any_ros.core.errors import InputError, One2AnyError
+from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator, PoseResult
+from one2any_ros.core.reference import Reference, View, decode_images, make_reference, view_from_decoded
+from one2any_ros.core.verify import near_depth
+
+DEFAULT_OBJECT = ""
+OBJECT_ID_PATTERN = re.compile(r"[A-Za-z0-9_]{1,32}")
+MAX_OBJECTS = 8
+
+
+def validate_object_id(object_id: str) -> str:
+    """The id itself, or InputError(reason="bad_object_id"): "" (the default object) or [A-Za-z0-9_]{1,32}."""
+    if object_id == DEFAULT_OBJECT or (isinstance(object_id, str) and OBJECT_ID_PATTERN.fullmatch(object_id)):
+        return object_id
+    raise InputError(f"object_id {object_id!r} is not a valid name: use 1-32 of A-Z a-z 0-9 _ (or \"\" for the "
+                     "default object)", reason="bad_object_id")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame: rgb (H,W,3) uint8, depth (H,W) float32 m (0 = invalid), labels (H,W) uint8|uint16, K."""
+
+    rgb: np.ndarray
+    depth: np.ndarray
+    labels: np.ndarray
+    K: np.ndarray
+    min_depth: float = 0.1
+    max_depth: float = 4.0
+    _near: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def max_label(self) -> int:
+        """The largest label this image's type can hold (255 for mono8, 65535 for mono16)."""
+        return int(np.iinfo(self.labels.dtype).max)
+
+    def mask_for(self, mask_label: int) -> np.ndarray:
+        """The object's pixels: ``labels == mask_label``; 0 = every non-zero pixel."""
+        check_label(mask_label, self.max_label)
+        return self.labels != 0 if mask_label == 0 else self.labels == mask_label
+
+    def near_depth(self) -> np.ndarray:
+        """``verify.near_depth`` of this frame, computed on first use and shared by its objects."""
+        if "near" not in self._near:
+            self._near["near"] = near_depth(self.depth)
+        return self._near["near"]
+
+    def view(self, mask_label: int, *, T_cam_obj: np.ndarray | None = None) -> View:
+        """The View of one object (InputError with the reason when its pixels are unusable)."""
+        return view_from_decoded(self.rgb, self.depth, self.mask_for(mask_label), self.K, T_cam_obj=T_cam_obj,
+                                 min_depth=self.min_depth, max_depth=self.max_depth)
+
+
+def check_label(mask_label: int, max_label: int = 65535) -> int:
+    """The label itself, or InputError(reason="bad_mask_label") when it cannot occur in the label image."""
+    if not isinstance(mask_label, (int, np.integer)) or not 0 <= int(mask_label) <= max_label:
+        raise InputError(f"mask_label {mask_label!r} cannot occur in this label image (0..{max_label})",
+                         reason="bad_mask_label")
+    return int(mask_label)
+
+
+def decode_labels(labels: np.ndarray) -> np.ndarray:
+    """A 2-D uint8 or uint16 label image (bool masks become 0/1; other types are refused)."""
+    a = camera.single_channel(labels, "label image")
+    if a.dtype == bool:
+        return a.astype(np.uint8)
+    if a.dtype not in (np.uint8, np.uint16):
+        raise InputError(f"label image must be mono8 or mono16 (uint8/uint16), got {a.dtype}", reason="bad_mask_encoding")
+    return a
+
+
+def decode_frame(rgb: np.ndarray | None, depth: np.ndarray, labels: np.ndarray, K: np.ndarray | None, *,
+                 depth_scale_m: float | None = None, depth_encoding: str | None = None, min_depth: float = 0.1,
+                 max_depth: float = 4.0) -> Frame:
+    """Validate and decode one frame once (the same rules as ``reference.make_view``)."""
+    K = camera.validate_intrinsics(K)
+    lab = decode_labels(labels)
+    rgb_u8, depth_m = decode_images(rgb, depth, lab.shape, depth_scale_m=depth_scale_m, depth_encoding=depth_encoding,
+                                    min_depth=min_depth, max_depth=max_depth)
+    return Frame(rgb=rgb_u8, depth=depth_m, labels=lab, K=K, min_depth=min_depth, max_depth=max_depth)
+
+
+@dataclass
+class TrackedObject:
+    object_id: str
+    mask_label: int
+    estimator: PoseEstimator
+
+    @property
+    def reference(self) -> Reference:
+        return self.estimator.reference  # type: ignore[return-value]
+
+
+class MultiObjectEstimator:
+    """Named references on one stream (see the module docstring). Not thread-safe: one caller (the node's worker)."""
+
+    def __init__(self, backend: str | Backend = "auto", *, settings: EstimatorSettings | None = None,
+                 device: str = "auto", checkpoint: str | None = None, max_objects: int = MAX_OBJECTS,
+                 workers: int | None = None) -> None:
+        """``workers``: threads that estimate a frame's objects side by side (None = the CPU count; 1 = in turn)."""
+        self.backend: Backend = create_backend(backend, device=device, checkpoint=checkpoint) if isinstance(backend, str) else backend
+        self.settings = settings or EstimatorSettings()
+        self.max_objects = int(max_objects)
+        self.workers = max(1, int(workers if workers is not None else (os.cpu_count() or 1)))
+        self._pool: ThreadPoolExecutor | None = None  # made on the first frame with more than one object
+        self._objects: dict[str, TrackedObject] = {}  # insertion order = the order they were set
+
+    # --- references ------------------------------------------------------------------------------------
+    @property
+    def object_ids(self) -> list[str]:
+        return list(self._objects)
+
+    def __contains__(self, object_id: str) -> bool:
+        return object_id in self._objects
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def get(self, object_id: str) -> TrackedObject:
+        if object_id not in self._objects:
+            raise InputError(f"no reference named {object_id!r} (known: {', '.join(map(repr, self._objects)) or 'none'})",
+                             reason="unknown_object")
+        return self._objects[object_id]
+
+    def check_new(self, object_id: str, mask_label: int) -> None:
+        """Raise InputError if ``object_id`` with ``mask_label`` cannot be set (bad name, a label another object
+        already selects, one object too many) - before any frame is taken."""
+        validate_object_id(object_id)
+        check_label(mask_label)
+        for other in self._objects.values():
+            if other.object_id != object_id and other.mask_label == int(mask_label):
+                raise InputError(f"mask_label {mask_label} already selects object {other.object_id!r}: remove it "
+                                 "first or use another label", reason="duplicate_mask_label")
+        if object_id not in self._objects and len(self._objects) >= self.max_objects:
+            raise InputError(f"already {len(self._objects)} objects (max_objects {self.max_objects}): remove one first",
+                             reason="too_many_objects")
+
+    def set_reference(self, object_id: str, source: Frame | View | Reference, *, mask_label: int = 0,
+                      T_cam_obj: np.ndarray | None = None) -> Reference:
+        """Set (or replace) an object's reference from a frame (its ``mask_label`` pixels), a View or a loaded
+        Reference. Nothing changes when it fails."""
+        self.check_new(object_id, mask_label)
+        if isinstance(source, Frame):
+            source = source.view(mask_label, T_cam_obj=T_cam_obj)
+        ref = source if isinstance(source, Reference) else make_reference(source)
+        est = PoseEstimator(self.backend, settings=self.settings)
+        est.set_reference(ref)
+        self._objects.pop(object_id, None)  # a replaced object moves to the end, like a new one
+        self._objects[object_id] = TrackedObject(object_id, int(mask_label), est)
+        return est.reference  # type: ignore[return-value]
+
+    def remove(self, object_id: str) -> None:
+        self.get(object_id)
+        del self._objects[object_id]
+
+    def clear(self) -> None:
+        self._objects.clear()
+
+    def set_settings(self, settings: EstimatorSettings) -> None:
+        """New thresholds for every object (the node swaps them between frames)."""
+        self.settings = settings
+        for obj in self._objects.values():
+            obj.estimator.settings = settings
+
+    def set_backend(self, backend: str | Backend, **kw) -> None:
+        """Another backend for every object (references re-encoded; tracking restarts)."""
+        self.backend = create_backend(backend, **kw) if isinstance(backend, str) else backend
+        for obj in self._objects.values():
+            obj.estimator.set_backend(self.backend)
+
+    # --- estimation --------------------------------------------------------------------------------------
+    def estimate_all(self, frame: Frame, *, track: bool = True) -> dict[str, PoseResult | One2AnyError]:
+        """Every object on one frame: its PoseResult, or the error that says why not, in the order they were set.
+        Only One2AnyError is caught (bad input, no trustworthy pose); anything else is a bug and raises."""
+        near = frame.near_depth()  # shared: computed before the objects start
+
+        def one(obj: TrackedObject) -> PoseResult | One2AnyError:
+            try:  # its last good pose stays on an error: tracking resumes after a brief occlusion
+                return obj.estimator.estimate(frame.view(obj.mask_label), track=track, near_depth=near)
+            except One2AnyError as e:
+                return e
+
+        objs = list(self._objects.values())
+        if len(objs) > 1 and self.workers > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=min(self.workers, self.max_objects),
+                                                thread_name_prefix="one2any_object")
+            results = list(self._pool.map(one, objs))
+        else:
+            results = [one(o) for o in objs]
+        return {o.object_id: r for o, r in zip(objs, results)}
+
+    def close(self) -> None:
+        """Stop the worker threads (they also end with the process)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None

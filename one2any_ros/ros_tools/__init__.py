@@ -1,0 +1,4 @@
+"""Tools that drive a ROS graph around the node, kept beside the runtime in ``ros/`` rather than in it:
+``player`` (rosbag2 / BOP replay), ``harness`` (a node process and a client, for tests and the demo),
+``bench`` (the node's latency and soak benchmark) and ``demo_graph`` (the ROS demo).
+"""
