@@ -21,7 +21,7 @@ LAYERS = [
      0.0, 6.2, 4.6, 1.3, "#cfe2f3"),
     ("ros_tools/ (graph tools)", ["ros_tools/harness", "ros_tools/player", "ros_tools/demo_graph", "ros_tools/bench"],
      5.0, 6.2, 4.0, 1.3, "#d9ead3"),
-    ("ros/ (node runtime, thin)", ["ros/node", "ros/mailbox", "ros/sync", "ros/conversions", "ros/tf",
+    ("ros/ (node runtime, thin)", ["ros/node", "ros/references", "ros/mailbox", "ros/sync", "ros/conversions", "ros/tf",
                                    "ros/detections", "ros/diagnostics", "ros/params", "ros/transport"],
      5.0, 4.1, 4.0, 1.6, "#b6d7a8"),
     ("training/", ["training/train", "training/train_scorer", "training/promote", "training/evaluate",

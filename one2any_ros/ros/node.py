@@ -1,7 +1,8 @@
 """The ``one2any`` node (contract: docs/ros.md): one reference view sets an object; every synchronized
 RGB-D + mask frame after it yields each object's pose on ``~/estimate``, ``~/detections`` and ``/tf`` (the
 default object ``""`` also on ``~/pose``). Up to ``max_objects`` named objects share one stream: each selects its
-pixels of the mask (a label image) by its ``mask_label`` (multi_object.py; references persist: reference_store.py).
+pixels of the mask (a label image) by its ``mask_label`` (core/multi_object.py; the reference services:
+ros/references.py; references persist: core/reference_store.py).
 
 Concurrency: one SingleThreadedExecutor thread takes every message, service call, parameter change and
 timer; one plain worker thread does all estimation. (rclpy's MultiThreadedExecutor spends about a core
@@ -29,7 +30,6 @@ import sys
 import threading
 import time
 import traceback
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -62,19 +62,19 @@ from one2any_ros.ros import conversions as conv
 from one2any_ros.ros import params
 from one2any_ros.ros.diagnostics import NodeStats, diagnostic_array, failure_text
 from one2any_ros.ros.mailbox import STAMP_RESET_S, Job, Mailbox
+from one2any_ros.ros.references import ReferenceServices
 from one2any_ros.ros.sync import Frame, FrameSynchronizer
 from one2any_ros.ros.tf import broadcaster_name, create_broadcaster
 from one2any_ros.ros.transport import apply_default_transport
 
 OUT_QOS = QoSProfile(depth=10)  # outputs: reliable, volatile
 INPUTS = {"rgb": Image, "depth": Image, "mask": Image, "camera_info": CameraInfo}
-DEFAULT_WAIT_S = 2.0  # ~/set_reference timeout_s = 0
 INPUT_WINDOW_S = 2.0  # inputs arriving this long without a complete frame are reported
 STALE_INPUT_S = 2.0  # /diagnostics warns when the newest complete frame is older than this (camera stopped)
 PROMPT_DIAG_MIN_S = 0.1  # a new failure reason goes out on /diagnostics at once, at most this often
 
 
-class One2AnyNode(Node):
+class One2AnyNode(ReferenceServices, Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("one2any", **kwargs)
         self._settings = s = params.declare(self)
@@ -341,157 +341,6 @@ class One2AnyNode(Node):
 
     def _input_issue(self) -> str:
         return self._sync.monitor.explain(window_s=INPUT_WINDOW_S, slop_s=self._settings.sync_slop)
-
-    # --- services -------------------------------------------------------------------------------------
-    def _wait_frame(self, req, seq: int) -> tuple[Frame | None, str]:
-        """The frame ~/set_reference uses: the newest one, or the first after the call (frame ``seq``)."""
-        if req.use_latest_frame:
-            frame = self._mailbox.latest()
-            return frame, "" if frame else "no_frame: no synchronized frame received yet" + self._input_issue()
-        timeout = float(req.timeout_s) if req.timeout_s > 0 else DEFAULT_WAIT_S
-        frame = self._mailbox.wait_frame_after(seq, timeout)
-        return frame, "" if frame else f"no_frame: no synchronized frame within {timeout:.1f} s" + self._input_issue()
-
-    async def _srv_set_reference(self, req: SetReference.Request, res: SetReference.Response) -> SetReference.Response:
-        seq = self._mailbox.seq
-        try:
-            return await self._on_worker(lambda: self._set_reference(req, res, seq))
-        except Exception as e:  # a bug must not leave the caller without an answer
-            self.get_logger().error(f"internal error in set_reference: {traceback.format_exc()}")
-            res.success, res.message = False, f"internal_error: {e!r}"
-            return res
-
-    def _set_reference(self, req: SetReference.Request, res: SetReference.Response, seq: int) -> SetReference.Response:
-        """The worker's half of ~/set_reference: a bad request is refused before any frame is taken."""
-        s = self._settings
-        oid, label = req.object_id, int(req.mask_label)
-        what = "reference" if oid == DEFAULT_OBJECT else f"reference of '{oid}'"
-        try:
-            with self._estimator() as objs:  # a clear on the executor thread must not change them meanwhile
-                objs.check_new(oid, label)  # name, label used by another object, one object too many
-            frame, why = self._wait_frame(req, seq)
-            if frame is None:
-                raise One2AnyError(why.split(": ", 1)[1], reason="no_frame")
-            self._check_age(frame, s)
-            T_cam_obj = conv.pose_to_matrix(req.object_pose) if req.has_object_pose else None
-            qframe = conv.frame_from_messages(frame.msgs, min_depth=s.min_depth, max_depth=s.max_depth)
-            with self._estimator() as objs:
-                objs.set_settings(s.estimator)
-                ref = objs.set_reference(oid, qframe, mask_label=label, T_cam_obj=T_cam_obj)
-        except One2AnyError as e:
-            self._fail(e.reason, f"set_reference {oid!r}: {e}", frame=False)
-            res.success, res.message = False, f"{e.reason}: {e}"
-            return res
-        self._refresh_listing()
-        self._obj_stats.pop(oid, None)  # a new reference starts a new record
-        try:
-            self._store.save(oid, label, ref)
-            saved = f"saved to {self._store.file_for(oid)}"
-        except (OSError, One2AnyError) as e:
-            saved = f"NOT saved to {self._store.file_for(oid)}: {e}"
-            self.get_logger().error(f"{what} {saved}")
-        res.success, res.num_points, res.object_radius = True, int(ref.num_points), float(ref.scale)
-        res.message = (f"{what} set from the frame stamped {frame.stamp_ns / 1e9:.3f} s (mask label {label or 'any'}): "
-                       f"{ref.num_points} points, radius {ref.scale * 1000:.1f} mm; {saved}")
-        self.get_logger().info(res.message)
-        return res
-
-    async def _srv_remove_reference(self, req: RemoveReference.Request,
-                                    res: RemoveReference.Response) -> RemoveReference.Response:
-        try:
-            return await self._on_worker(lambda: self._remove_reference(req.object_id, res))
-        except Exception as e:  # a bug must not leave the caller without an answer
-            self.get_logger().error(f"internal error in remove_reference: {traceback.format_exc()}")
-            res.success, res.message = False, f"internal_error: {e!r}"
-            return res
-
-    def _remove_reference(self, object_id: str, res: RemoveReference.Response) -> RemoveReference.Response:
-        """The worker's half of ~/remove_reference (after the frame in progress): forget it and its file."""
-        try:
-            with self._estimator() as objs:
-                objs.remove(object_id)
-        except One2AnyError as e:
-            res.success, res.message = False, f"{e.reason}: {e}"
-            return res
-        self._refresh_listing()
-        self._obj_stats.pop(object_id, None)
-        self._extents.pop(object_id, None)
-        res.success, res.message = True, f"removed {object_id!r}"
-        try:
-            self._store.remove(object_id)
-            res.message += f"; deleted {self._store.file_for(object_id)}"
-        except OSError as e:
-            res.message += f"; could not delete its file: {e}"
-        self.get_logger().info(res.message)
-        return res
-
-    def _srv_list_references(self, req: ListReferences.Request, res: ListReferences.Response) -> ListReferences.Response:
-        s, listing = self._settings, [] if self._clear_pending else list(self._listing)
-        res.object_ids = [oid for oid, _, _ in listing]
-        res.mask_labels = [label for _, label, _ in listing]
-        res.object_radius = [float(r) for _, _, r in listing]
-        res.child_frames = [self._child_frame(oid, s) for oid, _, _ in listing]
-        return res
-
-    def _refresh_listing(self) -> None:
-        """The snapshot other threads read (list_references, diagnostics): replaced whole after each change."""
-        self._listing = [(o, self._objects.get(o).mask_label, float(self._objects.get(o).reference.scale))
-                         for o in self._objects.object_ids]
-
-    @contextmanager
-    def _estimator(self):
-        """The objects under their lock, with a clear that came in while they were busy applied first."""
-        with self._lock:
-            if self._clear_pending:
-                self._objects.clear()
-                self._clear_pending = False
-                self._refresh_listing()
-            yield self._objects
-
-    def _srv_clear_reference(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
-        n = 0 if self._clear_pending else len(self._listing)
-        if self._lock.acquire(blocking=False):
-            try:
-                self._objects.clear()
-                self._clear_pending = False
-                self._refresh_listing()
-            finally:
-                self._lock.release()
-        else:  # a frame (or a backend swap) holds the estimator: do not wait for it
-            self._clear_pending = True
-        self._obj_stats.clear()
-        res.success = True
-        res.message = f"{n} reference{'s' if n != 1 else ''} cleared" if n else "no reference was set"
-        try:
-            self._store.clear()
-            res.message += f"; deleted the saved references ({self._ref_path})"
-        except OSError as e:
-            res.message += f"; could not delete the saved references: {e}"
-        self.get_logger().info(res.message)
-        return res
-
-    def _load_references(self) -> None:
-        """Every saved reference, in the order it was set; one that cannot be restored is reported, the others
-        load (a corrupt file must not stop the node, whatever the loader raises)."""
-        try:
-            loaded, errors = self._store.load()
-        except Exception as e:  # noqa: BLE001
-            loaded, errors = [], [("", repr(e))]
-        for oid, label, ref in loaded:
-            try:
-                self._objects.set_reference(oid, ref, mask_label=label)
-                what = "" if oid == DEFAULT_OBJECT else f" of {oid!r} (mask label {label})"
-                self.get_logger().info(f"reference{what} restored from {self._store.file_for(oid)}")
-            except Exception as e:  # noqa: BLE001
-                errors.append((oid, repr(e)))
-        for oid, err in errors:
-            what = "" if oid == DEFAULT_OBJECT else f" of {oid!r}"
-            self.get_logger().error(f"could not restore the reference{what}: {err}; running without one")
-            self._stats.failure("bad_reference_file", f"{self._store.file_for(oid) if oid else self._ref_path}: {err}",
-                                frame=False)
-        if not loaded and not errors:
-            self.get_logger().info(f"no saved reference at {self._ref_path}")
-        self._refresh_listing()
 
     # --- parameters and diagnostics -------------------------------------------------------------------
     def _make_backend(self, s: params.NodeSettings):

@@ -33,7 +33,8 @@ class SearchSettings:
     # Measured on validation objects (two seeds of 210 queries; docs/benchmarks.md, "The global search, faster"): the
     # lookup in the coarsest stage costs no accuracy; in the 0.1 d stage too it lost 0.05 (with a finer cell as well:
     # that stage needs the colour's pull); 30 kept starts instead of 50 cost nothing; 100 points instead of 150 lost
-    # 0.07 with classic on one seed: not taken
+    # 0.07 with classic on one seed: not taken. Pruning to 30 (50) straight after the lookup stage, by its inliers:
+    # grid 254 -> 161 (193) ms but ADD(-S) 0.786/0.757 -> 0.733/0.681 (0.752/0.729): not taken
     icp_eps: float = 0.0  # approximate neighbours in the multi-start ICP (geometry.icp_batched); measured on validation
     # objects: 0.5 -> global search 283 -> 226 ms but ADD(-S) 0.71 -> 0.69; 1.0 -> 199 ms, 0.68. Off: accuracy first
     ransac_iterations: int = 256
