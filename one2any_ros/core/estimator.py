@@ -10,13 +10,14 @@ runs the global search only when that fails verification (re-detection on loss).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.spatial import cKDTree
 
 from one2any_ros.core import camera
-from one2any_ros.core.backends import Backend, QueryContext, SearchSettings, create_backend
+from one2any_ros.core.backends import Backend, Proposal, QueryContext, SearchSettings, create_backend
 from one2any_ros.core.errors import EstimationFailure, InputError
 from one2any_ros.core.geometry import icp_batched, subsample, transform_points
 from one2any_ros.core.reference import Reference, View, make_reference, require_reference
@@ -131,6 +132,20 @@ class _RefCache:
     sweep: np.ndarray  # (S,4,4) spins of C about its principal axes through the cloud's centre
     appearance: object | None = None  # appearance.AppearanceModel, built on first use (appearance_weight > 0)
     twins: np.ndarray | None = None  # (S,4,4) the reference's twin motions of C, built on first use (twin_top_k > 0)
+
+
+@dataclass
+class _Candidates:
+    """The refined candidates of one global search, kept in step: twins append to all fields, appearance rescores."""
+
+    T: np.ndarray  # (k,4,4) T_query_C
+    score: np.ndarray  # what decides: the verifier's score + the backend's term (+ appearance)
+    verifier_score: np.ndarray  # the verifier's alone
+    conf: np.ndarray
+    agree: np.ndarray
+    violation: np.ndarray
+    sources: list[str]
+    term: np.ndarray | None  # the backend's candidate term (None: it has none)
 
 
 class PoseEstimator:
@@ -255,42 +270,86 @@ class PoseEstimator:
         """Pose of the reference object in ``view``. ``track=True`` starts from the last good pose. ``near_depth``:
         ``verify.near_depth(view.depth)`` when the caller already has it (several objects in one frame)."""
         ref = require_reference(self.reference)
-        s, d = self.settings, ref.diameter
         tm = _Timer()
         q = self._context(view, near_depth)
-        qsel = subsample(q.points, s.verify_points, np.random.default_rng(1))
-        qtarget, qcol = q.target, q.colour[qsel]
+        qsel = subsample(q.points, self.settings.verify_points, np.random.default_rng(1))
+        qcol = q.colour[qsel]
         tm.lap("prepare")
-
         if track and self.last_T_C is not None:
-            T = self._refine(self.last_T_C[None], q, n_points=s.track_points, iterations=s.track_iterations)
-            vr = self._score(T, q, qsel, qcol, qtarget, None, None)
-            tm.lap("refine")
-            if vr.confidence[0] >= s.track_min_confidence:
-                return self._finish(T[0], vr, 0, q, "track", "track", 1, tm)
+            tracked = self._track(q, qsel, qcol, tm)
+            if tracked is not None:
+                return tracked
+        return self._global_search(ref, q, qsel, qcol, tm)
 
-        prop = self.backend.propose(ref, q, s.search, d)
+    def _track(self, q: QueryContext, qsel: np.ndarray, qcol: np.ndarray, tm: _Timer) -> PoseResult | None:
+        """The last good pose refined with few points and iterations (it starts close); None when the verifier's
+        confidence in it is too low to trust, and the global search takes over."""
+        s = self.settings
+        T = self._refine(self.last_T_C[None], q, n_points=s.track_points, iterations=s.track_iterations)
+        vr = self._score(T, q, qsel, qcol, q.target, None, None)
+        tm.lap("refine")
+        if vr.confidence[0] >= s.track_min_confidence:
+            return self._finish(T[0], vr, 0, q, "track", "track", 1, tm)
+        return None
+
+    def _global_search(self, ref: Reference, q: QueryContext, qsel: np.ndarray, qcol: np.ndarray,
+                       tm: _Timer) -> PoseResult:
+        """Pool the backend's hypotheses (and the last pose), verify them all with one scorer, refine the best few,
+        then let the backend's term, geometric twins and appearance decide among those."""
+        s = self.settings
+        prop = self.backend.propose(ref, q, s.search, ref.diameter)
         tm.lap("hypotheses")
-        for k, v in prop.timings_ms.items():
-            tm.ms[k] = v
+        tm.ms.update(prop.timings_ms)
+
+        def score(T: np.ndarray) -> VerifyResult:
+            return self._score(T, q, qsel, qcol, q.target, prop.roc_pred, prop.roc_weight)
+
+        Ts, sources, vr = self._pool(prop, score, q, tm)
+        c = self._refine_best(Ts, sources, vr, score, ref, q, tm)
+        if s.twin_top_k > 0:
+            self._add_twins(c, score, ref, q, tm)
+        app_score = self._apply_appearance(c, q, tm) if s.appearance_weight > 0 else None
+        best = int(np.argmax(c.score))
+        conf_before = c.conf
+        if s.confidence_margin > 0:
+            c.conf = self._margin_confidence(c, best)
+        if self.record_pool:
+            self.last_pool = HypothesisPool(T_camera_C=Ts, sources=sources, score=vr.score, refined_T_camera_C=c.T,
+                                            refined_score=c.verifier_score, chosen=best, refined_term=c.term,
+                                            refined_sources=c.sources, refined_appearance=app_score,
+                                            refined_confidence=conf_before)
+        final = VerifyResult(score=c.score, confidence=c.conf, agree=c.agree, violation=c.violation)
+        return self._finish(c.T[best], final, best, q, "global", c.sources[best], len(Ts), tm)
+
+    def _pool(self, prop: Proposal, score: Callable[[np.ndarray], VerifyResult], q: QueryContext,
+              tm: _Timer) -> tuple[np.ndarray, list[str], VerifyResult]:
+        """Every hypothesis, verified: the backend's, the last good pose, and the spin sweep's variants when it is on."""
+        s = self.settings
         Ts, sources = prop.T_query_C, list(prop.sources)
         if self.last_T_C is not None:
             Ts = np.concatenate([Ts, self.last_T_C[None]])
             sources.append("track")
-        vr = self._score(Ts, q, qsel, qcol, qtarget, prop.roc_pred, prop.roc_weight)
+        vr = score(Ts)
         tm.lap("verify")
         if s.sweep_top_k > 0 and len(self._cache.sweep):
             Tv = self._sweep(Ts[np.argsort(-vr.score)[: s.sweep_top_k]], q)
-            vv = self._score(Tv, q, qsel, qcol, qtarget, prop.roc_pred, prop.roc_weight)
+            vv = score(Tv)
             Ts = np.concatenate([Ts, Tv])
             sources += ["sweep"] * len(Tv)
             vr = VerifyResult(*(np.concatenate([a, b]) for a, b in zip(
                 (vr.score, vr.confidence, vr.agree, vr.violation), (vv.score, vv.confidence, vv.agree, vv.violation))))
             tm.lap("sweep")
-        top = np.argsort(-vr.score)[: s.refine_top_k]
+        return Ts, sources, vr
+
+    def _refine_best(self, Ts: np.ndarray, sources: list[str], vr: VerifyResult,
+                     score: Callable[[np.ndarray], VerifyResult], ref: Reference, q: QueryContext,
+                     tm: _Timer) -> _Candidates:
+        """The best ``refine_top_k`` hypotheses refined (a refinement is kept only if it scores better: the guard),
+        plus the backend's own term on them (the learned scorer) when it has one."""
+        top = np.argsort(-vr.score)[: self.settings.refine_top_k]
         Tr = self._refine(Ts[top], q)
-        vr_r = self._score(Tr, q, qsel, qcol, qtarget, prop.roc_pred, prop.roc_weight)
-        better = vr_r.score > vr.score[top]  # the guard: keep a refinement only if it scores better
+        vr_r = score(Tr)
+        better = vr_r.score > vr.score[top]
         cand_T = np.where(better[:, None, None], Tr, Ts[top])
         cand_score = np.where(better, vr_r.score, vr.score[top])
         cand_conf = np.where(better, vr_r.confidence, vr.confidence[top])
@@ -300,45 +359,50 @@ class PoseEstimator:
         if term is not None:
             cand_score = cand_score + term
             tm.lap("rerank")
-        cand_src = [sources[i] for i in top]
-        agree, violation = vr.agree[top], vr.violation[top]
-        Tt = self._twins(cand_T[np.argsort(-cand_score)[: s.twin_top_k]], q) if s.twin_top_k > 0 else None
-        if Tt is not None and len(Tt):
-            vt = self._score(Tt, q, qsel, qcol, qtarget, prop.roc_pred, prop.roc_weight)
-            tt = self.backend.candidate_term(ref, q, Tt, vt.score) if term is not None else None
-            cand_T = np.concatenate([cand_T, Tt])
-            verifier_score = np.concatenate([verifier_score, vt.score])
-            cand_score = np.concatenate([cand_score, vt.score + (0.0 if tt is None else tt)])
-            if term is not None:
-                term = np.concatenate([term, tt])
-            cand_conf = np.concatenate([cand_conf, vt.confidence])
-            agree, violation = np.concatenate([agree, vt.agree]), np.concatenate([violation, vt.violation])
-            cand_src += ["twin"] * len(Tt)
-            tm.lap("twins")
-        app_score = None
-        if s.appearance_weight > 0:
-            close = verifier_score >= verifier_score.max() - s.appearance_margin  # where geometry cannot tell
-            app_score = np.full(len(cand_T), np.nan)
-            app_score[close] = self._appearance(cand_T[close], q)
-            cand_score = np.where(close, cand_score + s.appearance_weight * np.nan_to_num(app_score), -np.inf)
-            tm.lap("appearance")
-        best = int(np.argmax(cand_score))
-        conf_before = cand_conf
-        if s.confidence_margin > 0:
-            from one2any_ros.core.appearance import margin_factor
+        return _Candidates(T=cand_T, score=cand_score, verifier_score=verifier_score, conf=cand_conf,
+                           agree=vr.agree[top], violation=vr.violation[top], sources=[sources[i] for i in top],
+                           term=term)
 
-            # an ambiguous winner reports a low confidence, but the factor alone never fails a pose that
-            # passed the gate (geometry is right; which twin is not sure): it bottoms out at min_confidence
-            cand_conf = cand_conf.copy()
-            f = margin_factor(cand_score, cand_T, best, margin=s.confidence_margin, min_deg=s.confidence_rival_deg)
-            cand_conf[best] = max(cand_conf[best] * f, min(cand_conf[best], s.min_confidence))
-        if self.record_pool:
-            self.last_pool = HypothesisPool(T_camera_C=Ts, sources=sources, score=vr.score, refined_T_camera_C=cand_T,
-                                            refined_score=verifier_score, chosen=best, refined_term=term,
-                                            refined_sources=cand_src, refined_appearance=app_score,
-                                            refined_confidence=conf_before)
-        final = VerifyResult(score=cand_score, confidence=cand_conf, agree=agree, violation=violation)
-        return self._finish(cand_T[best], final, best, q, "global", cand_src[best], len(Ts), tm)
+    def _add_twins(self, c: _Candidates, score: Callable[[np.ndarray], VerifyResult], ref: Reference,
+                   q: QueryContext, tm: _Timer) -> None:
+        """Geometric twins of the best ``twin_top_k`` candidates join them, scored the same way."""
+        Tt = self._twins(c.T[np.argsort(-c.score)[: self.settings.twin_top_k]], q)
+        if not len(Tt):
+            return
+        vt = score(Tt)
+        tt = self.backend.candidate_term(ref, q, Tt, vt.score) if c.term is not None else None
+        c.T = np.concatenate([c.T, Tt])
+        c.verifier_score = np.concatenate([c.verifier_score, vt.score])
+        c.score = np.concatenate([c.score, vt.score + (0.0 if tt is None else tt)])
+        if c.term is not None:
+            c.term = np.concatenate([c.term, tt])
+        c.conf = np.concatenate([c.conf, vt.confidence])
+        c.agree, c.violation = np.concatenate([c.agree, vt.agree]), np.concatenate([c.violation, vt.violation])
+        c.sources = c.sources + ["twin"] * len(Tt)
+        tm.lap("twins")
+
+    def _apply_appearance(self, c: _Candidates, q: QueryContext, tm: _Timer) -> np.ndarray:
+        """Texture decides among the candidates geometry cannot tell apart (within ``appearance_margin`` of the
+        best verifier score); the others drop out. Returns each candidate's appearance score (NaN: not compared)."""
+        s = self.settings
+        close = c.verifier_score >= c.verifier_score.max() - s.appearance_margin
+        app_score = np.full(len(c.T), np.nan)
+        app_score[close] = self._appearance(c.T[close], q)
+        c.score = np.where(close, c.score + s.appearance_weight * np.nan_to_num(app_score), -np.inf)
+        tm.lap("appearance")
+        return app_score
+
+    def _margin_confidence(self, c: _Candidates, best: int) -> np.ndarray:
+        """The candidates' confidences with the winner's lowered when a rival pose scores close to it. An ambiguous
+        winner reports a low confidence, but the factor alone never fails a pose that passed the gate (geometry is
+        right; which twin is not sure): it bottoms out at min_confidence."""
+        from one2any_ros.core.appearance import margin_factor
+
+        s = self.settings
+        conf = c.conf.copy()
+        f = margin_factor(c.score, c.T, best, margin=s.confidence_margin, min_deg=s.confidence_rival_deg)
+        conf[best] = max(conf[best] * f, min(conf[best], s.min_confidence))
+        return conf
 
     def _finish(self, T_C: np.ndarray, vr: VerifyResult, i: int, q: QueryContext, mode: str, source: str,
                 n_hyp: int, tm: _Timer) -> PoseResult:
