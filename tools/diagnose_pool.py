@@ -52,7 +52,7 @@ def _estimator(a) -> PoseEstimator:
 def roc_accuracy(est: PoseEstimator, view, T_gt: np.ndarray, diameter: float) -> dict[str, float]:
     """Fraction of the query's object pixels whose predicted ROC (roll 0) is within the verifier's ROC band of the
     true ROC (the pixel's point mapped into C by the ground truth): over all of them, over the most confident, and
-    over those the reference camera also saw (co-visible as in training, ``data.pairs.covisible``; ``covisible``
+    over those the reference camera also saw (co-visible as in training, ``training.pairs.covisible``; ``covisible``
     is their share: the ceiling of a network that matches reference pixels). ``diameter``: the object's, m."""
     from one2any_ros.training.pairs import covisible
     from one2any_ros.core.model.inputs import output_at_pixels

@@ -1,6 +1,6 @@
 """Training loop for the One2Any network: ``train(config_path, resume=..., device=..., out_dir=...)``.
 
-- Data: ``data.pairs.PairDataset`` (DataLoader worker processes render pairs of TRAINING objects);
+- Data: ``training.pairs.PairDataset`` (DataLoader worker processes render pairs of TRAINING objects);
   validation on a fixed set of pairs of VALIDATION objects (ROC error, loss, and pose accuracy through the
   same RANSAC + weighted Umeyama the backend uses, per rotation bin).
 - Output directory (``out_dir``, default ``runs/<config stem>``): ``checkpoint.{safetensors,json}`` (the
@@ -14,7 +14,7 @@
 Loss: SmoothL1 on the masked ROC, the minimum over the object's symmetric variants (final output, plus
 ``match_weight`` x the matching-only output), plus ``conf_weight`` x a Laplace NLL of the per-pixel error
 (error detached: the confidence learns to predict the error without pulling the ROC). ``noncovisible_weight``
-< 1 weighs down the ROC terms on query pixels the reference camera never saw (``data.pairs.covisible``): the
+< 1 weighs down the ROC terms on query pixels the reference camera never saw (``training.pairs.covisible``): the
 matching head can only carry a reference pixel's ROC, so there the target is out of its reach and the gradient
 mostly noise (at 90-120 deg ~60 % of the pixels); the confidence still learns on every pixel that they are
 unreliable. ``match_ce_weight`` > 0 adds a cross-entropy on the matching head's logits (``match_cross_entropy``):
