@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,20 +74,67 @@ def render_dataset(
     ``objects``: "train" | "val" | "test" (ids drawn deterministically from ``seed``) or a list of object
     ids (one scene each; ``scenes`` is then ignored). ``include_real``: with "test", the pybullet_data
     assets come first. ``family``: only objects of that family (``objects.FAMILIES``, e.g. "texture_only":
-    symmetric shapes whose faces carry different textures). ``occluder_prob``: chance that a query frame gets 1-2 occluding boxes.
+    symmetric shapes whose faces carry different textures). ``occluder_prob``: chance that a query frame gets
+    1-2 occluding boxes.
     Returns the dataset root."""
     out = Path(out_dir)
     K = DEFAULT_K if K is None else np.asarray(K, np.float64)
-    if isinstance(objects, str):
-        ids = split_ids(objects, scenes, seed=seed, include_real=include_real, family=family)
-    else:
-        ids = [int(i) for i in objects]
+    ids = _object_ids(objects, scenes, seed=seed, include_real=include_real, family=family)
     objs = [make_object(i) for i in ids]
     bop.write_models(out, objs, obj_ids=list(range(1, len(objs) + 1)))
     bop.write_camera_json(out, K, width, height, depth_scale)
-    meta = {
+    meta = _dataset_meta(
+        objects if isinstance(objects, str) else ids, ids, family=family, frames=frames,
+        max_rotation_deg=max_rotation_deg, seed=seed, width=width, height=height, K=K,
+        distance_range=distance_range, occluder_prob=occluder_prob, split=split,
+    )
+    targets: list[dict] = []
+    bar = _progress_bar(len(objs) * frames) if progress else None
+    with Renderer(seed=seed) as r:
+        for k, obj in enumerate(objs):
+            scene_id = k + 1
+            scene_targets, rot_meta = _render_scene(
+                r, out, scene_id, obj, K, width, height, frames=frames, max_rotation_deg=max_rotation_deg,
+                seed=seed, distance_range=distance_range, occluder_prob=occluder_prob, split=split,
+                rgb_ext=rgb_ext, depth_scale=depth_scale, bar=bar,
+            )
+            targets.extend(scene_targets)
+            meta["scenes"][str(scene_id)] = {"one2any_id": obj.obj_id, "name": obj.name, "rotation_deg": rot_meta}
+    if bar is not None:
+        bar.close()
+    (out / "test_targets_bop19.json").write_text(json.dumps(targets))
+    (out / "one2any_render.json").write_text(json.dumps(meta, indent=1))
+    return out
+
+
+def _object_ids(
+    objects: str | list[int], scenes: int, *, seed: int, include_real: bool, family: str | None
+) -> list[int]:
+    """The one2any ids of the dataset's objects: drawn from a split by ``seed``, or the given list."""
+    if isinstance(objects, str):
+        return split_ids(objects, scenes, seed=seed, include_real=include_real, family=family)
+    return [int(i) for i in objects]
+
+
+def _dataset_meta(
+    objects: str | list[int],
+    ids: list[int],
+    *,
+    family: str | None,
+    frames: int,
+    max_rotation_deg: float,
+    seed: int,
+    width: int,
+    height: int,
+    K: np.ndarray,
+    distance_range: tuple[float, float],
+    occluder_prob: float,
+    split: str,
+) -> dict:
+    """The one2any_render.json record of the arguments, so a dataset says how it was made (scenes filled later)."""
+    return {
         "generator": "one2any_ros.data.generate.render_dataset",
-        "objects": objects if isinstance(objects, str) else ids,
+        "objects": objects,
         "family": family,
         "object_ids": ids,
         "frames": frames,
@@ -100,70 +148,72 @@ def render_dataset(
         "split": split,
         "scenes": {},
     }
-    targets = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
 
-        bar = tqdm(total=len(objs) * frames, desc="render", unit="img")
-    with Renderer(seed=seed) as r:
-        for k, obj in enumerate(objs):
-            scene_id = k + 1
-            rng = np.random.default_rng([seed, scene_id, 0x5CE])
-            angles = rotation_schedule(frames, max_rotation_deg, rng)
-            with bop.BopSceneWriter(
-                out, scene_id, split=split, rgb_ext=rgb_ext, depth_scale=depth_scale
-            ) as w:
-                R0 = None
-                rot_meta = []
-                for im_id, ang in enumerate(angles):
-                    view, T = _render_frame(
-                        r,
-                        obj,
-                        K,
-                        width,
-                        height,
-                        rng,
-                        R0=R0,
-                        angle_deg=float(ang),
-                        distance_range=distance_range,
-                        occluders=0
-                        if im_id == 0 or rng.random() >= occluder_prob
-                        else int(rng.integers(1, 3)),
-                        min_visib=MIN_REFERENCE_VISIB if im_id == 0 else 0.1,
-                    )
-                    if R0 is None:
-                        R0 = T[:3, :3].copy()
-                    w.add(
-                        im_id,
-                        view["rgb"],
-                        view["depth"],
-                        K,
-                        [
-                            {
-                                "obj_id": scene_id,
-                                "T_cam_obj": T,
-                                "mask_visib": view["mask"],
-                                "mask": view["mask_full"],
-                            }
-                        ],
-                    )
-                    rot_meta.append(round(float(np.degrees(rotation_angle(R0, T[:3, :3]))), 4))
-                    targets.append(
-                        {"im_id": im_id, "inst_count": 1, "obj_id": scene_id, "scene_id": scene_id}
-                    )
-                    if bar is not None:
-                        bar.update(1)
-            meta["scenes"][str(scene_id)] = {
-                "one2any_id": obj.obj_id,
-                "name": obj.name,
-                "rotation_deg": rot_meta,
-            }
-    if bar is not None:
-        bar.close()
-    (out / "test_targets_bop19.json").write_text(json.dumps(targets))
-    (out / "one2any_render.json").write_text(json.dumps(meta, indent=1))
-    return out
+
+def _progress_bar(total: int) -> Any:
+    """A tqdm bar over all images (tqdm imported only when a bar is asked for)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="render", unit="img")
+
+
+def _render_scene(
+    r: Renderer,
+    out: Path,
+    scene_id: int,
+    obj: ObjectSpec,
+    K: np.ndarray,
+    width: int,
+    height: int,
+    *,
+    frames: int,
+    max_rotation_deg: float,
+    seed: int,
+    distance_range: tuple[float, float],
+    occluder_prob: float,
+    split: str,
+    rgb_ext: str,
+    depth_scale: float,
+    bar: Any,
+) -> tuple[list[dict], list[float]]:
+    """Render and write one scene (frame 0 the reference, the rest on the rotation schedule from it).
+    Returns its test targets and each frame's rotation difference to frame 0 (deg)."""
+    rng = np.random.default_rng([seed, scene_id, 0x5CE])
+    angles = rotation_schedule(frames, max_rotation_deg, rng)
+    targets = []
+    rot_meta = []
+    R0 = None
+    with bop.BopSceneWriter(out, scene_id, split=split, rgb_ext=rgb_ext, depth_scale=depth_scale) as w:
+        for im_id, ang in enumerate(angles):
+            view, T = _render_frame(
+                r,
+                obj,
+                K,
+                width,
+                height,
+                rng,
+                R0=R0,
+                angle_deg=float(ang),
+                distance_range=distance_range,
+                occluders=_occluder_count(im_id, occluder_prob, rng),
+                min_visib=MIN_REFERENCE_VISIB if im_id == 0 else 0.1,
+            )
+            if R0 is None:
+                R0 = T[:3, :3].copy()
+            gt = {"obj_id": scene_id, "T_cam_obj": T, "mask_visib": view["mask"], "mask": view["mask_full"]}
+            w.add(im_id, view["rgb"], view["depth"], K, [gt])
+            rot_meta.append(round(float(np.degrees(rotation_angle(R0, T[:3, :3]))), 4))
+            targets.append({"im_id": im_id, "inst_count": 1, "obj_id": scene_id, "scene_id": scene_id})
+            if bar is not None:
+                bar.update(1)
+    return targets, rot_meta
+
+
+def _occluder_count(im_id: int, occluder_prob: float, rng: np.random.Generator) -> int:
+    """Occluding boxes for a frame: none for the reference, else 1-2 with ``occluder_prob`` (draws as before)."""
+    if im_id == 0 or rng.random() >= occluder_prob:
+        return 0
+    return int(rng.integers(1, 3))
 
 
 def _render_frame(

@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from one2any_ros.data import bop
+
+if TYPE_CHECKING:
+    from one2any_ros.data.objects import ObjectSpec
+    from one2any_ros.data.render import BackgroundSpec, Renderer
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 SAMPLE_SCENE_ID = 1
@@ -60,20 +65,35 @@ def make_sample(
 ) -> Path:
     """Write the sample dataset to ``out_dir`` (deterministic). Returns the root."""
     from one2any_ros.data.objects import make_object
-    from one2any_ros.data.render import (
-        DEFAULT_HEIGHT,
-        DEFAULT_K,
-        DEFAULT_WIDTH,
-        BackgroundSpec,
-        Renderer,
-        axis_angle_to_matrix,
-    )
+    from one2any_ros.data.render import DEFAULT_HEIGHT, DEFAULT_K, DEFAULT_WIDTH, Renderer
 
     out = Path(out_dir)
     obj = make_object(sample_object_id(), symmetric=False)
     bop.write_models(out, [obj], obj_ids=[SAMPLE_OBJ_ID])
     depth_scale = 1.0
     bop.write_camera_json(out, DEFAULT_K, DEFAULT_WIDTH, DEFAULT_HEIGHT, depth_scale)
+    _write_readme(out, obj, frames, max_rotation_deg)
+    T_cam_world = _camera_pose(obj)
+    zmin = float(obj.vertices[:, 2].min())
+    light = _sample_light(T_cam_world)
+    rng = np.random.default_rng([seed, 0x5A3])
+    with Renderer(seed=seed) as r:
+        bg = _table_background(r, T_cam_world)
+        with bop.BopSceneWriter(
+            out, SAMPLE_SCENE_ID, rgb_ext=".jpg", jpg_quality=90, depth_scale=depth_scale, png_compression=9
+        ) as w:
+            for k in range(frames):
+                T = _turntable_pose(T_cam_world, zmin, k, frames, max_rotation_deg)
+                view = r.render(
+                    obj, T, DEFAULT_K, DEFAULT_WIDTH, DEFAULT_HEIGHT, background=bg, light=light, rng=rng
+                )
+                gt = {"obj_id": SAMPLE_OBJ_ID, "T_cam_obj": T, "mask_visib": view["mask"], "mask": view["mask_full"]}
+                w.add(k, view["rgb"], view["depth"], DEFAULT_K, [gt])
+    return out
+
+
+def _write_readme(out: Path, obj: ObjectSpec, frames: int, max_rotation_deg: float) -> None:
+    """The sample's README.md: what the dataset shows and how to regenerate and load it."""
     (out / "README.md").write_text(
         "# one2any sample (BOP format)\n\n"
         f"One scene (test/000001), {frames} frames, 640x480: the unseen test-split procedural object "
@@ -85,17 +105,22 @@ def make_sample(
         "Regenerate (deterministic): `python -m one2any_ros.data.sample [OUT_DIR]`; load with "
         "`one2any_ros.data.sample.load_sample_sequence()`.\n"
     )
-    # world: table z = 0, object resting at the origin; camera 0.6 m away, 35° above the table
+
+
+def _camera_pose(obj: ObjectSpec) -> np.ndarray:
+    """T_cam_world of the still camera. World: table z = 0, the object resting at the origin; the camera
+    0.5 m from the object's mid-height, 35° above the table."""
     zmin = float(obj.vertices[:, 2].min())
     zmax = float(obj.vertices[:, 2].max())
     elev, dist = np.radians(35.0), 0.5
     target = np.array([0.0, 0.0, 0.5 * (zmax - zmin)])
     T_world_cam = _look_at(target + dist * np.array([0.0, -np.cos(elev), np.sin(elev)]), target)
-    T_cam_world = np.linalg.inv(T_world_cam)
-    yaw0 = np.radians(-50.0)  # the handle/side parts half turned towards the camera
-    n_cam = T_cam_world[:3, :3] @ np.array([0.0, 0.0, 1.0])
-    o_cam = T_cam_world[:3, 3].copy()
-    light = {
+    return np.linalg.inv(T_world_cam)
+
+
+def _sample_light(T_cam_world: np.ndarray) -> dict:
+    """A soft light fixed in the world (given in the camera frame), no shadows: the same on every frame."""
+    return {
         "direction": T_cam_world[:3, :3] @ np.array([0.4, -0.5, 1.0]) / np.linalg.norm([0.4, -0.5, 1.0]),
         "color": [1.0, 0.97, 0.92],
         "ambient": 0.55,
@@ -103,50 +128,43 @@ def make_sample(
         "specular": 0.15,
         "shadow": False,
     }
-    rng = np.random.default_rng([seed, 0x5A3])
-    with Renderer(seed=seed) as r:
-        bg = BackgroundSpec(
-            normal=n_cam,
-            offset=float(n_cam @ o_cam),
-            center=o_cam,
-            texture=3,
-            texture_size_m=1.2,
-            tint=(0.95, 0.9, 0.85),
-            far_color=(90, 95, 105),
-        )
-        for idx, (x, y) in ((1, (0.2, 0.2)), (2, (-0.22, 0.16))):  # a static box and ball on the table
-            he = r._distractors[idx][1]
-            Tw = np.eye(4)
-            Tw[:3, :3] = axis_angle_to_matrix([0, 0, 1], 0.4 + idx)
-            Tw[:3, 3] = [x, y, he[2]]
-            bg.distractors.append((idx, T_cam_world @ Tw, 5 + idx))
-        with bop.BopSceneWriter(
-            out, SAMPLE_SCENE_ID, rgb_ext=".jpg", jpg_quality=90, depth_scale=depth_scale, png_compression=9
-        ) as w:
-            for k in range(frames):
-                yaw = yaw0 + np.radians(max_rotation_deg) * k / max(frames - 1, 1)
-                T_world_obj = np.eye(4)
-                T_world_obj[:3, :3] = axis_angle_to_matrix([0, 0, 1], yaw)
-                T_world_obj[:3, 3] = [0.0, 0.0, -zmin]
-                T = T_cam_world @ T_world_obj
-                view = r.render(
-                    obj, T, DEFAULT_K, DEFAULT_WIDTH, DEFAULT_HEIGHT, background=bg, light=light, rng=rng
-                )
-                w.add(
-                    k,
-                    view["rgb"],
-                    view["depth"],
-                    DEFAULT_K,
-                    [
-                        {
-                            "obj_id": SAMPLE_OBJ_ID,
-                            "T_cam_obj": T,
-                            "mask_visib": view["mask"],
-                            "mask": view["mask_full"],
-                        }
-                    ],
-                )
-    return out
+
+
+def _table_background(r: Renderer, T_cam_world: np.ndarray) -> BackgroundSpec:
+    """The textured table plane (z = 0) with a static box and ball on it, in the camera frame."""
+    from one2any_ros.data.render import BackgroundSpec, axis_angle_to_matrix
+
+    n_cam = T_cam_world[:3, :3] @ np.array([0.0, 0.0, 1.0])
+    o_cam = T_cam_world[:3, 3].copy()
+    bg = BackgroundSpec(
+        normal=n_cam,
+        offset=float(n_cam @ o_cam),
+        center=o_cam,
+        texture=3,
+        texture_size_m=1.2,
+        tint=(0.95, 0.9, 0.85),
+        far_color=(90, 95, 105),
+    )
+    for idx, (x, y) in ((1, (0.2, 0.2)), (2, (-0.22, 0.16))):  # a static box and ball on the table
+        he = r._distractors[idx][1]
+        Tw = np.eye(4)
+        Tw[:3, :3] = axis_angle_to_matrix([0, 0, 1], 0.4 + idx)
+        Tw[:3, 3] = [x, y, he[2]]
+        bg.distractors.append((idx, T_cam_world @ Tw, 5 + idx))
+    return bg
+
+
+def _turntable_pose(T_cam_world: np.ndarray, zmin: float, k: int, frames: int, max_rotation_deg: float) -> np.ndarray:
+    """T_cam_obj of frame ``k``: the object on the table turned about its normal, 0..max_rotation_deg in equal
+    steps from a start yaw of -50° (the handle/side parts half turned towards the camera)."""
+    from one2any_ros.data.render import axis_angle_to_matrix
+
+    yaw0 = np.radians(-50.0)
+    yaw = yaw0 + np.radians(max_rotation_deg) * k / max(frames - 1, 1)
+    T_world_obj = np.eye(4)
+    T_world_obj[:3, :3] = axis_angle_to_matrix([0, 0, 1], yaw)
+    T_world_obj[:3, 3] = [0.0, 0.0, -zmin]
+    return T_cam_world @ T_world_obj
 
 
 def load_sample_sequence(root: str | Path = SAMPLE_DIR) -> dict:
