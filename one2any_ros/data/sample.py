@@ -190,5 +190,16 @@ def load_sample_sequence(root: str | Path = SAMPLE_DIR) -> dict:
     }
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m one2any_ros.data.sample [OUT]``: regenerate the bundled sample (a maintainer's tool)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m one2any_ros.data.sample",
+                                description="Regenerate the bundled sample (BOP format, one object never trained on).")
+    p.add_argument("out", nargs="?", type=Path, default=SAMPLE_DIR, help=f"output folder (default: {SAMPLE_DIR})")
+    print(make_sample(p.parse_args(argv).out))
+    return 0
+
+
 if __name__ == "__main__":  # pragma: no cover
-    print(make_sample(sys.argv[1] if len(sys.argv) > 1 else SAMPLE_DIR))
+    sys.exit(main())
