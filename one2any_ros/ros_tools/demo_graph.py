@@ -514,7 +514,10 @@ def _tag(img: np.ndarray, text: str, anchor: tuple[int, int], colour: tuple[int,
     box[:] = (0.3 * box).astype(np.uint8)
     cv2.putText(img, text, (x + 4, y + 3 + th), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
 
-if __name__ == "__main__":  # pragma: no cover
+
+if __name__ == "__main__":  # pragma: no cover; python -m one2any_ros.ros_tools.demo_graph: the CLI's `one2any demo`
     import sys
 
-    sys.exit(run_ros_demo(*(sys.argv[1:2] or ["auto"])))
+    from one2any_ros.apps.cli import main
+
+    sys.exit(main(["demo", *sys.argv[1:]]))
