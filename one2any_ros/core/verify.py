@@ -66,7 +66,7 @@ class VerifyResult:
 def near_depth(depth: np.ndarray, *, window: int = 5) -> np.ndarray:
     """(H,W) nearest valid depth in a ``window`` x ``window`` neighbourhood (0 = none): the free-space test's
     view of a frame. It depends on the depth alone, so several objects in one frame share it."""
-    far = np.where(depth > 0, depth, np.float32(np.inf)).astype(np.float32)
+    far = np.where(depth > 0, depth, np.float32(np.inf)).astype(np.float32, copy=False)
     near = cv2.erode(far, np.ones((window, window), np.uint8))
     near[~np.isfinite(near)] = 0.0
     return near
