@@ -77,9 +77,11 @@ def test_python_m_entry_points_are_the_cli_subcommands(tmp_path):
     """``python -m one2any_ros.training.train`` / ``.promote`` (tools/gpu_train_chunk.sh, README) parse with the CLI's
     subcommand, not a parser of their own; ``python -m one2any_ros`` is the CLI."""
     for module, usage in (("one2any_ros.training.train", "usage: one2any train"), ("one2any_ros.training.promote", "usage: one2any promote"),
-                          ("one2any_ros", "usage: one2any")):
+                          ("one2any_ros.ros_tools.demo_graph", "usage: one2any demo"), ("one2any_ros", "usage: one2any"),
+                          ("one2any_ros.data.sample", "usage: python -m one2any_ros.data.sample")):
         r = _module(module, "--help", cwd=tmp_path)
         assert r.returncode == 0 and r.stdout.startswith(usage), (module, r.stdout[:200], r.stderr[-500:])
+    assert not any(tmp_path.iterdir()), "a --help wrote files"  # it once regenerated the sample into ./--help
     r = _module("one2any_ros.training.train", "--config", str(tmp_path / "missing.yaml"), cwd=tmp_path)
     assert r.returncode == 2 and "one2any train: error (config_missing)" in r.stderr
 
