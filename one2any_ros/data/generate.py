@@ -83,11 +83,22 @@ def render_dataset(
     objs = [make_object(i) for i in ids]
     bop.write_models(out, objs, obj_ids=list(range(1, len(objs) + 1)))
     bop.write_camera_json(out, K, width, height, depth_scale)
-    meta = _dataset_meta(
-        objects if isinstance(objects, str) else ids, ids, family=family, frames=frames,
-        max_rotation_deg=max_rotation_deg, seed=seed, width=width, height=height, K=K,
-        distance_range=distance_range, occluder_prob=occluder_prob, split=split,
-    )
+    meta = {
+        "generator": "one2any_ros.data.generate.render_dataset",
+        "objects": objects if isinstance(objects, str) else ids,
+        "family": family,
+        "object_ids": ids,
+        "frames": frames,
+        "max_rotation_deg": max_rotation_deg,
+        "seed": seed,
+        "width": width,
+        "height": height,
+        "K": K.tolist(),
+        "distance_range": list(distance_range),
+        "occluder_prob": occluder_prob,
+        "split": split,
+        "scenes": {},
+    }
     targets: list[dict] = []
     bar = _progress_bar(len(objs) * frames) if progress else None
     with Renderer(seed=seed) as r:
@@ -114,40 +125,6 @@ def _object_ids(
     if isinstance(objects, str):
         return split_ids(objects, scenes, seed=seed, include_real=include_real, family=family)
     return [int(i) for i in objects]
-
-
-def _dataset_meta(
-    objects: str | list[int],
-    ids: list[int],
-    *,
-    family: str | None,
-    frames: int,
-    max_rotation_deg: float,
-    seed: int,
-    width: int,
-    height: int,
-    K: np.ndarray,
-    distance_range: tuple[float, float],
-    occluder_prob: float,
-    split: str,
-) -> dict:
-    """The one2any_render.json record of the arguments, so a dataset says how it was made (scenes filled later)."""
-    return {
-        "generator": "one2any_ros.data.generate.render_dataset",
-        "objects": objects,
-        "family": family,
-        "object_ids": ids,
-        "frames": frames,
-        "max_rotation_deg": max_rotation_deg,
-        "seed": seed,
-        "width": width,
-        "height": height,
-        "K": K.tolist(),
-        "distance_range": list(distance_range),
-        "occluder_prob": occluder_prob,
-        "split": split,
-        "scenes": {},
-    }
 
 
 def _progress_bar(total: int) -> Any:
