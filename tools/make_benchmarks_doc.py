@@ -259,14 +259,6 @@ and the verifier add.
 """
 
 
-def _shown(path: str) -> str:
-    """A recorded file path as the repo names it now: the bundled weights moved from one2any_ros/model/ to
-    one2any_ros/core/model/ with the layer folders; measurements recorded before then keep the old path."""
-    rel = os.path.relpath(path, ROOT)
-    old = "one2any_ros/model/"
-    return "one2any_ros/core/model/" + rel[len(old):] if rel.startswith(old) else rel
-
-
 def one2any_note(reports: dict[str, dict]) -> str:
     if "one2any" in reports:
         m = reports["one2any"].get("model") or {}
@@ -279,12 +271,12 @@ def one2any_note(reports: dict[str, dict]) -> str:
         rolls_txt = (f"The query crop went through the network in {rolls} rolls (quarter turns in the image plane, "
                      "each roll's RANSAC hypotheses pooled). ") if rolls > 1 else ""
         if m.get("scorer"):
-            rolls_txt += (f"Its learned hypothesis scorer (`{_shown(m['scorer'])}`) added "
+            rolls_txt += (f"Its learned hypothesis scorer (`{os.path.relpath(m['scorer'], ROOT)}`) added "
                           f"{m.get('scorer_weight')} x its logit to the verifier score of the refined candidates. ")
-        if ck and _shown(ck) == "one2any_ros/core/model/default.safetensors":
+        if ck.endswith("one2any_ros/core/model/default.safetensors"):
             return (f"`one2any` used the bundled checkpoint (`one2any_ros/core/model/default.json`: {trained}), {roc} the "
                     f"ROC term in the verifier. {rolls_txt}")
-        return (f"`one2any` used the checkpoint `{_shown(ck) if ck else '?'}` ({trained}), {roc} the ROC "
+        return (f"`one2any` used the checkpoint `{os.path.relpath(ck, ROOT) if ck else '?'}` ({trained}), {roc} the ROC "
                 f"term in the verifier. {rolls_txt}It is NOT bundled: a run still in training, measured to show where it stands; "
                 "`auto` falls back to `classic`.\n")
     return ("The learned backend (`one2any`) has no bundled checkpoint: `auto` falls back to `classic` and says so\n"
@@ -305,7 +297,7 @@ def stages_section(b: dict) -> str:
     rows.append(["**fps** (1 / median total)", f(b["global"]["fps"], 1), "", f(b["tracking"]["fps"], 1), ""])
     m = b.get("model") or {}
     ck = m.get("checkpoint")
-    model = "" if not ck else (f" with the checkpoint `{_shown(ck)}` (network on {m.get('device', '?')}; "
+    model = "" if not ck else (f" with the checkpoint `{os.path.relpath(ck, ROOT)}` (network on {m.get('device', '?')}; "
                                "*network*, *ransac* and *grid* are the parts of *hypotheses*)")
     return f"""## Latency per stage on CPU (library, no ROS): `{b['backend']}`
 
