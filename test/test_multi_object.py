@@ -51,20 +51,71 @@ def test_a_missing_label_costs_only_its_object(two_objects):
     assert _add(res["a"].T_camera_object, poses["a"][1], objs[0]) < 0.1 * objs[0].diameter
 
 
-def test_objects_side_by_side_give_what_they_give_in_turn(two_objects):
-    """Threads only change when each object is estimated, never its result."""
+def _set_both(m, f0, poses):
+    m.set_reference("a", f0, mask_label=1, T_cam_obj=poses["a"][0])
+    m.set_reference("b", f0, mask_label=2, T_cam_obj=poses["b"][0])
+
+
+def test_objects_in_a_helper_process_give_what_they_give_here(two_objects):
+    """A helper process only changes where an object is estimated, never its result: a global search, tracking, a
+    frame of another size (a new shared frame file) and a missing label, each the same as in this process."""
     _, poses, frames, K = two_objects
     f0, f1 = (decode_frame(*f, K) for f in frames)
+    rgb, depth, labels = frames[1]
+    taller = decode_frame(*(np.concatenate([a, np.zeros((16,) + a.shape[1:], a.dtype)]) for a in (rgb, depth, labels)), K)
+    only_a = decode_frame(rgb, depth, np.where(labels == 1, labels, 0).astype(np.uint16), K)
     out = []
-    for workers in (1, 2):
-        m = MultiObjectEstimator("classic", workers=workers)
-        m.set_reference("a", f0, mask_label=1, T_cam_obj=poses["a"][0])
-        m.set_reference("b", f0, mask_label=2, T_cam_obj=poses["b"][0])
-        out.append(m.estimate_all(f1, track=False))
+    for processes in (0, 1):
+        m = MultiObjectEstimator("classic", processes=processes)
+        _set_both(m, f0, poses)
+        assert len(m.helper_pids()) == processes  # "b" went to the helper, when there is one
+        out.append([m.estimate_all(f1, track=False), m.estimate_all(f1), m.estimate_all(taller), m.estimate_all(only_a)])
         m.close()
-    assert list(out[0]) == list(out[1]) == ["a", "b"]
-    for key in "ab":
-        np.testing.assert_allclose(out[1][key].T_camera_object, out[0][key].T_camera_object, atol=1e-9)
+    for here, there in zip(*out):
+        assert list(here) == list(there) == ["a", "b"]
+        for key in "ab":
+            if isinstance(here[key], Exception):
+                assert type(there[key]) is type(here[key]) and there[key].reason == here[key].reason
+            else:
+                assert there[key].mode == here[key].mode
+                np.testing.assert_allclose(there[key].T_camera_object, here[key].T_camera_object, atol=1e-9)
+    assert out[1][3]["b"].reason == "empty_mask"
+
+
+def test_a_helper_that_dies_is_started_again_with_its_objects(two_objects):
+    import os
+    import signal
+
+    from one2any_ros.core.object_processes import HelperStopped
+
+    objs, poses, frames, K = two_objects
+    f0, f1 = (decode_frame(*f, K) for f in frames)
+    m = MultiObjectEstimator("classic", processes=1)
+    try:
+        _set_both(m, f0, poses)
+        assert {k: r.mode for k, r in m.estimate_all(f1).items()} == {"a": "global", "b": "global"}
+        (pid,) = m.helper_pids()
+        os.kill(pid, signal.SIGKILL)
+        res = m.estimate_all(f1)
+        assert res["a"].mode == "track"  # this process's object is untouched
+        assert isinstance(res["b"], HelperStopped) and res["b"].reason == "internal_error", res["b"]
+        assert m.helper_pids() != [pid] and m.object_ids == ["a", "b"]
+        res = m.estimate_all(f1)  # the new helper has "b" again; its tracking restarted
+        assert res["b"].mode == "global" and _add(res["b"].T_camera_object, poses["b"][1], objs[1]) < 0.1 * objs[1].diameter
+        m.remove("b")
+        assert list(m.estimate_all(f1)) == ["a"]
+    finally:
+        m.close()
+    assert m.helper_pids() == []
+
+
+def test_a_backend_without_a_recipe_keeps_every_object_here(two_objects):
+    from one2any_ros.core.backends.classic import ClassicBackend
+
+    _, poses, frames, K = two_objects
+    m = MultiObjectEstimator(ClassicBackend(), processes=1)  # made directly: no recipe for another process
+    _set_both(m, decode_frame(*frames[0], K), poses)
+    assert m.helper_pids() == [] and {m.get(k).shard for k in "ab"} == {0}
 
 
 def test_sharing_the_frame_changes_nothing(two_objects):

@@ -163,11 +163,8 @@ class PoseEstimator:
     def set_reference(self, view_or_ref: View | Reference) -> Reference:
         """Encode a reference view (or adopt a loaded Reference, re-encoding only if its cached embedding
         is from another backend). Resets tracking."""
-        ref = view_or_ref if isinstance(view_or_ref, Reference) else make_reference(view_or_ref)
-        if ref.embedding_backend != self.backend.name:
-            ref.embedding = {}
-            self.backend.encode_reference(ref)
-            ref.embedding_backend = self.backend.name
+        ref = ensure_embedding(view_or_ref if isinstance(view_or_ref, Reference) else make_reference(view_or_ref),
+                               self.backend)
         rng = np.random.default_rng(0)
         vp = ref.points_C[subsample(ref.points_C, self.settings.verify_points, rng)]
         T = ref.T_refcam_C
@@ -424,6 +421,16 @@ class PoseEstimator:
         return PoseResult(T_camera_object=T_C @ ref.T_C_O, T_camera_C=T_C, confidence=conf, inliers=inliers,
                           residual_m=residual, score=float(vr.score[i]), backend=self.backend.name, mode=mode,
                           source=source, num_hypotheses=n_hyp, timings_ms=dict(tm.ms))
+
+
+def ensure_embedding(ref: Reference, backend: Backend) -> Reference:
+    """``ref`` with ``backend``'s embedding: encoded now unless it holds one from that backend already (a loaded
+    reference, or one encoded in another process of the same node)."""
+    if ref.embedding_backend != backend.name:
+        ref.embedding = {}
+        backend.encode_reference(ref)
+        ref.embedding_backend = backend.name
+    return ref
 
 
 def _spin_sweep(points_C: np.ndarray, n_angles: int) -> np.ndarray:

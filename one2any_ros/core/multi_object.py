@@ -12,16 +12,16 @@ each tracked from its own last pose, all estimated on one decoded frame.
 What the objects share per frame: the decoded rgb and depth, the label image, the free-space depth
 (``verify.near_depth``) and the backend. What stays per object: its pixels, and what depends on them (its
 back-projected points, colour features normalised over its own pixels, the network's crop); that is most of
-the work (tracking one object at 640x480: ~4 ms shared, ~24 ms its own), so the objects of a frame run on up to
-``workers`` threads (numpy, SciPy's KD-trees and torch release the GIL in their loops): on 2 cores, 2 objects
-cost ~1.5x one object's frame and 4 objects ~2.9x (docs/benchmarks.md, Several objects).
+the work (tracking one object at 640x480: ~1 ms shared, ~9.5 ms its own, mostly numpy under the GIL), so the
+objects of a frame are spread over this process and ``processes`` helper processes (core/object_processes.py; one
+per extra core by default) that estimate theirs on the same frame at the same time (docs/benchmarks.md, Several
+objects).
 No ROS here; the node (ros/node.py) is a thin layer over it.
 """
 from __future__ import annotations
 
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +29,8 @@ import numpy as np
 from one2any_ros.core import camera
 from one2any_ros.core.backends import Backend, create_backend
 from one2any_ros.core.errors import InputError, One2AnyError
-from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator, PoseResult
+from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator, PoseResult, ensure_embedding
+from one2any_ros.core.object_processes import HelperStopped, ObjectProcess, SharedFrame
 from one2any_ros.core.reference import Reference, View, decode_images, make_reference, view_from_decoded
 from one2any_ros.core.verify import near_depth
 
@@ -111,13 +112,19 @@ def decode_frame(rgb: np.ndarray | None, depth: np.ndarray, labels: np.ndarray, 
 
 @dataclass
 class TrackedObject:
+    """One object: its reference and where it is estimated (``shard`` 0: in this process, by ``estimator``; k >= 1:
+    in helper process k, which holds its estimator)."""
+
     object_id: str
     mask_label: int
-    estimator: PoseEstimator
+    reference: Reference
+    shard: int = 0
+    estimator: PoseEstimator | None = None
 
-    @property
-    def reference(self) -> Reference:
-        return self.estimator.reference  # type: ignore[return-value]
+
+def default_processes() -> int:
+    """Helper processes when none is asked for: one per core beyond the caller's own."""
+    return max(0, (os.cpu_count() or 1) - 1)
 
 
 class MultiObjectEstimator:
@@ -125,14 +132,17 @@ class MultiObjectEstimator:
 
     def __init__(self, backend: str | Backend = "auto", *, settings: EstimatorSettings | None = None,
                  device: str = "auto", checkpoint: str | None = None, max_objects: int = MAX_OBJECTS,
-                 workers: int | None = None) -> None:
-        """``workers``: threads that estimate a frame's objects side by side (None = the CPU count; 1 = in turn)."""
+                 processes: int | None = None) -> None:
+        """``processes``: helper processes that estimate some of a frame's objects while this one estimates the rest
+        (core/object_processes.py; None = ``default_processes()``, 0 = all here, in turn). They start when the
+        second object is set and need a backend made by ``create_backend`` (its recipe); without one, all run here."""
         self.backend: Backend = create_backend(backend, device=device, checkpoint=checkpoint) if isinstance(backend, str) else backend
         self.settings = settings or EstimatorSettings()
         self.max_objects = int(max_objects)
-        self.workers = max(1, int(workers if workers is not None else (os.cpu_count() or 1)))
-        self._pool: ThreadPoolExecutor | None = None  # made on the first frame with more than one object
+        self.processes = max(0, int(default_processes() if processes is None else processes))
         self._objects: dict[str, TrackedObject] = {}  # insertion order = the order they were set
+        self._helpers: dict[int, ObjectProcess] = {}  # shard -> its helper, started on first use
+        self._shared = SharedFrame()
 
     # --- references ------------------------------------------------------------------------------------
     @property
@@ -167,60 +177,130 @@ class MultiObjectEstimator:
     def set_reference(self, object_id: str, source: Frame | View | Reference, *, mask_label: int = 0,
                       T_cam_obj: np.ndarray | None = None) -> Reference:
         """Set (or replace) an object's reference from a frame (its ``mask_label`` pixels), a View or a loaded
-        Reference. Nothing changes when it fails."""
+        Reference. Nothing changes when it fails. A replaced object keeps its place of estimation; a new one goes
+        where the fewest objects are (this process first)."""
         self.check_new(object_id, mask_label)
         if isinstance(source, Frame):
             source = source.view(mask_label, T_cam_obj=T_cam_obj)
         ref = source if isinstance(source, Reference) else make_reference(source)
-        est = PoseEstimator(self.backend, settings=self.settings)
-        est.set_reference(ref)
+        old = self._objects.get(object_id)
+        shard = old.shard if old is not None else self._least_loaded()
+        obj = self._place(TrackedObject(object_id, int(mask_label), ref, shard))
         self._objects.pop(object_id, None)  # a replaced object moves to the end, like a new one
-        self._objects[object_id] = TrackedObject(object_id, int(mask_label), est)
-        return est.reference  # type: ignore[return-value]
+        self._objects[object_id] = obj
+        return obj.reference
+
+    def _shards(self) -> int:
+        """Places of estimation: this process, and the helpers when the backend can be made again in another."""
+        return 1 + (self.processes if self.backend.recipe is not None else 0)
+
+    def _least_loaded(self) -> int:
+        load = [0] * self._shards()
+        for o in self._objects.values():
+            if o.shard < len(load):
+                load[o.shard] += 1
+        return int(np.argmin(load))  # the first of the least loaded: this process before any helper
+
+    def _place(self, obj: TrackedObject) -> TrackedObject:
+        """Encode ``obj``'s reference (here, once) and set it up where ``obj.shard`` says."""
+        if obj.shard == 0:
+            obj.estimator = PoseEstimator(self.backend, settings=self.settings)
+            obj.reference = obj.estimator.set_reference(obj.reference)
+            return obj
+        obj.estimator = None
+        obj.reference = ensure_embedding(obj.reference, self.backend)
+        helper = self._helpers.get(obj.shard)
+        if helper is None:
+            helper = self._helpers[obj.shard] = ObjectProcess(self.backend.recipe, self.settings)  # type: ignore[arg-type]
+        try:
+            helper.set_object(obj.object_id, obj.reference, obj.mask_label)
+        except HelperStopped:
+            helper.restart()
+            helper.set_object(obj.object_id, obj.reference, obj.mask_label)
+        return obj
 
     def remove(self, object_id: str) -> None:
-        self.get(object_id)
+        obj = self.get(object_id)
+        if obj.shard in self._helpers:
+            self._helpers[obj.shard].remove(object_id)
         del self._objects[object_id]
 
     def clear(self) -> None:
-        self._objects.clear()
+        for object_id in list(self._objects):
+            self.remove(object_id)
 
     def set_settings(self, settings: EstimatorSettings) -> None:
-        """New thresholds for every object (the node swaps them between frames)."""
+        """New thresholds for every object (the node swaps them between frames; helpers get them with the next
+        frame)."""
         self.settings = settings
         for obj in self._objects.values():
-            obj.estimator.settings = settings
+            if obj.estimator is not None:
+                obj.estimator.settings = settings
 
     def set_backend(self, backend: str | Backend, **kw) -> None:
-        """Another backend for every object (references re-encoded; tracking restarts)."""
+        """Another backend for every object (references re-encoded, helpers started again; tracking restarts)."""
         self.backend = create_backend(backend, **kw) if isinstance(backend, str) else backend
-        for obj in self._objects.values():
-            obj.estimator.set_backend(self.backend)
+        self._stop_helpers()
+        for obj in list(self._objects.values()):
+            obj.shard = obj.shard if obj.shard < self._shards() else 0
+            self._place(obj)
 
     # --- estimation --------------------------------------------------------------------------------------
     def estimate_all(self, frame: Frame, *, track: bool = True) -> dict[str, PoseResult | One2AnyError]:
         """Every object on one frame: its PoseResult, or the error that says why not, in the order they were set.
-        Only One2AnyError is caught (bad input, no trustworthy pose); anything else is a bug and raises."""
+        The helpers' objects are estimated while this process estimates its own. Only One2AnyError is caught (bad
+        input, no trustworthy pose; a helper process that stopped: it is started again); anything else is a bug
+        and raises."""
         near = frame.near_depth()  # shared: computed before the objects start
+        results: dict[str, PoseResult | One2AnyError] = {}
+        asked = self._ask_helpers(frame, track, results)
+        for obj in self._objects.values():
+            if obj.estimator is not None:
+                try:  # its last good pose stays on an error: tracking resumes after a brief occlusion
+                    results[obj.object_id] = obj.estimator.estimate(frame.view(obj.mask_label), track=track,
+                                                                    near_depth=near)
+                except One2AnyError as e:
+                    results[obj.object_id] = e
+        bug = None
+        for helper in asked:  # every answer is read, a bug's too, so each pipe stays in step
+            try:
+                results.update(helper.answer())
+            except HelperStopped as e:
+                results.update({object_id: e for object_id in helper.objects})
+                helper.restart()
+            except RuntimeError as e:
+                bug = bug or e
+        if bug is not None:
+            raise bug
+        return {object_id: results[object_id] for object_id in self._objects}
 
-        def one(obj: TrackedObject) -> PoseResult | One2AnyError:
-            try:  # its last good pose stays on an error: tracking resumes after a brief occlusion
-                return obj.estimator.estimate(frame.view(obj.mask_label), track=track, near_depth=near)
-            except One2AnyError as e:
-                return e
+    def _ask_helpers(self, frame: Frame, track: bool, results: dict) -> list[ObjectProcess]:
+        """Send the frame to every helper that holds objects; the ones asked (a stopped one is started again and its
+        objects get the error in ``results``)."""
+        busy = [h for h in self._helpers.values() if h.objects]
+        if not busy:
+            return []
+        self._shared.write(frame)
+        asked = []
+        for helper in busy:
+            try:
+                helper.send_estimate(self._shared, frame, track, self.settings)
+                asked.append(helper)
+            except HelperStopped as e:
+                results.update({object_id: e for object_id in helper.objects})
+                helper.restart()
+        return asked
 
-        objs = list(self._objects.values())
-        if len(objs) > 1 and self.workers > 1:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=min(self.workers, self.max_objects),
-                                                thread_name_prefix="one2any_object")
-            results = list(self._pool.map(one, objs))
-        else:
-            results = [one(o) for o in objs]
-        return {o.object_id: r for o, r in zip(objs, results)}
+    def helper_pids(self) -> list[int]:
+        """The process ids of the helpers running now (diagnostics, tests)."""
+        return [h.pid for h in self._helpers.values() if h.alive()]
+
+    def _stop_helpers(self) -> None:
+        for helper in self._helpers.values():
+            helper.close()
+        self._helpers.clear()
 
     def close(self) -> None:
-        """Stop the worker threads (they also end with the process)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-            self._pool = None
+        """Stop the helper processes (they also end with this process) and free the shared frame."""
+        self._stop_helpers()
+        self._shared.close()

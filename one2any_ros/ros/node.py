@@ -92,7 +92,8 @@ class One2AnyNode(ReferenceServices, Node):
             self._fail(getattr(e, "reason", "bad_backend"), f"backend '{s.backend}' unavailable ({e}); using classic",
                        frame=False)
             backend = create_backend("classic")
-        self._objects = MultiObjectEstimator(backend, settings=s.estimator, max_objects=s.max_objects)
+        self._objects = MultiObjectEstimator(backend, settings=s.estimator, max_objects=s.max_objects,
+                                             processes=None if s.object_processes < 0 else s.object_processes)
         self._obj_stats: dict[str, NodeStats] = {}  # per object (its /diagnostics status)
         self._listing: list[tuple[str, int, float]] = []  # (id, label, radius) in order: a snapshot for other threads
         self._extents: dict[str, tuple[object, np.ndarray]] = {}  # id -> (its reference, cloud extent in O)

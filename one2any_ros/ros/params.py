@@ -29,6 +29,7 @@ class NodeSettings:
     object_frame: str = "object"
     object_frame_prefix: str = ""
     max_objects: int = 8
+    object_processes: int = -1
     publish_tf: bool = True
     reference_path: str = ""
     sync_slop: float = 0.05
@@ -69,6 +70,9 @@ PARAMS: tuple[Param, ...] = (
     Param("object_frame", "object", "TF child frame of the default object \"\" (parent: the image's camera frame)"),
     Param("object_frame_prefix", "", "TF child frame of a named object: this prefix + its object_id"),
     Param("max_objects", 8, "most references (objects) the node holds at once", (1, 64), read_only=True),
+    Param("object_processes", -1, "helper processes that estimate some objects of a frame while the node's worker "
+          "estimates the rest (threads gain nothing: the GIL); -1 = one per core beyond the first, 0 = none",
+          (-1, 64), read_only=True),
     Param("publish_tf", True, "broadcast camera -> object_frame on /tf"),
     Param("reference_path", "", "where the references are saved when set and loaded on start: the default object "
           "here, a named one beside it (<stem>.<object_id>.zip, listed in <name>.index.json); empty = "

@@ -8,7 +8,14 @@ BACKENDS = ("auto", "one2any", "classic", "icp")
 
 
 def create_backend(name: str, *, device: str = "auto", checkpoint: str | None = None) -> Backend:
-    """``auto``: the learned backend when a checkpoint loads, else ``classic``."""
+    """``auto``: the learned backend when a checkpoint loads, else ``classic``. The backend's ``recipe`` makes the
+    same one again (another process: core/object_processes.py)."""
+    backend = _create(name, device, checkpoint)
+    backend.recipe = (backend.name, device, checkpoint)
+    return backend
+
+
+def _create(name: str, device: str, checkpoint: str | None) -> Backend:
     if name == "classic":
         from one2any_ros.core.backends.classic import ClassicBackend
 

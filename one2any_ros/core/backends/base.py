@@ -86,6 +86,8 @@ class Proposal:
 class Backend(abc.ABC):
     name: str = "base"
     fallback_reason: str = ""  # set when the factory fell back to this backend (reported in diagnostics)
+    recipe: tuple[str, str, str | None] | None = None  # (name, device, checkpoint) that make the same backend in
+    # another process (create_backend sets it; the object helper processes need it: core/object_processes.py)
 
     def describe(self) -> dict:
         """What produced the poses (recorded in evaluation reports and benchmarks)."""
