@@ -618,11 +618,11 @@ def _objects_verdict(runs: list[dict], base: float | None) -> str:
     ratio = more[-1]["summary"]["per_frame_ms"] / (more[-1]["n_objects"] * base)
     if ratio < 0.9:
         how = ("less than N separate objects would cost: the objects share the frame's decoding (the images, the "
-               "label image, the free-space depth: ~2.5 ms of a ~19 ms frame) and are estimated side by side on the "
-               "CPU's cores (`MultiObjectEstimator.workers`, numpy and SciPy release the GIL), while each object's own "
-               "work remains its own (tracking one object: ~5 ms its points, colour and trees, all inside its own box "
-               "of the image, `camera.mask_box`; ~7 ms its refinement and verification); with 2 cores the side-by-side "
-               "part can at best halve that")
+               "label image, the free-space depth), and they are estimated at the same time, some by the node's worker "
+               "and the rest by a helper process (`object_processes`: one per core beyond the first; "
+               "`core/object_processes.py`; threads gained nothing, the GIL). Each object's own work (tracking one "
+               "object at 640x480: ~9.5 ms, its points, colour, trees, refinement and verification) remains its own, "
+               "so on 2 cores the objects' part of the frame can at best halve")
     elif ratio <= 1.1:
         how = ("about N times one object's: the work the objects share per frame (decoding the images and the label "
                "image, the free-space depth; `multi_object.py`) is small beside each object's own search and "
