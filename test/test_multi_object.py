@@ -109,6 +109,22 @@ def test_a_helper_that_dies_is_started_again_with_its_objects(two_objects):
     assert m.helper_pids() == []
 
 
+def test_another_backend_reaches_the_helper(two_objects):
+    """Switching the backend (the node's runtime `backend` parameter) starts the helper again with the new one."""
+    _, poses, frames, K = two_objects
+    f0, f1 = (decode_frame(*f, K) for f in frames)
+    m = MultiObjectEstimator("classic", processes=1)
+    try:
+        _set_both(m, f0, poses)
+        before = m.helper_pids()
+        m.set_backend("icp")
+        assert m.helper_pids() != before and len(m.helper_pids()) == 1
+        res = m.estimate_all(f1, track=False)
+        assert {k: (r.backend, r.source) for k, r in res.items()} == {"a": ("icp", "centroid"), "b": ("icp", "centroid")}
+    finally:
+        m.close()
+
+
 def test_a_backend_without_a_recipe_keeps_every_object_here(two_objects):
     from one2any_ros.core.backends.classic import ClassicBackend
 
