@@ -82,47 +82,50 @@ def test_objects_in_a_helper_process_give_what_they_give_here(two_objects):
     assert out[1][3]["b"].reason == "empty_mask"
 
 
-def test_a_helper_that_dies_is_started_again_with_its_objects(two_objects):
-    import os
-    import signal
-
-    from one2any_ros.core.object_processes import HelperStopped
-
-    objs, poses, frames, K = two_objects
-    f0, f1 = (decode_frame(*f, K) for f in frames)
-    m = MultiObjectEstimator("classic", processes=1)
-    try:
-        _set_both(m, f0, poses)
-        assert {k: r.mode for k, r in m.estimate_all(f1).items()} == {"a": "global", "b": "global"}
-        (pid,) = m.helper_pids()
-        os.kill(pid, signal.SIGKILL)
-        res = m.estimate_all(f1)
-        assert res["a"].mode == "track"  # this process's object is untouched
-        assert isinstance(res["b"], HelperStopped) and res["b"].reason == "internal_error", res["b"]
-        assert m.helper_pids() != [pid] and m.object_ids == ["a", "b"]
-        res = m.estimate_all(f1)  # the new helper has "b" again; its tracking restarted
-        assert res["b"].mode == "global" and _add(res["b"].T_camera_object, poses["b"][1], objs[1]) < 0.1 * objs[1].diameter
-        m.remove("b")
-        assert list(m.estimate_all(f1)) == ["a"]
-    finally:
-        m.close()
-    assert m.helper_pids() == []
-
-
-def test_another_backend_reaches_the_helper(two_objects):
-    """Switching the backend (the node's runtime `backend` parameter) starts the helper again with the new one."""
+@pytest.fixture
+def with_helper(two_objects):
+    """(estimator with one helper process: "a" here, "b" in the helper; the next frame). Closed afterwards."""
     _, poses, frames, K = two_objects
     f0, f1 = (decode_frame(*f, K) for f in frames)
     m = MultiObjectEstimator("classic", processes=1)
     try:
         _set_both(m, f0, poses)
-        before = m.helper_pids()
-        m.set_backend("icp")
-        assert m.helper_pids() != before and len(m.helper_pids()) == 1
-        res = m.estimate_all(f1, track=False)
-        assert {k: (r.backend, r.source) for k, r in res.items()} == {"a": ("icp", "centroid"), "b": ("icp", "centroid")}
+        assert [m.get(k).shard for k in "ab"] == [0, 1]
+        yield m, f1
     finally:
         m.close()
+    assert m.helper_pids() == []
+
+
+def test_a_helper_that_dies_is_started_again_with_its_objects(two_objects, with_helper):
+    import os
+    import signal
+
+    from one2any_ros.core.object_processes import HelperStopped
+
+    objs, poses, _, _ = two_objects
+    m, f1 = with_helper
+    assert {k: r.mode for k, r in m.estimate_all(f1).items()} == {"a": "global", "b": "global"}
+    (pid,) = m.helper_pids()
+    os.kill(pid, signal.SIGKILL)
+    res = m.estimate_all(f1)
+    assert res["a"].mode == "track"  # this process's object is untouched
+    assert isinstance(res["b"], HelperStopped) and res["b"].reason == "internal_error", res["b"]
+    assert m.helper_pids() != [pid] and m.object_ids == ["a", "b"]
+    res = m.estimate_all(f1)  # the new helper has "b" again; its tracking restarted
+    assert res["b"].mode == "global" and _add(res["b"].T_camera_object, poses["b"][1], objs[1]) < 0.1 * objs[1].diameter
+    m.remove("b")
+    assert list(m.estimate_all(f1)) == ["a"]
+
+
+def test_another_backend_reaches_the_helper(with_helper):
+    """Switching the backend (the node's runtime `backend` parameter) starts the helper again with the new one."""
+    m, f1 = with_helper
+    before = m.helper_pids()
+    m.set_backend("icp")
+    assert m.helper_pids() != before and len(m.helper_pids()) == 1
+    res = m.estimate_all(f1, track=False)
+    assert {k: (r.backend, r.source) for k, r in res.items()} == {"a": ("icp", "centroid"), "b": ("icp", "centroid")}
 
 
 def test_a_backend_without_a_recipe_keeps_every_object_here(two_objects):
