@@ -116,7 +116,7 @@ def _serve(conn: Connection) -> None:
 
     try:
         recipe, settings = conn.recv()
-    except (EOFError, OSError, KeyboardInterrupt):
+    except (EOFError, OSError):
         return
     backend = create_backend(recipe[0], device=recipe[1], checkpoint=recipe[2])
     objects: dict[str, tuple[int, PoseEstimator]] = {}
@@ -129,8 +129,7 @@ def _serve(conn: Connection) -> None:
 
     def frame_file(layout: Layout) -> None:
         fd = recv_handle(conn)
-        if "map" in frame:
-            frame["map"].close()
+        # the old mapping is dropped, not closed: an array of the last frame may still point into it
         frame["map"] = mmap.mmap(fd, _layout_size(layout), prot=mmap.PROT_READ)
         os.close(fd)  # the mapping keeps the memory
         frame["layout"] = layout
@@ -154,11 +153,11 @@ def _serve(conn: Connection) -> None:
         return out
 
     handlers = {"set": set_object, "remove": lambda object_id: objects.pop(object_id, None),
-                "frame_file": frame_file, "estimate": estimate, "ping": lambda: os.getpid()}
+                "frame_file": frame_file, "estimate": estimate}
     while True:
         try:
             op, args = conn.recv()
-        except (EOFError, OSError, KeyboardInterrupt):
+        except (EOFError, OSError):
             return  # the caller is gone
         if op == "stop":
             return
@@ -284,4 +283,7 @@ class ObjectProcess:
 __all__ = ["HelperStopped", "ObjectProcess", "SharedFrame"]
 
 if __name__ == "__main__":  # a helper process: python -m one2any_ros.core.object_processes <socket fd>
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle; the helper ends with it (EOF)
     _serve(Connection(int(sys.argv[1])))
