@@ -128,6 +128,25 @@ def test_another_backend_reaches_the_helper(with_helper):
     assert {k: (r.backend, r.source) for k, r in res.items()} == {"a": ("icp", "centroid"), "b": ("icp", "centroid")}
 
 
+def test_a_helper_that_cannot_start_leaves_every_object_here(two_objects, monkeypatch):
+    """No interpreter to start, or one that dies as it starts: the objects are estimated here, and it says why."""
+    from one2any_ros.core import object_processes
+
+    _, poses, frames, K = two_objects
+    f0, f1 = (decode_frame(*f, K) for f in frames)
+    monkeypatch.setattr(object_processes.sys, "executable", "/nonexistent/python3")
+    m = MultiObjectEstimator("classic", processes=1)
+    _set_both(m, f0, poses)
+    assert m.helper_pids() == [] and {m.get(k).shard for k in "ab"} == {0}
+    assert "off" in m.helper_error and "nonexistent" in m.helper_error, m.helper_error
+    monkeypatch.undo()
+    m = MultiObjectEstimator("classic", processes=1)
+    m.backend.recipe = ("no_such_backend", "auto", None)  # the helper's create_backend raises: it exits at once
+    _set_both(m, f0, poses)
+    assert m.helper_pids() == [] and {m.get(k).shard for k in "ab"} == {0} and "off" in m.helper_error
+    assert {k: r.mode for k, r in m.estimate_all(f1).items()} == {"a": "global", "b": "global"}
+
+
 def test_a_backend_without_a_recipe_keeps_every_object_here(two_objects):
     from one2any_ros.core.backends.classic import ClassicBackend
 

@@ -142,6 +142,7 @@ class MultiObjectEstimator:
         self.processes = max(0, int(default_processes() if processes is None else processes))
         self._objects: dict[str, TrackedObject] = {}  # insertion order = the order they were set
         self._helpers: dict[int, ObjectProcess] = {}  # shard -> its helper, started on first use
+        self.helper_error = ""  # why the helpers were turned off, if they were (_all_here)
         self._shared = SharedFrame()
 
     # --- references ------------------------------------------------------------------------------------
@@ -209,15 +210,38 @@ class MultiObjectEstimator:
             return obj
         obj.estimator = None
         obj.reference = ensure_embedding(obj.reference, self.backend)
-        helper = self._helpers.get(obj.shard)
-        if helper is None:
-            helper = self._helpers[obj.shard] = ObjectProcess(self.backend.recipe, self.settings)  # type: ignore[arg-type]
         try:
-            helper.set_object(obj.object_id, obj.reference, obj.mask_label)
-        except HelperStopped:
-            helper.restart()
-            helper.set_object(obj.object_id, obj.reference, obj.mask_label)
+            helper = self._helpers.get(obj.shard)
+            if helper is None:
+                helper = self._helpers[obj.shard] = ObjectProcess(self.backend.recipe, self.settings)  # type: ignore[arg-type]
+            try:
+                helper.set_object(obj.object_id, obj.reference, obj.mask_label)
+            except HelperStopped:  # it died since the last request: once more, in a new one
+                helper.restart()
+                helper.set_object(obj.object_id, obj.reference, obj.mask_label)
+        except (HelperStopped, OSError) as e:
+            self._all_here(e)
+            obj.shard = 0
+            return self._place(obj)
         return obj
+
+    def _all_here(self, why: Exception) -> None:
+        """A helper that cannot be started (or dies as it starts): every object is estimated in this process from
+        now on - slower, never wrong - and ``helper_error`` says why."""
+        self.helper_error = f"object helper processes are off ({why}); every object is estimated in this process"
+        self.processes = 0
+        self._stop_helpers()
+        for other in self._objects.values():
+            if other.shard != 0:
+                other.shard = 0
+                self._place(other)
+
+    def _restart(self, helper: ObjectProcess) -> None:
+        """Start a stopped helper again with its objects (or, when that fails too, take them all here)."""
+        try:
+            helper.restart()
+        except (HelperStopped, OSError) as e:
+            self._all_here(e)
 
     def remove(self, object_id: str) -> None:
         obj = self.get(object_id)
@@ -263,16 +287,20 @@ class MultiObjectEstimator:
                     results[obj.object_id] = e
         bug = None
         for helper in asked:  # every answer is read, a bug's too, so each pipe stays in step
+            if helper not in self._helpers.values():
+                continue  # closed meanwhile: the helpers were turned off (_all_here)
             try:
                 results.update(helper.answer())
             except HelperStopped as e:
                 results.update({object_id: e for object_id in helper.objects})
-                helper.restart()
+                self._restart(helper)
             except RuntimeError as e:
                 bug = bug or e
         if bug is not None:
             raise bug
-        return {object_id: results[object_id] for object_id in self._objects}
+        lost = HelperStopped("the object helper processes were turned off while this frame was estimated: "
+                             f"{self.helper_error}")
+        return {object_id: results.get(object_id, lost) for object_id in self._objects}
 
     def _ask_helpers(self, frame: Frame, track: bool, results: dict) -> list[ObjectProcess]:
         """Send the frame to every helper that holds objects; the ones asked (a stopped one is started again and its
@@ -283,12 +311,14 @@ class MultiObjectEstimator:
         self._shared.write(frame)
         asked = []
         for helper in busy:
+            if helper not in self._helpers.values():
+                continue  # closed meanwhile: the helpers were turned off (_all_here)
             try:
                 helper.send_estimate(self._shared, frame, track, self.settings)
                 asked.append(helper)
             except HelperStopped as e:
                 results.update({object_id: e for object_id in helper.objects})
-                helper.restart()
+                self._restart(helper)
         return asked
 
     def helper_pids(self) -> list[int]:

@@ -61,6 +61,7 @@ class ReferenceServices:
             with self._estimator() as objs:
                 objs.set_settings(s.estimator)
                 ref = objs.set_reference(oid, qframe, mask_label=label, T_cam_obj=T_cam_obj)
+            self._report_helpers()
         except One2AnyError as e:
             self._fail(e.reason, f"set_reference {oid!r}: {e}", frame=False)
             res.success, res.message = False, f"{e.reason}: {e}"
@@ -153,6 +154,13 @@ class ReferenceServices:
         self.get_logger().info(res.message)
         return res
 
+    def _report_helpers(self) -> None:
+        """Say once in the log when the object helper processes were turned off (core/multi_object.py _all_here)."""
+        err = self._objects.helper_error
+        if err and err != getattr(self, "_helper_reported", ""):
+            self._helper_reported = err
+            self.get_logger().warning(err)
+
     def _load_references(self) -> None:
         """Every saved reference, in the order it was set; one that cannot be restored is reported, the others
         load (a corrupt file must not stop the node, whatever the loader raises)."""
@@ -167,6 +175,7 @@ class ReferenceServices:
                 self.get_logger().info(f"reference{what} restored from {self._store.file_for(oid)}")
             except Exception as e:  # noqa: BLE001
                 errors.append((oid, repr(e)))
+        self._report_helpers()
         for oid, err in errors:
             what = "" if oid == DEFAULT_OBJECT else f" of {oid!r}"
             self.get_logger().error(f"could not restore the reference{what}: {err}; running without one")
