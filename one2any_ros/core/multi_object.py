@@ -213,7 +213,8 @@ class MultiObjectEstimator:
         try:
             helper = self._helpers.get(obj.shard)
             if helper is None:
-                helper = self._helpers[obj.shard] = ObjectProcess(self.backend.recipe, self.settings)  # type: ignore[arg-type]
+                helper = self._helpers[obj.shard] = ObjectProcess(  # type: ignore[arg-type]
+                    self.backend.recipe, self.settings, threads=(os.cpu_count() or 1) // (self.processes + 1))
             try:
                 helper.set_object(obj.object_id, obj.reference, obj.mask_label)
             except HelperStopped:  # it died since the last request: once more, in a new one

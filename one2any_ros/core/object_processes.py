@@ -115,10 +115,12 @@ def _serve(conn: Connection) -> None:
     from one2any_ros.core.multi_object import Frame
 
     try:
-        recipe, settings = conn.recv()
+        recipe, settings, threads = conn.recv()
     except (EOFError, OSError):
         return
     backend = create_backend(recipe[0], device=recipe[1], checkpoint=recipe[2])
+    if "torch" in sys.modules:  # the learned backend: its share of the cores, not half of them each (oversubscribed)
+        sys.modules["torch"].set_num_threads(max(1, int(threads)))
     objects: dict[str, tuple[int, PoseEstimator]] = {}
     frame: dict[str, Any] = {}
 
@@ -172,8 +174,9 @@ def _serve(conn: Connection) -> None:
 class ObjectProcess:
     """One helper process, and the caller's record of the objects it holds (to start it again with them)."""
 
-    def __init__(self, recipe: tuple[str, str, str | None], settings: "EstimatorSettings") -> None:
-        self.recipe, self.settings = recipe, settings
+    def __init__(self, recipe: tuple[str, str, str | None], settings: "EstimatorSettings", threads: int = 1) -> None:
+        """``threads``: torch's CPU threads in the helper (the learned backend)."""
+        self.recipe, self.settings, self.threads = recipe, settings, threads
         self.objects: dict[str, tuple[int, "Reference"]] = {}  # id -> (mask_label, encoded reference), in order
         self.restarts = 0
         self._start()
@@ -186,7 +189,7 @@ class ObjectProcess:
             self._proc = subprocess.Popen([sys.executable, "-m", __name__, str(theirs.fileno())],
                                           pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
         self._conn = Connection(mine.detach())
-        self._conn.send((self.recipe, self.settings))
+        self._conn.send((self.recipe, self.settings, self.threads))
         self._frame_generation = 0  # the SharedFrame file this helper has mapped (0: none)
 
     @property
