@@ -118,6 +118,21 @@ def test_a_helper_that_dies_is_started_again_with_its_objects(two_objects, with_
     assert list(m.estimate_all(f1)) == ["a"]
 
 
+def test_removing_from_a_dead_helper_and_setting_again(two_objects, with_helper):
+    import os
+    import signal
+
+    objs, poses, frames, K = two_objects
+    m, f1 = with_helper
+    os.kill(m.helper_pids()[0], signal.SIGKILL)
+    m.remove("b")  # its helper is gone already: nothing to tell it
+    assert m.object_ids == ["a"]
+    m.set_reference("b", decode_frame(*frames[0], K), mask_label=2, T_cam_obj=poses["b"][0])
+    assert m.get("b").shard == 1 and len(m.helper_pids()) == 1  # a new helper took it
+    res = m.estimate_all(f1)
+    assert _add(res["b"].T_camera_object, poses["b"][1], objs[1]) < 0.1 * objs[1].diameter
+
+
 def test_another_backend_reaches_the_helper(with_helper):
     """Switching the backend (the node's runtime `backend` parameter) starts the helper again with the new one."""
     m, f1 = with_helper

@@ -8,7 +8,8 @@ backend, made from the caller's ``Backend.recipe``) and estimates them on the sa
 its own.
 - The frame's images (rgb, depth, labels and the shared free-space depth) travel once per frame, through one
   anonymous memory-mapped file (``SharedFrame``) whose descriptor each helper gets once.
-- Requests and answers (a PoseResult, or the object's One2AnyError) travel through a pipe, one at a time, in order.
+- Requests and answers (a PoseResult, or the object's One2AnyError) travel through a socket pair, one at a time, in
+  order.
 - The caller keeps every reference, already encoded (a learned embedding is computed once, by the caller), so a
   helper that dies is started again with its objects; their tracking restarts with a global search.
 The helpers are new interpreters (``python -m one2any_ros.core.object_processes``: never forked, since a ROS node's
@@ -260,7 +261,7 @@ class ObjectProcess:
             try:
                 self.call("remove", object_id)
             except HelperStopped:
-                self.restart()
+                pass  # gone already: it starts again when it next has objects (set_object, or a frame)
 
     def restart(self) -> None:
         """A new process with the same objects (after the old one stopped)."""
