@@ -622,7 +622,13 @@ def _objects_verdict(runs: list[dict], base: float | None) -> str:
                "and the rest by a helper process (`object_processes`: one per core beyond the first; "
                "`core/object_processes.py`; threads gained nothing, the GIL). Each object's own work (tracking one "
                "object at 640x480: ~9.5 ms, its points, colour, trees, refinement and verification) remains its own, "
-               "so on 2 cores the objects' part of the frame can at best halve")
+               "so on 2 cores the objects' part of the frame can at best halve. Frames one at a time (1 Hz) are the "
+               "helper's worst case: it wakes from a second's sleep, and the scheduler first runs it on the node's "
+               "core. In process (`MultiObjectEstimator` on these frames, no ROS), 2 objects cost 12.1 ms against "
+               "one object's 9.1 ms back to back (0.66 of twice), but 20.7 against 11.9 ms with a 1 s pause before "
+               "each frame (0.87); pinning the helper and the caller to different cores gave 14.5 ms there, but "
+               "pinning from inside the node (the helper away from the worker's current core) made 4 objects slower "
+               "(32 vs 26 ms): not taken. At 30 Hz, the second object adds ~4 ms to the latency (median, table)")
     elif ratio <= 1.1:
         how = ("about N times one object's: the work the objects share per frame (decoding the images and the label "
                "image, the free-space depth; `multi_object.py`) is small beside each object's own search and "
