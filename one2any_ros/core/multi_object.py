@@ -237,8 +237,10 @@ class MultiObjectEstimator:
                 other.shard = 0
                 self._place(other)
 
-    def _restart(self, helper: ObjectProcess) -> None:
-        """Start a stopped helper again with its objects (or, when that fails too, take them all here)."""
+    def _restart(self, helper: ObjectProcess, why: HelperStopped, results: dict) -> None:
+        """A helper stopped mid-frame: its objects get ``why`` for this frame, and it is started again with them (or,
+        when that fails too, they are all taken here)."""
+        results.update({object_id: why for object_id in helper.objects})
         try:
             helper.restart()
         except (HelperStopped, OSError) as e:
@@ -293,8 +295,7 @@ class MultiObjectEstimator:
             try:
                 results.update(helper.answer())
             except HelperStopped as e:
-                results.update({object_id: e for object_id in helper.objects})
-                self._restart(helper)
+                self._restart(helper, e, results)
             except RuntimeError as e:
                 bug = bug or e
         if bug is not None:
@@ -318,8 +319,7 @@ class MultiObjectEstimator:
                 helper.send_estimate(self._shared, frame, track, self.settings)
                 asked.append(helper)
             except HelperStopped as e:
-                results.update({object_id: e for object_id in helper.objects})
-                self._restart(helper)
+                self._restart(helper, e, results)
         return asked
 
     def helper_pids(self) -> list[int]:

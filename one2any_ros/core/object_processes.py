@@ -80,12 +80,11 @@ class SharedFrame:
         self._map: mmap.mmap | None = None
         self._arrays: list[np.ndarray] = []
 
-    def write(self, frame: "Frame") -> bool:
-        """Copy ``frame`` in; True when the file is new (its size changed: helpers need the new descriptor)."""
+    def write(self, frame: "Frame") -> None:
+        """Copy ``frame`` in (into a new file when its size changed: ``generation`` tells helpers to map that)."""
         arrays = [frame.rgb, frame.depth, frame.labels, frame.near_depth()]
         layout: Layout = tuple((tuple(a.shape), a.dtype.str) for a in arrays)
-        new = layout != self.layout
-        if new:
+        if layout != self.layout:
             self.close()
             self._file = tempfile.TemporaryFile(prefix="one2any_frame_",
                                                 dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
@@ -97,7 +96,6 @@ class SharedFrame:
             self.generation += 1
         for dst, src in zip(self._arrays, arrays):
             dst[...] = src
-        return new
 
     def close(self) -> None:
         self._arrays = []
@@ -179,7 +177,6 @@ class ObjectProcess:
         """``threads``: torch's CPU threads in the helper (the learned backend)."""
         self.recipe, self.settings, self.threads = recipe, settings, threads
         self.objects: dict[str, tuple[int, "Reference"]] = {}  # id -> (mask_label, encoded reference), in order
-        self.restarts = 0
         self._start()
 
     def _start(self) -> None:
@@ -266,7 +263,6 @@ class ObjectProcess:
     def restart(self) -> None:
         """A new process with the same objects (after the old one stopped)."""
         self.close()
-        self.restarts += 1
         self._start()
         for object_id, (label, ref) in list(self.objects.items()):
             self.call("set", object_id, ref, label)

@@ -237,6 +237,7 @@ class One2AnyNode(ReferenceServices, Node):
                     raise NoReferenceError("no reference is set: call ~/set_reference")
                 objs.set_settings(s.estimator)
                 results = objs.estimate_all(qframe, track=True)
+                self._report_helpers()  # a helper that could not be started again turns them off: said once
                 refs = {oid: objs.get(oid).reference for oid in results}
                 if self._clear_pending:
                     raise NoReferenceError("~/clear_reference came while this frame was processed")

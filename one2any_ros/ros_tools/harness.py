@@ -141,6 +141,7 @@ class GraphClient:
     """The node's outside world in this process: an rclpy node spun on a background thread."""
 
     INPUT_TYPES = {"rgb": Image, "depth": Image, "mask": Image, "camera_info": CameraInfo}
+    FRAME_WAIT_S = 10.0  # set_reference_on: how long the node waits for the frame (the request's timeout_s)
     REQUEST_RETRY_S = 10.0  # set_reference_on: how long past its frame wait a request may go unanswered before a retry
 
     def __init__(self, node_name: str = "one2any", namespace: str = "", *, client_name: str = "one2any_client",
@@ -347,18 +348,18 @@ class GraphClient:
         clock from this call on, so the 0.3 s this waits for the request to arrive do not age the frame
         (``max_frame_age_ms``). ``stamps``: as in publish_until.
 
-        A request unanswered ``REQUEST_RETRY_S`` after its own 10 s frame wait is asked again (the node answers every
-        request within that wait plus one estimate, so it was lost: a service whose request path has matched may
-        still drop the reply while its response writer has not yet matched this client's reader, seen once in a
-        loaded test run as "did not answer within 60 s")."""
+        A request unanswered ``REQUEST_RETRY_S`` after its own frame wait (``FRAME_WAIT_S``) is asked again (the
+        node answers every request within that wait plus one estimate, so it was lost: a service whose request path
+        has matched may still drop the reply while its response writer has not yet matched this client's reader,
+        seen once in a loaded test run as "did not answer within 60 s")."""
         t_call = time.time_ns()
         deadline = time.monotonic() + call_timeout
         self.set_ref_client.wait_for_service(timeout_sec=min(call_timeout, 10.0))
         while True:
-            future = self.set_reference_async(use_latest_frame=False, timeout_s=10.0, T_cam_obj=T_cam_obj,
-                                              object_id=object_id, mask_label=mask_label)
+            future = self.set_reference_async(use_latest_frame=False, timeout_s=self.FRAME_WAIT_S,
+                                              T_cam_obj=T_cam_obj, object_id=object_id, mask_label=mask_label)
             time.sleep(0.3)
-            attempt_end = min(deadline, time.monotonic() + 10.0 + self.REQUEST_RETRY_S)
+            attempt_end = min(deadline, time.monotonic() + self.FRAME_WAIT_S + self.REQUEST_RETRY_S)
             self.publish_until(msgs, lambda _: future.done(), timeout=max(0.0, attempt_end - time.monotonic()),
                                repeat_s=repeat_s, stamps=stamps, since_ns=t_call)
             if future.done():
