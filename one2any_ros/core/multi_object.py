@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,13 +31,14 @@ from one2any_ros.core import camera
 from one2any_ros.core.backends import Backend, create_backend
 from one2any_ros.core.errors import InputError, One2AnyError
 from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator, PoseResult, ensure_embedding
-from one2any_ros.core.object_processes import HelperStopped, ObjectProcess, SharedFrame
+from one2any_ros.core.object_processes import HELPER_TIMEOUT_S, HelperStopped, ObjectProcess, SharedFrame
 from one2any_ros.core.reference import Reference, View, decode_images, make_reference, view_from_decoded
 from one2any_ros.core.verify import near_depth
 
 DEFAULT_OBJECT = ""
 OBJECT_ID_PATTERN = re.compile(r"[A-Za-z0-9_]{1,32}")
 MAX_OBJECTS = 8
+MAX_HELPER_RESTARTS = 3  # a helper that fails this many times in a row (never answering a frame) turns the helpers off
 
 
 def validate_object_id(object_id: str) -> str:
@@ -113,7 +115,8 @@ def decode_frame(rgb: np.ndarray | None, depth: np.ndarray, labels: np.ndarray, 
 @dataclass
 class TrackedObject:
     """One object: its reference and where it is estimated (``shard`` 0: in this process, by ``estimator``; k >= 1:
-    in helper process k, which holds its estimator)."""
+    in helper process k, which holds its estimator, or here by a stand-in ``estimator`` while that helper starts
+    again)."""
 
     object_id: str
     mask_label: int
@@ -132,17 +135,22 @@ class MultiObjectEstimator:
 
     def __init__(self, backend: str | Backend = "auto", *, settings: EstimatorSettings | None = None,
                  device: str = "auto", checkpoint: str | None = None, max_objects: int = MAX_OBJECTS,
-                 processes: int | None = None) -> None:
+                 processes: int | None = None, helper_timeout_s: float = HELPER_TIMEOUT_S) -> None:
         """``processes``: helper processes that estimate some of a frame's objects while this one estimates the rest
         (core/object_processes.py; None = ``default_processes()``, 0 = all here, in turn). They start when the
-        second object is set and need a backend made by ``create_backend`` (its recipe); without one, all run here."""
+        second object is set and need a backend made by ``create_backend`` (its recipe); without one, all run here.
+        ``helper_timeout_s``: how long a helper may take beyond this process's own share of a frame (at least twice
+        that share) and for any other answer; one that misses it is killed and started again in the background, its
+        objects estimated here meanwhile (``degraded`` says so)."""
         self.backend: Backend = create_backend(backend, device=device, checkpoint=checkpoint) if isinstance(backend, str) else backend
         self.settings = settings or EstimatorSettings()
         self.max_objects = int(max_objects)
         self.processes = max(0, int(default_processes() if processes is None else processes))
         self._objects: dict[str, TrackedObject] = {}  # insertion order = the order they were set
         self._helpers: dict[int, ObjectProcess] = {}  # shard -> its helper, started on first use
+        self.helper_timeout_s = float(helper_timeout_s)
         self.helper_error = ""  # why the helpers were turned off, if they were (_all_here)
+        self._restarting: dict[int, str] = {}  # shard -> why its helper is being started again
         self._shared = SharedFrame()
 
     # --- references ------------------------------------------------------------------------------------
@@ -210,25 +218,29 @@ class MultiObjectEstimator:
             return obj
         obj.estimator = None
         obj.reference = ensure_embedding(obj.reference, self.backend)
-        try:
-            helper = self._helpers.get(obj.shard)
-            if helper is None:
-                helper = self._helpers[obj.shard] = ObjectProcess(  # type: ignore[arg-type]
-                    self.backend.recipe, self.settings, threads=(os.cpu_count() or 1) // (self.processes + 1))
+        helper = self._helpers.get(obj.shard)
+        if helper is None:  # the shard's first object: its helper starts now, and this waits for it
             try:
+                helper = ObjectProcess(self.backend.recipe, self.settings,  # type: ignore[arg-type]
+                                       threads=(os.cpu_count() or 1) // (self.processes + 1),
+                                       timeout_s=self.helper_timeout_s)
+                self._helpers[obj.shard] = helper
                 helper.set_object(obj.object_id, obj.reference, obj.mask_label)
-            except HelperStopped:  # it died since the last request: once more, in a new one
-                helper.restart()
-                helper.set_object(obj.object_id, obj.reference, obj.mask_label)
-        except (HelperStopped, OSError) as e:
-            self._all_here(e)
-            obj.shard = 0
-            return self._place(obj)
+                helper.wait_started()
+            except (HelperStopped, OSError) as e:
+                self._all_here(e)
+                obj.shard = 0
+                return self._place(obj)
+            return obj
+        try:
+            helper.set_object(obj.object_id, obj.reference, obj.mask_label)  # recorded first: a restart includes it
+        except (HelperStopped, RuntimeError) as e:
+            self._restart(helper, _stopped(e), {})  # estimated here until the new helper has it
         return obj
 
     def _all_here(self, why: Exception) -> None:
-        """A helper that cannot be started (or dies as it starts): every object is estimated in this process from
-        now on - slower, never wrong - and ``helper_error`` says why."""
+        """A helper that cannot be started (or fails again and again): every object is estimated in this process
+        from now on - slower, never wrong - and ``helper_error`` says why."""
         self.helper_error = f"object helper processes are off ({why}); every object is estimated in this process"
         self.processes = 0
         self._stop_helpers()
@@ -238,19 +250,75 @@ class MultiObjectEstimator:
                 self._place(other)
 
     def _restart(self, helper: ObjectProcess, why: HelperStopped, results: dict) -> None:
-        """A helper stopped mid-frame: its objects get ``why`` for this frame, and it is started again with them (or,
-        when that fails too, they are all taken here)."""
-        results.update({object_id: why for object_id in helper.objects})
+        """A helper died or missed a deadline: its objects get ``why`` for this frame (unless they have a result),
+        and it is killed and started again in the background; meanwhile this process estimates its objects
+        (``_estimator_here``). One that fails MAX_HELPER_RESTARTS times in a row turns the helpers off."""
+        shard = next((k for k, h in self._helpers.items() if h is helper), None)
+        if shard is None:
+            return  # closed meanwhile: the helpers were turned off
+        for object_id in helper.objects:
+            results.setdefault(object_id, why)
+        if not helper.objects:  # nothing to start it again for: a new one comes with the shard's next object
+            helper.kill()
+            del self._helpers[shard]
+            self._restarting.pop(shard, None)
+            return
+        helper.failures += 1
+        if helper.failures > MAX_HELPER_RESTARTS:
+            return self._all_here(why)
+        self._restarting[shard] = f"{why.reason}: {why}"
         try:
             helper.restart()
         except (HelperStopped, OSError) as e:
             self._all_here(e)
 
+    def _poll_restarts(self) -> None:
+        """Helpers started again take their objects back once they have started (checked without waiting)."""
+        for shard, helper in list(self._helpers.items()):
+            if not helper.starting or helper not in self._helpers.values():
+                continue
+            try:
+                if helper.poll_started():
+                    self._restarting.pop(shard, None)
+            except (HelperStopped, RuntimeError) as e:
+                self._restart(helper, _stopped(e), {})
+
+    def _estimator_here(self, obj: TrackedObject) -> PoseEstimator | None:
+        """The estimator that estimates ``obj`` in this process on this frame: its own (shard 0), a stand-in while
+        its helper starts again (made on first use), or None when its helper estimates it."""
+        if obj.shard == 0:
+            return obj.estimator
+        helper = self._helpers.get(obj.shard)
+        if helper is not None and not helper.starting:
+            obj.estimator = None  # back in its helper (its tracking restarts there)
+            return None
+        if obj.estimator is None:
+            obj.estimator = PoseEstimator(self.backend, settings=self.settings)
+            obj.estimator.set_reference(obj.reference)
+        return obj.estimator
+
+    @property
+    def degraded(self) -> str:
+        """Why some objects are estimated in this process for now (their helper is being started again); "" when
+        none is. ``helper_error`` says when the helpers are off for good."""
+        return "; ".join(self._restarting.values())
+
+    def degraded_objects(self) -> dict[str, str]:
+        """object_id -> why it is estimated here for now (its helper is being started again)."""
+        return {object_id: why for shard, why in self._restarting.items() if shard in self._helpers
+                for object_id in self._helpers[shard].objects}
+
     def remove(self, object_id: str) -> None:
+        """Forget the object here first, then in its helper (a helper that fails to answer is started again without
+        it): once this returns, no frame estimates it."""
         obj = self.get(object_id)
-        if obj.shard in self._helpers:
-            self._helpers[obj.shard].remove(object_id)
         del self._objects[object_id]
+        helper = self._helpers.get(obj.shard) if obj.shard else None
+        if helper is not None:
+            try:
+                helper.remove(object_id)
+            except (HelperStopped, RuntimeError) as e:
+                self._restart(helper, _stopped(e), {})
 
     def clear(self) -> None:
         for object_id in list(self._objects):
@@ -280,20 +348,25 @@ class MultiObjectEstimator:
         and raises."""
         near = frame.near_depth()  # shared: computed before the objects start
         results: dict[str, PoseResult | One2AnyError] = {}
+        self._poll_restarts()
         asked = self._ask_helpers(frame, track, results)
+        t0 = time.monotonic()
         for obj in self._objects.values():
-            if obj.estimator is not None:
+            est = self._estimator_here(obj)
+            if est is not None:
                 try:  # its last good pose stays on an error: tracking resumes after a brief occlusion
-                    results[obj.object_id] = obj.estimator.estimate(frame.view(obj.mask_label), track=track,
-                                                                    near_depth=near)
+                    results[obj.object_id] = est.estimate(frame.view(obj.mask_label), track=track, near_depth=near)
                 except One2AnyError as e:
                     results[obj.object_id] = e
+        # the helpers did the same kind of work at the same time: give them what this process took, twice, at least
+        end = time.monotonic() + max(self.helper_timeout_s, 2.0 * (time.monotonic() - t0))
         bug = None
         for helper in asked:  # every answer is read, a bug's too, so each pipe stays in step
             if helper not in self._helpers.values():
                 continue  # closed meanwhile: the helpers were turned off (_all_here)
             try:
-                results.update(helper.answer())
+                results.update(helper.answer(max(0.0, end - time.monotonic())))
+                helper.failures = 0
             except HelperStopped as e:
                 self._restart(helper, e, results)
             except RuntimeError as e:
@@ -307,7 +380,7 @@ class MultiObjectEstimator:
     def _ask_helpers(self, frame: Frame, track: bool, results: dict) -> list[ObjectProcess]:
         """Send the frame to every helper that holds objects; the ones asked (a stopped one is started again and its
         objects get the error in ``results``)."""
-        busy = [h for h in self._helpers.values() if h.objects]
+        busy = [h for h in self._helpers.values() if h.objects and not h.starting]
         if not busy:
             return []
         self._shared.write(frame)
@@ -330,8 +403,14 @@ class MultiObjectEstimator:
         for helper in self._helpers.values():
             helper.close()
         self._helpers.clear()
+        self._restarting.clear()
 
     def close(self) -> None:
         """Stop the helper processes (they also end with this process) and free the shared frame."""
         self._stop_helpers()
         self._shared.close()
+
+
+def _stopped(e: Exception) -> HelperStopped:
+    """A helper's failure as the HelperStopped its objects get (a bug in the helper included)."""
+    return e if isinstance(e, HelperStopped) else HelperStopped(f"the object helper process failed: {e}")

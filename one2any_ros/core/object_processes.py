@@ -1,34 +1,40 @@
-"""Several objects side by side in helper processes (issue 17): N objects on one frame for well under N times one
-object's cost on a CPU.
+"""Helper processes that estimate some of a frame's objects while the caller estimates the rest (several objects for
+well under N times one object's cost on a CPU; docs/benchmarks.md, Several objects).
 
-Why processes, not threads: tracking one object (640x480, classic) is ~9.5 ms, most of it numpy on small arrays
-under the GIL. Measured on 2 cores: two threads took two objects from 19.5 to 19.1 ms and four from 37.5 to 36.0 ms,
-and a shorter GIL switch interval did not help. A helper process holds some objects' PoseEstimators (its own
-backend, made from the caller's ``Backend.recipe``) and estimates them on the same frame while the caller estimates
-its own.
+Why processes, not threads: most of an object's work is numpy on small arrays under the GIL, so threads gain
+nothing. A helper process holds some objects' PoseEstimators (its own backend, made from the caller's
+``Backend.recipe``) and estimates them on the same frame while the caller estimates its own.
 - The frame's images (rgb, depth, labels and the shared free-space depth) travel once per frame, through one
   anonymous memory-mapped file (``SharedFrame``) whose descriptor each helper gets once.
-- Requests and answers (a PoseResult, or the object's One2AnyError) travel through a socket pair, one at a time, in
-  order.
-- The caller keeps every reference, already encoded (a learned embedding is computed once, by the caller), so a
-  helper that dies is started again with its objects; their tracking restarts with a global search.
+- Requests and answers travel through a socket pair as length-prefixed plain pickles (``_Channel``), one at a time,
+  in order. Not multiprocessing's Connection: its pickler hands torch tensors over through a resource sharer whose
+  authentication key the helper does not share (every answer holding a tensor failed).
+- Every wait of the caller has a deadline (``HelperTimeout``, reason ``helper_timeout``): a helper that is stopped,
+  swapped out or stuck never holds the caller. The caller then kills it and starts a new one in the background
+  (``restart``, ``poll_started``), estimating its objects itself meanwhile (core/multi_object.py).
+- The caller keeps every reference, already encoded (a learned embedding is computed once, by the caller), so a new
+  helper gets its objects back; their tracking restarts with a global search.
 The helpers are new interpreters (``python -m one2any_ros.core.object_processes``: never forked, since a ROS node's
-middleware threads do not survive a fork, and not multiprocessing's spawn, which re-runs the caller's main script)
-talking over a socket pair; they end when the caller closes them or its end goes away (the caller killed).
+middleware threads do not survive a fork, and not multiprocessing's spawn, which re-runs the caller's main script);
+they end when the caller closes them or its end goes away (the caller killed).
 
-No ROS here. Hand-written because no library here runs stateful numpy workers over a shared frame: a
-multiprocessing pool would pickle the frame once per object and could not keep each object's tracking state.
+No ROS here. Hand-written because no library here runs stateful numpy workers over a shared frame with deadlines: a
+multiprocessing pool would pickle the frame once per object, could not keep each object's tracking state and has no
+way to give up on one stuck worker.
 """
 from __future__ import annotations
 
 import mmap
 import os
+import pickle
+import select
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
-from multiprocessing.connection import Connection
 from multiprocessing.reduction import recv_handle, send_handle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,13 +50,66 @@ if TYPE_CHECKING:
 
 Layout = tuple[tuple[tuple[int, ...], str], ...]  # (shape, dtype) of rgb, depth, labels, near depth
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder that holds one2any_ros
-POLL_S = 0.2  # how often a caller waiting for an answer checks that the helper is still alive
+HELPER_TIMEOUT_S = 2.0  # default deadline of one answer (beyond the caller's own share of the frame)
+STARTUP_TIMEOUT_S = 60.0  # a new helper must have made its backend (torch, a checkpoint) within this
+_HEADER = struct.Struct("!Q")  # the length of each pickled message
 
 
 class HelperStopped(One2AnyError):
     """A helper process ended while it held objects (killed, out of memory, ...): it is started again."""
 
     reason = "internal_error"
+
+
+class HelperTimeout(HelperStopped):
+    """A helper process missed its deadline (stopped, swapped out, stuck in a library): it is killed and started
+    again, and its objects are estimated by the caller meanwhile."""
+
+    reason = "helper_timeout"
+
+
+class _Channel:
+    """Length-prefixed pickles over a stream socket. The caller's waits take a deadline (``timeout`` seconds, None =
+    none, the helper's side); a message cut by a deadline leaves the stream out of step, so the caller then kills
+    the helper."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def fileno(self) -> int:  # multiprocessing.reduction's send_handle/recv_handle need only this
+        return self.sock.fileno()
+
+    def send(self, obj: Any, timeout: float | None = None) -> None:
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        self.sock.settimeout(timeout)
+        self.sock.sendall(_HEADER.pack(len(data)))
+        self.sock.sendall(data)
+
+    def recv(self, timeout: float | None = None) -> Any:
+        end = None if timeout is None else time.monotonic() + timeout
+        size = _HEADER.unpack(self._exactly(_HEADER.size, end))[0]
+        return pickle.loads(self._exactly(size, end))
+
+    def readable(self) -> bool:
+        """Whether an answer (or the helper's end of the socket closing) is waiting, without waiting."""
+        return bool(select.select([self.sock], [], [], 0)[0])
+
+    def _exactly(self, n: int, end: float | None) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            if end is not None:  # past the deadline, what is already here is still read (timeout 0: no waiting)
+                self.sock.settimeout(max(0.0, end - time.monotonic()))
+            try:
+                chunk = self.sock.recv(min(n - len(buf), 1 << 20))
+            except BlockingIOError as e:
+                raise TimeoutError from e
+            if not chunk:
+                raise EOFError
+            buf += chunk
+        return bytes(buf)
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def _views(buf, layout: Layout) -> list[np.ndarray]:
@@ -106,7 +165,7 @@ class SharedFrame:
         self._map = self._file = self.fd = self.layout = None
 
 
-def _serve(conn: Connection) -> None:
+def _serve(chan: _Channel) -> None:
     """A helper process: its backend recipe and settings first, then the caller's requests, answered in order,
     until "stop" or the caller is gone."""
     from one2any_ros.core.backends import create_backend
@@ -114,7 +173,7 @@ def _serve(conn: Connection) -> None:
     from one2any_ros.core.multi_object import Frame
 
     try:
-        recipe, settings, threads = conn.recv()
+        recipe, settings, threads = chan.recv()
     except (EOFError, OSError):
         return
     backend = create_backend(recipe[0], device=recipe[1], checkpoint=recipe[2])
@@ -128,8 +187,11 @@ def _serve(conn: Connection) -> None:
         est.set_reference(ref)
         objects[object_id] = (mask_label, est)
 
+    def remove(object_id: str) -> None:
+        objects.pop(object_id, None)  # nothing goes back: an estimator holds the backend (torch tensors)
+
     def frame_file(layout: Layout) -> None:
-        fd = recv_handle(conn)
+        fd = recv_handle(chan)
         # the old mapping is dropped, not closed: an array of the last frame may still point into it
         frame["map"] = mmap.mmap(fd, _layout_size(layout), prot=mmap.PROT_READ)
         os.close(fd)  # the mapping keeps the memory
@@ -153,42 +215,60 @@ def _serve(conn: Connection) -> None:
                 out[object_id] = e
         return out
 
-    handlers = {"set": set_object, "remove": lambda object_id: objects.pop(object_id, None),
-                "frame_file": frame_file, "estimate": estimate}
+    handlers = {"ping": lambda: None, "set": set_object, "remove": remove, "frame_file": frame_file,
+                "estimate": estimate}
     while True:
         try:
-            op, args = conn.recv()
+            op, args = chan.recv()
         except (EOFError, OSError):
             return  # the caller is gone
         if op == "stop":
             return
         try:
-            conn.send(("ok", handlers[op](*args)))
+            chan.send(("ok", handlers[op](*args)))
         except One2AnyError as e:
-            conn.send(("error", e))
+            chan.send(("error", e))
         except Exception:  # a bug: the caller raises it with this traceback
-            conn.send(("bug", traceback.format_exc()))
+            chan.send(("bug", traceback.format_exc()))
 
 
 class ObjectProcess:
-    """One helper process, and the caller's record of the objects it holds (to start it again with them)."""
+    """One helper process, and the caller's record of the objects it holds (to start it again with them).
 
-    def __init__(self, recipe: tuple[str, str, str | None], settings: "EstimatorSettings", threads: int = 1) -> None:
+    A helper is *starting* until it has made its backend and taken its objects: ``wait_started`` waits for that
+    (the first helper of an estimator), ``poll_started`` checks without waiting (a helper started again while the
+    caller estimates its objects). Every other request is answered within ``timeout_s`` or raises HelperTimeout."""
+
+    def __init__(self, recipe: tuple[str, str, str | None], settings: "EstimatorSettings", threads: int = 1, *,
+                 timeout_s: float = HELPER_TIMEOUT_S, startup_timeout_s: float = STARTUP_TIMEOUT_S) -> None:
         """``threads``: torch's CPU threads in the helper (the learned backend)."""
         self.recipe, self.settings, self.threads = recipe, settings, threads
+        self.timeout_s, self.startup_timeout_s = float(timeout_s), float(startup_timeout_s)
         self.objects: dict[str, tuple[int, "Reference"]] = {}  # id -> (mask_label, encoded reference), in order
+        self.failures = 0  # restarts in a row that did not get back to a started helper (multi_object gives up)
         self._start()
 
     def _start(self) -> None:
         mine, theirs = socket.socketpair()
         env = dict(os.environ)  # the package importable in the helper even when the caller found it by sys.path
         env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH", "")) if p)
-        with theirs:
-            self._proc = subprocess.Popen([sys.executable, "-m", __name__, str(theirs.fileno())],
-                                          pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
-        self._conn = Connection(mine.detach())
-        self._conn.send((self.recipe, self.settings, self.threads))
+        try:
+            with theirs:
+                self._proc = subprocess.Popen([sys.executable, "-m", __name__, str(theirs.fileno())],
+                                              pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
+        except BaseException:
+            mine.close()
+            raise
+        self._chan = _Channel(mine)
         self._frame_generation = 0  # the SharedFrame file this helper has mapped (0: none)
+        self._started_at = time.monotonic()
+        self.starting = True
+        try:
+            self.send("init", timeout=self.timeout_s)
+            self.send("ping", timeout=self.timeout_s)  # answered once its backend is made
+        except HelperStopped:
+            self.kill()
+            raise
 
     @property
     def pid(self) -> int:
@@ -198,15 +278,26 @@ class ObjectProcess:
         return self._proc.poll() is None
 
     # --- requests ----------------------------------------------------------------------------------------
-    def send(self, op: str, *args) -> None:
+    def send(self, op: str, *args, timeout: float | None = None) -> None:
+        """Send one request (``init``: the recipe and settings). HelperStopped when the helper is gone, HelperTimeout
+        when it does not take the request within the deadline (it is not reading: stopped or stuck)."""
+        msg = (self.recipe, self.settings, self.threads) if op == "init" else (op, args)
         try:
-            self._conn.send((op, args))
+            self._chan.send(msg, self.timeout_s if timeout is None else timeout)
+        except (TimeoutError, socket.timeout) as e:
+            raise self._timed_out(f"take the request {op!r}") from e
         except (OSError, ValueError) as e:  # a broken pipe: the helper is gone
             raise self._stopped() from e
 
     def _stopped(self) -> HelperStopped:
+        self._wait(0.5)  # its exit code, for the message
         return HelperStopped(f"the object helper process (pid {self._proc.pid}) stopped (exit code "
                              f"{self._proc.returncode}); it is started again and its objects' tracking restarts")
+
+    def _timed_out(self, what: str, timeout: float | None = None) -> HelperTimeout:
+        t = self.timeout_s if timeout is None else timeout
+        return HelperTimeout(f"the object helper process (pid {self._proc.pid}) did not {what} within {t:.1f} s; "
+                             "it is killed and started again, its objects estimated in the node's process meanwhile")
 
     def _wait(self, timeout: float) -> None:
         try:
@@ -214,16 +305,16 @@ class ObjectProcess:
         except subprocess.TimeoutExpired:
             pass
 
-    def answer(self) -> Any:
-        """The answer to the oldest request sent: its value, the One2AnyError it raised, HelperStopped when the
-        process ended, RuntimeError (with the helper's traceback) on a bug."""
+    def answer(self, timeout: float | None = None) -> Any:
+        """The answer to the oldest request sent, within ``timeout`` s (default ``timeout_s``): its value, the
+        One2AnyError it raised, HelperStopped when the process ended, HelperTimeout past the deadline,
+        RuntimeError (with the helper's traceback) on a bug."""
+        timeout = self.timeout_s if timeout is None else timeout
         try:
-            while not self._conn.poll(POLL_S):
-                if not self.alive():
-                    break
-            status, value = self._conn.recv()
-        except (EOFError, OSError) as e:
-            self._wait(1.0)  # its exit code, for the message
+            status, value = self._chan.recv(timeout)
+        except (TimeoutError, socket.timeout) as e:
+            raise self._timed_out("answer", timeout) from e
+        except (EOFError, OSError, pickle.UnpicklingError) as e:
             raise self._stopped() from e
         if status == "ok":
             return value
@@ -240,50 +331,81 @@ class ObjectProcess:
         if self._frame_generation != shared.generation:
             self.send("frame_file", shared.layout)
             try:
-                send_handle(self._conn, shared.fd, self._proc.pid)
+                send_handle(self._chan, shared.fd, self._proc.pid)
             except OSError as e:
                 raise self._stopped() from e
             self.answer()
             self._frame_generation = shared.generation
         self.send("estimate", frame.K, frame.min_depth, frame.max_depth, track, settings)
 
-    # --- objects -----------------------------------------------------------------------------------------
-    def set_object(self, object_id: str, ref: "Reference", mask_label: int) -> None:
-        self.call("set", object_id, ref, int(mask_label))
-        self.objects.pop(object_id, None)
-        self.objects[object_id] = (int(mask_label), ref)
+    # --- starting ----------------------------------------------------------------------------------------
+    def wait_started(self) -> None:
+        """Wait (at most what is left of ``startup_timeout_s``) until it has made its backend, then hand it its
+        objects."""
+        if self.starting:
+            self.answer(self._startup_left())
+            self._finish_start()
 
-    def remove(self, object_id: str) -> None:
-        if self.objects.pop(object_id, None) is not None:
-            try:
-                self.call("remove", object_id)
-            except HelperStopped:
-                pass  # gone already: it starts again when it next has objects (set_object, or a frame)
+    def poll_started(self) -> bool:
+        """Whether it has started (its objects handed over now if it just did), without waiting for it; raises
+        HelperStopped / HelperTimeout when it died or its start ran past ``startup_timeout_s``."""
+        if not self.starting:
+            return True
+        if self._chan.readable():
+            self.answer(max(self._startup_left(), self.timeout_s))
+            self._finish_start()
+            return True
+        if self._startup_left() <= 0:
+            raise self._timed_out("start", self.startup_timeout_s)
+        return False
 
-    def restart(self) -> None:
-        """A new process with the same objects (after the old one stopped)."""
-        self.close()
-        self._start()
+    def _startup_left(self) -> float:
+        return max(0.0, self._started_at + self.startup_timeout_s - time.monotonic())
+
+    def _finish_start(self) -> None:
         for object_id, (label, ref) in list(self.objects.items()):
             self.call("set", object_id, ref, label)
+        self.starting = False
+
+    # --- objects -----------------------------------------------------------------------------------------
+    def set_object(self, object_id: str, ref: "Reference", mask_label: int) -> None:
+        """Record the object (a helper that is starting takes it when it has started) and hand it over."""
+        self.objects.pop(object_id, None)
+        self.objects[object_id] = (int(mask_label), ref)
+        if not self.starting:
+            self.call("set", object_id, ref, int(mask_label))
+
+    def remove(self, object_id: str) -> None:
+        """Forget the object here and in the helper (a starting or dead helper simply never gets it)."""
+        if self.objects.pop(object_id, None) is not None and not self.starting:
+            self.call("remove", object_id)
+
+    def restart(self) -> None:
+        """A new process with the same objects, without waiting for it (``poll_started`` tells when it is ready)."""
+        self.kill()
+        self._start()
+
+    def kill(self) -> None:
+        """End the process now (a stopped or stuck one too: SIGKILL)."""
+        if self.alive():
+            self._proc.kill()
+        self._wait(2.0)
+        self._chan.close()
 
     def close(self) -> None:
-        """Stop the process (it also ends when the caller's process does)."""
+        """Stop the process (it also ends when the caller's process does): asked first, killed if it does not end."""
         try:
-            self._conn.send(("stop", ()))
+            self._chan.send(("stop", ()), 0.5)
         except (OSError, ValueError):
             pass
         self._wait(2.0)
-        if self.alive():
-            self._proc.kill()
-            self._wait(2.0)
-        self._conn.close()
+        self.kill()
 
 
-__all__ = ["HelperStopped", "ObjectProcess", "SharedFrame"]
+__all__ = ["HELPER_TIMEOUT_S", "HelperStopped", "HelperTimeout", "ObjectProcess", "SharedFrame"]
 
 if __name__ == "__main__":  # a helper process: python -m one2any_ros.core.object_processes <socket fd>
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle; the helper ends with it (EOF)
-    _serve(Connection(int(sys.argv[1])))
+    _serve(_Channel(socket.socket(fileno=int(sys.argv[1]))))
