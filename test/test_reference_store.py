@@ -1,6 +1,16 @@
 """ReferenceStore: several named references survive a restart; removed or cleared ones never come back, even
-after a crash between two steps; one damaged file costs only its object; the single-object file still loads."""
+after a crash between two steps; one damaged file costs only its object; the single-object file still loads; a
+writer killed with SIGKILL mid-save (real processes) loses nothing and leaves no half file, and the temp files it
+leaves are cleaned at start, only this store's."""
+import dataclasses
 import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +21,7 @@ from one2any_ros.core.reference import Reference, load_reference, make_reference
 from one2any_ros.core.reference_store import ReferenceStore
 
 K = np.array([[60.0, 0, 31.5], [0, 60.0, 23.5], [0, 0, 1]])
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _ref(seed: int, box: tuple[int, int, int, int] = (10, 38, 12, 52)) -> Reference:
@@ -266,3 +277,137 @@ def test_index_never_lists_a_deleted_file(path, refs):
         listed = {e["file"] for e in _index(store)["objects"]}
         on_disk = {p.name for p in path.parent.glob("*.zip")}
         assert on_disk == listed, (op, oid)  # and nothing lingers unlisted after a completed change
+
+
+def _leftover(target: Path) -> Path:
+    """The temp file a writer killed inside ``files.atomic_path(target)`` leaves (the same mkstemp call)."""
+    fd, name = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
+    os.write(fd, b"half of a file")
+    os.close(fd)
+    return Path(name)
+
+
+def _files(directory: Path) -> set[str]:
+    return {p.name for p in directory.iterdir()}
+
+
+def test_stray_temp_files_are_removed_only_the_stores_own(tmp_path, refs):
+    """Stores whose names start alike share a directory: each removes the temp files of its index, its default
+    file and any object's file (listed or not), and nothing else."""
+    stores = [ReferenceStore(tmp_path / n) for n in ("a.reference.zip", "ab.reference.zip", "a.reference")]
+    assert ReferenceStore(tmp_path / "nothing_yet" / "x.zip").remove_stray_temp_files() == []  # no directory
+    for s in stores:
+        s.save("", 0, refs[0])
+        s.save("m", 1, refs[1])
+    own = [sorted([_leftover(s.path), _leftover(s.index_path), _leftover(s.file_for("m")),
+                   _leftover(s.file_for("never_saved")), _leftover(s.file_for("m"))]) for s in stores]
+    (tmp_path / "a.reference.zip.old").write_text("not a temp file")
+    (tmp_path / "a.reference.zip.notes.tmp.txt").write_text("not a temp file either")
+    _leftover(tmp_path / "a.reference.m.zip.abcd1234.tmp")  # the temp of a temp file: atomic_path writes none
+    before = _files(tmp_path)
+    for s, mine in zip(stores, own):
+        assert s.remove_stray_temp_files() == mine
+        before -= {p.name for p in mine}
+        assert _files(tmp_path) == before  # every other file is still there
+        assert s.remove_stray_temp_files() == []
+    for s in stores:  # and every store still loads all it had
+        objects, errors = ReferenceStore(s.path).load()
+        assert errors == [] and [(o[0], o[1]) for o in objects] == [("", 0), ("m", 1)]
+
+
+def test_stray_temp_files_of_a_store_named_like_an_object_file(tmp_path, refs):
+    """``x.reference.zip``'s object ``m`` and the store at ``x.reference.m.zip``: neither removes the other's index,
+    object or default temp files. (The one name they share, ``x.reference.m.zip`` itself, is both stores' file by
+    the layout: such a pair shares that reference, not only its temp files.)"""
+    x, xm = ReferenceStore(tmp_path / "x.reference.zip"), ReferenceStore(tmp_path / "x.reference.m.zip")
+    assert x.file_for("m") == xm.path
+    x_own = sorted([_leftover(x.path), _leftover(x.index_path), _leftover(x.file_for("o"))])
+    xm_own = sorted([_leftover(xm.index_path), _leftover(xm.file_for("o"))])  # x.reference.m.o.zip: no id of x
+    shared = _leftover(xm.path)
+    for s, mine in ((x, x_own), (xm, xm_own)):
+        assert not any(s.owns_file_name(p.name) for p in (x_own + xm_own) if p not in mine)
+    assert x.owns_file_name(xm.path.name) and xm.owns_file_name(x.file_for("m").name)
+    assert not x.owns_file_name("x.reference.m.o.zip") and not x.owns_file_name(xm.index_path.name)
+    assert xm.remove_stray_temp_files() == sorted(xm_own + [shared])
+    assert x.remove_stray_temp_files() == x_own
+    assert not list(tmp_path.iterdir())
+
+
+# --- a real writer, killed with SIGKILL mid-save ------------------------------------------------------------------
+
+_WRITER = """
+import sys
+from one2any_ros.core.reference import load_reference
+from one2any_ros.core.reference_store import ReferenceStore
+store = ReferenceStore(sys.argv[1])
+refs = [load_reference(p) for p in sys.argv[2:4]]
+print("ready", flush=True)
+i = 0
+while True:  # until the test kills it
+    store.save("mug", 3, refs[i % 2])
+    store.save("box", 5, refs[(i + 1) % 2])
+    i += 1
+"""
+MIN_KILLS, MAX_KILLS = 15, 40
+
+
+def _identical(a: Reference, b: Reference) -> bool:
+    """Every stored array and the backend name, bit for bit."""
+    pairs = [(a.view.rgb, b.view.rgb), (a.view.depth, b.view.depth), (a.view.mask, b.view.mask), (a.view.K, b.view.K),
+             (a.T_C_O, b.T_C_O), (a.T_refcam_C, b.T_refcam_C), (a.points_C, b.points_C), (a.roc_map, b.roc_map)]
+    return (a.embedding.keys() == b.embedding.keys() and a.embedding_backend == b.embedding_backend
+            and all(x.dtype == y.dtype and np.array_equal(x, y) for x, y in pairs)
+            and all(np.array_equal(a.embedding[k], b.embedding[k]) for k in a.embedding))
+
+
+def test_kill_9_mid_save_loses_nothing_and_leaves_only_temp_files(tmp_path, refs):
+    """A child process saves two references alternately for "mug" and for "box" in a tight loop; it is killed with
+    SIGKILL after a seeded random delay, again and again. After every kill a new store loads both objects, each
+    exactly one of the two references (never lost, never half), and the cleanup leaves no temp file. The kills
+    must include one that left a temp file (it landed mid-write), else the test proved nothing: it kills more
+    until one does (a save is ~95% of the loop, so in practice most do)."""
+    rng = random.Random(25)
+    sources, expected = [], []
+    for i in range(2):  # a 256 kB embedding: a save takes tens of ms, so kills land inside one
+        ref = dataclasses.replace(refs[i], embedding={
+            "tokens": np.random.default_rng(i).standard_normal((64, 1024)).astype(np.float32)})
+        save_reference(ref, tmp_path / f"source{i}.zip")
+        sources.append(load_reference(tmp_path / f"source{i}.zip"))  # what the child saves
+        save_reference(sources[i], tmp_path / f"expected{i}.zip")
+        expected.append(load_reference(tmp_path / f"expected{i}.zip"))  # what loading its save gives
+    assert not _identical(expected[0], expected[1])
+    path = tmp_path / "store" / "ns.one2any.reference.zip"
+    ReferenceStore(path).save("mug", 3, sources[0])
+    ReferenceStore(path).save("box", 5, sources[1])
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    kills = mid_write = strays = 0
+    seen = set()
+    while kills < MIN_KILLS or (mid_write == 0 and kills < MAX_KILLS):
+        child = subprocess.Popen([sys.executable, "-c", _WRITER, str(path), *(str(tmp_path / f"source{i}.zip")
+                                                                             for i in range(2))],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            ready = child.stdout.readline()
+            if ready == "ready\n":
+                time.sleep(rng.uniform(0.0, 0.15))  # a loop (two saves) takes ~60 ms here
+        finally:
+            child.send_signal(signal.SIGKILL)  # also when the child died by itself: then this is a no-op
+            _, err = child.communicate(timeout=60)
+        assert ready == "ready\n" and child.returncode == -signal.SIGKILL, f"the writer failed:\n{err}"
+        kills += 1
+        leftovers = sorted(path.parent.glob("*.tmp"))
+        mid_write += bool(leftovers)
+        strays += len(leftovers)
+        objects, errors = ReferenceStore(path).load()
+        assert errors == [], (kills, errors)
+        assert sorted((o[0], o[1]) for o in objects) == [("box", 5), ("mug", 3)]
+        for oid, _, ref in objects:
+            which = [i for i in range(2) if _identical(ref, expected[i])]
+            assert len(which) == 1, (kills, oid)
+            seen.add((oid, which[0]))
+        assert ReferenceStore(path).remove_stray_temp_files() == leftovers
+        assert not list(path.parent.glob("*.tmp"))
+        assert sorted(p.name for p in path.parent.iterdir()) == [
+            "ns.one2any.reference.box.zip", "ns.one2any.reference.mug.zip", "ns.one2any.reference.zip.index.json"]
+    print(f"{kills} kills, {mid_write} mid-write, {strays} stray temp files removed, states seen {sorted(seen)}")
+    assert mid_write >= 1, f"none of {kills} kills landed mid-write"

@@ -4,16 +4,24 @@ The new content goes to a temp file in the target's directory (``os.replace`` is
 system), is flushed to disk, then renamed over the target; on an error the temp file is removed and the old file
 stays as it was. The one place the library writes files that something reads back (references, checkpoints, run
 state, reports).
+
+A process killed between creating the temp file and the rename (``kill -9``, a power cut) cannot remove it: the
+temp file stays beside the target, named ``<target name>.<tag>.tmp`` (``<tag>``: letters, digits, ``_``). This
+module owns that naming rule (``temp_target``, ``stray_temp_files``), so whoever owns a target can find and
+delete its leftovers at start without touching anything else's files.
 """
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 TEMP_SUFFIX = ".tmp"  # run directories ignore ``*.tmp`` (.gitignore, tools/gpu_train_chunk.sh)
+# mkstemp's random part: letters, digits and "_", never a dot, so the target name is all before the last dot
+_TEMP_TAG = re.compile(r"[A-Za-z0-9_]+")
 
 
 def _process_umask() -> int:
@@ -47,6 +55,33 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(directory)
+
+
+def temp_target(name: str) -> str | None:
+    """The name of the file whose atomic write a temp file called ``name`` belongs to (``a.zip.k3x_9q2m.tmp``
+    gives ``a.zip``), or None when ``name`` is not such a temp file. Names only: nothing is read from disk."""
+    if not name.endswith(TEMP_SUFFIX):
+        return None
+    target, dot, tag = name[: -len(TEMP_SUFFIX)].rpartition(".")
+    return target if dot and target and _TEMP_TAG.fullmatch(tag) else None
+
+
+def stray_temp_files(path: str | os.PathLike) -> list[Path]:
+    """The temp files ``atomic_path`` left beside ``path`` (sorted): a writer that died before its rename.
+    Only files whose target is exactly ``path`` (not ``path``'s temp files' own temps, not ``ab.zip``'s for
+    ``a.zip``). Deleting one is safe only when nothing is writing ``path`` now."""
+    path = Path(path)
+    return [p for p in temp_files_in(path.parent) if temp_target(p.name) == path.name]
+
+
+def temp_files_in(directory: str | os.PathLike) -> list[Path]:
+    """Every file in ``directory`` named like an ``atomic_path`` temp file (sorted; symbolic links and folders
+    are not: ``atomic_path`` makes neither). An owner picks its own by ``temp_target``."""
+    try:
+        with os.scandir(directory) as it:
+            return sorted(Path(e.path) for e in it if e.is_file(follow_symlinks=False) and temp_target(e.name))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:

@@ -20,6 +20,11 @@ any two of them leaves a state that loads consistently:
 - ``remove``: index without the object first, then its file is deleted;
 - ``clear``: empty index first, then the files.
 
+A process killed mid-write (``kill -9``, a power cut) can leave the temp file of the reference or index it was
+writing (``files.atomic_path``: ``<file name>.<tag>.tmp``); nothing loads it, and ``remove_stray_temp_files``,
+called when the node starts, deletes this store's own (those of the index, the default file and any object's
+file: never another store's in the same directory, never a non-temp file).
+
 Legacy: with no index at all but a file at ``P`` (saved by the single-object node), ``P`` is the default object
 with ``mask_label`` 0. An unreadable index (corrupt, wrong version) is reported and the same legacy rule applies;
 the next change rewrites the index from that state.
@@ -36,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from one2any_ros.core.errors import InputError
-from one2any_ros.core.files import write_atomic
+from one2any_ros.core.files import temp_files_in, temp_target, write_atomic
 from one2any_ros.core.multi_object import DEFAULT_OBJECT, check_label, validate_object_id
 from one2any_ros.core.reference import Reference, load_reference, save_reference
 
@@ -90,6 +95,20 @@ class ReferenceStore:
             return self.path
         return self.path.with_name(self.path.stem + "." + object_id + self.path.suffix)
 
+    def owns_file_name(self, name: str) -> bool:
+        """Whether ``name`` (a file name in ``path``'s directory) is one this store writes: the index, the
+        default file or the file of some valid object id (listed or not)."""
+        if name in (self.path.name, self.index_path.name):
+            return True
+        head, suffix = self.path.stem + ".", self.path.suffix
+        if not (name.startswith(head) and name.endswith(suffix) and len(name) > len(head) + len(suffix)):
+            return False
+        object_id = name[len(head): len(name) - len(suffix)]
+        try:
+            return self.file_for(object_id).name == name
+        except InputError:  # not a valid id: "obj.m" in "x.reference.obj.m.zip", the store "x.reference.obj.zip"'s
+            return False
+
     # --- changes -------------------------------------------------------------------------------------------
     def save(self, object_id: str, mask_label: int, ref: Reference) -> Path:
         """Store ``ref`` for ``object_id`` and make it the last in the order (a replaced id moves to the end too).
@@ -126,6 +145,22 @@ class ReferenceStore:
             for e in entries:
                 _unlink(self.path.with_name(e.file))
             _unlink(self.path)
+
+    def remove_stray_temp_files(self) -> list[Path]:
+        """Delete the temp files a writer of this store left when it was killed mid-write; returns their paths
+        (sorted). Only this store's (``owns_file_name`` of the temp file's target), only temp files. Call it at
+        start, before this store's first change: a save in progress, here or in another process on the same
+        path, has a temp file too. OSError when one cannot be deleted (one already gone is fine)."""
+        removed: list[Path] = []
+        with self._lock:
+            for tmp in temp_files_in(self.path.parent):
+                if self.owns_file_name(temp_target(tmp.name) or ""):
+                    try:
+                        tmp.unlink()
+                    except FileNotFoundError:
+                        continue
+                    removed.append(tmp)
+        return removed
 
     # --- loading -------------------------------------------------------------------------------------------
     def load(self) -> tuple[list[LoadedObject], list[LoadError]]:
