@@ -18,7 +18,7 @@ from std_msgs.msg import Header
 
 import vision_msgs.msg as vm
 from one2any_ros.ros.conversions import pose_to_matrix
-from one2any_ros.ros.detections import DetectionInput, detection_array, object_extent
+from one2any_ros.ros.detections import DetectionInput, detection_array, object_box
 
 UPSTREAM_FIELDS = {
     "BoundingBox2D": {"center": "vision_msgs/Pose2D", "size_x": "double", "size_y": "double"},
@@ -101,12 +101,18 @@ def test_type_hash_matches_upstream(name):
     assert hashes[f"vision_msgs/msg/{name}"] == UPSTREAM_HASHES[name]
 
 
-# --- object_extent ---------------------------------------------------------------------------------------------
+# --- object_box ----------------------------------------------------------------------------------------------
 
-def test_object_extent_is_max_minus_min_per_axis():
+def object_extent(pts):
+    return object_box(pts)[1]
+
+
+def test_object_box_is_the_middle_and_max_minus_min_per_axis():
     pts = np.array([[0.0, -0.01, 0.2], [0.05, 0.03, 0.1], [-0.02, 0.0, 0.15]])
-    np.testing.assert_allclose(object_extent(pts), [0.07, 0.04, 0.1], atol=1e-15)
-    assert object_extent(pts).shape == (3,) and object_extent(pts).dtype == np.float64
+    centre, size = object_box(pts)
+    np.testing.assert_allclose(size, [0.07, 0.04, 0.1], atol=1e-15)
+    np.testing.assert_allclose(centre, [0.015, 0.01, 0.15], atol=1e-15)
+    assert size.shape == centre.shape == (3,) and size.dtype == centre.dtype == np.float64
 
 
 def test_object_extent_of_a_box_and_of_one_point():
@@ -131,8 +137,9 @@ def test_detection_array_fills_every_field():
     header = _header()
     inputs = [
         DetectionInput("one2any_object_mug", _T([0.3, -0.2, 1.1], [0.1, -0.05, 0.72]), 0.875,
-                       np.array([0.09, 0.12, 0.1])),
-        DetectionInput("one2any_object_box", _T([-2.5, 0.4, 0.0], [-0.2, 0.1, 1.4]), 0.25, (0.3, 0.2, 0.05)),
+                       np.array([0.09, 0.12, 0.1]), np.array([0.01, -0.02, 0.04])),
+        DetectionInput("one2any_object_box", _T([-2.5, 0.4, 0.0], [-0.2, 0.1, 1.4]), 0.25, (0.3, 0.2, 0.05),
+                       (0.0, 0.0, 0.0)),
     ]
     msg = detection_array(header, inputs)
 
@@ -148,15 +155,18 @@ def test_detection_array_fills_every_field():
         assert hyp.hypothesis.score == d.confidence
         np.testing.assert_allclose(pose_to_matrix(hyp.pose.pose), d.T_camera_object, atol=1e-9)
         assert list(hyp.pose.covariance) == [0.0] * 36  # not estimated
-        assert det.bbox.center == hyp.pose.pose and det.bbox.center is not hyp.pose.pose
-        np.testing.assert_allclose(pose_to_matrix(det.bbox.center), d.T_camera_object, atol=1e-9)
+        box = pose_to_matrix(det.bbox.center)  # the box's centre carried by the pose, the pose's orientation
+        np.testing.assert_allclose(box[:3, :3], d.T_camera_object[:3, :3], atol=1e-9)
+        np.testing.assert_allclose(box[:3, 3], d.T_camera_object[:3, :3] @ d.center_O + d.T_camera_object[:3, 3],
+                                   atol=1e-9)
+        assert det.bbox.center is not hyp.pose.pose
         assert (det.bbox.size.x, det.bbox.size.y, det.bbox.size.z) == tuple(float(v) for v in d.size_m)
 
 
 def test_detection_array_headers_are_copies():
     header = _header()
-    msg = detection_array(header, [DetectionInput("a", np.eye(4), 1.0, (0.1, 0.1, 0.1)),
-                                   DetectionInput("b", np.eye(4), 0.5, (0.1, 0.1, 0.1))])
+    msg = detection_array(header, [DetectionInput("a", np.eye(4), 1.0, (0.1, 0.1, 0.1), (0, 0, 0)),
+                                   DetectionInput("b", np.eye(4), 0.5, (0.1, 0.1, 0.1), (0, 0, 0))])
     msg.detections[0].header.frame_id = "changed"
     header.stamp.sec = 7
     assert msg.header.frame_id == "camera_color_optical_frame"
@@ -176,14 +186,14 @@ def test_detection_array_round_trips_through_cdr():
     from rclpy.serialization import deserialize_message, serialize_message
 
     msg = detection_array(_header(), [DetectionInput("obj", _T([0.0, math.pi / 2, 0.0], [0.0, 0.0, 0.5]), 0.5,
-                                                     (0.25, 0.125, 0.5))])
+                                                     (0.25, 0.125, 0.5), (0.01, 0.0, -0.02))])
     back = deserialize_message(serialize_message(msg), vm.Detection3DArray)
     assert back == msg
 
 
 def test_detection_input_checks_and_freezes_its_arrays():
     T = _T([0.1, 0.2, 0.3], [0.0, 0.0, 1.0])
-    d = DetectionInput("obj", T, 1, [0.1, 0.2, 0.3])
+    d = DetectionInput("obj", T, 1, [0.1, 0.2, 0.3], [0.0, 0.01, 0.0])
     assert d.T_camera_object is not T and d.T_camera_object.dtype == np.float64
     assert isinstance(d.confidence, float) and d.size_m.shape == (3,)
     T[0, 3] = 9.0  # the caller's array is copied
@@ -195,4 +205,7 @@ def test_detection_input_checks_and_freezes_its_arrays():
     for T_bad, size_bad in ((np.eye(3), (0.1, 0.1, 0.1)), (np.full((4, 4), np.nan), (0.1, 0.1, 0.1)),
                             (np.eye(4), (0.1, 0.1)), (np.eye(4), (0.1, -0.1, 0.1)), (np.eye(4), (0.1, np.inf, 0.1))):
         with pytest.raises(ValueError):
-            DetectionInput("obj", T_bad, 1.0, size_bad)
+            DetectionInput("obj", T_bad, 1.0, size_bad, (0.0, 0.0, 0.0))
+    for centre_bad in ((0.0, 0.0), (0.0, np.nan, 0.0)):
+        with pytest.raises(ValueError):
+            DetectionInput("obj", np.eye(4), 1.0, (0.1, 0.1, 0.1), centre_bad)

@@ -195,6 +195,30 @@ def pose_to_matrix(pose: Pose) -> np.ndarray:
     return _check_T(T)
 
 
+def request_pose_to_matrix(pose: Pose, *, unit_tolerance: float = 0.05) -> np.ndarray:
+    """4x4 float64 of a pose a client sent (``SetReference.object_pose``), checked strictly: a quaternion that is
+    zero, not finite or whose norm is off 1 by more than ``unit_tolerance`` raises ConversionError(reason=
+    "bad_quaternion") (a client's bug, not a rotation to normalise); a NaN or infinite position raises
+    ConversionError(reason="bad_object_pose")."""
+    o, t = pose.orientation, pose.position
+    q = np.array([o.x, o.y, o.z, o.w], dtype=np.float64)
+    n = float(np.linalg.norm(q)) if np.all(np.isfinite(q)) else float("nan")
+    if not abs(n - 1.0) <= unit_tolerance:
+        raise ConversionError(f"object_pose.orientation {q.tolist()} is not a unit quaternion (norm {n:.3g}; "
+                              f"x, y, z, w with norm 1 +- {unit_tolerance})", reason="bad_quaternion")
+    p = np.array([t.x, t.y, t.z], dtype=np.float64)
+    if not np.all(np.isfinite(p)):
+        raise ConversionError(f"object_pose.position {p.tolist()} is not finite (metres)", reason="bad_object_pose")
+    return pose_to_matrix(pose)
+
+
+def stamp_text(ns: int) -> str:
+    """A header stamp in seconds with all nine decimals, exactly (``1733459000.000000042``): how the node's
+    messages name the frame they are about."""
+    sec, nsec = divmod(int(ns), 1_000_000_000)
+    return f"{sec}.{nsec:09d}"
+
+
 def matrix_to_transform(T: np.ndarray) -> Transform:
     """geometry_msgs/Transform of a 4x4 rigid transform (for TF)."""
     p = matrix_to_pose(T)

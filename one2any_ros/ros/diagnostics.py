@@ -78,10 +78,14 @@ class NodeStats:
         return len(recent) / self.window_s
 
     def status(self, name: str, *, reference: bool, backend: str, device: str, note: str = "",
-               now_ns: int | None = None, stale_ms: float | None = None, worker_error: str = "") -> DiagnosticStatus:
+               now_ns: int | None = None, stale_ms: float | None = None, worker_error: str = "",
+               worker_stalled: str = "", degraded: str = "") -> DiagnosticStatus:
         """``now_ns``: the node clock, so that input_age_ms is the newest frame's age now (it grows when the
         camera stops), not when it arrived; ``stale_ms``: above this age the status says the input is stale;
-        ``worker_error``: non-empty when the estimation worker is not running (level ERROR, it says why)."""
+        ``worker_error``: non-empty when the estimation worker is not running (level ERROR, it says why);
+        ``worker_stalled``: non-empty when it has been stuck on one frame or request (ERROR); ``degraded``: non-empty
+        while some objects are estimated in the node's process because their helper process is being started
+        again, or the helpers are off (WARN, it says why)."""
         with self._lock:
             recent = self._recent(time.monotonic())
             age_ms = self.input_age_ms
@@ -103,12 +107,16 @@ class NodeStats:
             last_ok, frames = self.last_ok, self.frames
         if worker_error:
             level, msg = DiagnosticStatus.ERROR, f"estimation worker not running ({worker_error}): restarting it"
+        elif worker_stalled:
+            level, msg = DiagnosticStatus.ERROR, f"estimation worker {worker_stalled}"
         elif not reference:
             level, msg = DiagnosticStatus.WARN, "no reference: call ~/set_reference"
         elif frames == 0:
             level, msg = DiagnosticStatus.WARN, "no complete frame received"
         elif stale_ms is not None and age_ms is not None and age_ms > stale_ms:
             level, msg = DiagnosticStatus.WARN, f"input stale: the newest frame is {age_ms / 1000:.1f} s old"
+        elif degraded:
+            level, msg = DiagnosticStatus.WARN, f"degraded: {degraded}"
         elif last_ok is None:
             level, msg = DiagnosticStatus.OK, "waiting for the first pose"
         elif not last_ok:
@@ -120,9 +128,10 @@ class NodeStats:
         return DiagnosticStatus(level=level, name=name, message=msg, hardware_id=device,
                                 values=[KeyValue(key=k, value=values[k]) for k in KEYS])
 
-    def object_status(self, name: str) -> DiagnosticStatus:
+    def object_status(self, name: str, *, degraded: str = "") -> DiagnosticStatus:
         """One object's status (``name`` = ``<node's full name>/<child frame>``; keys OBJECT_KEYS): OK while its
-        last frame gave it a pose, WARN with the reason when it did not."""
+        last frame gave it a pose, WARN with the reason when it did not, or while it is estimated in the node's
+        process because its helper process is being started again (``degraded``: why)."""
         with self._lock:
             recent = self._recent(time.monotonic())
             values = {"confidence": f"{self.confidence:.3f}", "inliers": str(self.inliers),
@@ -134,6 +143,8 @@ class NodeStats:
             level, msg = DiagnosticStatus.OK, f"tracking at {values['rate_hz']} Hz"
         else:
             level, msg = DiagnosticStatus.WARN, "last frame gave no pose: " + (values["last_failure"] or "no reason recorded")
+        if degraded:
+            level, msg = DiagnosticStatus.WARN, f"estimated in the node's process while its helper restarts ({degraded}); {msg}"
         return DiagnosticStatus(level=level, name=name, message=msg,
                                 values=[KeyValue(key=k, value=values[k]) for k in OBJECT_KEYS])
 

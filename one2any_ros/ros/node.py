@@ -71,6 +71,7 @@ OUT_QOS = QoSProfile(depth=10)  # outputs: reliable, volatile
 INPUTS = {"rgb": Image, "depth": Image, "mask": Image, "camera_info": CameraInfo}
 INPUT_WINDOW_S = 2.0  # inputs arriving this long without a complete frame are reported
 STALE_INPUT_S = 2.0  # /diagnostics warns when the newest complete frame is older than this (camera stopped)
+WORKER_STALL_S = 30.0  # /diagnostics says ERROR when the worker has been on one frame or job this long
 PROMPT_DIAG_MIN_S = 0.1  # a new failure reason goes out on /diagnostics at once, at most this often
 
 
@@ -93,13 +94,16 @@ class One2AnyNode(ReferenceServices, Node):
                        frame=False)
             backend = create_backend("classic")
         self._objects = MultiObjectEstimator(backend, settings=s.estimator, max_objects=s.max_objects,
-                                             processes=None if s.object_processes < 0 else s.object_processes)
+                                             processes=None if s.object_processes < 0 else s.object_processes,
+                                             helper_timeout_s=s.helper_timeout_ms / 1000.0)
+        self._degraded: tuple[str, dict[str, str]] = ("", {})  # the helpers' state for other threads (_report_helpers)
         self._obj_stats: dict[str, NodeStats] = {}  # per object (its /diagnostics status)
         self._listing: list[tuple[str, int, float]] = []  # (id, label, radius) in order: a snapshot for other threads
         self._extents: dict[str, tuple[object, np.ndarray]] = {}  # id -> (its reference, cloud extent in O)
 
         self._mailbox: Mailbox[Frame] = Mailbox(stamp_reset_s=STAMP_RESET_S, future_factory=Future)
         self._current_job: Job | None = None  # the worker's job in progress
+        self._busy_since: float | None = None  # monotonic time the worker took its current frame or job
         self._worker_error = ""  # why the worker died; cleared when the watchdog restarts it
 
         self._pose_pub = self.create_publisher(PoseStamped, "~/pose", OUT_QOS)
@@ -180,6 +184,7 @@ class One2AnyNode(ReferenceServices, Node):
     def _work(self) -> None:
         """The worker loop: the mailbox hands jobs first (an operator is waiting on them), then the newest frame."""
         while (item := self._mailbox.next()) is not None:
+            self._busy_since = time.monotonic()
             if isinstance(item, Job):
                 self._current_job = item
                 item.run()
@@ -187,6 +192,7 @@ class One2AnyNode(ReferenceServices, Node):
                 self._wake_awaiting()
             else:
                 self._process(item)
+            self._busy_since = None
 
     def _check_worker(self) -> None:
         """The watchdog (diagnostics timer): a worker that died is reported ERROR, then started again."""
@@ -225,8 +231,10 @@ class One2AnyNode(ReferenceServices, Node):
 
     def _process(self, frame: Frame) -> None:
         """One frame, every object: estimate and publish. Every step, publishing included, is inside the frame's
-        error handling: a failure costs this frame its poses, is reported, and the worker goes on."""
+        error handling: a failure costs this frame its poses, is reported (its text names the frame's stamp), and the
+        worker goes on."""
         s = self._settings  # one consistent snapshot for the whole frame
+        about = f"frame stamped {conv.stamp_text(frame.stamp_ns)} s"
         try:
             if not self._listing or self._clear_pending:
                 raise NoReferenceError("no reference is set: call ~/set_reference")
@@ -242,24 +250,25 @@ class One2AnyNode(ReferenceServices, Node):
                 if self._clear_pending:
                     raise NoReferenceError("~/clear_reference came while this frame was processed")
         except One2AnyError as e:
-            return self._fail(e.reason, str(e) or type(e).__name__)
+            return self._fail(e.reason, f"{about}: {str(e) or type(e).__name__}")
         except Exception as e:  # a bug must not take the node down: report it and go on
             self.get_logger().error(f"internal error on a frame: {traceback.format_exc()}", throttle_duration_sec=10.0)
-            return self._fail("internal_error", repr(e))
+            return self._fail("internal_error", f"{about}: {e!r}")
         try:
             self._publish_results(frame, s, qframe, results, refs)
         except Exception as e:  # a publisher (or a tf2_ros broadcaster) that raises costs this frame, not the node
             self.get_logger().error(f"publishing a pose failed: {traceback.format_exc()}", throttle_duration_sec=10.0)
-            return self._fail("publish_error", repr(e))
+            return self._fail("publish_error", f"{about}: {e!r}")
 
     def _publish_results(self, frame: Frame, s: params.NodeSettings, qframe, results: dict, refs: dict) -> None:
         """Each object's pose (or its failure), then the frame's one Detection3DArray. Failures are recorded
         before poses, so the node's "last frame gave a pose" means: at least one object got one."""
-        header = frame.header
+        header, about = frame.header, f"frame stamped {conv.stamp_text(frame.stamp_ns)} s"
         for oid, r in results.items():
             if isinstance(r, One2AnyError):
-                self._object_stats(oid).failure(r.reason, str(r) or type(r).__name__)
-                self._fail(r.reason, str(r) if oid == DEFAULT_OBJECT else f"object '{oid}': {r}")  # failure_text fills ""
+                text = str(r) or type(r).__name__
+                self._object_stats(oid).failure(r.reason, f"{about}: {text}")
+                self._fail(r.reason, f"{about}: {text}" if oid == DEFAULT_OBJECT else f"{about}, object '{oid}': {text}")
         detections = []
         for oid, r in results.items():
             if isinstance(r, One2AnyError):
@@ -277,8 +286,10 @@ class One2AnyNode(ReferenceServices, Node):
                 self._tf.sendTransform(TransformStamped(header=header, child_frame_id=child,
                                                         transform=conv.matrix_to_transform(T)))
             if self._det_pub is not None:
-                detections.append(self._det.DetectionInput(child_frame=child, T_camera_object=T, confidence=float(r.confidence),
-                                                 size_m=self._extent(oid, refs[oid])))
+                center_O, size_O = self._box(oid, refs[oid])
+                detections.append(self._det.DetectionInput(child_frame=child, T_camera_object=T,
+                                                           confidence=float(r.confidence), size_m=size_O,
+                                                           center_O=center_O))
             self._object_stats(oid).pose_published(latency_ms, r.inliers, r.confidence)
             self._stats.pose_published(latency_ms, r.inliers, r.confidence)
         if self._det_pub is not None:
@@ -294,11 +305,12 @@ class One2AnyNode(ReferenceServices, Node):
         stats = self._obj_stats.get(object_id)
         return stats if stats is not None else self._obj_stats.setdefault(object_id, NodeStats())
 
-    def _extent(self, object_id: str, ref) -> np.ndarray:
-        """The reference cloud's extent in O (metres): Detection3D's bbox.size; once per reference."""
+    def _box(self, object_id: str, ref) -> tuple[np.ndarray, np.ndarray]:
+        """The reference cloud's axis-aligned box in O (its centre and extent, metres): Detection3D's bbox; once per
+        reference."""
         cached = self._extents.get(object_id)
         if cached is None or cached[0] is not ref:
-            cached = (ref, self._det.object_extent(transform_points(invert_transform(ref.T_C_O), ref.points_C)))
+            cached = (ref, self._det.object_box(transform_points(invert_transform(ref.T_C_O), ref.points_C)))
             self._extents[object_id] = cached
         return cached[1]
 
@@ -319,6 +331,8 @@ class One2AnyNode(ReferenceServices, Node):
         self._debug_pub.publish(conv.array_to_image(img, "rgb8", stamp=header.stamp, frame_id=header.frame_id))
 
     def _check_age(self, frame: Frame, s: params.NodeSettings) -> None:
+        """stale_frame: stamped more than max_frame_age_ms before the node's clock; future_stamp: that far after it
+        (a camera clock ahead of this one: its poses would be stamped in the future)."""
         now = self.get_clock().now().nanoseconds
         if s.max_frame_age_ms <= 0 or now <= 0:  # off, or sim time before the first /clock
             return
@@ -326,6 +340,10 @@ class One2AnyNode(ReferenceServices, Node):
         if age_ms > s.max_frame_age_ms:
             raise InputError(f"frame is {age_ms:.0f} ms old (max_frame_age_ms = {s.max_frame_age_ms})",
                              reason="stale_frame")
+        if -age_ms > s.max_frame_age_ms:
+            raise InputError(f"frame is stamped {-age_ms:.0f} ms ahead of the node's clock (max_frame_age_ms = "
+                             f"{s.max_frame_age_ms}): are the camera's and this machine's clocks in sync?",
+                             reason="future_stamp")
 
     def _fail(self, reason: str, message: str, *, frame: bool = True) -> None:
         """Record a failure; a new kind is logged and published on /diagnostics at once, repeats throttled."""
@@ -400,14 +418,26 @@ class One2AnyNode(ReferenceServices, Node):
             return
         backend, s, name = self._objects.backend, self._settings, self.get_fully_qualified_name()
         listing = [] if self._clear_pending else list(self._listing)
+        degraded, degraded_objects = self._degraded
         status = self._stats.status(name, reference=bool(listing),
                                     backend=backend.name, device=str(getattr(backend, "device", "cpu")),
                                     note=self._backend_note, now_ns=self.get_clock().now().nanoseconds,
-                                    stale_ms=1000.0 * STALE_INPUT_S, worker_error=self._worker_error)
-        per_object = [self._object_stats(oid).object_status(f"{name}/{self._child_frame(oid, s)}")
+                                    stale_ms=1000.0 * STALE_INPUT_S, worker_error=self._worker_error, worker_stalled=self._stall(),
+                                    degraded=degraded)
+        per_object = [self._object_stats(oid).object_status(f"{name}/{self._child_frame(oid, s)}",
+                                                            degraded=degraded_objects.get(oid, ""))
                       for oid, _, _ in listing]
         with self._diag_lock:
             self._diag_pub.publish(diagnostic_array([status] + per_object, self.get_clock().now().to_msg()))
+
+
+    def _stall(self) -> str:
+        """Non-empty when the worker has been on one frame or job for WORKER_STALL_S (stuck: a thread cannot be
+        killed, so it is reported, ERROR, until it moves on)."""
+        since = self._busy_since
+        if since is None or time.monotonic() - since < WORKER_STALL_S:
+            return ""
+        return f"stuck for {time.monotonic() - since:.0f} s on one frame or request"
 
 
 def _precheck_backend(s: params.NodeSettings) -> None:

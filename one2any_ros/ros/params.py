@@ -30,6 +30,7 @@ class NodeSettings:
     object_frame_prefix: str = ""
     max_objects: int = 8
     object_processes: int = -1
+    helper_timeout_ms: int = 2000
     publish_tf: bool = True
     reference_path: str = ""
     sync_slop: float = 0.05
@@ -73,6 +74,10 @@ PARAMS: tuple[Param, ...] = (
     Param("object_processes", -1, "helper processes that estimate some objects of a frame while the node's worker "
           "estimates the rest (threads gain nothing: the GIL); -1 = one per core beyond the first, 0 = none",
           (-1, 64), read_only=True),
+    Param("helper_timeout_ms", 2000, "ms: a helper process that answers a frame this long after the node's worker "
+          "finished its own objects (and at least twice the worker's time), or any other request this late, is "
+          "killed and started again; its objects are estimated by the worker meanwhile (helper_timeout)",
+          (100, 600_000), read_only=True),
     Param("publish_tf", True, "broadcast camera -> object_frame on /tf"),
     Param("reference_path", "", "where the references are saved when set and loaded on start: the default object "
           "here, a named one beside it (<stem>.<object_id>.zip, listed in <name>.index.json); empty = "

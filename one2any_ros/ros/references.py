@@ -8,18 +8,31 @@ clear answer on the executor thread at once (clear never waits for the estimator
 """
 from __future__ import annotations
 
+import math
 import traceback
 from contextlib import contextmanager
 
 from std_srvs.srv import Trigger
 
-from one2any_ros.core.errors import One2AnyError
-from one2any_ros.core.multi_object import DEFAULT_OBJECT
+from one2any_ros.core.errors import InputError, One2AnyError
+from one2any_ros.core.multi_object import DEFAULT_OBJECT, validate_object_id
 from one2any_ros.ros import conversions as conv
 from one2any_ros.ros.sync import Frame
 from one2any_ros.srv import ListReferences, RemoveReference, SetReference
 
 DEFAULT_WAIT_S = 2.0  # ~/set_reference timeout_s = 0
+MAX_WAIT_S = 60.0  # ~/set_reference timeout_s above this is refused (bad_timeout): the worker waits that long at most
+
+
+def check_set_request(req: SetReference.Request) -> None:
+    """Every field of a ~/set_reference request, whether or not this request would use it (a client's bug shows at
+    once, not on the day it sets the flag): InputError with the field's reason (docs/ros.md, Failure reasons)."""
+    validate_object_id(req.object_id)  # bad_object_id
+    timeout = float(req.timeout_s)
+    if not (math.isfinite(timeout) and 0.0 <= timeout <= MAX_WAIT_S):
+        raise InputError(f"timeout_s {timeout!r} must be a number of seconds in [0, {MAX_WAIT_S:.0f}] (0 = "
+                         f"{DEFAULT_WAIT_S:.0f} s)", reason="bad_timeout")
+    conv.request_pose_to_matrix(req.object_pose)  # bad_quaternion, bad_object_pose
 
 
 class ReferenceServices:
@@ -37,6 +50,12 @@ class ReferenceServices:
 
     async def _srv_set_reference(self, req: SetReference.Request, res: SetReference.Response) -> SetReference.Response:
         seq = self._mailbox.seq
+        try:  # at the door: a malformed request never reaches the worker
+            check_set_request(req)
+        except One2AnyError as e:
+            self._fail(e.reason, f"set_reference {req.object_id!r}: {e}", frame=False)
+            res.success, res.message = False, f"{e.reason}: {e}"
+            return res
         try:
             return await self._on_worker(lambda: self._set_reference(req, res, seq))
         except Exception as e:  # a bug must not leave the caller without an answer
@@ -56,7 +75,7 @@ class ReferenceServices:
             if frame is None:
                 raise One2AnyError(why.split(": ", 1)[1], reason="no_frame")
             self._check_age(frame, s)
-            T_cam_obj = conv.pose_to_matrix(req.object_pose) if req.has_object_pose else None
+            T_cam_obj = conv.request_pose_to_matrix(req.object_pose) if req.has_object_pose else None
             qframe = conv.frame_from_messages(frame.msgs, min_depth=s.min_depth, max_depth=s.max_depth)
             with self._estimator() as objs:
                 objs.set_settings(s.estimator)
@@ -82,6 +101,11 @@ class ReferenceServices:
 
     async def _srv_remove_reference(self, req: RemoveReference.Request,
                                     res: RemoveReference.Response) -> RemoveReference.Response:
+        try:  # at the door
+            validate_object_id(req.object_id)
+        except One2AnyError as e:
+            res.success, res.message = False, f"{e.reason}: {e}"
+            return res
         try:
             return await self._on_worker(lambda: self._remove_reference(req.object_id, res))
         except Exception as e:  # a bug must not leave the caller without an answer
@@ -93,10 +117,12 @@ class ReferenceServices:
         """The worker's half of ~/remove_reference (after the frame in progress): forget it and its file."""
         try:
             with self._estimator() as objs:
-                objs.remove(object_id)
+                objs.remove(object_id)  # forgotten here even when its helper process fails to answer
         except One2AnyError as e:
             res.success, res.message = False, f"{e.reason}: {e}"
             return res
+        finally:
+            self._report_helpers()
         self._refresh_listing()
         self._obj_stats.pop(object_id, None)
         self._extents.pop(object_id, None)
@@ -155,15 +181,29 @@ class ReferenceServices:
         return res
 
     def _report_helpers(self) -> None:
-        """Say once in the log when the object helper processes were turned off (core/multi_object.py _all_here)."""
-        err = self._objects.helper_error
+        """The worker's report of the object helper processes (core/multi_object.py): said once in the log when
+        they were turned off, or when one is started again (and when it is back); the snapshot /diagnostics reads."""
+        objs = self._objects
+        err, degraded = objs.helper_error, objs.degraded
         if err and err != getattr(self, "_helper_reported", ""):
             self._helper_reported = err
             self.get_logger().warning(err)
+        before = self._degraded[0]
+        if degraded != before:
+            if degraded:
+                self.get_logger().warning(f"object helper process: {degraded}")
+            else:
+                self.get_logger().info("object helper processes back: every object is estimated where it was placed")
+        self._degraded = (degraded or err, objs.degraded_objects())
 
     def _load_references(self) -> None:
         """Every saved reference, in the order it was set; one that cannot be restored is reported, the others
         load (a corrupt file must not stop the node, whatever the loader raises)."""
+        try:
+            for stray in self._store.remove_stray_temp_files():  # what a kill during a save left
+                self.get_logger().info(f"removed {stray}, a reference file left half-written")
+        except OSError as e:
+            self.get_logger().warning(f"could not remove the half-written files beside {self._ref_path}: {e}")
         try:
             loaded, errors = self._store.load()
         except Exception as e:  # noqa: BLE001

@@ -257,6 +257,21 @@ class GraphClient:
                 return next((d for d, t, _ in self.diagnostics if t >= after and predicate(d)), None)
         return self.wait_for(find, timeout)
 
+    def failure_of(self, stamps: list[int], reason: str) -> dict | None:
+        """The first /diagnostics values whose ``last_failure`` is ``reason`` for one of the frames ``stamps`` (the
+        node names the frame's stamp in a frame's failure text: ``reason: frame stamped <s.nnnnnnnnn> s...``), or None.
+        Keyed to the frame, not to the persistent ``last_failure``: an earlier frame's (or test's) failure of the same
+        reason never matches."""
+        keys = tuple(f"{reason}: frame stamped {conv.stamp_text(s)} s" for s in stamps)
+        with self.lock:
+            return next((d for d, _, _ in self.diagnostics if d["last_failure"].startswith(keys)), None)
+
+    def publish_until_failure(self, msgs: dict[str, Any], reason: str, *, timeout: float = 30.0,
+                              stamps: list[int] | None = None) -> dict | None:
+        """``publish_until`` /diagnostics says ``reason`` for one of the stamps sent (:meth:`failure_of`): its values,
+        or None."""
+        return self.publish_until(msgs, lambda sent: self.failure_of(sent, reason), timeout=timeout, stamps=stamps)
+
     # --- acting ---------------------------------------------------------------------------------------
     def publish(self, msgs: dict[str, Any]) -> None:
         for k in ("camera_info", "mask", "depth", "rgb"):
