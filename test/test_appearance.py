@@ -221,3 +221,135 @@ def test_hook_on_adds_twins_and_appearance(box_pair):
     assert p.refined_appearance.shape == (len(p.refined_T_camera_C),)
     assert "twins" in res.timings_ms and "appearance" in res.timings_ms
     assert 0.0 <= res.confidence <= 1.0
+
+
+# --- the decision itself: only the print tells the twins apart (issue 25) ----------------------------------
+#
+# A box is congruent to itself under a 180-degree turn about each of its axes. Seen (nearly) face-on, the turn about
+# the facing face's normal is a geometric twin the depth and the silhouette cannot tell from the true pose. The box
+# here carries a faint grey print (std 0.04 of full scale around mid-grey): the appearance term's contrast-normalised
+# correlation sees it, while the verifier's loose colour band (colour_tau) and the coloured ICP cannot (measured: with
+# the appearance term off the two prints below get the same pose; at std 0.1 the verifier alone chose right in 2 of 4
+# scenes, and the test would no longer isolate the appearance term). Ambient light only, so that the plain box has no
+# shading cue either (a lit face's shading differs between the reference and a turned query: that is a cue too).
+# Two queries share one geometry: the box at T1 and at T1 @ TURN (depth and mask identical); only the print differs,
+# so a pipeline that ignores the print answers both the same way and is wrong on one of them.
+#
+# Measured on 8 such scenes (print seed, query turn 55-195 deg in the image, noise seed), classic with twin_top_k=1:
+# the right twin in 16/16 queries (error <= 7 deg), confidence 0.71-0.92; appearance off: one of each pair wrong in
+# 8/8; the plain box: confidence 0.05-0.37. The shipped default backend (one2any + scorer), twin_top_k=1: right in
+# 15/16 (the miss at confidence 0.18), but its plain box read 0.05-0.86 (its scorer's term separates twins it cannot
+# see): not asserted. With the shipped twin_top_k=0 the twin is often missing from the candidates (classic: the wrong
+# twin at confidence 0.91 in 1 of 8 scenes). The scene below is one of the 8 (seed 4).
+
+TURN = np.diag([-1.0, 1.0, -1.0, 1.0])  # 180 deg about the box's y axis, the normal of its largest face
+AMBIENT = {"direction": [0.3, -0.5, -1.0], "color": [1.0, 1.0, 1.0], "ambient": 1.0, "diffuse": 0.0, "specular": 0.0}
+TWINS_ON = {"twin_top_k": 1}
+
+
+def _facing(rot_xyz_deg, t):
+    """The box's y axis (its largest face's normal) toward the camera, then turned by xyz Euler angles (camera
+    frame), at t metres."""
+    from scipy.spatial.transform import Rotation
+
+    T = np.eye(4)
+    T[:3, :3] = (Rotation.from_euler("xyz", rot_xyz_deg, degrees=True).as_matrix()
+                 @ Rotation.from_euler("x", 90, degrees=True).as_matrix())
+    T[:3, 3] = t
+    return T
+
+
+@pytest.fixture(scope="module")
+def twin_scene():
+    import dataclasses
+
+    import cv2
+
+    from one2any_ros.core.reference import make_reference, make_view
+    from one2any_ros.data.objects import make_object
+    from one2any_ros.data.render import Renderer
+
+    box = make_object(BOX_ID)
+    assert np.argmin(box.extents) == 1  # y: the largest face's normal
+    g = cv2.GaussianBlur(np.random.default_rng(4).random((256, 256)).astype(np.float32), (0, 0), 6.0)
+    g = np.clip(0.55 + 0.04 * (g - g.mean()) / g.std(), 0.0, 1.0)
+    printed = dataclasses.replace(box, texture=np.repeat((g * 255).astype(np.uint8)[..., None], 3, axis=2))
+    plain = dataclasses.replace(box, texture=np.full((8, 8, 3), 140, np.uint8))
+    T_ref = _facing([15, -10, 0], [0.0, 0.0, 0.45])
+    T_q = _facing([-8, 12, 135], [0.03, -0.02, 0.5])
+    Kr = np.array([[300.0, 0, (W - 1) / 2], [0, 300.0, (H - 1) / 2], [0, 0, 1]])
+    out = {}
+    with Renderer(seed=0) as r:
+        def view(obj, T, seed, ref=False):
+            o = r.render(obj, T, Kr, W, H, background="none", light=AMBIENT, rng=np.random.default_rng(seed))
+            return make_view(o["rgb"], o["depth"], o["mask"], Kr, T_cam_obj=T if ref else None)
+
+        for name, obj in (("printed", printed), ("plain", plain)):
+            out[name] = make_reference(view(obj, T_ref, 14, ref=True))
+        queries = {"T1": (view(printed, T_q, 4), T_q), "T1@TURN": (view(printed, T_q @ TURN, 4), T_q @ TURN)}
+        plain_query = (view(plain, T_q, 4), T_q)
+    a, b = queries["T1"][0], queries["T1@TURN"][0]
+    assert np.array_equal(a.mask, b.mask) and np.abs(a.depth - b.depth).max() < 1e-3  # one geometry, two prints
+    return out["printed"], queries, out["plain"], plain_query
+
+
+def _fresh_estimate(est, ref, view):
+    """``est.estimate(view)`` as the first frame after ``set_reference`` (no last pose joins the hypotheses)."""
+    est.set_reference(ref)
+    return est.estimate(view)
+
+
+def _rotation_error(res, T_true):
+    from one2any_ros.core.metrics import rotation_errors_deg
+
+    return float(rotation_errors_deg(res.T_camera_object[None, :3, :3], T_true[:3, :3])[0])
+
+
+@pytest.mark.parametrize("backend", ["classic", "auto"])
+def test_the_print_alone_picks_the_right_twin(twin_scene, backend):
+    """Both prints of one geometry: each gets its own right twin (measured here: classic 1.4 and 1.1 deg, auto 1.4
+    and 2.0 deg, the wrong twin 178+ deg away; confidence 0.89-0.92). ``auto`` is the shipped default backend (the
+    learned one with its scorer when its checkpoint loads)."""
+    from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator
+
+    ref, queries, _, _ = twin_scene
+    est = PoseEstimator(backend, settings=EstimatorSettings().with_updates(**TWINS_ON))
+    for name, (view, T_true) in queries.items():
+        res = _fresh_estimate(est, ref, view)
+        err = _rotation_error(res, T_true)
+        assert err < 10.0, f"{backend}, box at {name}: {err:.1f} deg from the truth (the twin is 180 deg away)"
+        assert res.confidence > 0.6, (name, res.confidence)
+
+
+def test_without_the_appearance_term_the_print_does_not_decide(twin_scene):
+    """The same two queries with the appearance term off: the pipeline's other colour cues cannot see the faint
+    print, so both get the same pose (measured: 2.3 deg apart) and one of them is the wrong twin. This is what
+    makes the test above a test of the appearance term."""
+    from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator
+    from one2any_ros.core.metrics import rotation_errors_deg
+
+    ref, queries, _, _ = twin_scene
+    est = PoseEstimator("classic", settings=EstimatorSettings().with_updates(appearance_weight=0.0, **TWINS_ON))
+    results = {name: _fresh_estimate(est, ref, view) for name, (view, _) in queries.items()}
+    (ra, rb) = results.values()
+    apart = float(rotation_errors_deg(ra.T_camera_object[None, :3, :3], rb.T_camera_object[:3, :3])[0])
+    assert apart < 10.0, apart
+    errors = sorted(_rotation_error(results[n], T) for n, (_, T) in queries.items())
+    assert errors[0] < 10.0 and errors[1] > 170.0, errors
+
+
+def test_a_plain_box_lowers_the_confidence(twin_scene):
+    """Nothing tells the plain box's twins apart: the pose is right up to the turn, and the confidence says the
+    turn is a guess (measured: 0.054, near the min_confidence floor, against 0.89-0.92 for the printed box;
+    0.05-0.37 over the 8 scenes). Without the margin factor (confidence_margin 0) it reads 0.90."""
+    from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator
+
+    ref, queries, plain_ref, (plain_view, T_true) = twin_scene
+    est = PoseEstimator("classic", settings=EstimatorSettings().with_updates(**TWINS_ON))
+    plain = _fresh_estimate(est, plain_ref, plain_view)
+    assert min(_rotation_error(plain, T_true), _rotation_error(plain, T_true @ TURN)) < 10.0  # one of the twins
+    printed = [_fresh_estimate(est, ref, view).confidence for view, _ in queries.values()]
+    assert plain.confidence < 0.3, plain.confidence
+    assert plain.confidence < 0.5 * min(printed), (plain.confidence, printed)
+    unmargined = PoseEstimator("classic", settings=est.settings.with_updates(confidence_margin=0.0))
+    assert _fresh_estimate(unmargined, plain_ref, plain_view).confidence > 0.6  # the margin is what lowers it

@@ -1,5 +1,6 @@
 """nearest.VoxelNearest: the table lookup answers like a KD-tree, up to about one cell."""
 import numpy as np
+import pytest
 from scipy.spatial import cKDTree
 
 from one2any_ros.core.geometry import icp_batched
@@ -54,3 +55,21 @@ def test_icp_converges_on_the_lookup_as_on_the_tree():
         assert np.linalg.norm(res.T[0, :3, 3] - T_true[:3, 3]) < 0.005
         angle = Rotation.from_matrix(res.T[0, :3, :3] @ T_true[:3, :3].T).magnitude()
         assert np.degrees(angle) < 3.0
+
+
+def test_a_cloud_far_wider_than_the_object_gets_the_kd_tree():
+    """A table over kilometres (intrinsics off by orders of magnitude) would need terabytes: refused, and a query's
+    lookup falls back to its KD-tree (same ``query``)."""
+    from scipy.spatial import cKDTree
+
+    from one2any_ros.core.backends.base import QueryContext
+
+    pts = np.array([[0.0, 0.0, 1.0], [5000.0, 10.0, 1.0], [0.0, 3000.0, 2.0]])
+    assert not VoxelNearest.fits(pts, 0.005, 0.02)
+    with pytest.raises(ValueError, match="MAX_CELLS"):
+        VoxelNearest(pts, 0.005, 0.02)
+    assert VoxelNearest.fits(pts[:1], 0.005, 0.02)
+    tree = cKDTree(pts)
+    q = QueryContext(view=None, points=pts, pixels=np.zeros((3, 2), int), tree=tree, centroid=pts[0],
+                     colour=np.zeros((3, 3)), tree_index=np.arange(3), target=None)
+    assert q.voxel_nearest(0.005, 0.02) is tree

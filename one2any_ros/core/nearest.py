@@ -21,6 +21,9 @@ from scipy import ndimage
 class VoxelNearest:
     """Approximate nearest point of ``points`` (N,3) for any query within ``margin`` of their bounding box."""
 
+    MAX_CELLS = 4_000_000  # ~150 MB of tables; a cloud that needs more is not an object of this size (a bad mask,
+    # intrinsics off by orders of magnitude): callers use a KD-tree then (``fits``)
+
     def __init__(self, points: np.ndarray, cell: float, margin: float) -> None:
         pts = np.asarray(points, np.float64)
         if len(pts) == 0 or not cell > 0:
@@ -28,7 +31,9 @@ class VoxelNearest:
         self.data = pts
         self.cell = float(cell)
         self.lo = pts.min(axis=0) - margin
-        self.shape = np.ceil((pts.max(axis=0) + margin - self.lo) / cell).astype(np.intp) + 1
+        self.shape = self.grid_shape(pts, cell, margin)
+        if int(np.prod(self.shape.astype(np.float64))) > self.MAX_CELLS:
+            raise ValueError(f"a {'x'.join(map(str, self.shape))} grid is over MAX_CELLS: use a KD-tree")
         idx = self._cells(pts)
         occupied = np.zeros(self.shape, bool)
         occupied[tuple(idx.T)] = True
@@ -37,6 +42,18 @@ class VoxelNearest:
         near = ndimage.distance_transform_edt(~occupied, return_distances=False, return_indices=True)
         self._nearest = owner[tuple(near)].ravel()  # flat cell index -> a point of the nearest occupied cell
         self._strides = np.array([self.shape[1] * self.shape[2], self.shape[2], 1], np.intp)
+
+    @staticmethod
+    def grid_shape(points: np.ndarray, cell: float, margin: float) -> np.ndarray:
+        """(3,) cells along x, y, z of the table for ``points`` (N,3) m, ``cell`` and ``margin`` m."""
+        pts = np.asarray(points, np.float64)
+        return np.ceil((pts.max(axis=0) - pts.min(axis=0) + 2 * margin) / cell).astype(np.intp) + 1
+
+    @classmethod
+    def fits(cls, points: np.ndarray, cell: float, margin: float) -> bool:
+        """Whether the table for these points stays within MAX_CELLS."""
+        shape = cls.grid_shape(points, cell, margin).astype(np.float64)
+        return bool(np.all(np.isfinite(shape)) and np.prod(shape) <= cls.MAX_CELLS)
 
     def _cells(self, x: np.ndarray) -> np.ndarray:
         return np.floor((x - self.lo) / self.cell).astype(np.intp)

@@ -66,11 +66,13 @@ class QueryContext:
             self._colour_trees[scale] = cKDTree(np.concatenate([self.points[i], scale * self.colour[i]], axis=1))
         return self._colour_trees[scale]
 
-    def voxel_nearest(self, cell: float, margin: float) -> VoxelNearest:
-        """Table-lookup nearest neighbours over the tree's points (built once per frame, cell and margin)."""
+    def voxel_nearest(self, cell: float, margin: float) -> VoxelNearest | cKDTree:
+        """Table-lookup nearest neighbours over the tree's points (built once per frame, cell and margin); the
+        KD-tree (same ``query``) when the table would be too large (a cloud far wider than the object)."""
         key = (cell, margin)
         if key not in self._lookups:
-            self._lookups[key] = VoxelNearest(self.points[self.tree_index], cell, margin)
+            pts = self.points[self.tree_index]
+            self._lookups[key] = VoxelNearest(pts, cell, margin) if VoxelNearest.fits(pts, cell, margin) else self.tree
         return self._lookups[key]
 
 
