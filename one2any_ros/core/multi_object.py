@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from one2any_ros.core import camera
+from one2any_ros.core.box_segment import Box, segment_in_box
 from one2any_ros.core.backends import Backend, create_backend
 from one2any_ros.core.errors import InputError, One2AnyError
 from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator, PoseResult, ensure_embedding
@@ -77,9 +78,21 @@ class Frame:
             self._near["near"] = near_depth(self.depth)
         return self._near["near"]
 
-    def view(self, mask_label: int, *, T_cam_obj: np.ndarray | None = None) -> View:
-        """The View of one object (InputError with the reason when its pixels are unusable)."""
-        return view_from_decoded(self.rgb, self.depth, self.mask_for(mask_label), self.K, T_cam_obj=T_cam_obj,
+    def view(self, mask_label: int, *, T_cam_obj: np.ndarray | None = None, box: Box | None = None) -> View:
+        """The View of one object (InputError with the reason when its pixels are unusable). With a ``box``
+        (``Box.is_set``): the label's pixels inside it (none there: empty_mask), or, when the label has no pixel in
+        the whole image (no segmenter ran, or it missed the object), the object segmented from depth inside the box
+        (``box_segment.segment_in_box``; bad_roi when the box is outside the image or holds no usable depth)."""
+        mask = self.mask_for(mask_label)
+        if box is not None and box.is_set:
+            rows, cols = box.pixels(*self.depth.shape)
+            if mask.any():
+                inside = np.zeros_like(mask)
+                inside[rows, cols] = True
+                mask = mask & inside
+            else:
+                mask = segment_in_box(self.depth, self.K, box)
+        return view_from_decoded(self.rgb, self.depth, mask, self.K, T_cam_obj=T_cam_obj,
                                  min_depth=self.min_depth, max_depth=self.max_depth)
 
 
@@ -184,13 +197,13 @@ class MultiObjectEstimator:
                              reason="too_many_objects")
 
     def set_reference(self, object_id: str, source: Frame | View | Reference, *, mask_label: int = 0,
-                      T_cam_obj: np.ndarray | None = None) -> Reference:
-        """Set (or replace) an object's reference from a frame (its ``mask_label`` pixels), a View or a loaded
-        Reference. Nothing changes when it fails. A replaced object keeps its place of estimation; a new one goes
-        where the fewest objects are (this process first)."""
+                      T_cam_obj: np.ndarray | None = None, box: Box | None = None) -> Reference:
+        """Set (or replace) an object's reference from a frame (its ``mask_label`` pixels, within ``box`` when one is
+        given: ``Frame.view``), a View or a loaded Reference. Nothing changes when it fails. A replaced object keeps
+        its place of estimation; a new one goes where the fewest objects are (this process first)."""
         self.check_new(object_id, mask_label)
         if isinstance(source, Frame):
-            source = source.view(mask_label, T_cam_obj=T_cam_obj)
+            source = source.view(mask_label, T_cam_obj=T_cam_obj, box=box)
         ref = source if isinstance(source, Reference) else make_reference(source)
         old = self._objects.get(object_id)
         shard = old.shard if old is not None else self._least_loaded()

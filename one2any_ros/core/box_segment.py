@@ -1,0 +1,156 @@
+"""An object's pixels from a box around it and the depth alone: what an operator gives instead of a segmenter
+(``SetReference.roi``; docs/ros.md, Services).
+
+Inside the box: the plane behind or under the object (a table, a wall), fitted to the box's rim, is removed, the
+rest is split where the depth jumps, and the largest connected part is the object, preferring the part nearest the box's centre.
+
+No ROS here. Hand-written because no library here segments depth this way: OpenCV gives the connected parts,
+the plane fit is a small vectorised RANSAC (Open3D's segment_plane is not a dependency).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from one2any_ros.core import camera
+from one2any_ros.core.errors import InputError
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box in pixels, as ``sensor_msgs/RegionOfInterest`` gives it: (x_offset, y_offset) its top-left corner,
+    width x height pixels. width 0 = no box."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+    @property
+    def is_set(self) -> bool:
+        return self.width > 0
+
+    def pixels(self, height: int, width: int) -> tuple[slice, slice]:
+        """(rows, columns) of the box inside an image of ``height`` x ``width``; InputError(reason="bad_roi") when it
+        is empty or lies outside the image."""
+        if self.width <= 0 or self.height <= 0:
+            raise InputError(f"roi {self.width}x{self.height} is empty (width and height must both be > 0; width 0 "
+                             "= no box)", reason="bad_roi")
+        x1, y1 = min(self.x + self.width, width), min(self.y + self.height, height)
+        if self.x < 0 or self.y < 0 or self.x >= width or self.y >= height or x1 <= self.x or y1 <= self.y:
+            raise InputError(f"roi (x {self.x}, y {self.y}, {self.width}x{self.height}) lies outside the "
+                             f"{width}x{height} image", reason="bad_roi")
+        return slice(self.y, y1), slice(self.x, x1)
+
+
+@dataclass(frozen=True)
+class BoxSegmentSettings:
+    plane_iterations: int = 200  # RANSAC samples of the dominant plane
+    score_points: int = 2000  # ... each scored on this many of the box's points
+    plane_band_m: float = 0.006  # a point within this of the plane (plus plane_band_rel x its depth) is on it
+    plane_band_rel: float = 0.004
+    rim: float = 0.12  # the box's rim, x its shorter side, where the plane behind or under the object is fitted
+    border_share: float = 0.3  # ... and kept when it holds this share of the rim's pixels
+    jump_m: float = 0.01  # neighbours further apart in depth than this (plus jump_rel x depth) are not connected
+    jump_rel: float = 0.01
+    centre_weight: float = 0.5  # a part's size counts down to (1 - this) at the box's corner
+
+
+def segment_in_box(depth_m: np.ndarray, K: np.ndarray, box: Box,
+                   settings: BoxSegmentSettings = BoxSegmentSettings(), *,
+                   rng: np.random.Generator | None = None) -> np.ndarray:
+    """The object's pixels inside ``box``, from depth alone.
+
+    Args:
+        depth_m: (H, W) float32 metres, 0 = invalid (already range-limited).
+        K: (3, 3) intrinsics.
+        box: the box around the object.
+    Returns:
+        (H, W) bool mask, True on the object's pixels (all inside the box).
+    Raises:
+        InputError(reason="bad_roi"): the box is empty, outside the image, or holds no usable depth.
+    """
+    h, w = depth_m.shape
+    rows, cols = box.pixels(h, w)
+    d = np.asarray(depth_m[rows, cols], np.float32)
+    valid = d > 0
+    if int(valid.sum()) < camera.MIN_MASK_PIXELS:
+        raise InputError(f"roi holds {int(valid.sum())} pixels with valid depth (need >= {camera.MIN_MASK_PIXELS})",
+                         reason="bad_roi")
+    keep = valid & ~_support_plane(d, K, rows, cols, settings, rng or np.random.default_rng(0))
+    part = _best_part(d, keep, settings)
+    if int(part.sum()) < camera.MIN_MASK_PIXELS:
+        raise InputError("nothing in the roi stands out of the plane behind it: is the object inside the box?",
+                         reason="bad_roi")
+    out = np.zeros((h, w), bool)
+    out[rows, cols] = part
+    return out
+
+
+def _support_plane(d: np.ndarray, K: np.ndarray, rows: slice, cols: slice, s: BoxSegmentSettings,
+                   rng: np.random.Generator) -> np.ndarray:
+    """(h, w) bool: the box's pixels on the plane behind or under the object, when there is one. The plane is
+    fitted to the box's rim (the box encloses the object, so its rim is mostly what the object stands on or
+    before) and kept when it holds ``border_share`` of the rim's pixels (a rim of clutter has no plane)."""
+    h, w = d.shape
+    v, u = np.nonzero(d > 0)
+    z = d[v, u].astype(np.float64)
+    pts = np.stack([(u + cols.start - K[0, 2]) * z / K[0, 0], (v + rows.start - K[1, 2]) * z / K[1, 1], z], axis=1)
+    band = s.plane_band_m + s.plane_band_rel * z
+    ring = max(2, int(round(s.rim * min(h, w))))
+    rim = (v < ring) | (v >= h - ring) | (u < ring) | (u >= w - ring)
+    if rim.sum() < 3:
+        return np.zeros(d.shape, bool)
+    rim_idx = np.flatnonzero(rim)
+    sample = rim_idx[rng.integers(0, len(rim_idx), size=(s.plane_iterations, 3))]
+    a, b, c = pts[sample[:, 0]], pts[sample[:, 1]], pts[sample[:, 2]]
+    n = np.cross(b - a, c - a)
+    norm = np.linalg.norm(n, axis=1)
+    ok = norm > 1e-12
+    if not ok.any():
+        return np.zeros(d.shape, bool)
+    n, a = n[ok] / norm[ok, None], a[ok]
+    offsets = np.einsum("ij,ij->i", n, a)
+    j = rim_idx[rng.choice(len(rim_idx), size=min(len(rim_idx), s.score_points), replace=False)]
+    hits = (np.abs(pts[j] @ n.T - offsets[None, :]) <= band[j, None]).sum(axis=0)
+    best = int(np.argmax(hits))
+    if hits[best] < s.border_share * len(j):
+        return np.zeros(d.shape, bool)
+    on = np.zeros(d.shape, bool)
+    on[v, u] = np.abs(pts @ n[best] - offsets[best]) <= band
+    return on
+
+
+def _best_part(d: np.ndarray, keep: np.ndarray, s: BoxSegmentSettings) -> np.ndarray:
+    """The largest part of ``keep`` connected without a depth jump, weighted towards the box's centre."""
+    thr = s.jump_m + s.jump_rel * d
+    jump = np.zeros(d.shape, bool)
+    dz_x = np.abs(np.diff(d, axis=1)) > thr[:, 1:]
+    dz_y = np.abs(np.diff(d, axis=0)) > thr[1:, :]
+    jump[:, 1:] |= dz_x
+    jump[:, :-1] |= dz_x
+    jump[1:, :] |= dz_y
+    jump[:-1, :] |= dz_y
+    inner = keep & ~jump
+    n, labels, stats, centres = cv2.connectedComponentsWithStats(inner.astype(np.uint8), connectivity=4)
+    if n <= 1:
+        return np.zeros(d.shape, bool)
+    h, w = d.shape
+    half_diag = 0.5 * np.hypot(h, w)
+    dist = np.hypot(centres[1:, 0] - (w - 1) / 2, centres[1:, 1] - (h - 1) / 2) / max(half_diag, 1.0)
+    score = stats[1:, cv2.CC_STAT_AREA] * (1.0 - s.centre_weight * np.clip(dist, 0.0, 1.0))
+    part = labels == 1 + int(np.argmax(score))
+    # the jump pixels (steep or noisy surface) connected to the part, at its depths, are the object's too
+    z_part = np.median(d[part])
+    spread = np.percentile(np.abs(d[part] - z_part), 98) + s.jump_m
+    grown = part | (keep & jump & (np.abs(d - z_part) <= spread))
+    _, lab = cv2.connectedComponents(grown.astype(np.uint8), connectivity=8)
+    ids = np.unique(lab[part])
+    part = np.isin(lab, ids[ids > 0])
+    # and the pixels without depth it encloses (holes of a sensor's depth, not the object's own openings)
+    outside = np.pad(~part, 1, constant_values=True).astype(np.uint8)
+    cv2.floodFill(outside, None, (0, 0), 2)
+    holes = (outside[1:-1, 1:-1] == 1) & (d <= 0)
+    return part | holes
