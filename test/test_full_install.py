@@ -197,12 +197,13 @@ def test_a_publishing_exception_costs_one_frame_and_is_reported(node_factory, fr
     node._tf.sendTransform = failing_once
     poses_before = node._stats.poses
     node._on_frame(frame_messages(frames[1], 2_000 * MS))
-    assert GraphClient.wait_for(lambda: node._stats.last_failure.startswith("publish_error"), 60), \
+    this_frame = f"publish_error: frame stamped {conv.stamp_text(2_000 * MS)} s: "  # the failure of that frame
+    assert GraphClient.wait_for(lambda: node._stats.last_failure.startswith(this_frame), 60), \
         node._stats.last_failure
     assert "publisher handle is gone" in node._stats.last_failure
     # published at once, by the worker itself (_fail), not by the 1 Hz tick on the executor: waited for, since the
     # worker records the failure just before it publishes it
-    assert GraphClient.wait_for(lambda: any(values(d)["last_failure"].startswith("publish_error") and t == "one2any_worker"
+    assert GraphClient.wait_for(lambda: any(values(d)["last_failure"].startswith(this_frame) and t == "one2any_worker"
                                             for d, t in zip(list(diags), list(diags.threads))), 5), diags.threads
     node._on_frame(frame_messages(frames[2], 3_000 * MS))  # the worker goes on
     assert GraphClient.wait_for(lambda: node._stats.poses > poses_before, 60)
@@ -250,14 +251,34 @@ def test_sets_are_taken_in_stamp_order(node_factory, frames):
     assert node._mailbox.last_taken_ns == (10_020 - 5_000) * MS
 
 
-def test_failure_texts_are_never_empty(node_factory):
+def test_failure_texts_are_never_empty(node_factory, frames):
+    """/diagnostics never says "reason: " alone. A failure with no frame (a service's, a startup's) and nothing to
+    say gets placeholders; a frame's failure always names the frame, and an error with an empty text is named by
+    its type."""
+    from one2any_ros.core.errors import InputError
+
     node = node_factory()
     diags = record_diagnostics(node)
-    node._fail("empty_mask", "")
+    node._fail("empty_mask", "", frame=False)
     assert node._stats.last_failure == "empty_mask: no detail given"
     assert values(diags[-1])["last_failure"] == "empty_mask: no detail given"  # a new reason goes out at once
-    node._fail("", "   ")
+    node._fail("", "   ", frame=False)
     assert node._stats.last_failure == "unknown: no detail given"
+    # a frame whose processing raises an error with neither a reason nor a text
+    ref_msgs = frame_messages(frames[0], 1_000 * MS)
+    node._objects.set_reference("", conv.view_from_messages(ref_msgs, min_depth=0.1, max_depth=4.0,
+                                                            T_cam_obj=frames[0]["T_cam_obj"]))
+    node._refresh_listing()
+
+    def no_words(frame, s):
+        raise InputError("", reason="")
+
+    node._check_age = no_words
+    node._on_frame(frame_messages(frames[1], 2_000 * MS))
+    expected = f"unknown: frame stamped {conv.stamp_text(2_000 * MS)} s: InputError"
+    assert GraphClient.wait_for(lambda: node._stats.last_failure == expected, 60), node._stats.last_failure
+    node._publish_status()  # the 1 Hz tick's status (no executor spins this node; the reason "" is not new)
+    assert values(diags[-1])["last_failure"] == expected, values(diags[-1])
 
 
 def test_a_backend_change_loads_on_the_worker_after_the_callback(node_factory, tmp_path):
@@ -313,12 +334,13 @@ def test_node_process_on_the_full_install_path_tracks_a_whole_sequence(frames, t
         assert client.wait_for(lambda: "ready:" in proc.log_text(), 30), proc.log_text()
         text = proc.log_text()
         assert "synchronizer message_filters" in text and "tf tf2_ros.TransformBroadcaster" in text, text
-        t0 = time.monotonic()
+        sent: list[int] = []  # every frame's stamp: the forced publish_error is one of theirs
         assert client.set_reference_on(frame_messages(frames[0], time.time_ns()),
-                                       T_cam_obj=frames[0]["T_cam_obj"]).success, proc.log_text()
+                                       T_cam_obj=frames[0]["T_cam_obj"], stamps=sent).success, proc.log_text()
         tf_stamps = lambda: {conv.stamp_to_ns(t.header.stamp) for t, _ in client.tfs}  # noqa: E731
         for i, frame in enumerate(frames[1:], start=1):
             stamp = time.time_ns()
+            sent.append(stamp)
             msgs = frame_messages(frame, stamp)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and not (stamp in client.poses and stamp in tf_stamps()):
@@ -330,7 +352,7 @@ def test_node_process_on_the_full_install_path_tracks_a_whole_sequence(frames, t
             tf = next(t for t, _ in client.tfs if conv.stamp_to_ns(t.header.stamp) == stamp)
             assert tf.child_frame_id == "object" and tf.header.frame_id == "camera_color_optical_frame"
             assert np.allclose(conv.transform_to_matrix(tf.transform), T, atol=1e-6)
-        d = client.wait_diagnostics(lambda d: d["last_failure"].startswith("publish_error"), after=t0, timeout=10)
+        d = client.wait_for(lambda: client.failure_of(sent, "publish_error"), 10)
         assert d is not None and "forced to fail" in d["last_failure"], client.diagnostics[-1:]
         assert proc.alive()
     finally:

@@ -66,9 +66,10 @@ def test_kill9_and_restart_restores_the_reference(client, frames, start_node):
 
     node.kill9()
     assert not node.alive()
+    t_killed = time.monotonic()  # diagnostics after this are the restarted node's
     node2 = start_node()
     assert client.wait_ready(60), node2.log_text()
-    assert client.wait_diagnostics(lambda d: d["reference"] == "set", timeout=10), node2.log_text()
+    assert client.wait_diagnostics(lambda d: d["reference"] == "set", after=t_killed, timeout=60), node2.log_text()
     rot, trans = pose_for(client, frames[2])  # no set_reference: restored from the file
     assert rot < 3.0 and trans < 5.0
     assert "reference restored" in node2.log_text()
@@ -78,10 +79,13 @@ def test_corrupt_reference_file_is_reported_and_the_node_runs_without(client, fr
     path = default_reference_path(f"{NS}/one2any")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(os.urandom(256))
+    t_start = time.monotonic()
     node = start_node()
     assert client.wait_ready(60), node.log_text()
-    d = client.wait_diagnostics(lambda d: d["last_failure"].startswith("bad_reference_file"), timeout=10)
-    assert d is not None and d["reference"] == "none", node.log_text()
+    # not a frame's failure: seen after this node started (with the file just written), never an earlier node's
+    d = client.wait_diagnostics(lambda d: d["last_failure"].startswith("bad_reference_file")
+                                and str(path) in d["last_failure"], after=t_start, timeout=30)
+    assert d is not None and d["reference"] == "none", (client.diagnostics[-1:], node.log_text())
     assert "could not restore the reference" in node.log_text()
     assert client.set_reference_on(frame_messages(frames[0], time.time_ns())).success  # recovers: a new reference
     assert node.alive()

@@ -94,7 +94,7 @@ class ReferenceServices:
             saved = f"NOT saved to {self._store.file_for(oid)}: {e}"
             self.get_logger().error(f"{what} {saved}")
         res.success, res.num_points, res.object_radius = True, int(ref.num_points), float(ref.scale)
-        res.message = (f"{what} set from the frame stamped {frame.stamp_ns / 1e9:.3f} s (mask label {label or 'any'}): "
+        res.message = (f"{what} set from the frame stamped {conv.stamp_text(frame.stamp_ns)} s (mask label {label or 'any'}): "
                        f"{ref.num_points} points, radius {ref.scale * 1000:.1f} mm; {saved}")
         self.get_logger().info(res.message)
         return res

@@ -9,6 +9,12 @@ The node reads its inputs best-effort (sensor-data QoS): a frame sent once can b
 before the node's readers have matched this writer, or on a loaded machine), and nothing sends it again. A test
 that sends one frame and waits for the node's answer sends it with :meth:`GraphClient.publish_until`, which
 repeats it until the answer comes.
+
+A frame's failure is checked for that frame's stamp (:meth:`GraphClient.failure_of`,
+:meth:`GraphClient.publish_until_failure`), never on the persistent ``last_failure`` alone, which still names an
+earlier frame's (or test's) failure after later successes. A check that a frame got no pose first proves that the node
+processed it (:meth:`GraphClient.answer_of`, or a later frame's pose: frames are taken in stamp order), so it cannot
+pass on a frame that was lost on the way.
 """
 from __future__ import annotations
 
@@ -265,6 +271,22 @@ class GraphClient:
         keys = tuple(f"{reason}: frame stamped {conv.stamp_text(s)} s" for s in stamps)
         with self.lock:
             return next((d for d, _, _ in self.diagnostics if d["last_failure"].startswith(keys)), None)
+
+    def answer_of(self, stamps: list[int]) -> tuple[int, str] | None:
+        """The first of the frames ``stamps`` the node has answered: (stamp, "pose") when a ~/pose, ~/estimate or
+        ~/detections came for it, (stamp, its last_failure) when /diagnostics named it in a failure of any reason;
+        None while none is. Proof that the node processed that frame (it was not lost on the way) and, since frames
+        are taken in stamp order, is done with every older frame it received."""
+        with self.lock:
+            for s in stamps:
+                if s in self.poses or s in self.estimates or s in self.detections:
+                    return s, "pose"
+            keys = tuple(f"frame stamped {conv.stamp_text(s)} s" for s in stamps)
+            for d, _, _ in self.diagnostics:
+                text = d["last_failure"].partition(": ")[2]
+                if text.startswith(keys):
+                    return next(s for s, k in zip(stamps, keys) if text.startswith(k)), d["last_failure"]
+        return None
 
     def publish_until_failure(self, msgs: dict[str, Any], reason: str, *, timeout: float = 30.0,
                               stamps: list[int] | None = None) -> dict | None:
