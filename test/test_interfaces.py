@@ -17,6 +17,7 @@ SET_REFERENCE_REQUEST = {
     "has_object_pose": "boolean",
     "object_pose": "geometry_msgs/Pose",
     "timeout_s": "float",
+    "roi": "sensor_msgs/RegionOfInterest",
 }
 SET_REFERENCE_RESPONSE = {
     "success": "boolean",

@@ -182,6 +182,8 @@ def _request(**kw):
     if "t" in kw:
         p = req.object_pose.position
         p.x, p.y, p.z = kw.pop("t")
+    if "roi" in kw:
+        req.roi.x_offset, req.roi.y_offset, req.roi.width, req.roi.height = kw.pop("roi")
     assert not kw
     return req
 
@@ -199,6 +201,7 @@ BAD_REQUESTS = [
     (dict(q=(0.0, 0.0, 0.0, 2.0), has_object_pose=True), "bad_quaternion"),  # far from unit
     (dict(t=(float("nan"), 0.0, 0.5), has_object_pose=True), "bad_object_pose"),
     (dict(t=(0.0, float("inf"), 0.5)), "bad_object_pose"),
+    (dict(roi=(10, 10, 40, 0)), "bad_roi"),  # a box of width 40 and no height
 ]
 
 
@@ -218,6 +221,11 @@ def test_every_bad_request_and_frame_gets_its_reason_and_changes_nothing(tmp_pat
             assert time.monotonic() - t < 5.0, (kw, "the answer waited for something")
         res = client.remove_reference("bad name")
         assert not res.success and res.message.startswith("bad_object_id:"), res.message
+        # boxes the frame refuses: outside the image, over nothing but depth-less pixels
+        no_depth = dict(frames[0], depth=np.where(frames[0]["labels"] == 2, 0.0, frames[0]["depth"]).astype(np.float32))
+        for frame, roi in ((frames[0], (400, 10, 30, 30)), (no_depth, _box(frames[0]["labels"] == 2, pad=0.0))):
+            res = client.set_reference_on(frame_messages(frame, time.time_ns()), object_id="b", mask_label=7, roi=roi)
+            assert not res.success and res.message.startswith("bad_roi:"), res.message
         assert list(client.list_references().object_ids) == ["a", "c"]
         ahead = frame_messages(frames[1], time.time_ns() + 10_000_000_000)  # 10 s ahead of the node's clock
         stamps: list[int] = []
@@ -225,9 +233,24 @@ def test_every_bad_request_and_frame_gets_its_reason_and_changes_nothing(tmp_pat
         _, got = client.publish_until_estimates(frame_messages(frames[1], time.time_ns()), ["a", "c"], timeout=60)
         assert got is not None and all(_right(got[o], frames[1], objs, o) for o in ("a", "c")), got
         assert not any((s, o) in client.object_estimates for s in stamps for o in ("a", "c"))
+        # "b" from a box alone: its label is absent from the reference frame's mask (no segmenter saw it)
+        unseen = dict(frames[0], labels=np.where(frames[0]["labels"] == 2, 0, frames[0]["labels"]).astype(np.uint16))
+        res = client.set_reference_on(frame_messages(unseen, time.time_ns()), object_id="b", mask_label=2,
+                                      roi=_box(frames[0]["labels"] == 2), T_cam_obj=frames[0]["T_cam_obj"][1])
+        assert res.success, res.message
+        _, got = client.publish_until_estimates(frame_messages(frames[1], time.time_ns()), ["b"], timeout=60)
+        assert got is not None and _right(got["b"], frames[1], objs, "b"), got
         assert node.alive()
     finally:
         node.stop()
+
+
+def _box(mask: np.ndarray, pad: float = 0.1) -> tuple[int, int, int, int]:
+    """(x_offset, y_offset, width, height) around ``mask``'s pixels, ``pad`` x its size wider on each side."""
+    v, u = np.nonzero(mask)
+    pw, ph = int(pad * (u.max() - u.min())), int(pad * (v.max() - v.min()))
+    x, y = max(0, int(u.min()) - pw), max(0, int(v.min()) - ph)
+    return x, y, int(u.max() - u.min()) + 1 + 2 * pw, int(v.max() - v.min()) + 1 + 2 * ph
 
 
 def _reference_cloud_O(frame, label: int, T_refcam_O: np.ndarray) -> np.ndarray:

@@ -14,8 +14,9 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Pose, Transform
 from scipy.spatial.transform import Rotation
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 
+from one2any_ros.core.box_segment import Box
 from one2any_ros.core.errors import InputError
 from one2any_ros.core.multi_object import Frame, decode_frame
 from one2any_ros.core.reference import View, make_view
@@ -210,6 +211,12 @@ def request_pose_to_matrix(pose: Pose, *, unit_tolerance: float = 0.05) -> np.nd
     if not np.all(np.isfinite(p)):
         raise ConversionError(f"object_pose.position {p.tolist()} is not finite (metres)", reason="bad_object_pose")
     return pose_to_matrix(pose)
+
+
+def roi_to_box(roi: RegionOfInterest) -> Box:
+    """The library's Box of a sensor_msgs/RegionOfInterest (``do_rectify`` is not used: boxes are in the image the
+    node receives)."""
+    return Box(int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height))
 
 
 def stamp_text(ns: int) -> str:

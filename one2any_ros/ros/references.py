@@ -33,6 +33,9 @@ def check_set_request(req: SetReference.Request) -> None:
         raise InputError(f"timeout_s {timeout!r} must be a number of seconds in [0, {MAX_WAIT_S:.0f}] (0 = "
                          f"{DEFAULT_WAIT_S:.0f} s)", reason="bad_timeout")
     conv.request_pose_to_matrix(req.object_pose)  # bad_quaternion, bad_object_pose
+    roi = req.roi
+    if roi.width > 0 and roi.height == 0:  # width 0: no box (whatever the rest); the image's size is checked on the frame
+        raise InputError(f"roi {roi.width}x{roi.height} is empty (width 0 = no box)", reason="bad_roi")
 
 
 class ReferenceServices:
@@ -79,7 +82,8 @@ class ReferenceServices:
             qframe = conv.frame_from_messages(frame.msgs, min_depth=s.min_depth, max_depth=s.max_depth)
             with self._estimator() as objs:
                 objs.set_settings(s.estimator)
-                ref = objs.set_reference(oid, qframe, mask_label=label, T_cam_obj=T_cam_obj)
+                ref = objs.set_reference(oid, qframe, mask_label=label, T_cam_obj=T_cam_obj,
+                                         box=conv.roi_to_box(req.roi))
             self._report_helpers()
         except One2AnyError as e:
             self._fail(e.reason, f"set_reference {oid!r}: {e}", frame=False)

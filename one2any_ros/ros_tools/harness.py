@@ -357,27 +357,32 @@ class GraphClient:
             raise TimeoutError(f"service {client.srv_name} did not answer within {timeout:.1f} s")
         return future.result()
 
-    def set_reference(self, *, use_latest_frame: bool = True, T_cam_obj: np.ndarray | None = None,
-                      timeout_s: float = 0.0, call_timeout: float = 30.0, object_id: str = "",
-                      mask_label: int = 0) -> SetReference.Response:
+    @staticmethod
+    def set_reference_request(*, object_id: str = "", mask_label: int = 0, use_latest_frame: bool = False,
+                              timeout_s: float = 0.0, T_cam_obj: np.ndarray | None = None,
+                              roi: tuple[int, int, int, int] | None = None) -> SetReference.Request:
+        """A ~/set_reference request; ``roi``: (x_offset, y_offset, width, height) of a box around the object."""
         req = SetReference.Request(object_id=object_id, mask_label=int(mask_label), use_latest_frame=use_latest_frame,
                                    timeout_s=float(timeout_s))
         if T_cam_obj is not None:
             req.has_object_pose, req.object_pose = True, conv.matrix_to_pose(T_cam_obj)
-        return self._call(self.set_ref_client, req, call_timeout)
+        if roi is not None:
+            req.roi.x_offset, req.roi.y_offset, req.roi.width, req.roi.height = (int(v) for v in roi)
+        return req
+
+    def set_reference(self, *, use_latest_frame: bool = True, call_timeout: float = 30.0,
+                      **kw) -> SetReference.Response:
+        """``kw``: the request's fields (set_reference_request)."""
+        return self._call(self.set_ref_client, self.set_reference_request(use_latest_frame=use_latest_frame, **kw),
+                          call_timeout)
 
     def set_reference_async(self, **kw):
-        req = SetReference.Request(object_id=kw.get("object_id", ""), mask_label=int(kw.get("mask_label", 0)),
-                                   use_latest_frame=kw.get("use_latest_frame", False),
-                                   timeout_s=float(kw.get("timeout_s", 0.0)))
-        if kw.get("T_cam_obj") is not None:
-            req.has_object_pose, req.object_pose = True, conv.matrix_to_pose(kw["T_cam_obj"])
-        return self.set_ref_client.call_async(req)
+        return self.set_ref_client.call_async(self.set_reference_request(**kw))
 
     def set_reference_on(self, msgs: dict[str, Any], *, T_cam_obj: np.ndarray | None = None,
                          call_timeout: float = 30.0, repeat_s: float = 1.0,
                          stamps: list[int] | None = None, object_id: str = "",
-                         mask_label: int = 0) -> SetReference.Response:
+                         mask_label: int = 0, roi: tuple[int, int, int, int] | None = None) -> SetReference.Response:
         """~/set_reference waiting for the next frame, then the frame ``msgs`` (no race with frames already sent),
         published again every ``repeat_s`` until the node answers (:meth:`publish_until`: a best-effort frame sent
         right after discovery can be lost before the node's readers have matched this writer, seen once in a
@@ -394,7 +399,8 @@ class GraphClient:
         self.set_ref_client.wait_for_service(timeout_sec=min(call_timeout, 10.0))
         while True:
             future = self.set_reference_async(use_latest_frame=False, timeout_s=self.FRAME_WAIT_S,
-                                              T_cam_obj=T_cam_obj, object_id=object_id, mask_label=mask_label)
+                                              T_cam_obj=T_cam_obj, object_id=object_id, mask_label=mask_label,
+                                              roi=roi)
             time.sleep(0.3)
             attempt_end = min(deadline, time.monotonic() + self.FRAME_WAIT_S + self.REQUEST_RETRY_S)
             self.publish_until(msgs, lambda _: future.done(), timeout=max(0.0, attempt_end - time.monotonic()),
