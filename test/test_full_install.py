@@ -359,3 +359,41 @@ def test_node_process_on_the_full_install_path_tracks_a_whole_sequence(frames, t
         client.close()
         rc = proc.stop()
     assert rc == 0, log.read_text()[-3000:]
+
+
+def test_a_stuck_worker_is_error_and_services_answer_by_their_deadline(node_factory, ros_context, monkeypatch):
+    """A worker held by a job that never ends (a library stuck): /diagnostics says ERROR (stuck) and a service that
+    needs the worker answers worker_timeout by its deadline; a request not yet taken is withdrawn (nothing changes)."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    from one2any_ros.ros import node as node_module
+    from one2any_ros.srv import RemoveReference
+
+    monkeypatch.setattr(node_module, "WORKER_STALL_S", 0.3)
+    monkeypatch.setattr(node_module, "SERVICE_SLACK_S", 0.5)
+    node = node_factory()
+    diags = record_diagnostics(node)
+    release = threading.Event()
+    held = node._submit(lambda: release.wait(30))
+    try:
+        assert GraphClient.wait_for(lambda: node._busy_since is not None
+                                    and time.monotonic() - node._busy_since > 0.3, 10)
+        node._publish_status()
+        assert diags[-1].level == diags[-1].ERROR and "stuck" in diags[-1].message, diags[-1].message
+        executor = SingleThreadedExecutor(context=ros_context)
+        executor.add_node(node)
+        t = time.monotonic()
+        task = executor.create_task(node._srv_remove_reference(RemoveReference.Request(object_id="x"),
+                                                               RemoveReference.Response()))
+        executor.spin_until_future_complete(task, timeout_sec=10)
+        res = task.result()
+        assert time.monotonic() - t < 5.0
+        assert not res.success and res.message.startswith("worker_timeout:") and "withdrawn" in res.message, res.message
+        assert not node._mailbox._jobs  # withdrawn: the worker will never run it
+        executor.remove_node(node)
+    finally:
+        release.set()
+    assert GraphClient.wait_for(held.done, 10)
+    assert GraphClient.wait_for(lambda: node._busy_since is None, 10)
+    node._publish_status()
+    assert diags[-1].level != diags[-1].ERROR

@@ -144,3 +144,15 @@ def test_wait_for_a_frame_after_a_given_one():
     t.join(WAIT_S)
     assert got == [(2, 2)]
     assert box.wait_frame_after(0, 0.01) == (2, 2)  # already newer: at once
+
+
+def test_a_job_given_up_on_is_withdrawn_or_its_late_result_dropped():
+    box = Mailbox()
+    first, second = box.submit(lambda: 1), box.submit(lambda: 2)
+    assert box.cancel(second) and not box.cancel(second)  # withdrawn once; the worker never sees it
+    job = box.next()
+    assert job.future is first and not box.cancel(first)  # taken already: not withdrawn
+    first.set_exception(TimeoutError("given up"))  # the caller's deadline passed while it ran
+    job.run()  # its late result does not overwrite what the caller was told
+    assert isinstance(first.exception(), TimeoutError)
+    assert box.next(timeout=0.01) is None

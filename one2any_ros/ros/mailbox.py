@@ -51,12 +51,17 @@ class Job:
     future: Any  # concurrent.futures.Future or rclpy.task.Future: set_result / set_exception / done
 
     def run(self) -> None:
-        """Call ``fn`` and hand its result or its exception to the future (a BaseException that is not an
-        Exception, e.g. KeyboardInterrupt, propagates: the caller decides what to do with the future)."""
+        """Call ``fn`` and hand its result or its exception to the future, unless the future was given up on
+        meanwhile (done already: its deadline passed). A BaseException that is not an Exception, e.g.
+        KeyboardInterrupt, propagates: the caller decides what to do with the future."""
         try:
-            self.future.set_result(self.fn())
+            result = self.fn()
         except Exception as e:  # handed to whoever awaits the future
-            self.future.set_exception(e)
+            if not self.future.done():
+                self.future.set_exception(e)
+            return
+        if not self.future.done():
+            self.future.set_result(result)
 
 
 class Mailbox(Generic[F]):
@@ -97,6 +102,15 @@ class Mailbox(Generic[F]):
             self._jobs.append(job)
             self._cv.notify_all()
         return job.future
+
+    def cancel(self, future: Any) -> bool:
+        """Take the job of ``future`` out of the queue if the worker has not taken it yet: whether it was there."""
+        with self._cv:
+            for job in self._jobs:
+                if job.future is future:
+                    self._jobs.remove(job)
+                    return True
+        return False
 
     def stop(self) -> None:
         """From now on ``next`` returns None (the worker ends); idempotent."""

@@ -72,6 +72,7 @@ INPUTS = {"rgb": Image, "depth": Image, "mask": Image, "camera_info": CameraInfo
 INPUT_WINDOW_S = 2.0  # inputs arriving this long without a complete frame are reported
 STALE_INPUT_S = 2.0  # /diagnostics warns when the newest complete frame is older than this (camera stopped)
 WORKER_STALL_S = 30.0  # /diagnostics says ERROR when the worker has been on one frame or job this long
+SERVICE_SLACK_S = 120.0  # a service's job must be done this long after its own wait (a frame): else worker_timeout
 PROMPT_DIAG_MIN_S = 0.1  # a new failure reason goes out on /diagnostics at once, at most this often
 
 
@@ -218,9 +219,27 @@ class One2AnyNode(ReferenceServices, Node):
         """Hand ``fn`` to the worker without waiting for it (parameter side effects)."""
         return self._mailbox.submit(fn)
 
-    async def _on_worker(self, fn: Callable[[], object]):
-        """Run ``fn`` on the worker thread and await its result without blocking the executor."""
-        return await self._submit(fn)
+    async def _on_worker(self, fn: Callable[[], object], *, wait_s: float = 0.0):
+        """Run ``fn`` on the worker thread and await its result without blocking the executor, at most ``wait_s`` (the
+        job's own waits) + SERVICE_SLACK_S: past that, the caller gets WorkerTimeout (a job not started yet is
+        withdrawn; one that is running may still take effect) instead of waiting on a stuck worker for ever."""
+        future = self._submit(fn)
+        deadline = wait_s + SERVICE_SLACK_S
+
+        def expire() -> None:
+            if not future.done():
+                withdrawn = self._mailbox.cancel(future)
+                future.set_exception(WorkerTimeout(
+                    f"the estimation worker did not finish this request within {deadline:.0f} s (stuck: see "
+                    "/diagnostics); " + ("it was withdrawn, nothing changed" if withdrawn else
+                                         "it is still running and may yet take effect")))
+
+        timer = self.create_timer(deadline, expire, callback_group=self._awaiting_group)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+            self.destroy_timer(timer)
 
     def destroy_node(self) -> None:
         self._mailbox.stop()
@@ -438,6 +457,12 @@ class One2AnyNode(ReferenceServices, Node):
         if since is None or time.monotonic() - since < WORKER_STALL_S:
             return ""
         return f"stuck for {time.monotonic() - since:.0f} s on one frame or request"
+
+
+class WorkerTimeout(One2AnyError):
+    """A service's job missed its deadline on the worker."""
+
+    reason = "worker_timeout"
 
 
 def _precheck_backend(s: params.NodeSettings) -> None:

@@ -59,8 +59,13 @@ class ReferenceServices:
             self._fail(e.reason, f"set_reference {req.object_id!r}: {e}", frame=False)
             res.success, res.message = False, f"{e.reason}: {e}"
             return res
+        wait_s = 0.0 if req.use_latest_frame else (float(req.timeout_s) or DEFAULT_WAIT_S)
         try:
-            return await self._on_worker(lambda: self._set_reference(req, res, seq))
+            return await self._on_worker(lambda: self._set_reference(req, res, seq), wait_s=wait_s)
+        except One2AnyError as e:  # the worker missed the deadline (worker_timeout)
+            self._fail(e.reason, f"set_reference {req.object_id!r}: {e}", frame=False)
+            res.success, res.message = False, f"{e.reason}: {e}"
+            return res
         except Exception as e:  # a bug must not leave the caller without an answer
             self.get_logger().error(f"internal error in set_reference: {traceback.format_exc()}")
             res.success, res.message = False, f"internal_error: {e!r}"
@@ -112,6 +117,10 @@ class ReferenceServices:
             return res
         try:
             return await self._on_worker(lambda: self._remove_reference(req.object_id, res))
+        except One2AnyError as e:  # the worker missed the deadline (worker_timeout)
+            self._fail(e.reason, f"remove_reference {req.object_id!r}: {e}", frame=False)
+            res.success, res.message = False, f"{e.reason}: {e}"
+            return res
         except Exception as e:  # a bug must not leave the caller without an answer
             self.get_logger().error(f"internal error in remove_reference: {traceback.format_exc()}")
             res.success, res.message = False, f"internal_error: {e!r}"
