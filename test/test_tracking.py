@@ -1,0 +1,77 @@
+"""Tracking (``estimate(track=True)``, frame after frame from the last pose) is at least as accurate as one-shot
+estimation on the same frames, and as the tracker before the local search: on a short rendered sequence of two
+held-out objects turning 7 deg a frame (a shape-asymmetric one and a texture-only one), a correct mask every frame.
+
+The paired measurement behind the local search (~1,040 object-frames per run, validation objects, two seeds and
+both backends; docs/tracking.md, tools/compare_tracking.py) is not repeated here: this is a guard against a change
+that makes tracking worse than either."""
+import numpy as np
+import pytest
+
+from one2any_ros.core import metrics
+from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator
+from one2any_ros.core.multi_object import decode_frame
+
+FRAMES = 16
+STEP_DEG = 7.0
+
+
+@pytest.fixture(scope="module")
+def sequence():
+    pytest.importorskip("pybullet")
+    from one2any_ros.data.multi_scene import render_multi_object_frames
+    from one2any_ros.data.objects import make_object, split_ids
+    from one2any_ros.data.render import axis_angle_to_matrix, random_rotation
+
+    rng = np.random.default_rng(4)
+    objs = [make_object(split_ids("test", 1, seed=4, family=f)[0]) for f in ("shape_asymmetric", "texture_only")]
+    K = np.array([[300.0, 0, 159.5], [0, 300.0, 119.5], [0, 0, 1]])
+    centres = [np.array([-0.1, 0.0, 0.6]), np.array([0.1, 0.0, 0.62])]
+    starts = [random_rotation(rng) for _ in objs]
+    axes = [a / np.linalg.norm(a) for a in rng.normal(size=(2, 3))]
+    poses = []
+    for f in range(FRAMES):
+        frame = []
+        for o, c, R0, ax in zip(objs, centres, starts, axes):
+            T = np.eye(4)
+            T[:3, :3] = axis_angle_to_matrix(ax, np.radians(STEP_DEG * f)) @ R0
+            T[:3, 3] = c + np.array([0.003, -0.002, 0.002]) * f - T[:3, :3] @ (o.bbox_min + o.extents / 2)
+            frame.append(T)
+        poses.append(frame)
+    return objs, render_multi_object_frames(objs, poses, K, 320, 240, seed=4, depth_noise=True)
+
+
+def _run(sequence, *, track: bool, **settings):
+    """Per object-frame: (right at ADD 0.1 d, confidence, mode)."""
+    objs, frames = sequence
+    out = []
+    for k, obj in enumerate(objs):
+        est = PoseEstimator("classic", settings=EstimatorSettings().with_updates(**settings))
+        f0 = frames[0]
+        est.set_reference(decode_frame(f0["rgb"], f0["depth"], f0["labels"], f0["K"]).view(
+            k + 1, T_cam_obj=f0["T_cam_obj"][k]))
+        for f in frames[1:]:
+            view = decode_frame(f["rgb"], f["depth"], f["labels"], f["K"]).view(k + 1)
+            if not track:
+                est.last_T_C = None  # one-shot: nothing from the frame before
+            try:
+                r = est.estimate(view, track=track)
+            except Exception:  # no pose: a miss
+                out.append((False, 0.0, "none"))
+                continue
+            right = metrics.add(r.T_camera_object, f["T_cam_obj"][k], obj.vertices) < 0.1 * obj.diameter
+            out.append((bool(right), r.confidence, r.mode))
+    return out
+
+
+def test_tracking_is_as_accurate_as_one_shot_on_the_same_frames(sequence):
+    """Measured on these 30 object-frames (classic): tracking 23 right (4 wrong at confidence > 0.5), one-shot 19 (0);
+    the last pose alone refined as before (track_turn_deg 0, 400 points, 5 iterations) 21 (5)."""
+    tracked, one_shot = _run(sequence, track=True), _run(sequence, track=False)
+    before = _run(sequence, track=True, track_turn_deg=0.0, track_points=400, track_iterations=5)
+    hits = {name: sum(r for r, _, _ in out) for name, out in (("tracked", tracked), ("one_shot", one_shot),
+                                                                ("before", before))}
+    wrong = sum(not r and c > 0.5 for r, c, _ in tracked)
+    assert sum(m == "track" for _, _, m in tracked) >= len(tracked) // 2  # it did track, mostly
+    assert hits["tracked"] >= hits["one_shot"] and hits["tracked"] >= hits["before"], hits
+    assert wrong <= 5, wrong  # confident wrong poses: the number a grasping pipeline fears (measured 4)

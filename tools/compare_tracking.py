@@ -1,0 +1,165 @@
+"""Tracking, measured paired: two settings or two commits on the same rendered object-frames, per bin of rotation
+from the reference, with a bootstrap interval (docs/tracking.md).
+
+    # per object-frame results (JSON lines) of this checkout, then of another one (a commit in a worktree)
+    .venv/bin/python tools/compare_tracking.py run --out /tmp/new.jsonl --backend auto --seed 3
+    git worktree add /tmp/old <commit>
+    .venv/bin/python tools/compare_tracking.py run --out /tmp/old.jsonl --backend auto --seed 3 --source /tmp/old
+    .venv/bin/python tools/compare_tracking.py compare /tmp/old.jsonl /tmp/new.jsonl
+
+The sequences: ``--scenes`` scenes of two VALIDATION objects (one shape-asymmetric, one texture-only: never the
+test split), each turning 4-8 deg a frame about its own random axis and drifting ~4 mm a frame, ``--frames``
+frames at 320x240 with sensor noise, a correct mask every frame (tracking's best case); frame 0 is the reference
+(its pose known). Each later frame is estimated with ``track=True`` (or, ``--oneshot``, from nothing). An
+object-frame hidden by the other object is skipped. 26 scenes x 21 frames give ~1,040 object-frames.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+BINS = ((0, 30), (30, 60), (60, 90), (90, 120), (120, 180))
+FAMILIES = ("shape_asymmetric", "texture_only")
+
+
+def _use_source(source: str | None) -> None:
+    """Import one2any_ros from another checkout (the venv's source-tree finder points at this one)."""
+    if source:
+        import _one2any_ros_source
+
+        _one2any_ros_source.SOURCE_PACKAGE_DIR = str(Path(source).resolve() / "one2any_ros")
+
+
+def sequences(n_scenes: int, n_frames: int, seed: int) -> list[tuple[list, list[dict]]]:
+    """[(objects, frames)] as the module docstring says."""
+    from one2any_ros.data.multi_scene import render_multi_object_frames
+    from one2any_ros.data.objects import make_object, split_ids
+    from one2any_ros.data.render import axis_angle_to_matrix, random_rotation
+
+    rng = np.random.default_rng(seed)
+    ids = {f: split_ids("val", 2 * n_scenes + 2, seed=seed, family=f) for f in FAMILIES}
+    K = np.array([[300.0, 0, 159.5], [0, 300.0, 119.5], [0, 0, 1]])
+    out = []
+    for s in range(n_scenes):
+        objs = [make_object(ids[f][(2 * s + k) % len(ids[f])]) for k, f in enumerate(FAMILIES)]
+        centres = [np.array([-0.1, 0.0, 0.6]), np.array([0.1, 0.0, 0.62])]
+        starts = [random_rotation(rng) for _ in objs]
+        axes = [a / np.linalg.norm(a) for a in (rng.normal(size=3) for _ in objs)]
+        drift = [rng.normal(size=3) * 0.004 for _ in objs]
+        step = rng.uniform(4, 8)
+        poses = []
+        for f in range(n_frames):
+            frame = []
+            for o, c, R0, ax, v in zip(objs, centres, starts, axes, drift):
+                T = np.eye(4)
+                T[:3, :3] = axis_angle_to_matrix(ax, np.radians(step * f)) @ R0
+                T[:3, 3] = c + f * v - T[:3, :3] @ (o.bbox_min + o.extents / 2)
+                frame.append(T)
+            poses.append(frame)
+        out.append((objs, render_multi_object_frames(objs, poses, K, 320, 240, seed=s, depth_noise=True)))
+    return out
+
+
+def run(args: argparse.Namespace) -> None:
+    _use_source(args.source)
+    from one2any_ros.core import metrics
+    from one2any_ros.core.backends import create_backend
+    from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator
+    from one2any_ros.core.geometry import rotation_angle_deg
+    from one2any_ros.core.multi_object import decode_frame
+
+    settings = EstimatorSettings().with_updates(**json.loads(args.settings))
+    backend = create_backend(args.backend)
+    rows = []
+    for s, (objs, frames) in enumerate(sequences(args.scenes, args.frames, args.seed)):
+        for k, obj in enumerate(objs):
+            est = PoseEstimator(backend, settings=settings)
+            f0 = frames[0]
+            est.set_reference(decode_frame(f0["rgb"], f0["depth"], f0["labels"], f0["K"]).view(
+                k + 1, T_cam_obj=f0["T_cam_obj"][k]))
+            for i, f in enumerate(frames[1:], 1):
+                try:
+                    view = decode_frame(f["rgb"], f["depth"], f["labels"], f["K"]).view(k + 1)
+                except Exception:  # hidden by the other object
+                    continue
+                gt = f["T_cam_obj"][k]
+                if args.oneshot:
+                    est.last_T_C = None
+                t = time.perf_counter()
+                try:
+                    r = est.estimate(view, track=not args.oneshot)
+                    T, conf, mode = r.T_camera_object, float(r.confidence), r.mode
+                except Exception:
+                    T, conf, mode = None, 0.0, "none"
+                ms = 1000.0 * (time.perf_counter() - t)
+                rows.append({
+                    "key": f"{s}/{k}/{i}", "family": FAMILIES[k], "mode": mode, "ms": ms, "confidence": conf,
+                    "right": bool(T is not None and metrics.add(T, gt, obj.vertices) < 0.1 * obj.diameter),
+                    "from_reference_deg": float(rotation_angle_deg(gt[:3, :3].T @ f0["T_cam_obj"][k][:3, :3])),
+                    "rot_deg": 180.0 if T is None else float(rotation_angle_deg(T[:3, :3].T @ gt[:3, :3])),
+                    "mm": None if T is None else 1000.0 * float(np.linalg.norm(T[:3, 3] - gt[:3, 3]))})
+    Path(args.out).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    print(f"{len(rows)} object-frames -> {args.out}")
+
+
+def compare(args: argparse.Namespace) -> None:
+    a_rows = {r["key"]: r for r in map(json.loads, Path(args.a).read_text().splitlines())}
+    b_rows = {r["key"]: r for r in map(json.loads, Path(args.b).read_text().splitlines())}
+    keys = sorted(set(a_rows) & set(b_rows))
+    a, b = [a_rows[k] for k in keys], [b_rows[k] for k in keys]
+    ok_a, ok_b = (np.array([r["right"] for r in x]) for x in (a, b))
+    rel = np.array([r["from_reference_deg"] for r in a])
+    rng = np.random.default_rng(0)
+
+    def summary(x: list[dict], ok: np.ndarray) -> dict:
+        conf = np.array([r["confidence"] for r in x])
+        return {"add_01d": round(float(ok.mean()), 3), "wrong_at_conf_over_0.5": int((~ok & (conf > 0.5)).sum()),
+                "median_rot_deg": round(float(np.median([r["rot_deg"] for r in x])), 2),
+                "median_mm": round(float(np.median([r["mm"] if r["mm"] is not None else 1e9 for r in x])), 2),
+                "global_share": round(float(np.mean([r["mode"] == "global" for r in x])), 3),
+                "ms_median": round(float(np.median([r["ms"] for r in x])), 1),
+                "ms_mean": round(float(np.mean([r["ms"] for r in x])), 1)}
+
+    out = {"n": len(keys), "A": summary(a, ok_a), "B": summary(b, ok_b), "bins": {}}
+    for lo, hi in BINS:
+        m = (rel >= lo) & (rel < hi)
+        if not m.any():
+            continue
+        d = ok_b[m].astype(float) - ok_a[m].astype(float)
+        boot = [rng.choice(d, len(d)).mean() for _ in range(2000)]
+        out["bins"][f"{lo}-{hi}"] = {"n": int(m.sum()), "A": round(float(ok_a[m].mean()), 3),
+                                     "B": round(float(ok_b[m].mean()), 3), "B_minus_A": round(float(d.mean()), 3),
+                                     "ci95": [round(float(np.percentile(boot, 2.5)), 3),
+                                              round(float(np.percentile(boot, 97.5)), 3)]}
+    print(json.dumps(out, indent=1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="per object-frame results of one setting or checkout")
+    r.add_argument("--out", required=True)
+    r.add_argument("--backend", default="auto")
+    r.add_argument("--seed", type=int, default=3)
+    r.add_argument("--scenes", type=int, default=26)
+    r.add_argument("--frames", type=int, default=21)
+    r.add_argument("--settings", default="{}", help="EstimatorSettings.with_updates keys, as JSON")
+    r.add_argument("--oneshot", action="store_true", help="estimate each frame from nothing (track=False)")
+    r.add_argument("--source", help="another checkout whose one2any_ros to measure (a worktree of a commit)")
+    c = sub.add_parser("compare", help="paired comparison of two result files (B against A)")
+    c.add_argument("a")
+    c.add_argument("b")
+    args = p.parse_args(argv)
+    (run if args.cmd == "run" else compare)(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.getcwd())
+    sys.exit(main())
