@@ -22,6 +22,7 @@ import json
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # tens of seconds of estimates
 pytest.importorskip("pybullet")
 pytest.importorskip("torch")
 

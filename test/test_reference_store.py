@@ -360,6 +360,7 @@ def _identical(a: Reference, b: Reference) -> bool:
             and all(np.array_equal(a.embedding[k], b.embedding[k]) for k in a.embedding))
 
 
+@pytest.mark.slow
 def test_kill_9_mid_save_loses_nothing_and_leaves_only_temp_files(tmp_path, refs):
     """A child process saves two references alternately for "mug" and for "box" in a tight loop; it is killed with
     SIGKILL after a seeded random delay, again and again. After every kill a new store loads both objects, each

@@ -12,6 +12,7 @@ from one2any_ros.core import metrics
 from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator
 from one2any_ros.core.multi_object import decode_frame
 
+pytestmark = pytest.mark.slow  # tens of seconds of estimates
 FRAMES = 16
 STEP_DEG = 7.0
 
