@@ -29,11 +29,11 @@ FAMILIES = ("shape_asymmetric", "texture_only")
 
 
 def _use_source(source: str | None) -> None:
-    """Import one2any_ros from another checkout (the venv's source-tree finder points at this one)."""
+    """Import one2any_ros from another checkout: without the venv's source-tree finder (it points at this one), from
+    the front of sys.path (only the library is measured: the generated msg/srv are not needed)."""
     if source:
-        import _one2any_ros_source
-
-        _one2any_ros_source.SOURCE_PACKAGE_DIR = str(Path(source).resolve() / "one2any_ros")
+        sys.meta_path[:] = [f for f in sys.meta_path if getattr(f, "__module__", "") != "_one2any_ros_source"]
+        sys.path.insert(0, str(Path(source).resolve()))
 
 
 def sequences(n_scenes: int, n_frames: int, seed: int) -> list[tuple[list, list[dict]]]:
