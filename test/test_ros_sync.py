@@ -214,3 +214,24 @@ def test_tf_falls_back_to_our_broadcaster(monkeypatch):
     msg_type = tf.tf_message_type()
     assert msg_type is not None, "tf2_msgs is missing: run `make` (tools/build_tf2_msgs.sh)"
     assert msg_type.__module__.startswith("tf2_msgs") and "transforms" in msg_type.get_fields_and_field_types()
+
+
+def test_an_objects_state_follows_its_poses_and_failures():
+    """detected (set, or a global search's pose) -> tracking (a pose from the last one) -> lost (the frame that lost
+    it) -> searching (the frames after) -> detected again; a failure that is not a frame's changes nothing."""
+    from one2any_ros.ros.diagnostics import NodeStats
+
+    s = NodeStats()
+    s.state = "detected"  # ~/set_reference
+    states = []
+    for event in ("track", "track", "fail", "fail", "global", "track", "service_fail", "fail"):
+        if event == "fail":
+            s.failure("low_confidence", "frame stamped 1.000000000 s: no trustworthy pose")
+        elif event == "service_fail":
+            s.failure("bad_timeout", "timeout_s inf", frame=False)
+        else:
+            s.pose_published(10.0, 100, 0.9, event)
+        states.append(s.state)
+    assert states == ["tracking", "tracking", "lost", "searching", "detected", "tracking", "tracking", "lost"]
+    values = {kv.key: kv.value for kv in s.object_status("/one2any/obj").values}
+    assert values["state"] == "lost" and list(values) == ["confidence", "inliers", "rate_hz", "last_failure", "state"]

@@ -159,6 +159,9 @@ def test_a_stopped_helper_costs_the_other_objects_nothing(tmp_path, client, scen
         assert client.wait_for(lambda: count("b", camera.stamps(t_killed, time.monotonic())) >= 3, 30), node.log_text()
         assert client.wait_for(lambda: len(_helpers(node)) == 1 and _helpers(node)[0].pid != helper.pid, 30)
         assert "helper processes are off" not in node.log_text()
+        # each object's state on /diagnostics: tracked from its last pose, frame after frame (the camera still runs)
+        assert client.wait_for(lambda: all(client.object_diagnostics.get(f"{NS}/one2any/obj_{o}", {}).get("state")
+                                           == "tracking" for o in IDS), 20), client.object_diagnostics
     finally:
         camera.halt.set()
         camera.join(5)

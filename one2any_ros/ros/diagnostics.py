@@ -2,7 +2,7 @@
 
 Keys (docs/ros.md, Diagnostics; exactly): rate_hz, latency_ms, dropped_frames, inliers, confidence, reference (set/none),
 backend, device, input_age_ms, last_failure; and per object (``<node>/<child frame>``): confidence, inliers,
-rate_hz, last_failure.
+rate_hz, last_failure, state.
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 KEYS = ("rate_hz", "latency_ms", "dropped_frames", "inliers", "confidence", "reference", "backend", "device",
         "input_age_ms", "last_failure")
-OBJECT_KEYS = ("confidence", "inliers", "rate_hz", "last_failure")
+OBJECT_KEYS = ("confidence", "inliers", "rate_hz", "last_failure", "state")
+STATES = ("detected", "tracking", "lost", "searching")  # an object's state (docs/ros.md, Diagnostics)
 
 
 class NodeStats:
@@ -35,6 +36,7 @@ class NodeStats:
         self.newest_stamp_ns: int | None = None  # its header stamp (the age keeps growing when input stops)
         self.last_failure = ""  # "reason: message" of the most recent failure (never an empty text once set)
         self.last_ok: bool | None = None  # did the most recent frame give a pose (None: no frame processed yet)
+        self.state = "searching"  # an object's: STATES (set "detected" by ~/set_reference)
 
     def frame_received(self, age_ms: float | None, stamp_ns: int | None = None) -> None:
         with self._lock:
@@ -51,12 +53,14 @@ class NodeStats:
         with self._lock:
             self.worker_restarts += 1
 
-    def pose_published(self, latency_ms: float, inliers: int, confidence: float) -> None:
+    def pose_published(self, latency_ms: float, inliers: int, confidence: float, mode: str = "global") -> None:
+        """``mode``: the estimate's ("track": from the last pose, the state is ``tracking``; else ``detected``)."""
         now = time.monotonic()
         with self._lock:
             self.poses += 1
             self._poses.append((now, latency_ms))
             self.inliers, self.confidence, self.last_ok = int(inliers), float(confidence), True
+            self.state = "tracking" if mode == "track" else "detected"
 
     def failure(self, reason: str, message: str, *, frame: bool = True) -> None:
         """Record a failure; ``frame`` = it cost a frame its pose (else: a service or startup problem).
@@ -66,6 +70,8 @@ class NodeStats:
             self.last_failure = failure_text(reason, message)
             if frame:
                 self.last_ok = False
+                # the frame that loses a pose is "lost"; the frames after it, until a pose comes back, "searching"
+                self.state = "lost" if self.state in ("tracking", "detected") else "searching"
 
     def _recent(self, now: float) -> list[tuple[float, float]]:
         while self._poses and now - self._poses[0][0] > self.window_s:
@@ -135,7 +141,8 @@ class NodeStats:
         with self._lock:
             recent = self._recent(time.monotonic())
             values = {"confidence": f"{self.confidence:.3f}", "inliers": str(self.inliers),
-                      "rate_hz": f"{len(recent) / self.window_s:.2f}", "last_failure": self.last_failure}
+                      "rate_hz": f"{len(recent) / self.window_s:.2f}", "last_failure": self.last_failure,
+                      "state": self.state}
             last_ok = self.last_ok
         if last_ok is None:
             level, msg = DiagnosticStatus.OK, "waiting for the first pose"

@@ -309,7 +309,7 @@ class One2AnyNode(ReferenceServices, Node):
                 detections.append(self._det.DetectionInput(child_frame=child, T_camera_object=T,
                                                            confidence=float(r.confidence), size_m=size_O,
                                                            center_O=center_O))
-            self._object_stats(oid).pose_published(latency_ms, r.inliers, r.confidence)
+            self._object_stats(oid).pose_published(latency_ms, r.inliers, r.confidence, r.mode)
             self._stats.pose_published(latency_ms, r.inliers, r.confidence)
         if self._det_pub is not None:
             self._det_pub.publish(self._det.detection_array(header, detections))

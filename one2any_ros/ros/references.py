@@ -96,6 +96,7 @@ class ReferenceServices:
             return res
         self._refresh_listing()
         self._obj_stats.pop(oid, None)  # a new reference starts a new record
+        self._object_stats(oid).state = "detected"
         try:
             self._store.save(oid, label, ref)
             saved = f"saved to {self._store.file_for(oid)}"
