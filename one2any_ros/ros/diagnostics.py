@@ -151,7 +151,8 @@ class NodeStats:
         else:
             level, msg = DiagnosticStatus.WARN, "last frame gave no pose: " + (values["last_failure"] or "no reason recorded")
         if degraded:
-            level, msg = DiagnosticStatus.WARN, f"estimated in the node's process while its helper restarts ({degraded}); {msg}"
+            level = DiagnosticStatus.WARN
+            msg = f"estimated in the node's process while its helper restarts ({degraded}); {msg}"
         return DiagnosticStatus(level=level, name=name, message=msg,
                                 values=[KeyValue(key=k, value=values[k]) for k in OBJECT_KEYS])
 

@@ -441,7 +441,8 @@ class One2AnyNode(ReferenceServices, Node):
         status = self._stats.status(name, reference=bool(listing),
                                     backend=backend.name, device=str(getattr(backend, "device", "cpu")),
                                     note=self._backend_note, now_ns=self.get_clock().now().nanoseconds,
-                                    stale_ms=1000.0 * STALE_INPUT_S, worker_error=self._worker_error, worker_stalled=self._stall(),
+                                    stale_ms=1000.0 * STALE_INPUT_S, worker_error=self._worker_error,
+                                    worker_stalled=self._stall(),
                                     degraded=degraded)
         per_object = [self._object_stats(oid).object_status(f"{name}/{self._child_frame(oid, s)}",
                                                             degraded=degraded_objects.get(oid, ""))

@@ -34,7 +34,7 @@ def check_set_request(req: SetReference.Request) -> None:
                          f"{DEFAULT_WAIT_S:.0f} s)", reason="bad_timeout")
     conv.request_pose_to_matrix(req.object_pose)  # bad_quaternion, bad_object_pose
     roi = req.roi
-    if roi.width > 0 and roi.height == 0:  # width 0: no box (whatever the rest); the image's size is checked on the frame
+    if roi.width > 0 and roi.height == 0:  # width 0: no box; the image's size is checked on the frame
         raise InputError(f"roi {roi.width}x{roi.height} is empty (width 0 = no box)", reason="bad_roi")
 
 
