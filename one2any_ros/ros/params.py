@@ -94,6 +94,8 @@ PARAMS: tuple[Param, ...] = (
     _e("track_min_confidence", "below this the tracked pose is not trusted and the global search runs", (0.0, 1.0)),
     _e("track_points", "reference points of the tracking refinement", (3, 100_000)),
     _e("track_iterations", "ICP iterations per threshold of the tracking refinement", (1, 1000)),
+    _e("track_min_appearance", "a tracked pose whose appearance score (texture correlation, shrunk ZNCC) is below this "
+       "is not trusted: global search (0 = off)", (0.0, 1.0)),
     _e("track_turn_deg", "tracking starts: the last pose and turned by +- this about the reference's principal axes "
        "(0 = the last pose alone)", (0.0, 90.0)),
     _e("inlier_threshold", "inlier band, x object diameter", (1e-4, 1.0)),
