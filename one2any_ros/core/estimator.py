@@ -45,9 +45,9 @@ class EstimatorSettings:
     track_min_confidence: float = 0.35  # below this the tracked pose is not trusted: global search
     track_points: int = 800  # tracking refines its best starts like the global refinement (400 points and 5
     track_iterations: int = 8  # iterations lost 0.12 / 0.07 at 30-60 / 60-90 deg from the reference, same mean time)
-    track_min_appearance: float = 0.2  # a tracked winner whose appearance score (shrunk ZNCC) is below this is not
+    track_min_appearance: float = 0.3  # a tracked winner whose appearance score (shrunk ZNCC) is below this is not
     # trusted either: the global search takes the frame (0 = off). Among tracked poses it tells right from wrong far
-    # better than the confidence (AUROC 0.88 vs 0.69): confident wrong poses 113 -> 56 (classic), 200 -> 154 (auto)
+    # better than the confidence (AUROC 0.88 vs 0.69): confident wrong poses 113 -> 43 (classic), 200 -> 140 (auto)
     track_turn_deg: float = 15.0  # tracking starts: the last pose, and turned by +- this about C's principal axes
     # (0 = the last pose alone); refined and chosen like a global search's candidates (verifier, the backend's term,
     # appearance, margin), since the last pose alone slid along near-symmetric surfaces (docs/tracking.md)
