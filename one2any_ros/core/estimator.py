@@ -154,6 +154,10 @@ class _Candidates:
     sources: list[str]
     term: np.ndarray | None  # the backend's candidate term (None: it has none)
 
+    def result(self) -> VerifyResult:
+        """What decided, as the VerifyResult ``_finish`` reads (score, confidence, agreement, violation)."""
+        return VerifyResult(score=self.score, confidence=self.conf, agree=self.agree, violation=self.violation)
+
 
 class PoseEstimator:
     def __init__(self, backend: str | Backend = "auto", *, settings: EstimatorSettings | None = None,
@@ -288,9 +292,8 @@ class PoseEstimator:
 
     def _track(self, q: QueryContext, qsel: np.ndarray, qcol: np.ndarray, tm: _Timer) -> PoseResult | None:
         """A local search from the last good pose: it and its turns (``track_turn_deg``) are verified, the best
-        refined with few points and iterations (they start close), and chosen like a global search's candidates (the
-        backend's term, appearance, the confidence margin). None when the winner's confidence is too low to trust,
-        and the global search takes over."""
+        refined (``track_points``, ``track_iterations``) and chosen like a global search's candidates (``_choose``).
+        None when the winner's confidence or appearance is too low to trust, and the global search takes over."""
         s, ref = self.settings, self.reference
         turns = self._cache.track_turns.get(s.track_turn_deg)
         if turns is None:
@@ -302,16 +305,12 @@ class PoseEstimator:
 
         c = self._refine_best(starts, ["track"] * len(starts), score(starts), score, ref, q, tm,
                               n_points=s.track_points, iterations=s.track_iterations)
-        app_score = self._apply_appearance(c, q, tm) if s.appearance_weight > 0 else None
-        best = int(np.argmax(c.score))
-        if s.confidence_margin > 0:
-            c.conf = self._margin_confidence(c, best)
+        best, app_score, _ = self._choose(c, q, tm)
         if c.conf[best] < s.track_min_confidence:
             return None
         if s.track_min_appearance > 0 and app_score is not None and not app_score[best] >= s.track_min_appearance:
             return None
-        final = VerifyResult(score=c.score, confidence=c.conf, agree=c.agree, violation=c.violation)
-        return self._finish(c.T[best], final, best, q, "track", "track", len(starts), tm)
+        return self._finish(c.T[best], c.result(), best, q, "track", "track", len(starts), tm)
 
     def _global_search(self, ref: Reference, q: QueryContext, qsel: np.ndarray, qcol: np.ndarray,
                        tm: _Timer) -> PoseResult:
@@ -329,18 +328,25 @@ class PoseEstimator:
         c = self._refine_best(Ts, sources, vr, score, ref, q, tm)
         if s.twin_top_k > 0:
             self._add_twins(c, score, ref, q, tm)
-        app_score = self._apply_appearance(c, q, tm) if s.appearance_weight > 0 else None
-        best = int(np.argmax(c.score))
-        conf_before = c.conf
-        if s.confidence_margin > 0:
-            c.conf = self._margin_confidence(c, best)
+        best, app_score, conf_before = self._choose(c, q, tm)
         if self.record_pool:
             self.last_pool = HypothesisPool(T_camera_C=Ts, sources=sources, score=vr.score, refined_T_camera_C=c.T,
                                             refined_score=c.verifier_score, chosen=best, refined_term=c.term,
                                             refined_sources=c.sources, refined_appearance=app_score,
                                             refined_confidence=conf_before)
-        final = VerifyResult(score=c.score, confidence=c.conf, agree=c.agree, violation=c.violation)
-        return self._finish(c.T[best], final, best, q, "global", c.sources[best], len(Ts), tm)
+        return self._finish(c.T[best], c.result(), best, q, "global", c.sources[best], len(Ts), tm)
+
+    def _choose(self, c: _Candidates, q: QueryContext, tm: _Timer) -> tuple[int, np.ndarray | None, np.ndarray]:
+        """The final choice among refined candidates (a global search's or tracking's): appearance rescores them,
+        the best wins, its confidence lowered when a rival scores close. (winner index, each candidate's appearance
+        score or None when the term is off, the confidences before the margin)."""
+        s = self.settings
+        app_score = self._apply_appearance(c, q, tm) if s.appearance_weight > 0 else None
+        best = int(np.argmax(c.score))
+        conf_before = c.conf
+        if s.confidence_margin > 0:
+            c.conf = self._margin_confidence(c, best)
+        return best, app_score, conf_before
 
     def _pool(self, prop: Proposal, score: Callable[[np.ndarray], VerifyResult], q: QueryContext,
               tm: _Timer) -> tuple[np.ndarray, list[str], VerifyResult]:

@@ -100,7 +100,7 @@ class One2AnyNode(ReferenceServices, Node):
         self._degraded: tuple[str, dict[str, str]] = ("", {})  # the helpers' state for other threads (_report_helpers)
         self._obj_stats: dict[str, NodeStats] = {}  # per object (its /diagnostics status)
         self._listing: list[tuple[str, int, float]] = []  # (id, label, radius) in order: a snapshot for other threads
-        self._extents: dict[str, tuple[object, np.ndarray]] = {}  # id -> (its reference, cloud extent in O)
+        self._boxes: dict[str, tuple[object, tuple]] = {}  # id -> (its reference, its cloud's box in O: _box)
 
         self._mailbox: Mailbox[Frame] = Mailbox(stamp_reset_s=STAMP_RESET_S, future_factory=Future)
         self._current_job: Job | None = None  # the worker's job in progress
@@ -274,15 +274,17 @@ class One2AnyNode(ReferenceServices, Node):
             self.get_logger().error(f"internal error on a frame: {traceback.format_exc()}", throttle_duration_sec=10.0)
             return self._fail("internal_error", f"{about}: {e!r}")
         try:
-            self._publish_results(frame, s, qframe, results, refs)
+            self._publish_results(frame, s, qframe, results, refs, about)
         except Exception as e:  # a publisher (or a tf2_ros broadcaster) that raises costs this frame, not the node
             self.get_logger().error(f"publishing a pose failed: {traceback.format_exc()}", throttle_duration_sec=10.0)
             return self._fail("publish_error", f"{about}: {e!r}")
 
-    def _publish_results(self, frame: Frame, s: params.NodeSettings, qframe, results: dict, refs: dict) -> None:
-        """Each object's pose (or its failure), then the frame's one Detection3DArray. Failures are recorded
-        before poses, so the node's "last frame gave a pose" means: at least one object got one."""
-        header, about = frame.header, f"frame stamped {conv.stamp_text(frame.stamp_ns)} s"
+    def _publish_results(self, frame: Frame, s: params.NodeSettings, qframe, results: dict, refs: dict,
+                         about: str) -> None:
+        """Each object's pose (or its failure: ``about`` names the frame), then the frame's one Detection3DArray.
+        Failures are recorded before poses, so the node's "last frame gave a pose" means: at least one object got
+        one."""
+        header = frame.header
         for oid, r in results.items():
             if isinstance(r, One2AnyError):
                 text = str(r) or type(r).__name__
@@ -327,10 +329,10 @@ class One2AnyNode(ReferenceServices, Node):
     def _box(self, object_id: str, ref) -> tuple[np.ndarray, np.ndarray]:
         """The reference cloud's axis-aligned box in O (its centre and extent, metres): Detection3D's bbox; once per
         reference."""
-        cached = self._extents.get(object_id)
+        cached = self._boxes.get(object_id)
         if cached is None or cached[0] is not ref:
             cached = (ref, self._det.object_box(transform_points(invert_transform(ref.T_C_O), ref.points_C)))
-            self._extents[object_id] = cached
+            self._boxes[object_id] = cached
         return cached[1]
 
     def _publish_debug(self, header: Header, qframe, results: dict, refs: dict) -> None:
@@ -449,7 +451,6 @@ class One2AnyNode(ReferenceServices, Node):
                       for oid, _, _ in listing]
         with self._diag_lock:
             self._diag_pub.publish(diagnostic_array([status] + per_object, self.get_clock().now().to_msg()))
-
 
     def _stall(self) -> str:
         """Non-empty when the worker has been on one frame or job for WORKER_STALL_S (stuck: a thread cannot be

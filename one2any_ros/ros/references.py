@@ -56,20 +56,22 @@ class ReferenceServices:
         try:  # at the door: a malformed request never reaches the worker
             check_set_request(req)
         except One2AnyError as e:
-            self._fail(e.reason, f"set_reference {req.object_id!r}: {e}", frame=False)
-            res.success, res.message = False, f"{e.reason}: {e}"
-            return res
+            return self._refuse(res, e, f"set_reference {req.object_id!r}")
         wait_s = 0.0 if req.use_latest_frame else (float(req.timeout_s) or DEFAULT_WAIT_S)
         try:
             return await self._on_worker(lambda: self._set_reference(req, res, seq), wait_s=wait_s)
         except One2AnyError as e:  # the worker missed the deadline (worker_timeout)
-            self._fail(e.reason, f"set_reference {req.object_id!r}: {e}", frame=False)
-            res.success, res.message = False, f"{e.reason}: {e}"
-            return res
+            return self._refuse(res, e, f"set_reference {req.object_id!r}")
         except Exception as e:  # a bug must not leave the caller without an answer
             self.get_logger().error(f"internal error in set_reference: {traceback.format_exc()}")
             res.success, res.message = False, f"internal_error: {e!r}"
             return res
+
+    def _refuse(self, res, error: One2AnyError, what: str):
+        """A request refused: recorded (last_failure, log) and answered ``success: false`` with ``reason: text``."""
+        self._fail(error.reason, f"{what}: {error}", frame=False)
+        res.success, res.message = False, f"{error.reason}: {error}"
+        return res
 
     def _set_reference(self, req: SetReference.Request, res: SetReference.Response, seq: int) -> SetReference.Response:
         """The worker's half of ~/set_reference: a bad request is refused before any frame is taken."""
@@ -91,9 +93,7 @@ class ReferenceServices:
                                          box=conv.roi_to_box(req.roi))
             self._report_helpers()
         except One2AnyError as e:
-            self._fail(e.reason, f"set_reference {oid!r}: {e}", frame=False)
-            res.success, res.message = False, f"{e.reason}: {e}"
-            return res
+            return self._refuse(res, e, f"set_reference {oid!r}")
         self._refresh_listing()
         self._obj_stats.pop(oid, None)  # a new reference starts a new record
         self._object_stats(oid).state = "detected"
@@ -119,9 +119,7 @@ class ReferenceServices:
         try:
             return await self._on_worker(lambda: self._remove_reference(req.object_id, res))
         except One2AnyError as e:  # the worker missed the deadline (worker_timeout)
-            self._fail(e.reason, f"remove_reference {req.object_id!r}: {e}", frame=False)
-            res.success, res.message = False, f"{e.reason}: {e}"
-            return res
+            return self._refuse(res, e, f"remove_reference {req.object_id!r}")
         except Exception as e:  # a bug must not leave the caller without an answer
             self.get_logger().error(f"internal error in remove_reference: {traceback.format_exc()}")
             res.success, res.message = False, f"internal_error: {e!r}"
@@ -139,7 +137,7 @@ class ReferenceServices:
             self._report_helpers()
         self._refresh_listing()
         self._obj_stats.pop(object_id, None)
-        self._extents.pop(object_id, None)
+        self._boxes.pop(object_id, None)
         res.success, res.message = True, f"removed {object_id!r}"
         try:
             self._store.remove(object_id)
