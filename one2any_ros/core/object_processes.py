@@ -225,11 +225,15 @@ def _serve(chan: _Channel) -> None:
         if op == "stop":
             return
         try:
-            chan.send(("ok", handlers[op](*args)))
+            answer = ("ok", handlers[op](*args))
         except One2AnyError as e:
-            chan.send(("error", e))
+            answer = ("error", e)
         except Exception:  # a bug: the caller raises it with this traceback
-            chan.send(("bug", traceback.format_exc()))
+            answer = ("bug", traceback.format_exc())
+        try:
+            chan.send(answer)
+        except OSError:
+            return  # the caller is gone (it stopped, or gave up on this helper)
 
 
 class ObjectProcess:
