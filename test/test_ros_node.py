@@ -193,7 +193,7 @@ def _bad(frames, kind):
 
 # each case's reason is matched for the stamps it sent (expect_failure): in any order, under -k, repeated reasons too
 BAD_INPUTS = [
-    ("rgba_rgb", "bad_rgb_encoding"), ("8bit_depth", "bad_depth_encoding"), ("empty_mask", "empty_mask"),
+    ("rgba_rgb", "bad_rgb_encoding"), ("8bit_depth", "bad_depth_encoding"),
     ("rgb_mask", "bad_mask_encoding"), ("zero_depth", "no_depth_in_mask"), ("half_mask", "size_mismatch"),
     ("nan_depth", "no_depth_in_mask"), ("truncated", "truncated_image"), ("zero_K", "bad_intrinsics"),
     ("stale", "stale_frame"),
@@ -203,6 +203,16 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("kind, reason", BAD_INPUTS, ids=[k for k, _ in BAD_INPUTS])
 def test_bad_input_gives_no_pose_and_a_reason(referenced, frames, kind, reason):
     expect_failure(referenced, _bad(frames, kind), reason)
+
+
+def test_an_empty_mask_does_not_stop_tracking(referenced, frames):
+    """mask_mode when_needed (the default): a mask without the object's label is no mask for it (segmenters miss
+    objects); the object is tracked from its last pose. (every_frame: empty_mask, test_masks_when_needed.py.)"""
+    f = dict(frames[2])
+    f["mask"] = np.zeros_like(f["mask"])
+    _, pose = pose_on(referenced, f)
+    rot, trans = pose_errors(conv.pose_to_matrix(pose.pose), frames[2]["T_cam_obj"])
+    assert rot < ROT_TOL_DEG and trans < TRANS_TOL_MM
 
 
 def test_missing_camera_info_is_reported(own_client, frames):

@@ -72,7 +72,9 @@ def run(args: argparse.Namespace) -> None:
     from one2any_ros.core.backends import create_backend
     from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator
     from one2any_ros.core.geometry import rotation_angle_deg
+    from one2any_ros.core.errors import One2AnyError
     from one2any_ros.core.multi_object import decode_frame
+    from one2any_ros.core.tracking import ObjectTrack, estimate_object
 
     settings = EstimatorSettings().with_updates(**json.loads(args.settings))
     backend = create_backend(args.backend)
@@ -81,8 +83,9 @@ def run(args: argparse.Namespace) -> None:
         for k, obj in enumerate(objs):
             est = PoseEstimator(backend, settings=settings)
             f0 = frames[0]
-            est.set_reference(decode_frame(f0["rgb"], f0["depth"], f0["labels"], f0["K"]).view(
+            ref = est.set_reference(decode_frame(f0["rgb"], f0["depth"], f0["labels"], f0["K"]).view(
                 k + 1, T_cam_obj=f0["T_cam_obj"][k]))
+            track = ObjectTrack(last_T_C=ref.T_refcam_C.copy(), seen_T_C=ref.T_refcam_C.copy())
             for i, f in enumerate(frames[1:], 1):
                 try:
                     view = decode_frame(f["rgb"], f["depth"], f["labels"], f["K"]).view(k + 1)
@@ -93,7 +96,15 @@ def run(args: argparse.Namespace) -> None:
                     est.last_T_C = None
                 t = time.perf_counter()
                 try:
-                    r = est.estimate(view, track=not args.oneshot)
+                    if args.masks == "first":  # no mask after the reference: tracked from its predicted silhouette
+                        try:
+                            r = estimate_object(est, decode_frame(f["rgb"], f["depth"], None, f["K"]), track.cue())
+                        except One2AnyError as e:
+                            track.update(e)
+                            raise
+                        track.update(r)
+                    else:
+                        r = est.estimate(view, track=not args.oneshot)
                     T, conf, mode = r.T_camera_object, float(r.confidence), r.mode
                 except Exception:
                     T, conf, mode = None, 0.0, "none"
@@ -151,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--frames", type=int, default=21)
     r.add_argument("--settings", default="{}", help="EstimatorSettings.with_updates keys, as JSON")
     r.add_argument("--oneshot", action="store_true", help="estimate each frame from nothing (track=False)")
+    r.add_argument("--masks", choices=("every", "first"), default="every",
+                   help="a mask on every frame, or on the reference only (tracked without one after it)")
     r.add_argument("--source", help="another checkout whose one2any_ros to measure (a worktree of a commit)")
     c = sub.add_parser("compare", help="paired comparison of two result files (B against A)")
     c.add_argument("a")

@@ -4,8 +4,9 @@ One pipeline for every backend (docs/architecture.md, One frame): the backend pr
 T_query_C, the last good pose joins them when there is one, one verifier scores them all, the best few are
 refined by guarded ICP (a refined pose is kept only if it scores better), a learned backend may add its
 hypothesis scorer's term to those few (``Backend.candidate_term``), and the winner must pass the inlier and
-confidence gates or the call raises EstimationFailure. Tracking mode first tries the last good pose alone and
-runs the global search only when that fails verification (re-detection on loss).
+confidence gates or the call raises EstimationFailure. Tracking mode first runs a local search around the last good
+pose and hands the frame to the global search only when its winner is not trusted (re-detection on loss); without a
+segmenter's mask (``fallback=False``, core/tracking.py) it says "lost" instead.
 """
 from __future__ import annotations
 
@@ -48,9 +49,14 @@ class EstimatorSettings:
     track_min_appearance: float = 0.3  # a tracked winner whose appearance score (shrunk ZNCC) is below this is not
     # trusted either: the global search takes the frame (0 = off). Among tracked poses it tells right from wrong far
     # better than the confidence (AUROC 0.88 vs 0.69): confident wrong poses 113 -> 43 (classic), 200 -> 140 (auto)
+    texture_min_std: float = 6.0  # a reference whose grey levels vary less than this (0-255) over its pixels has no
+    # texture to check: its tracked (or searched-for) poses are trusted on the confidence alone
     track_turn_deg: float = 15.0  # tracking starts: the last pose, and turned by +- this about C's principal axes
     # (0 = the last pose alone); refined and chosen like a global search's candidates (verifier, the backend's term,
     # appearance, margin), since the last pose alone slid along near-symmetric surfaces (docs/tracking.md)
+    track_margin: float = 0.2  # without a mask, the object's pixels are those within this (x diameter; at least
+    track_margin_min_m: float = 0.01  # this) of its reference cloud at the last pose: the motion allowed per frame
+    search_radii: float = 3.0  # a lost object is searched for within this many radii of where it was last seen
     min_inliers: int = 20  # reference points within the final ICP band of the query surface
     min_confidence: float = 0.05
     inlier_threshold: float = 0.03  # band for inliers/residual, x diameter
@@ -139,6 +145,7 @@ class _RefCache:
     appearance: object | None = None  # appearance.AppearanceModel, built on first use (appearance_weight > 0)
     twins: np.ndarray | None = None  # (S,4,4) the reference's twin motions of C, built on first use (twin_top_k > 0)
     track_turns: dict = field(default_factory=dict)  # track_turn_deg -> (T,4,4) identity and the tracking turns of C
+    textured: bool = True  # the reference has texture enough for the appearance check (_is_textured)
 
 
 @dataclass
@@ -187,7 +194,8 @@ class PoseEstimator:
         ri = subsample(ref.points_C, self.settings.refine_points, rng)
         self._cache = _RefCache(verify_points=vp, verify_colours=target.colour[vi, ui], target=target,
                                 refine_points=ref.points_C[ri], refine_colour=ref.colour_C[ri],
-                                sweep=_spin_sweep(ref.points_C, self.settings.sweep_angles))
+                                sweep=_spin_sweep(ref.points_C, self.settings.sweep_angles),
+                                textured=_is_textured(ref.view.rgb, ref.view.mask, self.settings.texture_min_std))
         self.reference = ref
         self.last_T_C = None
         return ref
@@ -275,9 +283,13 @@ class PoseEstimator:
         tau = max(self.settings.verifier.tau * ref.diameter, self.settings.verifier.tau_min_m)
         return app.appearance_scores(c.appearance, T, img, q.view.depth, q.view.mask, q.view.K, tau, aset).score
 
-    def estimate(self, view: View, *, track: bool = False, near_depth: np.ndarray | None = None) -> PoseResult:
+    def estimate(self, view: View, *, track: bool = False, near_depth: np.ndarray | None = None,
+                 fallback: bool = True, require_trust: bool = False) -> PoseResult:
         """Pose of the reference object in ``view``. ``track=True`` starts from the last good pose. ``near_depth``:
-        ``verify.near_depth(view.depth)`` when the caller already has it (several objects in one frame)."""
+        ``verify.near_depth(view.depth)`` when the caller already has it (several objects in one frame).
+        ``fallback=False``: a tracked pose that is not trusted is not handed to the global search (the view is a
+        predicted silhouette, not a segmenter's mask): EstimationFailure(reason="lost"). ``require_trust``: a global
+        search's winner must pass the same trust test as a tracked one (searching for a lost object), else "lost"."""
         ref = require_reference(self.reference)
         tm = _Timer()
         q = self._context(view, near_depth)
@@ -288,12 +300,27 @@ class PoseEstimator:
             tracked = self._track(q, qsel, qcol, tm)
             if tracked is not None:
                 return tracked
-        return self._global_search(ref, q, qsel, qcol, tm)
+            if not fallback:
+                self.last_T_C = None
+                raise EstimationFailure("the tracked pose no longer explains the depth and colour (confidence or "
+                                        "appearance below track_min_confidence / track_min_appearance)", reason="lost")
+        return self._global_search(ref, q, qsel, qcol, tm, require_trust=require_trust)
+
+    def _trusted(self, confidence: float, appearance: float | None) -> bool:
+        """A pose found without a segmenter's say-so (tracked, or searched for near where it was lost) is trusted when
+        its confidence passes ``track_min_confidence`` and, for a textured reference, its appearance score passes
+        ``track_min_appearance``."""
+        s = self.settings
+        if confidence < s.track_min_confidence:
+            return False
+        if s.track_min_appearance <= 0 or appearance is None or not self._cache.textured:
+            return True
+        return bool(appearance >= s.track_min_appearance)
 
     def _track(self, q: QueryContext, qsel: np.ndarray, qcol: np.ndarray, tm: _Timer) -> PoseResult | None:
         """A local search from the last good pose: it and its turns (``track_turn_deg``) are verified, the best
         refined (``track_points``, ``track_iterations``) and chosen like a global search's candidates (``_choose``).
-        None when the winner's confidence or appearance is too low to trust, and the global search takes over."""
+        None when the winner is not trusted (``_trusted``), and the global search takes over."""
         s, ref = self.settings, self.reference
         turns = self._cache.track_turns.get(s.track_turn_deg)
         if turns is None:
@@ -306,14 +333,12 @@ class PoseEstimator:
         c = self._refine_best(starts, ["track"] * len(starts), score(starts), score, ref, q, tm,
                               n_points=s.track_points, iterations=s.track_iterations)
         best, app_score, _ = self._choose(c, q, tm)
-        if c.conf[best] < s.track_min_confidence:
-            return None
-        if s.track_min_appearance > 0 and app_score is not None and not app_score[best] >= s.track_min_appearance:
+        if not self._trusted(float(c.conf[best]), None if app_score is None else float(app_score[best])):
             return None
         return self._finish(c.T[best], c.result(), best, q, "track", "track", len(starts), tm)
 
     def _global_search(self, ref: Reference, q: QueryContext, qsel: np.ndarray, qcol: np.ndarray,
-                       tm: _Timer) -> PoseResult:
+                       tm: _Timer, *, require_trust: bool = False) -> PoseResult:
         """Pool the backend's hypotheses (and the last pose), verify them all with one scorer, refine the best few,
         then let the backend's term, geometric twins and appearance decide among those."""
         s = self.settings
@@ -334,6 +359,11 @@ class PoseEstimator:
                                             refined_score=c.verifier_score, chosen=best, refined_term=c.term,
                                             refined_sources=c.sources, refined_appearance=app_score,
                                             refined_confidence=conf_before)
+        if require_trust and not self._trusted(float(c.conf[best]),
+                                               None if app_score is None else float(app_score[best])):
+            self.last_T_C = None
+            raise EstimationFailure("searching where it was last seen: no pose there explains the depth and colour",
+                                    reason="lost")
         return self._finish(c.T[best], c.result(), best, q, "global", c.sources[best], len(Ts), tm)
 
     def _choose(self, c: _Candidates, q: QueryContext, tm: _Timer) -> tuple[int, np.ndarray | None, np.ndarray]:
@@ -461,6 +491,15 @@ def ensure_embedding(ref: Reference, backend: Backend) -> Reference:
         backend.encode_reference(ref)
         ref.embedding_backend = backend.name
     return ref
+
+
+def _is_textured(rgb: np.ndarray, mask: np.ndarray, min_std: float) -> bool:
+    """Whether the reference's pixels vary in grey level by at least ``min_std`` (0-255): a plain object's appearance
+    score is near 0 at every pose, so it cannot be a test of trust."""
+    if min_std <= 0 or not mask.any():
+        return True
+    grey = rgb[mask].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return bool(grey.std() >= min_std)
 
 
 def _track_turns(points_C: np.ndarray, turn_deg: float) -> np.ndarray:

@@ -34,11 +34,15 @@ from one2any_ros.core.errors import InputError, One2AnyError
 from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator, PoseResult, ensure_embedding
 from one2any_ros.core.object_processes import HELPER_TIMEOUT_S, HelperStopped, ObjectProcess, SharedFrame
 from one2any_ros.core.reference import Reference, View, decode_images, make_reference, view_from_decoded
+from one2any_ros.core.tracking import Cue, ObjectTrack, estimate_object, predicted_mask
+from one2any_ros.core.geometry import transform_points
 from one2any_ros.core.verify import near_depth
 
 DEFAULT_OBJECT = ""
 OBJECT_ID_PATTERN = re.compile(r"[A-Za-z0-9_]{1,32}")
 MAX_OBJECTS = 8
+MASK_MODES = ("when_needed", "every_frame")  # docs/ros.md, Masks only when needed
+MAX_INSTANCE_TRIES = 3  # an untracked object tries at most this many free instances of a frame (the largest)
 MAX_HELPER_RESTARTS = 3  # a helper that fails this many times in a row (never answering a frame) turns the helpers off
 
 
@@ -52,11 +56,12 @@ def validate_object_id(object_id: str) -> str:
 
 @dataclass(frozen=True)
 class Frame:
-    """One decoded frame: rgb (H,W,3) uint8, depth (H,W) float32 m (0 = invalid), labels (H,W) uint8|uint16, K."""
+    """One decoded frame: rgb (H,W,3) uint8, depth (H,W) float32 m (0 = invalid), labels (H,W) uint8|uint16 or None
+    (no mask came with this frame), K."""
 
     rgb: np.ndarray
     depth: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray | None
     K: np.ndarray
     min_depth: float = 0.1
     max_depth: float = 4.0
@@ -64,13 +69,29 @@ class Frame:
 
     @property
     def max_label(self) -> int:
-        """The largest label this image's type can hold (255 for mono8, 65535 for mono16)."""
-        return int(np.iinfo(self.labels.dtype).max)
+        """The largest label this image's type can hold (255 for mono8, 65535 for mono16; 65535 without one)."""
+        return 65535 if self.labels is None else int(np.iinfo(self.labels.dtype).max)
 
-    def mask_for(self, mask_label: int) -> np.ndarray:
-        """The object's pixels: ``labels == mask_label``; 0 = every non-zero pixel."""
+    def mask_for(self, mask_label: int | None) -> np.ndarray:
+        """The object's pixels: ``labels == mask_label``; 0 = every non-zero pixel; None (or no label image): none."""
+        if mask_label is None or self.labels is None:
+            return np.zeros(self.depth.shape, bool)
         check_label(mask_label, self.max_label)
         return self.labels != 0 if mask_label == 0 else self.labels == mask_label
+
+    def label_counts(self) -> np.ndarray:
+        """Pixels per label value (index = value; computed once per frame and shared by its objects)."""
+        if "counts" not in self._near:
+            self._near["counts"] = (np.zeros(1, np.int64) if self.labels is None else
+                                    np.bincount(self.labels.ravel(), minlength=1))
+        return self._near["counts"]
+
+    def has_label(self, mask_label: int) -> bool:
+        """Whether the label image holds any pixel of ``mask_label`` (0: any non-zero pixel)."""
+        counts = self.label_counts()
+        if mask_label == 0:
+            return bool(counts[1:].any())
+        return 0 < mask_label < len(counts) and bool(counts[mask_label])
 
     def near_depth(self) -> np.ndarray:
         """``verify.near_depth`` of this frame, computed on first use and shared by its objects."""
@@ -78,7 +99,7 @@ class Frame:
             self._near["near"] = near_depth(self.depth)
         return self._near["near"]
 
-    def view(self, mask_label: int, *, T_cam_obj: np.ndarray | None = None, box: Box | None = None) -> View:
+    def view(self, mask_label: int | None, *, T_cam_obj: np.ndarray | None = None, box: Box | None = None) -> View:
         """The View of one object (InputError with the reason when its pixels are unusable). With a ``box``
         (``Box.is_set``): the label's pixels inside it (none there: empty_mask), or, when the label has no pixel in
         the whole image (no segmenter ran, or it missed the object), the object segmented from depth inside the box
@@ -92,6 +113,10 @@ class Frame:
                 mask = mask & inside
             else:
                 mask = segment_in_box(self.depth, self.K, box)
+        return self.view_of(mask, T_cam_obj=T_cam_obj)
+
+    def view_of(self, mask: np.ndarray, *, T_cam_obj: np.ndarray | None = None) -> View:
+        """The View of the pixels of a (H,W) bool ``mask`` (a predicted silhouette, core/tracking.py)."""
         return view_from_decoded(self.rgb, self.depth, mask, self.K, T_cam_obj=T_cam_obj,
                                  min_depth=self.min_depth, max_depth=self.max_depth)
 
@@ -114,13 +139,15 @@ def decode_labels(labels: np.ndarray) -> np.ndarray:
     return a
 
 
-def decode_frame(rgb: np.ndarray | None, depth: np.ndarray, labels: np.ndarray, K: np.ndarray | None, *,
+def decode_frame(rgb: np.ndarray | None, depth: np.ndarray, labels: np.ndarray | None, K: np.ndarray | None, *,
                  depth_scale_m: float | None = None, depth_encoding: str | None = None, min_depth: float = 0.1,
                  max_depth: float = 4.0) -> Frame:
-    """Validate and decode one frame once (the same rules as ``reference.make_view``)."""
+    """Validate and decode one frame once (the same rules as ``reference.make_view``); ``labels`` None: no mask came
+    with it."""
     K = camera.validate_intrinsics(K)
-    lab = decode_labels(labels)
-    rgb_u8, depth_m = decode_images(rgb, depth, lab.shape, depth_scale_m=depth_scale_m, depth_encoding=depth_encoding,
+    lab = None if labels is None else decode_labels(labels)
+    shape = np.shape(depth)[:2] if lab is None else lab.shape
+    rgb_u8, depth_m = decode_images(rgb, depth, shape, depth_scale_m=depth_scale_m, depth_encoding=depth_encoding,
                                     min_depth=min_depth, max_depth=max_depth)
     return Frame(rgb=rgb_u8, depth=depth_m, labels=lab, K=K, min_depth=min_depth, max_depth=max_depth)
 
@@ -136,6 +163,7 @@ class TrackedObject:
     reference: Reference
     shard: int = 0
     estimator: PoseEstimator | None = None
+    track: ObjectTrack = field(default_factory=ObjectTrack)  # its last poses, wherever it is estimated
 
 
 def default_processes() -> int:
@@ -204,10 +232,14 @@ class MultiObjectEstimator:
         self.check_new(object_id, mask_label)
         if isinstance(source, Frame):
             source = source.view(mask_label, T_cam_obj=T_cam_obj, box=box)
+        seen_now = not isinstance(source, Reference)
         ref = source if isinstance(source, Reference) else make_reference(source)
         old = self._objects.get(object_id)
         shard = old.shard if old is not None else self._least_loaded()
         obj = self._place(TrackedObject(object_id, int(mask_label), ref, shard))
+        # a reference view is a pose already: the next frames track from it without a mask; a loaded reference
+        # (a restart) gives only the place to search first
+        obj.track = ObjectTrack(last_T_C=ref.T_refcam_C.copy() if seen_now else None, seen_T_C=ref.T_refcam_C.copy())
         self._objects.pop(object_id, None)  # a replaced object moves to the end, like a new one
         self._objects[object_id] = obj
         return obj.reference
@@ -354,21 +386,31 @@ class MultiObjectEstimator:
             self._place(obj)
 
     # --- estimation --------------------------------------------------------------------------------------
-    def estimate_all(self, frame: Frame, *, track: bool = True) -> dict[str, PoseResult | One2AnyError]:
+    def estimate_all(self, frame: Frame, *, track: bool = True, boxes: dict[str, Box] | None = None,
+                     mask_mode: str = "every_frame",
+                     instance_labels: bool = False) -> dict[str, PoseResult | One2AnyError]:
         """Every object on one frame: its PoseResult, or the error that says why not, in the order they were set.
+        What each object gets of the frame (core/tracking.py, ``Cue``): its label's pixels of ``frame.labels``, its box
+        of ``boxes`` (object id -> Box), else its last pose or place. ``mask_mode`` "every_frame": a label image whose
+        label is missing gives the object empty_mask; "when_needed": the object is tracked without it.
+        ``instance_labels``: label values are per-frame instance ids (``_assign_instances``). ``track=False``:
+        one-shot (the last pose is not used; the new one is kept).
         The helpers' objects are estimated while this process estimates its own. Only One2AnyError is caught (bad
         input, no trustworthy pose; a helper process that stopped: it is started again); anything else is a bug
         and raises."""
+        if mask_mode not in MASK_MODES:
+            raise ValueError(f"mask_mode must be one of {MASK_MODES}, got {mask_mode!r}")
         near = frame.near_depth()  # shared: computed before the objects start
+        cues = self._cues(frame, boxes or {}, mask_mode, instance_labels, track)
         results: dict[str, PoseResult | One2AnyError] = {}
         self._poll_restarts()
-        asked = self._ask_helpers(frame, track, results)
+        asked = self._ask_helpers(frame, cues, results)
         t0 = time.monotonic()
         for obj in self._objects.values():
             est = self._estimator_here(obj)
             if est is not None:
-                try:  # its last good pose stays on an error: tracking resumes after a brief occlusion
-                    results[obj.object_id] = est.estimate(frame.view(obj.mask_label), track=track, near_depth=near)
+                try:
+                    results[obj.object_id] = estimate_object(est, frame, cues[obj.object_id], near)
                 except One2AnyError as e:
                     results[obj.object_id] = e
         # the helpers did the same kind of work at the same time: give them what this process took, twice, at least
@@ -388,9 +430,62 @@ class MultiObjectEstimator:
             raise bug
         lost = HelperStopped("the object helper processes were turned off while this frame was estimated: "
                              f"{self.helper_error}")
-        return {object_id: results.get(object_id, lost) for object_id in self._objects}
+        out = {object_id: results.get(object_id, lost) for object_id in self._objects}
+        for object_id, r in out.items():  # a one-shot pose is a last pose too
+            self._objects[object_id].track.update(r)
+        return out
 
-    def _ask_helpers(self, frame: Frame, track: bool, results: dict) -> list[ObjectProcess]:
+    def _cues(self, frame: Frame, boxes: dict[str, Box], mask_mode: str, instance_labels: bool,
+              track: bool) -> dict[str, Cue]:
+        """What the frame offers each object (core/tracking.Cue)."""
+        assigned = self._assign_instances(frame) if instance_labels and frame.labels is not None else {}
+        cues = {}
+        for oid, obj in self._objects.items():
+            box = boxes.get(oid)
+            if frame.labels is None:
+                labels: tuple[int, ...] = ()
+            elif instance_labels:
+                labels = assigned.get(oid, ())
+            elif mask_mode == "every_frame" or frame.has_label(obj.mask_label):
+                labels = (obj.mask_label,)
+            else:
+                labels = ()
+            cues[oid] = obj.track.cue(labels, box) if track else Cue(labels=labels, box=box)
+        return cues
+
+    def _assign_instances(self, frame: Frame) -> dict[str, tuple[int, ...]]:
+        """Per-frame instance ids (instance_labels): each tracked object takes the instance that best overlaps its
+        silhouette predicted at its last pose (intersection over union, greedily, each instance at most one object);
+        an object that is not tracked may take any instance no tracked object holds (the verifier chooses among them,
+        the largest MAX_INSTANCE_TRIES first)."""
+        counts = frame.label_counts()
+        instances = [int(v) for v in np.nonzero(counts)[0] if v != 0]
+        pairs = []
+        for oid, obj in self._objects.items():
+            if obj.track.last_T_C is None:
+                continue
+            ref = obj.reference
+            sil = predicted_mask(np.where(frame.labels != 0, frame.depth, 0).astype(np.float32), frame.K,
+                                 transform_points(obj.track.last_T_C, ref.points_C),
+                                 max(self.settings.track_margin * ref.diameter, self.settings.track_margin_min_m))
+            overlap = np.bincount(frame.labels[sil], minlength=len(counts))
+            for v in instances:
+                if overlap[v]:
+                    pairs.append((overlap[v] / (counts[v] + sil.sum() - overlap[v]), oid, v))
+        taken_objects, taken = set(), set()
+        out: dict[str, tuple[int, ...]] = {}
+        for _, oid, v in sorted(pairs, reverse=True):
+            if oid not in taken_objects and v not in taken:
+                out[oid] = (v,)
+                taken_objects.add(oid)
+                taken.add(v)
+        free = sorted((v for v in instances if v not in taken), key=lambda v: -counts[v])[:MAX_INSTANCE_TRIES]
+        for oid, obj in self._objects.items():
+            if obj.track.last_T_C is None and free:
+                out[oid] = tuple(free)
+        return out
+
+    def _ask_helpers(self, frame: Frame, cues: dict[str, Cue], results: dict) -> list[ObjectProcess]:
         """Send the frame to every helper that holds objects; the ones asked (a stopped one is started again and its
         objects get the error in ``results``)."""
         busy = [h for h in self._helpers.values() if h.objects and not h.starting]
@@ -402,7 +497,8 @@ class MultiObjectEstimator:
             if helper not in self._helpers.values():
                 continue  # closed meanwhile: the helpers were turned off (_all_here)
             try:
-                helper.send_estimate(self._shared, frame, track, self.settings)
+                helper.send_estimate(self._shared, frame, {oid: cues[oid] for oid in helper.objects if oid in cues},
+                                     self.settings)
                 asked.append(helper)
             except HelperStopped as e:
                 self._restart(helper, e, results)

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from one2any_ros.core.estimator import EstimatorSettings
     from one2any_ros.core.multi_object import Frame
     from one2any_ros.core.reference import Reference
+    from one2any_ros.core.tracking import Cue
 
 Layout = tuple[tuple[tuple[int, ...], str], ...]  # (shape, dtype) of rgb, depth, labels, near depth
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder that holds one2any_ros
@@ -141,7 +142,8 @@ class SharedFrame:
 
     def write(self, frame: "Frame") -> None:
         """Copy ``frame`` in (into a new file when its size changed: ``generation`` tells helpers to map that)."""
-        arrays = [frame.rgb, frame.depth, frame.labels, frame.near_depth()]
+        labels = frame.labels if frame.labels is not None else np.zeros((1, 1), np.uint8)  # none: a stand-in
+        arrays = [frame.rgb, frame.depth, labels, frame.near_depth()]
         layout: Layout = tuple((tuple(a.shape), a.dtype.str) for a in arrays)
         if layout != self.layout:
             self.close()
@@ -171,6 +173,7 @@ def _serve(chan: _Channel) -> None:
     from one2any_ros.core.backends import create_backend
     from one2any_ros.core.estimator import PoseEstimator
     from one2any_ros.core.multi_object import Frame
+    from one2any_ros.core.tracking import estimate_object
 
     try:
         recipe, settings, threads = chan.recv()
@@ -197,7 +200,7 @@ def _serve(chan: _Channel) -> None:
         os.close(fd)  # the mapping keeps the memory
         frame["layout"] = layout
 
-    def estimate(K: np.ndarray, min_depth: float, max_depth: float, track: bool,
+    def estimate(K: np.ndarray, min_depth: float, max_depth: float, has_labels: bool, cues: dict[str, "Cue"],
                  new_settings: "EstimatorSettings") -> dict[str, Any]:
         nonlocal settings
         if new_settings != settings:
@@ -205,12 +208,14 @@ def _serve(chan: _Channel) -> None:
             for _, est in objects.values():
                 est.settings = settings
         rgb, depth, labels, near = _views(frame["map"], frame["layout"])
-        f = Frame(rgb=rgb, depth=depth, labels=labels, K=K, min_depth=min_depth, max_depth=max_depth,
-                  _near={"near": near})
+        f = Frame(rgb=rgb, depth=depth, labels=labels if has_labels else None, K=K, min_depth=min_depth,
+                  max_depth=max_depth, _near={"near": near})
         out: dict[str, Any] = {}
-        for object_id, (label, est) in objects.items():
+        for object_id, (_, est) in objects.items():
+            if object_id not in cues:
+                continue
             try:
-                out[object_id] = est.estimate(f.view(label), track=track, near_depth=near)
+                out[object_id] = estimate_object(est, f, cues[object_id], near)
             except One2AnyError as e:
                 out[object_id] = e
         return out
@@ -330,8 +335,10 @@ class ObjectProcess:
         self.send(op, *args)
         return self.answer()
 
-    def send_estimate(self, shared: SharedFrame, frame: "Frame", track: bool, settings: "EstimatorSettings") -> None:
-        """Ask for its objects' poses on the frame in ``shared`` (written already); collect them with answer()."""
+    def send_estimate(self, shared: SharedFrame, frame: "Frame", cues: dict[str, "Cue"],
+                      settings: "EstimatorSettings") -> None:
+        """Ask for its objects' poses on the frame in ``shared`` (written already), each from what ``cues`` offers it
+        (core/tracking.py); collect them with answer()."""
         if self._frame_generation != shared.generation:
             self.send("frame_file", shared.layout)
             try:
@@ -340,7 +347,7 @@ class ObjectProcess:
                 raise self._stopped() from e
             self.answer()
             self._frame_generation = shared.generation
-        self.send("estimate", frame.K, frame.min_depth, frame.max_depth, track, settings)
+        self.send("estimate", frame.K, frame.min_depth, frame.max_depth, frame.labels is not None, cues, settings)
 
     # --- starting ----------------------------------------------------------------------------------------
     def wait_started(self) -> None:

@@ -63,6 +63,41 @@ def two_object_scene(width: int = 320, height: int = 240) -> tuple[list[ObjectSp
     return objs, K, render_multi_object_frames(objs, poses, K, width, height)
 
 
+def tracking_sequence(n_frames: int = 12, *, width: int = 320, height: int = 240, step_deg: float = 4.0,
+                      step_m: float = 0.003, away: tuple[int, int] | None = None, wall: bool = True,
+                      seed: int = 0) -> tuple[list[ObjectSpec], list[dict]]:
+    """The two objects of ``two_object_scene`` moving the way a workcell moves them (issue 26): each turns
+    ``step_deg`` a frame about its own axis, back and forth (never more than 5 steps from its start), and drifts
+    ``step_m`` a frame; with ``away`` = (first, end), object 2 is out of the view on frames first..end-1 and comes
+    back where it left; ``wall``: a textured wall WALL_GAP_M behind them. Frame 0 is the reference. (objects, frames
+    as ``render_multi_object_frames``)."""
+    from one2any_ros.data.render import axis_angle_to_matrix
+
+    objs, K, _ = two_object_scene(width, height)
+    rng = np.random.default_rng([seed, 26])
+    starts = [pose_from_rotvec([90, 0, 0], [-0.08, 0.0, 0.5]), pose_from_rotvec([60, 30, 0], [0.09, 0.0, 0.55])]
+    axes = [a / np.linalg.norm(a) for a in rng.normal(size=(2, 3))]
+    drift = [v / np.linalg.norm(v) * step_m for v in rng.normal(size=(2, 3))]
+    poses = []
+    for f in range(n_frames):
+        k = f % 10 if f % 10 <= 5 else 10 - f % 10  # 0..5..0: back and forth
+        frame = []
+        for i, (T0, ax, v) in enumerate(zip(starts, axes, drift)):
+            T = T0.copy()
+            centre = T0[:3, :3] @ (objs[i].bbox_min + objs[i].extents / 2) + T0[:3, 3]
+            R = axis_angle_to_matrix(ax, np.radians(step_deg * k))
+            T[:3, :3] = R @ T0[:3, :3]
+            T[:3, 3] = R @ (T0[:3, 3] - centre) + centre + k * v
+            if i == 1 and away is not None and away[0] <= f < away[1]:
+                T[:3, 3] += np.array([1.0, 0.0, 0.0])  # out of the image
+            frame.append(T)
+        poses.append(frame)
+    frames = render_multi_object_frames(objs, poses, K, width, height, seed=seed, depth_noise=True)
+    if wall:
+        _add_wall(frames, max(T[2, 3] for T in starts) + max(o.diameter for o in objs) / 2 + WALL_GAP_M, rng)
+    return objs, frames
+
+
 SCENE_FX_640 = 600.0  # the bundled sample's focal length at 640 px wide: the same camera, scaled to the image
 WALL_GAP_M = 0.25  # how far the wall stands behind the objects' backs
 SCENE_OBJECTS = 4  # the scene's objects are drawn from this many, so fewer objects are a subset of more

@@ -219,6 +219,32 @@ def roi_to_box(roi: RegionOfInterest) -> Box:
     return Box(int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height))
 
 
+def detection_box(bbox) -> Box:
+    """The Box of a vision_msgs/BoundingBox2D (centre and size in pixels; its theta is not used: boxes are upright).
+    A size that is not finite and positive gives an empty box (bad_roi when it is used)."""
+    cx, cy = float(bbox.center.position.x), float(bbox.center.position.y)
+    sx, sy = float(bbox.size_x), float(bbox.size_y)
+    if not all(np.isfinite([cx, cy, sx, sy])) or sx <= 0 or sy <= 0:
+        return Box(0, 0, 1, 0)
+    x0, y0 = int(np.floor(cx - sx / 2)), int(np.floor(cy - sy / 2))
+    return Box(x0, y0, int(np.ceil(cx + sx / 2)) - x0, int(np.ceil(cy + sy / 2)) - y0)
+
+
+def boxes_from_detections(msg, object_ids) -> dict[str, Box]:
+    """{object id: Box} of a vision_msgs/Detection2DArray (read by attribute, so any build of it does): a detection
+    whose ``results[0].hypothesis.class_id`` is an object's id is that object's box; the only detection of the array
+    is the default object's ("") when no id claims it. Detections of unknown classes are ignored."""
+    ids = set(object_ids)
+    out: dict[str, Box] = {}
+    for det in msg.detections:
+        class_id = det.results[0].hypothesis.class_id if len(det.results) else ""
+        if class_id in ids and class_id not in out:
+            out[class_id] = detection_box(det.bbox)
+    if "" in ids and "" not in out and len(msg.detections) == 1:
+        out[""] = detection_box(msg.detections[0].bbox)
+    return out
+
+
 def stamp_text(ns: int) -> str:
     """A header stamp in seconds with all nine decimals, exactly (``1733459000.000000042``): how the node's
     messages name the frame they are about."""
@@ -244,11 +270,12 @@ def transform_to_matrix(tf: Transform) -> np.ndarray:
 
 # --- a synchronized set -> the library's View ---------------------------------------------------------
 
-def _decoded_messages(msgs: dict) -> tuple[np.ndarray, np.ndarray, str, np.ndarray, np.ndarray]:
-    """(rgb, depth, its encoding, mask/label image, K) of {rgb, depth, mask, camera_info}, sizes checked."""
+def _decoded_messages(msgs: dict) -> tuple[np.ndarray, np.ndarray, str, np.ndarray | None, np.ndarray]:
+    """(rgb, depth, its encoding, mask/label image (None: no "mask" or None there), K) of {rgb, depth, mask,
+    camera_info}, sizes checked."""
     rgb = rgb_from_image(msgs["rgb"])
     depth, encoding = depth_from_image(msgs["depth"])
-    mask = mask_from_image(msgs["mask"])
+    mask = mask_from_image(msgs["mask"]) if msgs.get("mask") is not None else None
     info = msgs["camera_info"]
     K = camera_info_to_K(info)
     if info.width and info.height and (info.height, info.width) != depth.shape:

@@ -62,13 +62,14 @@ from one2any_ros.ros import conversions as conv
 from one2any_ros.ros import params
 from one2any_ros.ros.diagnostics import NodeStats, diagnostic_array, failure_text
 from one2any_ros.ros.mailbox import STAMP_RESET_S, Job, Mailbox
+from one2any_ros.ros.cue_buffer import CueBuffer
 from one2any_ros.ros.references import ReferenceServices
 from one2any_ros.ros.sync import Frame, FrameSynchronizer
 from one2any_ros.ros.tf import broadcaster_name, create_broadcaster
 from one2any_ros.ros.transport import apply_default_transport
 
 OUT_QOS = QoSProfile(depth=10)  # outputs: reliable, volatile
-INPUTS = {"rgb": Image, "depth": Image, "mask": Image, "camera_info": CameraInfo}
+INPUTS = {"rgb": Image, "depth": Image, "camera_info": CameraInfo}  # a frame; mask_mode every_frame adds "mask"
 INPUT_WINDOW_S = 2.0  # inputs arriving this long without a complete frame are reported
 STALE_INPUT_S = 2.0  # /diagnostics warns when the newest complete frame is older than this (camera stopped)
 WORKER_STALL_S = 30.0  # /diagnostics says ERROR when the worker has been on one frame or job this long
@@ -132,8 +133,20 @@ class One2AnyNode(ReferenceServices, Node):
         # inputs would stop while it waits; the guard condition wakes the executor when a job is done
         self._awaiting_group = ReentrantCallbackGroup()
         self._job_done = self.create_guard_condition(lambda: None, callback_group=self._awaiting_group)
-        self._sync = FrameSynchronizer(self, INPUTS, qos=qos_profile_sensor_data, slop_s=s.sync_slop,
+        inputs = dict(INPUTS, mask=Image) if s.mask_mode == "every_frame" else INPUTS
+        self._sync = FrameSynchronizer(self, inputs, qos=qos_profile_sensor_data, slop_s=s.sync_slop,
                                        callback=self._on_frame)
+        # masks (when_needed) and boxes arrive on their own: the worker matches them to its frame (ros/cue_buffer.py)
+        self._mask_buffer, self._box_buffer = CueBuffer(), CueBuffer()
+        if s.mask_mode == "when_needed":
+            self.create_subscription(Image, "mask", self._buffer_into(self._mask_buffer), qos_profile_sensor_data)
+        try:
+            from vision_msgs.msg import Detection2DArray
+
+            self.create_subscription(Detection2DArray, "boxes", self._buffer_into(self._box_buffer),
+                                     qos_profile_sensor_data)
+        except ImportError as e:
+            self.get_logger().error(f"boxes will not be taken: vision_msgs missing ({e})")
         self.create_service(SetReference, "~/set_reference", self._srv_set_reference,
                             callback_group=self._awaiting_group)
         self.create_service(RemoveReference, "~/remove_reference", self._srv_remove_reference,
@@ -162,6 +175,29 @@ class One2AnyNode(ReferenceServices, Node):
             self.get_logger().warning(f"input stamps went back {put.back_ns / 1e9:.1f} s (a bag replayed again, "
                                       "or a clock reset): following the new stream")
         self._stats.frame_received((now - stamp) / 1e6 if now > 0 else None, stamp)
+
+    @staticmethod
+    def _buffer_into(buffer: CueBuffer) -> Callable:
+        def add(msg) -> None:
+            buffer.add(conv.stamp_to_ns(msg.header.stamp), msg)
+        return add
+
+    def _frame_messages(self, frame: Frame, s: params.NodeSettings, *, need_mask_s: float = 0.0) -> dict:
+        """The frame's messages with the mask and the boxes of its stamp window (None when none came), waiting up to
+        ``mask_wait_ms`` from its completion while masks or boxes have been arriving; ``need_mask_s``: a request
+        that needs a mask or a box (~/set_reference without roi) waits this long for one whatever arrived before."""
+        msgs = dict(frame.msgs)
+        slop = int(s.sync_slop * 1e9)
+        until = frame.received + max(s.mask_wait_ms / 1000.0, need_mask_s)
+        if "mask" not in msgs:
+            msgs["mask"] = self._mask_buffer.wait(frame.stamp_ns, slop, until, always=need_mask_s > 0)
+        msgs["boxes"] = self._box_buffer.wait(frame.stamp_ns, slop, until,
+                                              always=need_mask_s > 0 and msgs["mask"] is None)
+        return msgs
+
+    def _boxes_of(self, msgs: dict, object_ids) -> dict:
+        """{object id: Box} of the frame's Detection2DArray (none: {})."""
+        return {} if msgs.get("boxes") is None else conv.boxes_from_detections(msgs["boxes"], object_ids)
 
     def _start_worker(self) -> threading.Thread:
         worker = threading.Thread(target=self._worker_main, name="one2any_worker", daemon=True)
@@ -243,6 +279,8 @@ class One2AnyNode(ReferenceServices, Node):
 
     def destroy_node(self) -> None:
         self._mailbox.stop()
+        self._mask_buffer.stop()
+        self._box_buffer.stop()
         if self._worker.is_alive() and self._worker is not threading.current_thread():
             self._worker.join(timeout=5.0)
         self._objects.close()
@@ -258,12 +296,14 @@ class One2AnyNode(ReferenceServices, Node):
             if not self._listing or self._clear_pending:
                 raise NoReferenceError("no reference is set: call ~/set_reference")
             self._check_age(frame, s)
-            qframe = conv.frame_from_messages(frame.msgs, min_depth=s.min_depth, max_depth=s.max_depth)
+            msgs = self._frame_messages(frame, s)
+            qframe = conv.frame_from_messages(msgs, min_depth=s.min_depth, max_depth=s.max_depth)
             with self._estimator() as objs:
                 if not len(objs):
                     raise NoReferenceError("no reference is set: call ~/set_reference")
                 objs.set_settings(s.estimator)
-                results = objs.estimate_all(qframe, track=True)
+                results = objs.estimate_all(qframe, track=True, boxes=self._boxes_of(msgs, objs.object_ids),
+                                            mask_mode=s.mask_mode, instance_labels=s.instance_labels)
                 self._report_helpers()  # a helper that could not be started again turns them off: said once
                 refs = {oid: objs.get(oid).reference for oid in results}
                 if self._clear_pending:

@@ -17,6 +17,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 from one2any_ros.core.backends import BACKENDS
 from one2any_ros.core.estimator import EstimatorSettings
+from one2any_ros.core.multi_object import MASK_MODES
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -37,6 +38,9 @@ class NodeSettings:
     min_depth: float = 0.1
     max_depth: float = 4.0
     max_frame_age_ms: int = 500
+    mask_mode: str = "when_needed"
+    mask_wait_ms: int = 100
+    instance_labels: bool = False
     debug: bool = False
     estimator: EstimatorSettings = field(default_factory=EstimatorSettings)
 
@@ -87,6 +91,14 @@ PARAMS: tuple[Param, ...] = (
     Param("max_depth", 4.0, "m: farther depth is invalid", (0.0, 100.0)),
     Param("max_frame_age_ms", 500, "ms: frames whose stamp is older than this (node clock) are skipped; 0 = off",
           (0, 3_600_000)),
+    Param("mask_mode", "when_needed", "when_needed: frames are rgb + depth + camera_info, a mask or a box is used "
+          "when one comes (to register an object and to find it again after a loss) and tracked objects need none; "
+          "every_frame: a frame is complete only with its mask", read_only=True, choices=MASK_MODES),
+    Param("mask_wait_ms", 100, "ms: how long a frame waits for its mask or boxes (stamp within sync_slop), while "
+          "masks or boxes have arrived in the last second; with no segmenter running no frame waits", (0, 10_000)),
+    Param("instance_labels", False, "mask values are per-frame instance ids (YOLO-seg, SAM2): mask_label picks the "
+          "instance in the reference frame only; afterwards each tracked object takes the instance that best overlaps "
+          "its predicted silhouette"),
     Param("debug", False, "publish the pose overlay on ~/debug_image"),
     _e("min_inliers", "reference points within inlier_threshold of the query surface needed for a pose",
        (0, 1_000_000)),
@@ -98,6 +110,10 @@ PARAMS: tuple[Param, ...] = (
        "is not trusted: global search (0 = off)", (0.0, 1.0)),
     _e("track_turn_deg", "tracking starts: the last pose and turned by +- this about the reference's principal axes "
        "(0 = the last pose alone)", (0.0, 90.0)),
+    _e("track_margin", "without a mask, an object's pixels are those within this (x diameter) of its reference cloud "
+       "at the last pose: the motion allowed between frames", (0.01, 2.0)),
+    _e("search_radii", "a lost object is searched for within this many object radii of where it was last seen",
+       (0.5, 50.0)),
     _e("inlier_threshold", "inlier band, x object diameter", (1e-4, 1.0)),
     _e("refine_top_k", "hypotheses refined by guarded ICP", (1, 1000)),
     _e("refine_iterations", "ICP iterations per refinement threshold", (1, 1000)),

@@ -20,6 +20,8 @@ from one2any_ros.ros import conversions as conv
 from one2any_ros.ros.sync import Frame
 from one2any_ros.srv import ListReferences, RemoveReference, SetReference
 
+REFERENCE_MASK_WAIT_S = 1.0  # ~/set_reference without roi waits this long for its frame's mask or boxes
+
 DEFAULT_WAIT_S = 2.0  # ~/set_reference timeout_s = 0
 MAX_WAIT_S = 60.0  # ~/set_reference timeout_s above this is refused (bad_timeout): the worker waits that long at most
 
@@ -86,11 +88,18 @@ class ReferenceServices:
                 raise One2AnyError(why.split(": ", 1)[1], reason="no_frame")
             self._check_age(frame, s)
             T_cam_obj = conv.request_pose_to_matrix(req.object_pose) if req.has_object_pose else None
-            qframe = conv.frame_from_messages(frame.msgs, min_depth=s.min_depth, max_depth=s.max_depth)
+            box = conv.roi_to_box(req.roi)
+            msgs = self._frame_messages(frame, s, need_mask_s=0.0 if box.is_set else REFERENCE_MASK_WAIT_S)
+            qframe = conv.frame_from_messages(msgs, min_depth=s.min_depth, max_depth=s.max_depth)
+            if not box.is_set:  # no roi: a detector's box for this object, if one came with the frame
+                box = self._boxes_of(msgs, [oid]).get(oid, box)
+            if qframe.labels is None and not box.is_set:
+                raise InputError("no mask (on `mask`) or box (roi, or on `boxes`) came with the frame stamped "
+                                 f"{conv.stamp_text(frame.stamp_ns)} s: nothing says which pixels are the object",
+                                 reason="empty_mask")
             with self._estimator() as objs:
                 objs.set_settings(s.estimator)
-                ref = objs.set_reference(oid, qframe, mask_label=label, T_cam_obj=T_cam_obj,
-                                         box=conv.roi_to_box(req.roi))
+                ref = objs.set_reference(oid, qframe, mask_label=label, T_cam_obj=T_cam_obj, box=box)
             self._report_helpers()
         except One2AnyError as e:
             return self._refuse(res, e, f"set_reference {oid!r}")

@@ -1,0 +1,192 @@
+"""One object on one frame, with whatever the frame offers it (issue 26: masks only when needed).
+
+A segmenter's mask or a detector's box registers an object and finds it again after a loss; in between, the object
+is tracked without one, from its own silhouette predicted at its last pose and checked against depth:
+
+- a **cue** (``Cue``) says what this frame offers the object: mask values to try (none: no mask for it), a box, its
+  last accepted pose, and where it was last seen;
+- ``estimate_object`` picks the view from the cue and the estimator's mode from the view:
+  a mask or a box: tracking with the global search behind it (``detected`` when the global search decided);
+  nothing, but a last pose: the predicted silhouette (``predicted_mask``), tracking alone: a pose the verifier no
+  longer trusts is ``lost`` at once, never carried forward;
+  nothing, and lost: a search within ``search_radii`` object radii of where it was last seen (``search_box``),
+  publishing nothing until a pose there is trusted;
+  nothing, and never found: ``empty_mask`` (it waits for a mask or a box).
+
+The caller (core/multi_object.py) keeps each object's last pose and last place (``ObjectTrack``) and builds its
+cue, so an object keeps its track when it moves to another process. No ROS here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.spatial import cKDTree
+
+from one2any_ros.core import camera
+from one2any_ros.core.box_segment import Box
+from one2any_ros.core.errors import EstimationFailure, InputError, One2AnyError
+from one2any_ros.core.estimator import PoseEstimator, PoseResult
+from one2any_ros.core.geometry import subsample, transform_points
+
+MAX_SILHOUETTE_POINTS = 2000  # reference points that predict the silhouette (and check its depth)
+MAX_DILATION_PX = 80
+
+
+@dataclass(frozen=True)
+class Cue:
+    """What one frame offers one object. ``labels``: the mask values that may be its pixels (a segmenter's; empty = no
+    mask for it on this frame; several: instances it may take, the verifier choosing); ``box``: a detector's box;
+    ``last_T_C``: its pose of C in the camera on the last frame (tracking; None once lost); ``seen_T_C``: its last
+    accepted pose, kept while it is lost (searching there); ``lost_frames``: frames since it was lost (the search
+    widens)."""
+
+    labels: tuple[int, ...] = ()
+    box: Box | None = None
+    last_T_C: np.ndarray | None = None
+    seen_T_C: np.ndarray | None = None
+    lost_frames: int = 0
+
+    @property
+    def has_mask_or_box(self) -> bool:
+        return bool(self.labels) or (self.box is not None and self.box.is_set)
+
+
+@dataclass
+class ObjectTrack:
+    """The caller's record of one object between frames (updated from each frame's result: ``update``)."""
+
+    last_T_C: np.ndarray | None = None
+    seen_T_C: np.ndarray | None = None
+    lost_frames: int = 0
+
+    def update(self, result: PoseResult | One2AnyError) -> None:
+        """A pose: tracked from it next frame. A failed estimate (not trusted, no pose): tracking ends, the last
+        accepted pose stays for the search. Bad input (no depth, a stale frame): nothing changes, tracking resumes
+        after it."""
+        if isinstance(result, PoseResult):
+            self.last_T_C = self.seen_T_C = result.T_camera_C
+            self.lost_frames = 0
+        elif isinstance(result, EstimationFailure):
+            self.lost_frames += 1 if self.last_T_C is None else 0
+            self.last_T_C = None
+
+    def cue(self, labels: tuple[int, ...] = (), box: Box | None = None) -> Cue:
+        return Cue(labels=labels, box=box, last_T_C=self.last_T_C, seen_T_C=self.seen_T_C,
+                   lost_frames=self.lost_frames)
+
+
+def predicted_mask(depth_m: np.ndarray, K: np.ndarray, points_cam: np.ndarray, margin_m: float) -> np.ndarray:
+    """(H,W) bool: the pixels an object whose surface points are ``points_cam`` (camera frame, metres; its reference
+    cloud at its last pose) may cover now. Its silhouette is the points' projection, widened by ``margin_m`` (the motion
+    allowed between frames) in the image; a pixel in it is kept only when its depth lies within ``margin_m`` of those
+    points, so a neighbour, the gripper in front or the wall behind does not leak in. Hand-written: OpenCV gives the
+    dilation, SciPy the nearest-point test."""
+    h, w = depth_m.shape
+    out = np.zeros((h, w), bool)
+    pts = points_cam[subsample(points_cam, MAX_SILHOUETTE_POINTS)]
+    uv, z = camera.project(pts, K)
+    inside = np.isfinite(uv).all(axis=1) & (z > 0)
+    inside &= (uv[:, 0] > -0.5) & (uv[:, 0] < w - 0.5) & (uv[:, 1] > -0.5) & (uv[:, 1] < h - 0.5)
+    if not inside.any():
+        return out
+    u, v = np.rint(uv[inside]).astype(int).T
+    r = int(np.clip(np.ceil(K[0, 0] * margin_m / max(float(z[inside].min()), 1e-3)), 2, MAX_DILATION_PX))
+    r0, r1 = max(v.min() - r, 0), min(v.max() + r + 1, h)
+    c0, c1 = max(u.min() - r, 0), min(u.max() + r + 1, w)
+    sil = np.zeros((r1 - r0, c1 - c0), np.uint8)
+    sil[v - r0, u - c0] = 1
+    sil = cv2.dilate(sil, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    region = np.zeros((h, w), bool)
+    region[r0:r1, c0:c1] = sil.astype(bool)
+    q, pix = camera.backproject(depth_m, K, region)
+    if not len(q):
+        return out
+    dist, _ = cKDTree(pts).query(q, k=1, distance_upper_bound=margin_m)
+    near = np.isfinite(dist)
+    out[pix[near, 0], pix[near, 1]] = True
+    return out
+
+
+def search_box(centre_cam: np.ndarray, radius_m: float, K: np.ndarray, shape: tuple[int, int]) -> Box | None:
+    """The image box of a sphere of ``radius_m`` about ``centre_cam`` (clipped to the image), or None when it lies
+    outside the image or behind the camera."""
+    h, w = shape
+    z = float(centre_cam[2])
+    if not z > 1e-3:
+        return None
+    uv, _ = camera.project(np.asarray(centre_cam, float)[None], K)
+    u, v = uv[0]
+    ru, rv = K[0, 0] * radius_m / z, K[1, 1] * radius_m / z
+    x0, y0 = int(max(np.floor(u - ru), 0)), int(max(np.floor(v - rv), 0))
+    x1, y1 = int(min(np.ceil(u + ru), w)), int(min(np.ceil(v + rv), h))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return Box(x0, y0, x1 - x0, y1 - y0)
+
+
+def estimate_object(est: PoseEstimator, frame, cue: Cue, near: np.ndarray | None = None) -> PoseResult:
+    """The object's pose on ``frame`` (core/multi_object.Frame) from what ``cue`` offers (module docstring), or the
+    One2AnyError that says why not. ``est`` holds its reference; its tracking state is set from the cue."""
+    s, ref = est.settings, est.reference
+    est.last_T_C = cue.last_T_C
+    if cue.has_mask_or_box:
+        return _best_of_labels(est, frame, cue, near)
+    margin = max(s.track_margin * ref.diameter, s.track_margin_min_m)
+    if cue.last_T_C is not None:
+        mask = predicted_mask(frame.depth, frame.K, transform_points(cue.last_T_C, ref.points_C), margin)
+        try:
+            view = frame.view_of(mask)
+        except InputError as e:
+            est.last_T_C = None
+            raise EstimationFailure(f"no depth where it was predicted to be ({e}): it left the view or is hidden",
+                                    reason="lost") from None
+        # a tracked pose that is not trusted: the global search on the same pixels, held to the same trust
+        return est.estimate(view, track=True, near_depth=near, require_trust=True)
+    if cue.seen_T_C is not None:
+        return est.estimate(_search_view(frame, ref, cue, margin, s.search_radii), track=False, near_depth=near,
+                            require_trust=True)
+    raise InputError("no mask or box for it on this frame, and no last pose to track from: waiting for one",
+                     reason="empty_mask")
+
+
+def _search_view(frame, ref, cue: Cue, margin: float, search_radii: float):
+    """Where a lost object is looked for: first its silhouette at its last accepted pose, with a margin that widens
+    with every frame lost (up to ``search_radii`` radii); when no depth lies there, the object segmented from depth
+    in the image box of ``search_radii`` radii about that place (core/box_segment.py). EstimationFailure("lost") when
+    neither holds it."""
+    reach = min(margin * (2 + cue.lost_frames), search_radii * ref.diameter / 2)
+    try:
+        return frame.view_of(predicted_mask(frame.depth, frame.K, transform_points(cue.seen_T_C, ref.points_C), reach))
+    except InputError:
+        pass
+    centre = transform_points(cue.seen_T_C, (0.5 * (ref.points_C.min(axis=0) + ref.points_C.max(axis=0)))[None])[0]
+    box = search_box(centre, search_radii * ref.diameter / 2, frame.K, frame.depth.shape)
+    try:
+        if box is None:
+            raise InputError("its last place is outside the image", reason="bad_roi")
+        return frame.view(None, box=box)
+    except InputError as e:
+        raise EstimationFailure(f"searching where it was last seen: nothing there ({e}); waiting for a mask or a box",
+                                reason="lost") from None
+
+
+def _best_of_labels(est: PoseEstimator, frame, cue: Cue, near: np.ndarray | None) -> PoseResult:
+    """A mask (each of ``cue.labels`` in turn, the best verifier score winning) or the box alone."""
+    best: PoseResult | None = None
+    error: One2AnyError | None = None
+    for label in cue.labels or (None,):
+        est.last_T_C = cue.last_T_C
+        try:
+            r = est.estimate(frame.view(label, box=cue.box), track=True, near_depth=near)
+        except One2AnyError as e:
+            error = error or e
+            continue
+        if best is None or r.score > best.score:
+            best = r
+    if best is None:
+        est.last_T_C = None if isinstance(error, EstimationFailure) else cue.last_T_C
+        raise error  # type: ignore[misc]
+    est.last_T_C = best.T_camera_C
+    return best
