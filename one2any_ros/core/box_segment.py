@@ -94,7 +94,9 @@ def _support_plane(d: np.ndarray, K: np.ndarray, rows: slice, cols: slice, s: Bo
                    rng: np.random.Generator) -> np.ndarray:
     """(h, w) bool: the box's pixels on the plane behind or under the object, when there is one. The plane is
     fitted to the box's rim (the box encloses the object, so its rim is mostly what the object stands on or
-    before) and kept when it holds ``border_share`` of the rim's pixels (a rim of clutter has no plane)."""
+    before) and kept when it holds ``border_share`` of the rim's pixels, those without depth counted too (a rim of
+    clutter has no plane, and neither has a rim that is mostly empty: the few pixels with depth there are the
+    object's own edge, whose face a plane fitted to them would cut away)."""
     h, w = d.shape
     v, u = np.nonzero(d > 0)
     z = d[v, u].astype(np.float64)
@@ -117,7 +119,8 @@ def _support_plane(d: np.ndarray, K: np.ndarray, rows: slice, cols: slice, s: Bo
     j = rim_idx[rng.choice(len(rim_idx), size=min(len(rim_idx), s.score_points), replace=False)]
     hits = (np.abs(pts[j] @ n.T - offsets[None, :]) <= band[j, None]).sum(axis=0)
     best = int(np.argmax(hits))
-    if hits[best] < s.border_share * len(j):
+    rim_area = h * w - max(h - 2 * ring, 0) * max(w - 2 * ring, 0)  # the rim's pixels, with depth or not
+    if hits[best] / len(j) * len(rim_idx) < s.border_share * rim_area:
         return np.zeros(d.shape, bool)
     on = np.zeros(d.shape, bool)
     on[v, u] = np.abs(pts @ n[best] - offsets[best]) <= band
