@@ -210,6 +210,8 @@ class One2AnyNode(ReferenceServices, Node):
         try:
             self._work()
         except BaseException as e:  # noqa: BLE001 (whatever killed it is reported, then the thread ends)
+            if self._shutting_down():  # Ctrl-C while a frame was being published: nothing died
+                return
             self._worker_error = f"{type(e).__name__}: {e}"
             self.get_logger().error(f"the estimation worker died: {traceback.format_exc()}")
             job = self._current_job
@@ -244,6 +246,13 @@ class One2AnyNode(ReferenceServices, Node):
         self.get_logger().warning(f"restarting the estimation worker (restart {self._stats.worker_restarts})")
         self._worker_error = ""
         self._worker = self._start_worker()
+
+    def _shutting_down(self) -> bool:
+        """The node's context is gone (Ctrl-C, rclpy.shutdown): publishing fails from here on, and that is expected."""
+        try:
+            return not self.context.ok()
+        except Exception:  # noqa: BLE001 (a context torn down so far that it cannot say: it is gone)
+            return True
 
     def _wake_awaiting(self) -> None:
         try:
@@ -316,6 +325,8 @@ class One2AnyNode(ReferenceServices, Node):
         try:
             self._publish_results(frame, s, qframe, results, refs, about)
         except Exception as e:  # a publisher (or a tf2_ros broadcaster) that raises costs this frame, not the node
+            if self._shutting_down():  # the publishers went with the context (Ctrl-C): not a failure to report
+                return None
             self.get_logger().error(f"publishing a pose failed: {traceback.format_exc()}", throttle_duration_sec=10.0)
             return self._fail("publish_error", f"{about}: {e!r}")
 
@@ -532,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:  # noqa: BLE001 - Ctrl-C tears the context down under the executor mid-take: quiet then
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.destroy_node()
