@@ -206,3 +206,17 @@ def test_detector_boxes_become_object_boxes():
     with pytest.raises(InputError) as e:
         bad.pixels(240, 320)
     assert e.value.reason == "bad_roi"
+
+
+def test_a_box_registered_object_among_labelled_ones_takes_its_own_instance(sequence):
+    """Set from a box with mask_label 0 beside an object with label 1: when masks come, 0 cannot mean "every non-zero
+    pixel" (the neighbour's too): it takes the instance its predicted silhouette overlaps."""
+    objs, frames = sequence
+    m = MultiObjectEstimator("classic", processes=0)
+    f0 = frames[0]
+    m.set_reference("a", _frame(f0), mask_label=1, T_cam_obj=f0["T_cam_obj"][0])
+    m.set_reference("b", _frame(f0, labels=None), box=_box_of(f0["labels"] == 2), T_cam_obj=f0["T_cam_obj"][1])
+    for f in frames[1:AWAY[0]]:
+        res = m.estimate_all(_frame(f), mask_mode="when_needed")
+        assert _right(res["b"], f, objs, 1), res["b"]
+        assert _published_right(res["a"], f, objs, 0)

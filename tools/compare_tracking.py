@@ -36,8 +36,11 @@ def _use_source(source: str | None) -> None:
         sys.path.insert(0, str(Path(source).resolve()))
 
 
-def sequences(n_scenes: int, n_frames: int, seed: int) -> list[tuple[list, list[dict]]]:
-    """[(objects, frames)] as the module docstring says."""
+def sequences(n_scenes: int, n_frames: int, seed: int, plain: bool = False) -> list[tuple[list, list[dict]]]:
+    """[(objects, frames)] as the module docstring says; ``plain``: each object painted one colour (its texture's
+    mean), an object without texture."""
+    from dataclasses import replace
+
     from one2any_ros.data.multi_scene import render_multi_object_frames
     from one2any_ros.data.objects import make_object, split_ids
     from one2any_ros.data.render import axis_angle_to_matrix, random_rotation
@@ -48,6 +51,8 @@ def sequences(n_scenes: int, n_frames: int, seed: int) -> list[tuple[list, list[
     out = []
     for s in range(n_scenes):
         objs = [make_object(ids[f][(2 * s + k) % len(ids[f])]) for k, f in enumerate(FAMILIES)]
+        if plain:
+            objs = [replace(o, texture=np.full_like(o.texture, o.texture.reshape(-1, 3).mean(axis=0))) for o in objs]
         centres = [np.array([-0.1, 0.0, 0.6]), np.array([0.1, 0.0, 0.62])]
         starts = [random_rotation(rng) for _ in objs]
         axes = [a / np.linalg.norm(a) for a in (rng.normal(size=3) for _ in objs)]
@@ -74,18 +79,20 @@ def run(args: argparse.Namespace) -> None:
     from one2any_ros.core.geometry import rotation_angle_deg
     from one2any_ros.core.errors import One2AnyError
     from one2any_ros.core.multi_object import decode_frame
-    from one2any_ros.core.tracking import ObjectTrack, estimate_object
 
+    if args.masks == "first":  # (a checkout before issue 26 has no core/tracking.py)
+        from one2any_ros.core.tracking import ObjectTrack, estimate_object
     settings = EstimatorSettings().with_updates(**json.loads(args.settings))
     backend = create_backend(args.backend)
     rows = []
-    for s, (objs, frames) in enumerate(sequences(args.scenes, args.frames, args.seed)):
+    for s, (objs, frames) in enumerate(sequences(args.scenes, args.frames, args.seed, args.plain)):
         for k, obj in enumerate(objs):
             est = PoseEstimator(backend, settings=settings)
             f0 = frames[0]
             ref = est.set_reference(decode_frame(f0["rgb"], f0["depth"], f0["labels"], f0["K"]).view(
                 k + 1, T_cam_obj=f0["T_cam_obj"][k]))
-            track = ObjectTrack(last_T_C=ref.T_refcam_C.copy(), seen_T_C=ref.T_refcam_C.copy())
+            if args.masks == "first":
+                track = ObjectTrack(last_T_C=ref.T_refcam_C.copy(), seen_T_C=ref.T_refcam_C.copy())
             for i, f in enumerate(frames[1:], 1):
                 try:
                     view = decode_frame(f["rgb"], f["depth"], f["labels"], f["K"]).view(k + 1)
@@ -164,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--oneshot", action="store_true", help="estimate each frame from nothing (track=False)")
     r.add_argument("--masks", choices=("every", "first"), default="every",
                    help="a mask on every frame, or on the reference only (tracked without one after it)")
+    r.add_argument("--plain", action="store_true", help="objects painted one colour (no texture)")
     r.add_argument("--source", help="another checkout whose one2any_ros to measure (a worktree of a commit)")
     c = sub.add_parser("compare", help="paired comparison of two result files (B against A)")
     c.add_argument("a")

@@ -6,7 +6,8 @@ refined by guarded ICP (a refined pose is kept only if it scores better), a lear
 hypothesis scorer's term to those few (``Backend.candidate_term``), and the winner must pass the inlier and
 confidence gates or the call raises EstimationFailure. Tracking mode first runs a local search around the last good
 pose and hands the frame to the global search only when its winner is not trusted (re-detection on loss); without a
-segmenter's mask (``fallback=False``, core/tracking.py) it says "lost" instead.
+segmenter's mask (``require_trust``, core/tracking.py) the global search's winner must pass the same trust test, else
+the object is "lost".
 """
 from __future__ import annotations
 
@@ -284,12 +285,11 @@ class PoseEstimator:
         return app.appearance_scores(c.appearance, T, img, q.view.depth, q.view.mask, q.view.K, tau, aset).score
 
     def estimate(self, view: View, *, track: bool = False, near_depth: np.ndarray | None = None,
-                 fallback: bool = True, require_trust: bool = False) -> PoseResult:
+                 require_trust: bool = False) -> PoseResult:
         """Pose of the reference object in ``view``. ``track=True`` starts from the last good pose. ``near_depth``:
         ``verify.near_depth(view.depth)`` when the caller already has it (several objects in one frame).
-        ``fallback=False``: a tracked pose that is not trusted is not handed to the global search (the view is a
-        predicted silhouette, not a segmenter's mask): EstimationFailure(reason="lost"). ``require_trust``: a global
-        search's winner must pass the same trust test as a tracked one (searching for a lost object), else "lost"."""
+        ``require_trust``: the view is not a segmenter's mask (a predicted silhouette, a search region), so a global
+        search's winner must pass the same trust test as a tracked one (``_trusted``), else EstimationFailure("lost")."""
         ref = require_reference(self.reference)
         tm = _Timer()
         q = self._context(view, near_depth)
@@ -300,10 +300,6 @@ class PoseEstimator:
             tracked = self._track(q, qsel, qcol, tm)
             if tracked is not None:
                 return tracked
-            if not fallback:
-                self.last_T_C = None
-                raise EstimationFailure("the tracked pose no longer explains the depth and colour (confidence or "
-                                        "appearance below track_min_confidence / track_min_appearance)", reason="lost")
         return self._global_search(ref, q, qsel, qcol, tm, require_trust=require_trust)
 
     def _trusted(self, confidence: float, appearance: float | None) -> bool:
@@ -362,8 +358,8 @@ class PoseEstimator:
         if require_trust and not self._trusted(float(c.conf[best]),
                                                None if app_score is None else float(app_score[best])):
             self.last_T_C = None
-            raise EstimationFailure("searching where it was last seen: no pose there explains the depth and colour",
-                                    reason="lost")
+            raise EstimationFailure("no pose explains the depth and colour where it was (confidence or appearance "
+                                    "below track_min_confidence / track_min_appearance)", reason="lost")
         return self._finish(c.T[best], c.result(), best, q, "global", c.sources[best], len(Ts), tm)
 
     def _choose(self, c: _Candidates, q: QueryContext, tm: _Timer) -> tuple[int, np.ndarray | None, np.ndarray]:

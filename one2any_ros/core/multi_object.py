@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -335,7 +335,7 @@ class MultiObjectEstimator:
             return obj.estimator
         helper = self._helpers.get(obj.shard)
         if helper is not None and not helper.starting:
-            obj.estimator = None  # back in its helper (its tracking restarts there)
+            obj.estimator = None  # back in its helper (its track goes with its cue: ``obj.track``)
             return None
         if obj.estimator is None:
             obj.estimator = PoseEstimator(self.backend, settings=self.settings)
@@ -378,7 +378,7 @@ class MultiObjectEstimator:
                 obj.estimator.settings = settings
 
     def set_backend(self, backend: str | Backend, **kw) -> None:
-        """Another backend for every object (references re-encoded, helpers started again; tracking restarts)."""
+        """Another backend for every object (references re-encoded, helpers started again; tracks kept)."""
         self.backend = create_backend(backend, **kw) if isinstance(backend, str) else backend
         self._stop_helpers()
         for obj in list(self._objects.values()):
@@ -437,41 +437,66 @@ class MultiObjectEstimator:
 
     def _cues(self, frame: Frame, boxes: dict[str, Box], mask_mode: str, instance_labels: bool,
               track: bool) -> dict[str, Cue]:
-        """What the frame offers each object (core/tracking.Cue)."""
-        assigned = self._assign_instances(frame) if instance_labels and frame.labels is not None else {}
-        cues = {}
+        """What the frame offers each object (core/tracking.Cue). Its label's pixels; with ``instance_labels``, or for
+        an object set with mask_label 0 among several objects (0 cannot mean "every non-zero pixel" there: those are
+        the others' too), the instance ``_assign_instances`` gives it."""
+        if frame.labels is None:
+            matched, assigned, guessed = [], {}, set()
+        else:
+            matched = list(self._objects.values()) if instance_labels else \
+                [o for o in self._objects.values() if o.mask_label == 0] if len(self._objects) > 1 else []
+            held = set() if instance_labels else {o.mask_label for o in self._objects.values() if o.mask_label}
+            assigned, guessed = self._assign_instances(frame, matched, held) if matched else ({}, set())
+        cues, owned = {}, None
         for oid, obj in self._objects.items():
-            box = boxes.get(oid)
             if frame.labels is None:
                 labels: tuple[int, ...] = ()
-            elif instance_labels:
+            elif obj in matched:
                 labels = assigned.get(oid, ())
             elif mask_mode == "every_frame" or frame.has_label(obj.mask_label):
                 labels = (obj.mask_label,)
             else:
                 labels = ()
-            cues[oid] = obj.track.cue(labels, box) if track else Cue(labels=labels, box=box)
+            cue = obj.track.cue(labels, boxes.get(oid)) if track else Cue(labels=labels, box=boxes.get(oid))
+            cue = replace(cue, need_mask=mask_mode == "every_frame" and frame.labels is not None,
+                          trust_labels=oid in guessed)
+            if cue.searching:  # it is looked for where it was: not among the pixels of the objects being tracked
+                owned = self._tracked_pixels(frame) if owned is None else owned
+                cue = replace(cue, exclude=owned)
+            cues[oid] = cue
         return cues
 
-    def _assign_instances(self, frame: Frame) -> dict[str, tuple[int, ...]]:
-        """Per-frame instance ids (instance_labels): each tracked object takes the instance that best overlaps its
-        silhouette predicted at its last pose (intersection over union, greedily, each instance at most one object);
-        an object that is not tracked may take any instance no tracked object holds (the verifier chooses among them,
-        the largest MAX_INSTANCE_TRIES first)."""
+    def _tracked_pixels(self, frame: Frame) -> np.ndarray:
+        """(H,W) bool: the pixels of every object tracked from the last frame (its predicted silhouette)."""
+        owned = np.zeros(frame.depth.shape, bool)
+        for obj in self._objects.values():
+            if obj.track.last_T_C is not None:
+                ref = obj.reference
+                owned |= predicted_mask(frame.depth, frame.K, transform_points(obj.track.last_T_C, ref.points_C),
+                                        max(self.settings.track_margin * ref.diameter, self.settings.track_margin_min_m))
+        return owned
+
+    def _assign_instances(self, frame: Frame, objects: list[TrackedObject],
+                          held: set[int]) -> tuple[dict[str, tuple[int, ...]], set[str]]:
+        """Label values as instances, for ``objects`` (the others hold the values in ``held``): each tracked object
+        takes the instance that best overlaps its silhouette predicted at its last pose (intersection over union,
+        greedily, each instance at most one object); an object that is not tracked may take any instance nobody holds
+        (the largest MAX_INSTANCE_TRIES, the verifier choosing, held to the trust test: they are guesses). Returns
+        ({object id: its candidate values}, the ids whose candidates are guesses)."""
         counts = frame.label_counts()
-        instances = [int(v) for v in np.nonzero(counts)[0] if v != 0]
+        instances = [int(v) for v in np.nonzero(counts)[0] if v != 0 and v not in held]
+        labelled_depth = np.where(frame.labels != 0, frame.depth, 0).astype(np.float32)
         pairs = []
-        for oid, obj in self._objects.items():
+        for obj in objects:
             if obj.track.last_T_C is None:
                 continue
             ref = obj.reference
-            sil = predicted_mask(np.where(frame.labels != 0, frame.depth, 0).astype(np.float32), frame.K,
-                                 transform_points(obj.track.last_T_C, ref.points_C),
+            sil = predicted_mask(labelled_depth, frame.K, transform_points(obj.track.last_T_C, ref.points_C),
                                  max(self.settings.track_margin * ref.diameter, self.settings.track_margin_min_m))
             overlap = np.bincount(frame.labels[sil], minlength=len(counts))
             for v in instances:
                 if overlap[v]:
-                    pairs.append((overlap[v] / (counts[v] + sil.sum() - overlap[v]), oid, v))
+                    pairs.append((overlap[v] / (counts[v] + sil.sum() - overlap[v]), obj.object_id, v))
         taken_objects, taken = set(), set()
         out: dict[str, tuple[int, ...]] = {}
         for _, oid, v in sorted(pairs, reverse=True):
@@ -480,10 +505,10 @@ class MultiObjectEstimator:
                 taken_objects.add(oid)
                 taken.add(v)
         free = sorted((v for v in instances if v not in taken), key=lambda v: -counts[v])[:MAX_INSTANCE_TRIES]
-        for oid, obj in self._objects.items():
-            if obj.track.last_T_C is None and free:
-                out[oid] = tuple(free)
-        return out
+        guessed = {o.object_id for o in objects if o.track.last_T_C is None and free}
+        for oid in guessed:
+            out[oid] = tuple(free)
+        return out, guessed
 
     def _ask_helpers(self, frame: Frame, cues: dict[str, Cue], results: dict) -> list[ObjectProcess]:
         """Send the frame to every helper that holds objects; the ones asked (a stopped one is started again and its

@@ -4,17 +4,18 @@ A segmenter's mask or a detector's box registers an object and finds it again af
 is tracked without one, from its own silhouette predicted at its last pose and checked against depth:
 
 - a **cue** (``Cue``) says what this frame offers the object: mask values to try (none: no mask for it), a box, its
-  last accepted pose, and where it was last seen;
-- ``estimate_object`` picks the view from the cue and the estimator's mode from the view:
+  pose on the last frame, and its last accepted pose while it is lost;
+- ``estimate_object`` picks the view from the cue:
   a mask or a box: tracking with the global search behind it (``detected`` when the global search decided);
-  nothing, but a last pose: the predicted silhouette (``predicted_mask``), tracking alone: a pose the verifier no
-  longer trusts is ``lost`` at once, never carried forward;
-  nothing, and lost: a search within ``search_radii`` object radii of where it was last seen (``search_box``),
-  publishing nothing until a pose there is trusted;
-  nothing, and never found: ``empty_mask`` (it waits for a mask or a box).
+  nothing, but a pose on the last frame: its predicted silhouette (``predicted_mask``), tracking, then the global
+  search on the same pixels, both held to the estimator's trust test: a pose that fails is ``lost`` at once, never
+  carried forward;
+  nothing, and lost: a search where it was last seen (``_search_view``), publishing nothing until a pose there passes
+  the same test;
+  nothing, and never seen: ``empty_mask`` (it waits for a mask or a box).
 
-The caller (core/multi_object.py) keeps each object's last pose and last place (``ObjectTrack``) and builds its
-cue, so an object keeps its track when it moves to another process. No ROS here.
+The caller (core/multi_object.py) keeps each object's poses (``ObjectTrack``) and builds its cue, so an object keeps
+its track when it moves to another process. No ROS here.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from one2any_ros.core import camera
-from one2any_ros.core.box_segment import Box
+from one2any_ros.core.box_segment import Box, segment_in_box
 from one2any_ros.core.errors import EstimationFailure, InputError, One2AnyError
 from one2any_ros.core.estimator import PoseEstimator, PoseResult
 from one2any_ros.core.geometry import subsample, transform_points
@@ -40,17 +41,27 @@ class Cue:
     mask for it on this frame; several: instances it may take, the verifier choosing); ``box``: a detector's box;
     ``last_T_C``: its pose of C in the camera on the last frame (tracking; None once lost); ``seen_T_C``: its last
     accepted pose, kept while it is lost (searching there); ``lost_frames``: frames since it was lost (the search
-    widens)."""
+    widens); ``need_mask``: no mask or box is empty_mask (mask_mode every_frame); ``trust_labels``: the labels are
+    guesses (instances nobody holds), so a pose on them must pass the trust test too; ``exclude``: (H,W) bool, pixels
+    a search must not take (the objects being tracked)."""
 
     labels: tuple[int, ...] = ()
     box: Box | None = None
     last_T_C: np.ndarray | None = None
     seen_T_C: np.ndarray | None = None
     lost_frames: int = 0
+    need_mask: bool = False
+    trust_labels: bool = False
+    exclude: np.ndarray | None = None
 
     @property
     def has_mask_or_box(self) -> bool:
         return bool(self.labels) or (self.box is not None and self.box.is_set)
+
+    @property
+    def searching(self) -> bool:
+        """Lost, with nothing but its last place to go by (``_search_view``)."""
+        return not self.has_mask_or_box and not self.need_mask and self.last_T_C is None and self.seen_T_C is not None
 
 
 @dataclass
@@ -133,6 +144,8 @@ def estimate_object(est: PoseEstimator, frame, cue: Cue, near: np.ndarray | None
     est.last_T_C = cue.last_T_C
     if cue.has_mask_or_box:
         return _best_of_labels(est, frame, cue, near)
+    if cue.need_mask:
+        raise InputError("the mask has no pixels of it", reason="empty_mask")
     margin = max(s.track_margin * ref.diameter, s.track_margin_min_m)
     if cue.last_T_C is not None:
         mask = predicted_mask(frame.depth, frame.K, transform_points(cue.last_T_C, ref.points_C), margin)
@@ -157,8 +170,10 @@ def _search_view(frame, ref, cue: Cue, margin: float, search_radii: float):
     in the image box of ``search_radii`` radii about that place (core/box_segment.py). EstimationFailure("lost") when
     neither holds it."""
     reach = min(margin * (2 + cue.lost_frames), search_radii * ref.diameter / 2)
+    free = np.ones(frame.depth.shape, bool) if cue.exclude is None else ~cue.exclude
     try:
-        return frame.view_of(predicted_mask(frame.depth, frame.K, transform_points(cue.seen_T_C, ref.points_C), reach))
+        return frame.view_of(predicted_mask(frame.depth, frame.K, transform_points(cue.seen_T_C, ref.points_C),
+                                            reach) & free)
     except InputError:
         pass
     centre = transform_points(cue.seen_T_C, (0.5 * (ref.points_C.min(axis=0) + ref.points_C.max(axis=0)))[None])[0]
@@ -166,7 +181,7 @@ def _search_view(frame, ref, cue: Cue, margin: float, search_radii: float):
     try:
         if box is None:
             raise InputError("its last place is outside the image", reason="bad_roi")
-        return frame.view(None, box=box)
+        return frame.view_of(segment_in_box(frame.depth, frame.K, box) & free)
     except InputError as e:
         raise EstimationFailure(f"searching where it was last seen: nothing there ({e}); waiting for a mask or a box",
                                 reason="lost") from None
@@ -179,7 +194,8 @@ def _best_of_labels(est: PoseEstimator, frame, cue: Cue, near: np.ndarray | None
     for label in cue.labels or (None,):
         est.last_T_C = cue.last_T_C
         try:
-            r = est.estimate(frame.view(label, box=cue.box), track=True, near_depth=near)
+            r = est.estimate(frame.view(label, box=cue.box), track=True, near_depth=near,
+                             require_trust=cue.trust_labels)
         except One2AnyError as e:
             error = error or e
             continue

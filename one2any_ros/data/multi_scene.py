@@ -48,15 +48,20 @@ def pose_from_rotvec(rotvec_deg, t) -> np.ndarray:
     return T
 
 
-def two_object_scene(width: int = 320, height: int = 240) -> tuple[list[ObjectSpec], np.ndarray, list[dict]]:
-    """A small fixed scene for tests: two shape-asymmetric TEST objects (a hammer on the left, label 1; a box with
-    knobs on the right, label 2) ~0.5 m away in three frames, each object turning ~15-25 deg from frame 0.
-    Returns (objects, K, frames as ``render_multi_object_frames``)."""
+def _two_objects(width: int, height: int) -> tuple[list[ObjectSpec], np.ndarray]:
+    """The objects and camera of ``two_object_scene`` and ``tracking_sequence``."""
     from one2any_ros.data.objects import make_object, split_ids
 
     objs = [make_object(i) for i in split_ids("test", 2, seed=3, family="shape_asymmetric")]
     f = 280.0 * width / 320
-    K = np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1]])
+    return objs, np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1]])
+
+
+def two_object_scene(width: int = 320, height: int = 240) -> tuple[list[ObjectSpec], np.ndarray, list[dict]]:
+    """A small fixed scene for tests: two shape-asymmetric TEST objects (a hammer on the left, label 1; a box with
+    knobs on the right, label 2) ~0.5 m away in three frames, each object turning ~15-25 deg from frame 0.
+    Returns (objects, K, frames as ``render_multi_object_frames``)."""
+    objs, K = _two_objects(width, height)
     poses = [[pose_from_rotvec([90, 0, 0], [-0.08, 0.0, 0.5]), pose_from_rotvec([60, 30, 0], [0.09, 0.0, 0.55])],
              [pose_from_rotvec([90, 15, 5], [-0.07, 0.02, 0.52]), pose_from_rotvec([60, 15, 10], [0.1, -0.01, 0.53])],
              [pose_from_rotvec([95, 25, 0], [-0.075, 0.01, 0.51]), pose_from_rotvec([55, 5, 15], [0.095, 0.0, 0.54])]]
@@ -73,7 +78,7 @@ def tracking_sequence(n_frames: int = 12, *, width: int = 320, height: int = 240
     as ``render_multi_object_frames``)."""
     from one2any_ros.data.render import axis_angle_to_matrix
 
-    objs, K, _ = two_object_scene(width, height)
+    objs, K = _two_objects(width, height)
     rng = np.random.default_rng([seed, 26])
     starts = [pose_from_rotvec([90, 0, 0], [-0.08, 0.0, 0.5]), pose_from_rotvec([60, 30, 0], [0.09, 0.0, 0.55])]
     axes = [a / np.linalg.norm(a) for a in rng.normal(size=(2, 3))]
