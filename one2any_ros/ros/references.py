@@ -123,8 +123,7 @@ class ReferenceServices:
         try:  # at the door
             validate_object_id(req.object_id)
         except One2AnyError as e:
-            res.success, res.message = False, f"{e.reason}: {e}"
-            return res
+            return self._refuse(res, e, f"remove_reference {req.object_id!r}")
         try:
             return await self._on_worker(lambda: self._remove_reference(req.object_id, res))
         except One2AnyError as e:  # the worker missed the deadline (worker_timeout)
