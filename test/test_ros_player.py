@@ -43,6 +43,12 @@ def test_sample_bag_round_trips_through_rclpy_deserialization(frames, tmp_path):
             np.testing.assert_allclose(conv.camera_info_to_K(msg), f["K"])
 
 
+def test_a_bag_with_the_reference_frames_mask_only(frames, tmp_path):
+    msgs = read_bag(write_sample_bag(tmp_path / "bag", frames, period_s=0.5, mask_frames={0}))
+    masks = [m for m in msgs if m.topic == TOPICS["mask"]]
+    assert len(msgs) == 4 + 3 * (len(frames) - 1) and [m.t_ns for m in masks] == [BAG_T0_NS]
+
+
 def test_restamp_rewrites_only_the_header_stamp():
     img = conv.array_to_image(np.arange(12, dtype=np.uint8).reshape(3, 4), "mono8",
                               stamp=conv.ns_to_stamp(5_000_000_123), frame_id="cam")
@@ -59,8 +65,9 @@ def test_restamp_rewrites_only_the_header_stamp():
 def test_ros_demo_runs_end_to_end(tmp_path):
     from one2any_ros.ros_tools.demo_graph import run_ros_demo
 
-    assert run_ros_demo("classic", tmp_path, period_s=0.5) == 0
+    assert run_ros_demo("classic", tmp_path, period_s=0.5) == 0  # the reference frame's mask only: tracked without
     summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["masks"] == "reference frame only" and not any(r["mask"] for r in summary["frames"])
     assert summary["n_ok"] >= 6 and summary["tf_received"] == summary["n_ok"]
     assert summary["median_rot_err_deg"] < 3.0 and summary["median_trans_err_mm"] < 5.0
     assert (tmp_path / "overlay_009.png").is_file() or summary["n_ok"] < summary["n_frames"]

@@ -141,6 +141,9 @@ def compare(args: argparse.Namespace) -> None:
                 "median_rot_deg": round(float(np.median([r["rot_deg"] for r in x])), 2),
                 "median_mm": round(float(np.median([r["mm"] if r["mm"] is not None else 1e9 for r in x])), 2),
                 "global_share": round(float(np.mean([r["mode"] == "global" for r in x])), 3),
+                "published_wrong": int(sum(r["mode"] != "none" and not r["right"] for r in x)),
+                "published": int(sum(r["mode"] != "none" for r in x)),
+                "longest_wrong_run": _longest_wrong_run(x),
                 "ms_median": round(float(np.median([r["ms"] for r in x])), 1),
                 "ms_mean": round(float(np.mean([r["ms"] for r in x])), 1)}
 
@@ -156,6 +159,18 @@ def compare(args: argparse.Namespace) -> None:
                                      "ci95": [round(float(np.percentile(boot, 2.5)), 3),
                                               round(float(np.percentile(boot, 97.5)), 3)]}
     print(json.dumps(out, indent=1))
+
+
+def _longest_wrong_run(rows: list[dict]) -> int:
+    """The most consecutive frames of one object's sequence published wrong (ADD > 0.1 d): what a grasping pipeline
+    acting on the poses fears most."""
+    best, run, last = 0, 0, None
+    for r in sorted(rows, key=lambda r: [int(p) for p in r["key"].split("/")]):
+        seq = tuple(r["key"].split("/")[:2])
+        run = run if seq == last else 0
+        run = run + 1 if r["mode"] != "none" and not r["right"] else 0
+        best, last = max(best, run), seq
+    return best
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -97,7 +97,7 @@ def _cmd_demo(a) -> int:
         return run_demo(backend=a.backend, out_dir=Path(a.out), device=a.device)
     from one2any_ros.ros_tools.demo_graph import run_ros_demo
 
-    return run_ros_demo(backend=a.backend, out_dir=Path(a.out), device=a.device)
+    return run_ros_demo(backend=a.backend, out_dir=Path(a.out), device=a.device, masks=a.masks)
 
 
 def _cmd_estimate(a) -> int:
@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--objects", type=int, default=1, choices=range(1, 5), metavar="N",
                     help="1 (default): the bundled sample; 2-4: that many held-out objects in one rendered scene with a "
                          "label image, one reference each, all tracked by one node")
+    sp.add_argument("--masks", default="reference", choices=("reference", "every"),
+                    help="the bundled sample's masks: the reference frame's only (default: the node tracks without one, "
+                         "as a workcell runs it), or every frame's")
 
     sp = sub.add_parser("estimate", help="pose of one query from one reference (image files)")
     backend_args(sp)

@@ -20,7 +20,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Container, Iterator
 
 import numpy as np
 
@@ -49,9 +49,11 @@ def _mask_image(f: dict) -> tuple[np.ndarray, str, int]:
     return labels.astype(np.uint8), "mono8", 1
 
 
-def write_sample_bag(path: Path, frames: list[dict], *, period_s: float = 1.0, t0_ns: int = BAG_T0_NS) -> Path:
+def write_sample_bag(path: Path, frames: list[dict], *, period_s: float = 1.0, t0_ns: int = BAG_T0_NS,
+                     mask_frames: Container[int] | None = None) -> Path:
     """Record ``frames`` (rgb, depth m, mask or labels, K) as rgb8 / 16UC1 mm / mono8 or mono16 / CameraInfo to an
-    MCAP rosbag2, serialized with rosbags' ROS 2 Kilted typestore; header stamps = bag times, ``period_s`` apart."""
+    MCAP rosbag2, serialized with rosbags' ROS 2 Kilted typestore; header stamps = bag times, ``period_s`` apart.
+    ``mask_frames``: the frames whose mask is recorded (None: every frame's; a workcell has one for the reference)."""
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
@@ -84,6 +86,8 @@ def write_sample_bag(path: Path, frames: list[dict], *, period_s: float = 1.0, t
                 "depth": image(t, np.round(np.nan_to_num(f["depth"]) * 1000).astype("<u2"), "16UC1", 2),
                 "rgb": image(t, np.asarray(f["rgb"], np.uint8), "rgb8", 3),
             }
+            if mask_frames is not None and i not in mask_frames:
+                del msgs["mask"]
             for k, m in msgs.items():
                 w.write(conns[k], t, ts.serialize_cdr(m, m.__msgtype__))
     return path
@@ -117,11 +121,11 @@ def _fresh(out_dir: Path) -> Path:
     return out_dir
 
 
-def record(frames: list[dict], out_dir: Path, period_s: float) -> Recording:
+def record(frames: list[dict], out_dir: Path, period_s: float, mask_frames: Container[int] | None = None) -> Recording:
     """Write the frames to ``out_dir/sample_bag`` and read them back (the player replays what was recorded)."""
     from one2any_ros.ros_tools.player import read_bag
 
-    bag = write_sample_bag(out_dir / "sample_bag", frames, period_s=period_s)
+    bag = write_sample_bag(out_dir / "sample_bag", frames, period_s=period_s, mask_frames=mask_frames)
     messages = read_bag(bag)
     by_frame: dict[int, list] = {}
     for m in messages:
@@ -245,56 +249,74 @@ def _tf_seen(client, stamp: int, child: str) -> bool:
 
 # --- one object: the bundled sample -------------------------------------------------------------------------
 
+MASKS = ("reference", "every")  # the demo's masks: the reference frame's only (the default, as a workcell runs), or all
+
+
 def run_ros_demo(backend: str = "auto", out_dir: Path = Path("outputs/demo"), *, device: str = "auto",
-                 period_s: float = 1.0, timeout_s: float = 60.0) -> int:
+                 period_s: float = 1.0, timeout_s: float = 60.0, masks: str = "reference") -> int:
+    """``masks`` "reference": the bag carries a mask for frame 0 only, and the node (mask_mode when_needed) tracks
+    the object without one from then on; "every": a mask with every frame."""
     from one2any_ros.data.sample import load_sample_sequence
 
+    if masks not in MASKS:
+        raise ValueError(f"masks must be one of {MASKS}, got {masks!r}")
     out_dir = _fresh(out_dir)
     seq = load_sample_sequence()
-    rec = record(seq["frames"], out_dir, period_s)
+    rec = record(seq["frames"], out_dir, period_s, mask_frames={0} if masks == "reference" else None)
+    print("masks: " + ("the reference frame's only; the node tracks the object without one" if masks == "reference"
+                       else "every frame's"))
     try:
         with demo_graph(out_dir, rec, {"backend": backend, "device": device}, timeout_s) as (client, player):
             res = set_reference_by_replay(client, player, rec.by_frame[0], T_cam_obj=seq["frames"][0]["T_cam_obj"])
             print(f"reference: {res.message}")
             sent, play_s = stream(player, rec, lambda s: (client.poses.get(s) or (None, None))[1], timeout_s)
             diag = client.wait_diagnostics(timeout=3.0) or {}
-            return _report_single(client, seq, rec, sent, play_s, diag, backend, out_dir)
+            return _report_single(client, seq, rec, sent, play_s, diag, backend, out_dir, masks)
     except DemoError as e:
         print(e)
         return 1
 
 
 def _report_single(client, seq: dict, rec: Recording, sent: dict, play_s: float, diag: dict, backend: str,
-                   out_dir: Path) -> int:
-    """Per-frame table, overlays, summary.json and the summary line of the one-object demo; exit code."""
+                   out_dir: Path, masks: str) -> int:
+    """Per-frame table, overlays, summary.json and the summary line of the one-object demo; exit code. The ``state``
+    column is what the outputs show: a pose after a pose is tracking, a pose after none is found again, no pose after
+    a pose is lost, and then searching (the node's own per-object state is on /diagnostics, at 1 Hz)."""
     from one2any_ros.core.geometry import transform_points
     from one2any_ros.core.visualize import draw_pose, save_rgb, side_by_side
     from one2any_ros.ros import conversions as conv
 
     frames, model_pts, diameter = seq["frames"], seq["model_points"], seq["diameter_m"]
-    rows, est = [], None
-    print(f"{'frame':>5} {'rot_err_deg':>11} {'trans_err_mm':>12} {'add_mm':>7} {'conf':>5} {'inliers':>7} "
-          f"{'node_ms':>8} {'e2e_ms':>7}")
+    rows, est, had_pose = [], None, True  # the reference frame gave it
+    print(f"{'frame':>5} {'mask':>4} {'state':>11} {'rot_err_deg':>11} {'trans_err_mm':>12} {'add_mm':>7} {'conf':>5} "
+          f"{'inliers':>7} {'node_ms':>8} {'e2e_ms':>7}")
     for i in rec.later_frames():
         s, T_gt = rec.stamp_of[i], frames[i]["T_cam_obj"]
+        has_mask = "yes" if masks == "every" else "no"
         if s not in client.poses:
-            rows.append({"frame": i, "ok": False})
-            print(f"{i:>5}  no pose (dropped or failed; see {out_dir / 'node.log'})")
+            state = "lost" if had_pose else "searching"
+            had_pose = False
+            rows.append({"frame": i, "ok": False, "mask": has_mask == "yes", "state": state})
+            print(f"{i:>5} {has_mask:>4} {state:>11}  no pose (see {out_dir / 'node.log'})")
             continue
+        state = "tracking" if had_pose else "found again"
+        had_pose = True
         pose_msg, t_recv = client.poses[s]
         est = client.estimates.get(s, (None,))[0]
         T = conv.pose_to_matrix(pose_msg.pose)
         e = pose_errors(T, T_gt, model_pts, diameter, seq["symmetric"])
         e2e = (t_recv - sent[s]) * 1000 if s in sent else float("nan")
-        rows.append({"frame": i, "ok": True, **e, "confidence": est.confidence if est else None,
+        rows.append({"frame": i, "ok": True, "mask": has_mask == "yes", "state": state, **e,
+                     "confidence": est.confidence if est else None,
                      "inliers": est.inliers if est else None, "node_latency_ms": est.latency_ms if est else None,
                      "end_to_end_ms": e2e, "tf": _tf_seen(client, s, "object")})
-        print(f"{i:>5} {e['rot_err_deg']:>11.2f} {e['trans_err_mm']:>12.1f} {e['add_mm']:>7.1f} {est.confidence:>5.2f} "
-              f"{est.inliers:>7d} {est.latency_ms:>8.1f} {e2e:>7.1f}")
+        print(f"{i:>5} {has_mask:>4} {state:>11} {e['rot_err_deg']:>11.2f} {e['trans_err_mm']:>12.1f} "
+              f"{e['add_mm']:>7.1f} {est.confidence:>5.2f} {est.inliers:>7d} {est.latency_ms:>8.1f} {e2e:>7.1f}")
         img = side_by_side(
             draw_pose(frames[i]["rgb"], frames[i]["K"], T, axis_len=0.5 * diameter,
                       cloud_cam=transform_points(T, model_pts),
-                      label=f"ROS frame {i}: {e['rot_err_deg']:.1f} deg, {e['trans_err_mm']:.0f} mm"),
+                      label=f"ROS frame {i}, {'mask' if has_mask == 'yes' else 'no mask'}, {state}: "
+                            f"{e['rot_err_deg']:.1f} deg, {e['trans_err_mm']:.0f} mm"),
             draw_pose(frames[i]["rgb"], frames[i]["K"], T_gt, axis_len=0.5 * diameter,
                       cloud_cam=transform_points(T_gt, model_pts), cloud_colour=(0, 220, 255), label="ground truth"))
         save_rgb(out_dir / f"overlay_{i:03d}.png", img)
@@ -302,11 +324,12 @@ def _report_single(client, seq: dict, rec: Recording, sent: dict, play_s: float,
     recv = [client.poses[rec.stamp_of[r["frame"]]][1] for r in ok]
     summary = {
         "backend": est.backend if ok and est else backend, "transport": "rosbag2 MCAP -> rclpy player -> node process",
+        "masks": "reference frame only" if masks == "reference" else "every frame",
         "n_frames": len(rows), "n_ok": len(ok), "tf_received": sum(r["tf"] for r in ok),
         "add_01d_recall": sum(r["add_01d"] for r in ok) / max(len(rows), 1),
         "median_rot_err_deg": _median(ok, "rot_err_deg"), "median_trans_err_mm": _median(ok, "trans_err_mm"),
         "median_node_latency_ms": _median(ok, "node_latency_ms"), "median_end_to_end_ms": _median(ok, "end_to_end_ms"),
-        "input_rate_hz": (len(rec.later()) / len(TOPICS) - 1) / play_s if play_s > 0 else None,
+        "input_rate_hz": (len(rec.later_frames()) - 1) / play_s if play_s > 0 else None,
         "pose_rate_hz": _rate(recv), "dropped_frames": int(diag.get("dropped_frames", 0) or 0), "diagnostics": diag,
         "frames": rows,
     }
@@ -460,7 +483,7 @@ def _multi_summary(objects: list[SceneObject], rows: list[dict], rec: Recording,
         "add_01d_recall": sum(r["add_01d"] for r in ok) / max(len(every), 1),
         "median_rot_err_deg": _median(ok, "rot_err_deg"), "median_trans_err_mm": _median(ok, "trans_err_mm"),
         "median_node_latency_ms": _median(ok, "node_latency_ms"), "median_end_to_end_ms": _median(ok, "end_to_end_ms"),
-        "input_rate_hz": (len(rec.later()) / len(TOPICS) - 1) / play_s if play_s > 0 else None,
+        "input_rate_hz": (len(rec.later_frames()) - 1) / play_s if play_s > 0 else None,
         "pose_rate_hz": _rate([max(receipts.get((rec.stamp_of[r["frame"]], o.object_id), 0.0) for o in objects)
                                for r in complete]),
         "dropped_frames": int(diag.get("dropped_frames", 0) or 0), "objects": per_object, "diagnostics": diag,
