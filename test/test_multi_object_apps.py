@@ -34,19 +34,23 @@ def test_demo_two_objects_through_the_graph(tmp_path, capsys):
     assert "obj_1 (" in printed and "obj_2 (" in printed and "2 objects" in printed
 
 
-def test_bench_objects_gives_per_object_numbers(tmp_path):
+@pytest.mark.parametrize("masks", ["every", "reference"])
+def test_bench_objects_gives_per_object_numbers(tmp_path, masks):
+    """With every frame's label image, and (issue 26) with the reference frame's only: the node tracks without."""
     pytest.importorskip("pybullet")
-    from one2any_ros.ros_tools.bench import format_objects_report, run_objects_bench
+    from one2any_ros.ros_tools.bench import format_objects_report, objects_report_name, run_objects_bench
 
-    r = run_objects_bench(2, backend="classic", duration=4.0, calibration_s=4.0, out_dir=tmp_path, verbose=False)
+    r = run_objects_bench(2, backend="classic", duration=4.0, calibration_s=4.0, out_dir=tmp_path, verbose=False,
+                          masks=masks)
     assert r["node_alive"] and r["n_objects"] == 2
-    assert json.loads((tmp_path / "ros_bench_objects_2.json").read_text())["n_objects"] == 2
+    assert json.loads((tmp_path / objects_report_name(2, masks)).read_text())["n_objects"] == 2
     calibration, load = r["phases"]
     assert calibration["frames_with_every_pose"] >= 2 and calibration["per_frame_ms"]["median"] > 0
     assert set(load["objects"]) == {"1", "2"}
     for o in load["objects"].values():
         assert o["poses"] > 0 and o["poses_per_s"] > 0 and o["latency_ms"]["median"] > 0
         assert o["within_tolerance"] >= 0.8 * o["poses"], o
+        assert o["published_wrong"] <= 0.2 * o["poses"], o
     s = r["summary"]
     assert s["per_frame_ms"] > 0 and s["poses_per_s_per_object"] > 0 and s["latency_ms_p99"] >= s["latency_ms_median"]
     assert "obj_2:" in format_objects_report(r)
@@ -56,6 +60,8 @@ def test_objects_options_on_the_command_line(capsys):
     assert build_parser().parse_args(["demo"]).objects == 1  # default: the bundled sample, as before
     assert build_parser().parse_args(["bench", "--ros"]).objects is None  # default: the one-object soak
     assert build_parser().parse_args(["bench", "--ros", "--objects", "4"]).objects == 4
+    assert build_parser().parse_args(["demo"]).masks == "reference"  # issue 26: a mask with the reference only
+    assert build_parser().parse_args(["bench", "--ros", "--objects", "2", "--masks", "reference"]).masks == "reference"
     assert main(["demo", "--objects", "2", "--no-ros"]) == 2
     assert main(["bench", "--objects", "2"]) == 2
     err = capsys.readouterr().err

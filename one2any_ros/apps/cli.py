@@ -197,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --ros: instead of the soak, N objects on one labelled stream (a rendered scene, one "
                          "reference each): per-frame cost, poses/s per object and latency at 30 Hz for --duration s "
                          "(without it: one object, the bundled sample)")
+    sp.add_argument("--masks", default="every", choices=("every", "reference"),
+                    help="with --ros --objects: the label image with every frame, or with the reference frame only "
+                         "(the node tracks without masks, as a workcell runs it)")
 
     sub.add_parser("node", help="run the ROS 2 node (pass --ros-args ... after it)", add_help=False)
     return p

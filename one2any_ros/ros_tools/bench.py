@@ -68,6 +68,7 @@ def camera_main(argv: list[str] | None = None) -> int:
     p.add_argument("--wait", type=float, default=15.0, help="seconds to wait for the node's subscriptions")
     p.add_argument("--stamps", default=None, help="write 'stamp_ns frame' lines of every published frame here")
     p.add_argument("--scene", default=None, help="play this scene (save_scene's .npz) instead of the bundled sample")
+    p.add_argument("--no-mask", action="store_true", help="publish rgb, depth and camera_info only (no segmenter)")
     a = p.parse_args(argv)
 
     import rclpy
@@ -85,7 +86,8 @@ def camera_main(argv: list[str] | None = None) -> int:
     rclpy.init(args=["one2any_bench_camera"])
     node = rclpy.create_node("one2any_bench_camera")
     ns = "/" + a.namespace.strip("/") if a.namespace.strip("/") else ""
-    types = {"rgb": Image, "depth": Image, "mask": Image, "camera_info": CameraInfo}
+    types = {"rgb": Image, "depth": Image, "camera_info": CameraInfo} if a.no_mask else \
+        {"rgb": Image, "depth": Image, "mask": Image, "camera_info": CameraInfo}
     pubs = {k: node.create_publisher(t, f"{ns}/{k}", QoSProfile(depth=10)) for k, t in types.items()}
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -112,7 +114,7 @@ def camera_main(argv: list[str] | None = None) -> int:
             stamps.append((stamp_ns, i))
             m = msgs[i]
             t = time.perf_counter()
-            for key in ("camera_info", "mask", "depth", "rgb"):
+            for key in (k for k in ("camera_info", "mask", "depth", "rgb") if k in pubs):
                 m[key].header.stamp = stamp
                 pubs[key].publish(m[key])
             publish_ms.append(1000 * (time.perf_counter() - t))
@@ -159,14 +161,16 @@ def control_main(argv: list[str] | None = None) -> int:
 class Camera:
     """The camera process, started for one phase."""
 
-    def __init__(self, rate: float, duration: float, hold: float, log_path: Path, *, scene: Path | None = None) -> None:
+    def __init__(self, rate: float, duration: float, hold: float, log_path: Path, *, scene: Path | None = None,
+                 masks: bool = True) -> None:
         from one2any_ros.ros.transport import transport_env
 
         self.stamps_path = log_path.with_name(log_path.stem + "_stamps.txt")
         self.stamps_path.unlink(missing_ok=True)
         self.args = [sys.executable, "-m", "one2any_ros.ros_tools.bench", "camera", "--rate", f"{rate:.3f}",
                      "--duration", f"{duration:.3f}", "--hold", f"{hold:.3f}", "--namespace", NAMESPACE,
-                     "--stamps", str(self.stamps_path)] + (["--scene", str(scene)] if scene else [])
+                     "--stamps", str(self.stamps_path)] + (["--scene", str(scene)] if scene else []) + \
+            ([] if masks else ["--no-mask"])
         env = transport_env()
         env.setdefault("PYTHONUNBUFFERED", "1")
         self._log = open(log_path, "ab")
@@ -720,9 +724,11 @@ def load_scene(path: str | Path) -> list[dict]:
 
 def run_objects_bench(n_objects: int, *, backend: str = "auto", device: str = "auto", checkpoint: str | None = None,
                       duration: float = 25.0, out_dir: Path = Path("outputs/bench"), hold: float = 0.5,
-                      calibration_s: float | None = None, verbose: bool = True) -> dict:
+                      calibration_s: float | None = None, verbose: bool = True, masks: str = "every") -> dict:
     """The node with ``n_objects`` references on one labelled stream: per-frame cost (frames one at a time), then
-    ``duration`` s at 30 Hz (poses/s per object, latency). Writes ``<out_dir>/ros_bench_objects_<N>.json``.
+    ``duration`` s at 30 Hz (poses/s per object, latency). Writes ``<out_dir>/ros_bench_objects_<N>.json``
+    (``..._<N>_reference.json`` with ``masks`` "reference": the label image only with the reference frame, then
+    rgb + depth + camera_info alone: the node tracks every object without one, as a workcell runs it).
     ``calibration_s`` defaults to one whole turn back and forth, so the load phase starts where the object is (a
     jump would cost a global search inside the measurement)."""
     from one2any_ros.data.multi_scene import SCENE_OBJECTS, multi_object_scene
@@ -740,6 +746,7 @@ def run_objects_bench(n_objects: int, *, backend: str = "auto", device: str = "a
     client = GraphClient(namespace=NAMESPACE, client_name="one2any_bench")
     receipts = estimate_receipts(client)
     report: dict = {"machine": _machine(), "n_objects": n_objects, "duration_s": duration, "hold_s": hold,
+                    "masks": "reference frame only" if masks == "reference" else "every frame",
                     "node_params": params, "objects": [
                         {"object_id": oid, "mask_label": k + 1, "name": o.name, "obj_id": o.obj_id,
                          "diameter_mm": o.diameter * 1000, "pixels_frame0": int((frames[0]["labels"] == k + 1).sum())}
@@ -758,7 +765,7 @@ def run_objects_bench(n_objects: int, *, backend: str = "auto", device: str = "a
         d = client.wait_diagnostics(timeout=5) or {}
         report["backend"], report["device"] = d.get("backend", backend), d.get("device", device)
         say(f"node up: backend {report['backend']} on {report['device']}; {n_objects} references set")
-        run = _ObjectsRun(client, receipts, ids, frames, scene, mem, out_dir)
+        run = _ObjectsRun(client, receipts, ids, frames, scene, mem, out_dir, specs, masks=masks != "reference")
         # one step of the turn per frame while calibrating (as the soak's 2 Hz x 0.5 s): every frame is tracked
         calibration_s = calibration_s or len(PING_PONG) / OBJECTS_CALIBRATION_HZ
         report["phases"] = [run.phase("frames one at a time", OBJECTS_CALIBRATION_HZ, calibration_s,
@@ -768,16 +775,21 @@ def run_objects_bench(n_objects: int, *, backend: str = "auto", device: str = "a
         report["node_alive"] = node.alive()
     finally:
         _stop(mem, client, node, report)
-    (out_dir / f"ros_bench_objects_{n_objects}.json").write_text(json.dumps(report, indent=2))
+    (out_dir / objects_report_name(n_objects, masks)).write_text(json.dumps(report, indent=2))
     return report
+
+
+def objects_report_name(n_objects: int, masks: str = "every") -> str:
+    return f"ros_bench_objects_{n_objects}{'_reference' if masks == 'reference' else ''}.json"
 
 
 class _ObjectsRun:
     """The phases of one objects benchmark: the camera plays the scene at a rate; what came back is measured."""
 
     def __init__(self, client, receipts: dict, ids: list[str], frames: list[dict], scene: Path, mem,
-                 out_dir: Path) -> None:
+                 out_dir: Path, specs: list, *, masks: bool = True) -> None:
         self.client, self.receipts, self.ids, self.frames = client, receipts, ids, frames
+        self.specs, self.masks = specs, masks
         self.scene, self.mem, self.out_dir = scene, mem, out_dir
         self.wall_minus_mono = time.time() - time.monotonic()  # receipt times (monotonic) -> wall clock, like stamps
 
@@ -785,7 +797,8 @@ class _ObjectsRun:
         """The camera at ``rate`` Hz for ``duration`` s, each scene frame shown ``hold`` s; what came back."""
         d0 = self.client.wait_diagnostics(timeout=3) or {}
         cpu0, t0 = self.mem.cpu_s(), time.monotonic()
-        cam = Camera(rate, duration, hold, self.out_dir / "ros_bench_objects_camera.log", scene=self.scene)
+        cam = Camera(rate, duration, hold, self.out_dir / "ros_bench_objects_camera.log", scene=self.scene,
+                     masks=self.masks)
         cam_res = cam.result(duration + 60)
         node_cpu = 100 * (self.mem.cpu_s() - cpu0) / (time.monotonic() - t0)
         time.sleep(2.0)  # the last poses and one more /diagnostics
@@ -814,15 +827,18 @@ class _ObjectsRun:
     def _object(self, oid: str, k: int, got: dict, shown: dict[int, int], seconds: float) -> dict:
         """One object's poses in a phase: rate, latency (stamp -> estimate here), node latency, errors."""
         from one2any_ros.core.geometry import rotation_angle_deg
+        from one2any_ros.core.metrics import add
         from one2any_ros.ros import conversions as conv
 
         mine = [(s, e, t) for (s, o), (e, t) in got.items() if o == oid]
         latency = [1000 * (t + self.wall_minus_mono - s / 1e9) for s, _, t in mine if t is not None]
-        errs = []
+        errs, wrong, spec = [], 0, self.specs[k]
         for s, e, _ in mine:
             T, G = conv.pose_to_matrix(e.pose), self.frames[shown[s]]["T_cam_obj"][k]
             errs.append((float(rotation_angle_deg(T[:3, :3].T @ G[:3, :3])), float(1000 * np.linalg.norm(T[:3, 3] - G[:3, 3]))))
+            wrong += add(T, G, spec.vertices) > 0.1 * spec.diameter
         return {"poses": len(mine), "poses_per_s": len(mine) / seconds, "latency_ms": _stats(latency),
+                "published_wrong": int(wrong),  # ADD > 0.1 d: what a grasping pipeline fears most
                 "node_latency_ms": _stats([e.latency_ms for _, e, _ in mine]),
                 "within_tolerance": sum(r < ROT_TOL_DEG and t < TRANS_TOL_MM for r, t in errs),
                 "rot_err_deg": _stats([r for r, _ in errs]), "trans_err_mm": _stats([t for _, t in errs]),
@@ -844,8 +860,8 @@ def _objects_summary(phases: list[dict]) -> dict:
 
 def format_objects_report(r: dict) -> str:
     s = r["summary"]
-    lines = [f"ROS node, {r['n_objects']} object(s) on one labelled stream: backend {r.get('backend')} on "
-             f"{r.get('device')}, {r['machine']['cpu_count']} CPU cores",
+    lines = [f"ROS node, {r['n_objects']} object(s) on one stream, masks: {r.get('masks', 'every frame')}: backend "
+             f"{r.get('backend')} on {r.get('device')}, {r['machine']['cpu_count']} CPU cores",
              f"per-frame cost (frames one at a time): median {s['per_frame_ms'] or float('nan'):.0f} ms, p90 "
              f"{s['per_frame_ms_p90'] or float('nan'):.0f} ms",
              f"{r['phases'][1]['name']} in: {s['poses_per_s_per_object']:.1f} poses/s per object "
@@ -853,7 +869,8 @@ def format_objects_report(r: dict) -> str:
              f"p99 {s['latency_ms_p99'] or 0:.0f} ms; within {s['tolerance'][0]:.0f} deg / {s['tolerance'][1]:.0f} mm: "
              f"{s['within_tolerance']}/{s['poses']}"]
     for oid, o in r["phases"][1]["objects"].items():
-        lines.append(f"  {OBJECTS_PREFIX}{oid}: {o['poses_per_s']:.1f} poses/s, latency median "
+        lines.append(f"  {OBJECTS_PREFIX}{oid}: {o['poses_per_s']:.1f} poses/s, published wrong (ADD > 0.1 d) "
+                     f"{o.get('published_wrong', 0)}/{o['poses']}, latency median "
                      f"{o['latency_ms'].get('median', float('nan')):.0f} ms, median error "
                      f"{o['rot_err_deg'].get('median', float('nan')):.1f} deg / {o['trans_err_mm'].get('median', float('nan')):.1f} mm")
     return "\n".join(lines)
@@ -871,10 +888,11 @@ def main(args) -> int:
     """Entry of ``one2any bench --ros`` (the cli's argparse namespace: backend, device, checkpoint, out, duration,
     objects)."""
     if getattr(args, "objects", None):
+        masks = getattr(args, "masks", "every")
         report = run_objects_bench(args.objects, backend=args.backend, device=args.device, checkpoint=args.checkpoint,
-                                   duration=float(args.duration), out_dir=Path(args.out))
+                                   duration=float(args.duration), out_dir=Path(args.out), masks=masks)
         print(format_objects_report(report))
-        print(f"-> {Path(args.out) / f'ros_bench_objects_{args.objects}.json'}")
+        print(f"-> {Path(args.out) / objects_report_name(args.objects, masks)}")
         return 0 if report.get("node_alive") else 1
     report = run_ros_bench(backend=args.backend, device=args.device, checkpoint=args.checkpoint,
                            duration=float(getattr(args, "duration", 60.0)), out_dir=Path(args.out))
@@ -895,6 +913,8 @@ def _run_main(argv: list[str]) -> int:
     p.add_argument("--duration", type=float, default=60.0, help="seconds per phase")
     p.add_argument("--out", default="outputs/bench")
     p.add_argument("--objects", type=int, default=None, help="the several-objects benchmark with N objects")
+    p.add_argument("--masks", default="every", choices=("every", "reference"),
+                   help="with --objects: a label image with every frame, or with the reference frame only")
     return main(p.parse_args(argv))
 
 
