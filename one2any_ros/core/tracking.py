@@ -165,23 +165,26 @@ def estimate_object(est: PoseEstimator, frame, cue: Cue, near: np.ndarray | None
 
 
 def _search_view(frame, ref, cue: Cue, margin: float, search_radii: float):
-    """Where a lost object is looked for: first its silhouette at its last accepted pose, with a margin that widens
-    with every frame lost (up to ``search_radii`` radii); when no depth lies there, the object segmented from depth
-    in the image box of ``search_radii`` radii about that place (core/box_segment.py). EstimationFailure("lost") when
-    neither holds it."""
-    reach = min(margin * (2 + cue.lost_frames), search_radii * ref.diameter / 2)
+    """Where a lost object is looked for: on the first frame lost, its silhouette at its last accepted pose with twice
+    the tracking margin; after that (or when no depth is there), the object segmented from depth in the image box of
+    ``search_radii`` radii about that place (core/box_segment.py: the plane behind or under it removed, the largest
+    part near the centre). The pixels of the objects being tracked (``cue.exclude``) are never taken. A silhouette
+    widened further would take the wall behind before the object that moved. EstimationFailure("lost") when neither
+    holds anything."""
     free = np.ones(frame.depth.shape, bool) if cue.exclude is None else ~cue.exclude
-    try:
-        return frame.view_of(predicted_mask(frame.depth, frame.K, transform_points(cue.seen_T_C, ref.points_C),
-                                            reach) & free)
-    except InputError:
-        pass
+    if cue.lost_frames == 0:
+        try:
+            return frame.view_of(free & predicted_mask(frame.depth, frame.K,
+                                                       transform_points(cue.seen_T_C, ref.points_C), 2 * margin))
+        except InputError:
+            pass
     centre = transform_points(cue.seen_T_C, (0.5 * (ref.points_C.min(axis=0) + ref.points_C.max(axis=0)))[None])[0]
     box = search_box(centre, search_radii * ref.diameter / 2, frame.K, frame.depth.shape)
     try:
         if box is None:
             raise InputError("its last place is outside the image", reason="bad_roi")
-        return frame.view_of(segment_in_box(frame.depth, frame.K, box) & free)
+        depth = frame.depth if cue.exclude is None else np.where(free, frame.depth, 0).astype(frame.depth.dtype)
+        return frame.view_of(segment_in_box(depth, frame.K, box))
     except InputError as e:
         raise EstimationFailure(f"searching where it was last seen: nothing there ({e}); waiting for a mask or a box",
                                 reason="lost") from None

@@ -19,7 +19,7 @@ def render_multi_object_frames(objects: list[ObjectSpec], poses: list[list[np.nd
                                height: int, *, seed: int = 0, depth_noise: bool = False) -> list[dict]:
     """``poses[f][k]``: object k's (4,4) pose in the camera at frame f (metres). Returns per frame {rgb (H,W,3)
     uint8, depth (H,W) float32 m (0 = nothing), labels (H,W) uint16 (k+1 = object k, 0 = background), K,
-    T_cam_obj: list of each object's pose}."""
+    T_cam_obj: list of each object's pose, masks_full: list of each object's whole silhouette (bool, as if alone)}."""
     from one2any_ros.data.render import Renderer
 
     frames = []
@@ -28,13 +28,15 @@ def render_multi_object_frames(objects: list[ObjectSpec], poses: list[list[np.nd
             rgb = np.zeros((height, width, 3), np.uint8)
             depth = np.zeros((height, width), np.float32)
             labels = np.zeros((height, width), np.uint16)
+            full = []
             for label, (obj, T) in enumerate(zip(objects, frame_poses), start=1):
                 out = r.render(obj, T, K, width, height, background="none", depth_noise=depth_noise)
+                full.append(np.asarray(out["mask"], bool))
                 d = np.where(out["mask"], out["depth"], np.inf)
                 nearer = out["mask"] & ((depth == 0) | (d < depth))
                 rgb[nearer], depth[nearer], labels[nearer] = out["rgb"][nearer], out["depth"][nearer], label
             frames.append({"rgb": rgb, "depth": depth, "labels": labels, "K": np.asarray(K, np.float64),
-                           "T_cam_obj": [np.asarray(T, np.float64) for T in frame_poses]})
+                           "T_cam_obj": [np.asarray(T, np.float64) for T in frame_poses], "masks_full": full})
     return frames
 
 
