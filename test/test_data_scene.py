@@ -87,3 +87,24 @@ def test_pools_are_fixed():
     for (_, ha), (_, hb) in zip(a, b):
         np.testing.assert_allclose(ha, hb, atol=1e-12)
     assert all(np.ptp(he) < 1e-12 for k, he in a if k == "sphere")
+
+
+def test_a_sequence_keeps_one_light():
+    """Every object and frame of a multi-object sequence is lit by one lamp (a light drawn per object and frame had
+    changed an object's colours between frames: no camera sees that, and the appearance check paid for it)."""
+    from one2any_ros.data.multi_scene import render_multi_object_frames
+
+    objs = [O.make_object(i) for i in O.split_ids("val", 2, seed=1)]
+    poses = [[_pose(0.6) @ _shift(-0.08), _pose(0.62) @ _shift(0.08)]] * 3
+    frames = render_multi_object_frames(objs, poses, K, W, H, seed=5)
+    assert frames[0]["labels"].any()
+    for f in frames[1:]:
+        np.testing.assert_array_equal(f["rgb"], frames[0]["rgb"])  # no noise: the same poses, the same picture
+    other = render_multi_object_frames(objs, poses[:1], K, W, H, seed=6)  # another sequence, another lamp
+    assert np.abs(other[0]["rgb"].astype(int) - frames[0]["rgb"].astype(int)).max() > 10
+
+
+def _shift(x):
+    T = np.eye(4)
+    T[0, 3] = x
+    return T

@@ -1,10 +1,12 @@
-"""nearest.VoxelNearest: the table lookup answers like a KD-tree, up to about one cell."""
+"""nearest: KDTree answers exactly as SciPy's cKDTree (with pykdtree or without); VoxelNearest like a KD-tree, up to
+about one cell."""
 import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
 from one2any_ros.core.geometry import icp_batched
-from one2any_ros.core.nearest import VoxelNearest
+from one2any_ros.core import nearest
+from one2any_ros.core.nearest import KDTree, VoxelNearest
 
 
 def _cloud(n=2000, seed=0):
@@ -73,3 +75,25 @@ def test_a_cloud_far_wider_than_the_object_gets_the_kd_tree():
     q = QueryContext(view=None, points=pts, pixels=np.zeros((3, 2), int), tree=tree, centroid=pts[0],
                      colour=np.zeros((3, 3)), tree_index=np.arange(3), target=None)
     assert q.voxel_nearest(0.005, 0.02) is tree
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["pykdtree", "cKDTree fallback"])
+@pytest.mark.parametrize("dims", [3, 6])
+def test_kd_tree_answers_as_cKDTree(monkeypatch, compiled, dims):
+    if not compiled:
+        monkeypatch.setattr(nearest, "_PyKDTree", None)
+    elif nearest._PyKDTree is None:
+        pytest.skip("pykdtree is not installed")
+    rng = np.random.default_rng(2)
+    pts = np.concatenate([_cloud(), rng.uniform(size=(len(_cloud()), dims - 3)) * 0.02], axis=1)[:, :dims]
+    x = pts[rng.integers(0, len(pts), 4000)] + rng.normal(scale=0.01, size=(4000, dims))
+    tree, ref = KDTree(pts), cKDTree(pts)
+    for bound in (np.inf, 0.01):
+        d, j = tree.query(x, k=1, workers=-1, distance_upper_bound=bound)
+        d_ref, j_ref = ref.query(x, k=1, distance_upper_bound=bound)
+        assert d.shape == j.shape == (len(x),) and j.dtype == np.intp
+        assert np.array_equal(np.isinf(d), np.isinf(d_ref))
+        assert np.all(j[np.isinf(d)] == len(pts))  # no neighbour: index N, as cKDTree says it
+        assert np.allclose(d[np.isfinite(d)], d_ref[np.isfinite(d_ref)], rtol=0, atol=1e-12)
+        assert np.mean(j == j_ref) > 0.999  # (ties may differ)
+    assert tree.data.shape == pts.shape

@@ -60,6 +60,7 @@ PIP_ONLY = {
     "safetensors": "safetensors",
     "moderngl": "moderngl",
     "glcontext": "glcontext",
+    "pykdtree": "pykdtree",
 }
 TEST_ONLY = {"pytest", "hypothesis"}
 # Optional libraries of one developer tool, never of the package: not in package.xml (a workcell never needs them),

@@ -29,5 +29,8 @@ def test_sequence_eval_reports_tracking_beside_one_shot(sequences, tmp_path, cap
     assert r["tracking_add_01d"] >= 0.8 and r["oneshot_add_01d"] >= 0.8, r
     assert r["published_while_away"] == 0 and r["longest_wrong_run"] <= 2, r
     assert r["never_reacquired"] == 0 and max(r["frames_to_reacquire"]) <= 5, r
+    b = r["both_published"]
+    assert b["object_frames"] > 0 and b["tracking"]["rot_deg"] < 10 and b["oneshot"]["rot_deg"] < 10, b
+    assert r["oneshot_median_rot_deg"] is not None and set(r["confidence_auroc"]) == {"tracking", "oneshot"}
     assert (tmp_path / "sequence.png").is_file() and (tmp_path / "sequences.csv").is_file()
     assert "one-shot on the same frames" in capsys.readouterr().out

@@ -16,12 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from one2any_ros.core import camera
 from one2any_ros.core.backends import Backend, Proposal, QueryContext, SearchSettings, create_backend
 from one2any_ros.core.errors import EstimationFailure, InputError
-from one2any_ros.core.geometry import icp_batched, subsample, transform_points
+from one2any_ros.core.geometry import icp_batched, invert_transform, subsample, transform_points
+from one2any_ros.core.nearest import KDTree
 from one2any_ros.core.reference import Reference, View, make_reference, require_reference
 from one2any_ros.core.verify import DepthTarget, VerifierWeights, VerifyResult, make_target, verify
 
@@ -47,6 +47,8 @@ class EstimatorSettings:
     track_min_confidence: float = 0.35  # below this the tracked pose is not trusted: global search
     track_points: int = 800  # tracking refines its best starts like the global refinement (400 points and 5
     track_iterations: int = 8  # iterations lost 0.12 / 0.07 at 30-60 / 60-90 deg from the reference, same mean time)
+    track_velocity: bool = True  # tracking starts also from the last pose moved by the last frame's motion (paired,
+    # 1,040 object-frames, masks on the reference only: ADD 0.612 -> 0.663, no bin lower; every frame 0.666 -> 0.688)
     track_min_appearance: float = 0.3  # a tracked winner whose appearance score (shrunk ZNCC) is below this is not
     # trusted either: the global search takes the frame (0 = off). Among tracked poses it tells right from wrong far
     # better than the confidence (AUROC 0.88 vs 0.69): confident wrong poses 113 -> 43 (classic), 200 -> 140 (auto)
@@ -176,6 +178,7 @@ class PoseEstimator:
         self.reference: Reference | None = None
         self._cache: _RefCache | None = None
         self.last_T_C: np.ndarray | None = None  # last good pose of C in the camera (tracking)
+        self._motion: tuple[np.ndarray, np.ndarray] | None = None  # (pose, the camera-frame step that led to it)
         self.record_pool = False  # keep the last global search's hypotheses in ``last_pool`` (diagnosis only)
         self.last_pool: HypothesisPool | None = None
 
@@ -219,7 +222,7 @@ class PoseEstimator:
             raise InputError(f"only {len(pts)} object pixels have usable depth", reason="too_little_depth")
         ti = subsample(pts, self.settings.tree_points)
         target = make_target(view.depth, view.mask, view.K, view.rgb, near=near_depth)
-        return QueryContext(view=view, points=pts, pixels=pix, tree=cKDTree(pts[ti]), centroid=np.median(pts, axis=0),
+        return QueryContext(view=view, points=pts, pixels=pix, tree=KDTree(pts[ti]), centroid=np.median(pts, axis=0),
                             colour=target.colour[pix[:, 0], pix[:, 1]], tree_index=ti, target=target)
 
     def _score(self, T: np.ndarray, q: QueryContext, qsel: np.ndarray, qcol: np.ndarray, qtarget: DepthTarget,
@@ -326,6 +329,9 @@ class PoseEstimator:
         if turns is None:
             turns = self._cache.track_turns[s.track_turn_deg] = _track_turns(ref.points_C, s.track_turn_deg)
         starts = self.last_T_C[None] @ turns
+        if s.track_velocity and self._motion is not None and np.array_equal(self._motion[0], self.last_T_C):
+            # the last step repeated: an object turning fast runs ahead of the turns about the last pose
+            starts = np.concatenate([starts, (self._motion[1] @ self.last_T_C)[None]])
 
         def score(T: np.ndarray) -> VerifyResult:
             return self._score(T, q, qsel, qcol, q.target, None, None)
@@ -478,6 +484,7 @@ class PoseEstimator:
             raise EstimationFailure(
                 f"no trustworthy pose: {inliers} inliers (min {s.min_inliers}), confidence {conf:.2f} "
                 f"(min {s.min_confidence:.2f})", reason="low_inliers" if inliers < s.min_inliers else "low_confidence")
+        self._motion = None if self.last_T_C is None else (T_C, T_C @ invert_transform(self.last_T_C))
         self.last_T_C = T_C
         return PoseResult(T_camera_object=T_C @ ref.T_C_O, T_camera_C=T_C, confidence=conf, inliers=inliers,
                           residual_m=residual, score=float(vr.score[i]), backend=self.backend.name, mode=mode,

@@ -16,12 +16,18 @@ from one2any_ros.data.objects import ObjectSpec
 
 
 def render_multi_object_frames(objects: list[ObjectSpec], poses: list[list[np.ndarray]], K: np.ndarray, width: int,
-                               height: int, *, seed: int = 0, depth_noise: bool = False) -> list[dict]:
+                               height: int, *, seed: int = 0, depth_noise: bool = False,
+                               light: dict | None = None) -> list[dict]:
     """``poses[f][k]``: object k's (4,4) pose in the camera at frame f (metres). Returns per frame {rgb (H,W,3)
     uint8, depth (H,W) float32 m (0 = nothing), labels (H,W) uint16 (k+1 = object k, 0 = background), K,
-    T_cam_obj: list of each object's pose, masks_full: list of each object's whole silhouette (bool, as if alone)}."""
+    T_cam_obj: list of each object's pose, masks_full: list of each object's whole silhouette (bool, as if alone)}.
+    One ``light`` (keys as ``scene.random_light``'s; None: one drawn from ``seed``) for every object and frame: a
+    workcell's lamp does not move between frames (a light drawn per object and frame had changed an object's colours
+    from one frame to the next, which no camera sees and the appearance check paid for)."""
     from one2any_ros.data.render import Renderer
+    from one2any_ros.data.scene import random_light
 
+    light = random_light(np.random.default_rng([seed, 31])) if light is None else light
     frames = []
     with Renderer(seed=seed) as r:
         for frame_poses in poses:
@@ -30,7 +36,7 @@ def render_multi_object_frames(objects: list[ObjectSpec], poses: list[list[np.nd
             labels = np.zeros((height, width), np.uint16)
             full = []
             for label, (obj, T) in enumerate(zip(objects, frame_poses), start=1):
-                out = r.render(obj, T, K, width, height, background="none", depth_noise=depth_noise)
+                out = r.render(obj, T, K, width, height, background="none", depth_noise=depth_noise, light=light)
                 full.append(np.asarray(out["mask"], bool))
                 d = np.where(out["mask"], out["depth"], np.inf)
                 nearer = out["mask"] & ((depth == 0) | (d < depth))

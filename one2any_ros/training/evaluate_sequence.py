@@ -8,7 +8,8 @@ gives no mask after the reference, ``every`` a label image of the visible masks 
 are also estimated one-shot (the object's visible mask, no last pose) for comparison.
 
 Reported (report.json, sequences.csv, sequence.png):
-- tracking's and one-shot's ADD(-S)@0.1d and median errors over the images where the object shows;
+- tracking's and one-shot's ADD(-S)@0.1d and median errors over the images where the object shows (and the medians
+  over the images where both gave a pose), and how well each one's confidence tells right from wrong (AUROC);
 - ``published_wrong``: poses published that are wrong (ADD(-S) > 0.1 d, or any pose while the object is out of view),
   their share, and the longest run of consecutive wrong frames of one object;
 - ``losses`` (a pose, then none while the object still shows), ``exits`` (the object leaves the view) and the frames
@@ -111,7 +112,9 @@ def evaluate_sequences(root: Path, *, split: str = "test", backend: str = "auto"
                         r1 = oneshot[oid].estimate(frame.view_of(one["mask"]), track=False)
                     except One2AnyError as e:
                         r1 = e
-                    row["oneshot_right"] = _score(r1, gt, models[oid])["right"]
+                    one_shot = _score(r1, gt, models[oid])
+                    row.update({f"oneshot_{k}": one_shot[k] for k in ("right", "published", "confidence", "rot_deg",
+                                                                        "mm")})
                 rows.append(row)
         tracker.close()
         if bar is not None:
@@ -184,12 +187,24 @@ def summarize_sequences(rows: list[dict]) -> dict:
         v = [x[key] for x in xs if x.get(key) is not None]
         return round(float(np.median(v)), 2) if v else None
 
+    both = [r for r in present if r["published"] and r.get("oneshot_published")]
     return {
         "object_frames": len(rows), "object_frames_present": len(present), "sequences": len(seqs),
         "tracking_add_01d": _share(r["right"] for r in present),
         "oneshot_add_01d": _share(r.get("oneshot_right", False) for r in present),
         "tracking_median_rot_deg": med([r for r in present if r["published"]], "rot_deg"),
         "tracking_median_mm": med([r for r in present if r["published"]], "mm"),
+        "oneshot_median_rot_deg": med([r for r in present if r.get("oneshot_published")], "oneshot_rot_deg"),
+        "oneshot_median_mm": med([r for r in present if r.get("oneshot_published")], "oneshot_mm"),
+        "both_published": {"object_frames": len(both),  # the paired medians: frames where both gave a pose
+                           "tracking": {"rot_deg": med(both, "rot_deg"), "mm": med(both, "mm")},
+                           "oneshot": {"rot_deg": med(both, "oneshot_rot_deg"), "mm": med(both, "oneshot_mm")}},
+        # does the confidence tell right from wrong (among published poses of objects in view): tracking's against
+        # one-shot's, on one scale (issue 26, item 4)
+        "confidence_auroc": {
+            "tracking": _auroc([r for r in present if r["published"]], "confidence", "right"),
+            "oneshot": _auroc([r for r in present if r.get("oneshot_published")], "oneshot_confidence",
+                              "oneshot_right")},
         "published": len(published), "published_wrong": len(wrong),
         "published_wrong_share": round(len(wrong) / len(published), 3) if published else None,
         "published_while_away": sum(1 for r in published if not r["present"]),
@@ -198,6 +213,13 @@ def summarize_sequences(rows: list[dict]) -> dict:
         "drift": {"first_quarter": {"rot_deg": med(drift_first, "rot_deg"), "mm": med(drift_first, "mm")},
                   "last_quarter": {"rot_deg": med(drift_last, "rot_deg"), "mm": med(drift_last, "mm")}},
     }
+
+
+def _auroc(rows: list[dict], confidence: str, right: str) -> float | None:
+    from one2any_ros.core.metrics import confidence_auroc
+
+    a = confidence_auroc([r[confidence] for r in rows], [r[right] for r in rows])
+    return None if a is None else round(float(a), 3)
 
 
 def _share(flags) -> float | None:
@@ -216,7 +238,8 @@ def _bar(total: int, enabled: bool):
 def _write(out_dir: Path, report: dict, rows: list[dict]) -> None:
     report["files"] = {"report": "report.json", "rows": "sequences.csv"}
     keys = ["scene_id", "obj_id", "im_id", "present", "visib_fract", "published", "right", "oneshot_right", "mode",
-            "reason", "confidence", "rot_deg", "mm"]
+            "reason", "confidence", "rot_deg", "mm", "oneshot_published", "oneshot_confidence", "oneshot_rot_deg",
+            "oneshot_mm"]
     with open(out_dir / "sequences.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
@@ -263,12 +286,16 @@ def plot_sequences(rows: list[dict], path: Path) -> None:
 
 
 def format_sequence_report(r: dict) -> str:
-    d = r["drift"]
+    d, b, a = r["drift"], r["both_published"], r["confidence_auroc"]
     return "\n".join([
         f"sequences: {r['sequences']} ({r['object_frames']} object-frames, {r['object_frames_present']} with the object "
         f"in view), masks: {r['masks']}, backend {r['backend']}",
-        f"ADD(-S)@0.1d: tracking {r['tracking_add_01d']}, one-shot on the same frames {r['oneshot_add_01d']}; tracking "
-        f"median {r['tracking_median_rot_deg']} deg / {r['tracking_median_mm']} mm",
+        f"ADD(-S)@0.1d: tracking {r['tracking_add_01d']}, one-shot on the same frames {r['oneshot_add_01d']}; median "
+        f"tracking {r['tracking_median_rot_deg']} deg / {r['tracking_median_mm']} mm, one-shot "
+        f"{r['oneshot_median_rot_deg']} deg / {r['oneshot_median_mm']} mm; on the {b['object_frames']} frames both "
+        f"gave a pose: {b['tracking']['rot_deg']} / {b['tracking']['mm']} against {b['oneshot']['rot_deg']} / "
+        f"{b['oneshot']['mm']}",
+        f"confidence AUROC (right vs wrong among published poses): tracking {a['tracking']}, one-shot {a['oneshot']}",
         f"published {r['published']}, wrong {r['published_wrong']} ({r['published_wrong_share']}), while out of view "
         f"{r['published_while_away']}; longest run of wrong frames {r['longest_wrong_run']}",
         f"losses {r['losses']}, exits {r['exits']}, frames to re-acquire after a return {r['frames_to_reacquire']}, "

@@ -10,9 +10,7 @@ import abc
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.spatial import cKDTree
-
-from one2any_ros.core.nearest import VoxelNearest
+from one2any_ros.core.nearest import KDTree, VoxelNearest
 from one2any_ros.core.reference import Reference, View
 from one2any_ros.core.verify import DepthTarget
 
@@ -51,7 +49,7 @@ class QueryContext:
     view: View
     points: np.ndarray  # (N,3) all valid masked points, query camera, metres
     pixels: np.ndarray  # (N,2) their (v, u)
-    tree: cKDTree  # over a subsample of ``points`` (ICP target)
+    tree: KDTree  # over a subsample of ``points`` (ICP target)
     centroid: np.ndarray  # (3,) median of the points
     colour: np.ndarray  # (N,3) colour features of ``points`` (colour.colour_features)
     target: "DepthTarget"  # the query observation prepared for the verifier
@@ -59,14 +57,14 @@ class QueryContext:
     _colour_trees: dict = field(default_factory=dict)
     _lookups: dict = field(default_factory=dict)
 
-    def colour_tree(self, scale: float) -> cKDTree:
+    def colour_tree(self, scale: float) -> KDTree:
         """KD-tree over [xyz, scale * colour] for coloured ICP (built once per frame and scale)."""
         if scale not in self._colour_trees:
             i = self.tree_index
-            self._colour_trees[scale] = cKDTree(np.concatenate([self.points[i], scale * self.colour[i]], axis=1))
+            self._colour_trees[scale] = KDTree(np.concatenate([self.points[i], scale * self.colour[i]], axis=1))
         return self._colour_trees[scale]
 
-    def voxel_nearest(self, cell: float, margin: float) -> VoxelNearest | cKDTree:
+    def voxel_nearest(self, cell: float, margin: float) -> VoxelNearest | KDTree:
         """Table-lookup nearest neighbours over the tree's points (built once per frame, cell and margin); the
         KD-tree (same ``query``) when the table would be too large (a cloud far wider than the object)."""
         key = (cell, margin)
