@@ -97,3 +97,20 @@ def test_kd_tree_answers_as_cKDTree(monkeypatch, compiled, dims):
         assert np.allclose(d[np.isfinite(d)], d_ref[np.isfinite(d_ref)], rtol=0, atol=1e-12)
         assert np.mean(j == j_ref) > 0.999  # (ties may differ)
     assert tree.data.shape == pts.shape
+
+
+def test_queries_can_be_held_to_a_share_of_the_cores():
+    """The node's worker and its helper processes each take their share of the cores (limit_threads): pykdtree's
+    OpenMP threads are set through the libgomp it loaded, so that copy must be found; answers do not change."""
+    if nearest._PyKDTree is None:
+        pytest.skip("pykdtree is not installed")
+    assert nearest._set_omp_threads is not None  # else every process spins every core's thread (94 -> 182 ms)
+    pts = _cloud()
+    x = pts + 0.003
+    free = KDTree(pts).query(x)
+    try:
+        nearest.limit_threads(1)
+        held = KDTree(pts).query(x)
+    finally:
+        nearest.limit_threads(None)
+    np.testing.assert_array_equal(free[1], held[1])

@@ -33,6 +33,7 @@ from one2any_ros.core.backends import Backend, create_backend
 from one2any_ros.core.errors import InputError, One2AnyError
 from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator, PoseResult, ensure_embedding
 from one2any_ros.core.object_processes import HELPER_TIMEOUT_S, HelperStopped, ObjectProcess, SharedFrame
+from one2any_ros.core.nearest import limit_threads
 from one2any_ros.core.reference import Reference, View, decode_images, make_reference, view_from_decoded
 from one2any_ros.core.tracking import Cue, ObjectTrack, estimate_object, predicted_mask
 from one2any_ros.core.geometry import transform_points
@@ -265,10 +266,11 @@ class MultiObjectEstimator:
         obj.reference = ensure_embedding(obj.reference, self.backend)
         helper = self._helpers.get(obj.shard)
         if helper is None:  # the shard's first object: its helper starts now, and this waits for it
+            share = max(1, (os.cpu_count() or 1) // (self.processes + 1))
+            limit_threads(share)  # this process estimates beside its helpers from now on: its share of the cores
             try:
                 helper = ObjectProcess(self.backend.recipe, self.settings,  # type: ignore[arg-type]
-                                       threads=(os.cpu_count() or 1) // (self.processes + 1),
-                                       timeout_s=self.helper_timeout_s)
+                                       threads=share, timeout_s=self.helper_timeout_s)
                 self._helpers[obj.shard] = helper
                 helper.set_object(obj.object_id, obj.reference, obj.mask_label)
                 helper.wait_started()

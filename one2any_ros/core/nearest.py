@@ -31,6 +31,41 @@ try:
 except ImportError:  # optional: python3-pykdtree on a ROS install; cKDTree gives the same answers
     _PyKDTree = None
 
+_threads: int | None = None  # limit_threads: OpenMP threads of pykdtree's queries in this process (None: OpenMP's)
+
+
+def limit_threads(n: int | None) -> None:
+    """Run this process's KD-tree queries on at most ``n`` threads (None: OpenMP's default, every core). A process
+    that estimates objects while others do (the node's worker beside its helper processes) takes its share of the
+    cores: two processes each spinning two OpenMP threads on 2 cores made a two-object frame 94 -> 182 ms."""
+    global _threads
+    _threads = None if n is None else max(1, int(n))
+
+
+def _omp_set_num_threads():
+    """libgomp's omp_set_num_threads as pykdtree loaded it (its wheel bundles its own copy), or None. Hand-written
+    (ctypes): pykdtree has no thread argument, and an OpenMP thread count is per calling thread, so it is set on the
+    thread that queries, before each query (a C call of about a microsecond)."""
+    import ctypes
+    import ctypes.util
+    from pathlib import Path
+
+    if _PyKDTree is None:
+        return None
+    import pykdtree
+
+    root = Path(pykdtree.__file__).resolve().parent
+    for lib in [*sorted((root.parent / "pykdtree.libs").glob("libgomp*.so*")), ctypes.util.find_library("gomp")]:
+        if lib:
+            try:
+                return ctypes.CDLL(str(lib)).omp_set_num_threads
+            except (OSError, AttributeError):
+                continue
+    return None
+
+
+_set_omp_threads = _omp_set_num_threads()
+
 
 class KDTree:
     """Exact nearest neighbours of (N,D) ``points`` with cKDTree's ``query`` signature (k=1 answers as (M,) arrays;
@@ -44,12 +79,14 @@ class KDTree:
 
     def query(self, x: np.ndarray, k: int = 1, eps: float = 0.0, workers: int = 1,
               distance_upper_bound: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
-        """(distances, indices) of the nearest ``k`` points; ``workers`` is cKDTree's (pykdtree's threads are
-        OpenMP's: OMP_NUM_THREADS)."""
+        """(distances, indices) of the nearest ``k`` points; ``workers`` is cKDTree's (pykdtree's threads:
+        ``limit_threads``, else OpenMP's default)."""
         x = np.ascontiguousarray(x, dtype=np.float64)
         if _PyKDTree is None:
             return self._tree.query(x, k=k, eps=eps, workers=workers, distance_upper_bound=distance_upper_bound)
         bound = float(distance_upper_bound) if np.isfinite(distance_upper_bound) else None
+        if _threads is not None and _set_omp_threads is not None:
+            _set_omp_threads(_threads)
         d, i = self._tree.query(x, k=k, eps=eps, distance_upper_bound=bound)
         return d, i.astype(np.intp)
 

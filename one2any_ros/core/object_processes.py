@@ -46,6 +46,7 @@ from one2any_ros.core.errors import One2AnyError
 if TYPE_CHECKING:
     from one2any_ros.core.estimator import EstimatorSettings
     from one2any_ros.core.multi_object import Frame
+    from one2any_ros.core.nearest import limit_threads
     from one2any_ros.core.reference import Reference
     from one2any_ros.core.tracking import Cue
 
@@ -173,6 +174,7 @@ def _serve(chan: _Channel) -> None:
     from one2any_ros.core.backends import create_backend
     from one2any_ros.core.estimator import PoseEstimator
     from one2any_ros.core.multi_object import Frame
+    from one2any_ros.core.nearest import limit_threads
     from one2any_ros.core.tracking import estimate_object
 
     try:
@@ -182,6 +184,7 @@ def _serve(chan: _Channel) -> None:
     backend = create_backend(recipe[0], device=recipe[1], checkpoint=recipe[2])
     if "torch" in sys.modules:  # the learned backend: its share of the cores, not half of them each (oversubscribed)
         sys.modules["torch"].set_num_threads(max(1, int(threads)))
+    limit_threads(threads)  # the KD-tree's OpenMP threads: the same share
     objects: dict[str, tuple[int, PoseEstimator]] = {}
     frame: dict[str, Any] = {}
 
