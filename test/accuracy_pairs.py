@@ -15,7 +15,7 @@ import numpy as np
 
 from one2any_ros.core import metrics
 from one2any_ros.core.errors import One2AnyError
-from one2any_ros.core.reference import View, make_view
+from one2any_ros.core.frame import View, make_view
 from one2any_ros.data.objects import make_object, split_ids
 from one2any_ros.data.render import DEFAULT_K, Renderer, rotation_at_angle, sample_pose
 

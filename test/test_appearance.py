@@ -147,7 +147,7 @@ def box_pair():
 def _box_pair():
     from one2any_ros.data.objects import make_object
     from one2any_ros.data.render import DEFAULT_K, Renderer, rotation_at_angle, sample_pose
-    from one2any_ros.core.reference import make_view
+    from one2any_ros.core.frame import make_view
 
     Kr = DEFAULT_K.copy()
     Kr[:2] *= 0.5
@@ -185,7 +185,8 @@ def test_rendered_box_true_pose_beats_its_flip(box_pair):
 
 
 def test_switched_off_the_hook_leaves_the_estimator_unchanged(box_pair):
-    from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator
+    from one2any_ros.core.estimator import PoseEstimator
+    from one2any_ros.core.estimator_settings import EstimatorSettings
 
     shipped = EstimatorSettings()
     assert (shipped.twin_top_k, shipped.appearance_weight, shipped.confidence_margin) == (0, 0.5, 0.2)
@@ -207,7 +208,8 @@ def test_switched_off_the_hook_leaves_the_estimator_unchanged(box_pair):
 
 
 def test_hook_on_adds_twins_and_appearance(box_pair):
-    from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator
+    from one2any_ros.core.estimator import PoseEstimator
+    from one2any_ros.core.estimator_settings import EstimatorSettings
 
     _, ref_view, q_view, _, _ = box_pair
     s = EstimatorSettings().with_updates(twin_top_k=1, appearance_weight=0.5, confidence_margin=0.1)
@@ -265,7 +267,8 @@ def twin_scene():
 
     import cv2
 
-    from one2any_ros.core.reference import make_reference, make_view
+    from one2any_ros.core.reference import make_reference
+    from one2any_ros.core.frame import make_view
     from one2any_ros.data.objects import make_object
     from one2any_ros.data.render import Renderer
 
@@ -310,7 +313,8 @@ def test_the_print_alone_picks_the_right_twin(twin_scene, backend):
     """Both prints of one geometry: each gets its own right twin (measured here: classic 1.4 and 1.1 deg, auto 1.4
     and 2.0 deg, the wrong twin 178+ deg away; confidence 0.89-0.92). ``auto`` is the shipped default backend (the
     learned one with its scorer when its checkpoint loads)."""
-    from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator
+    from one2any_ros.core.estimator import PoseEstimator
+    from one2any_ros.core.estimator_settings import EstimatorSettings
 
     ref, queries, _, _ = twin_scene
     est = PoseEstimator(backend, settings=EstimatorSettings().with_updates(**TWINS_ON))
@@ -325,7 +329,8 @@ def test_without_the_appearance_term_the_print_does_not_decide(twin_scene):
     """The same two queries with the appearance term off: the pipeline's other colour cues cannot see the faint
     print, so both get the same pose (measured: 2.3 deg apart) and one of them is the wrong twin. This is what
     makes the test above a test of the appearance term."""
-    from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator
+    from one2any_ros.core.estimator import PoseEstimator
+    from one2any_ros.core.estimator_settings import EstimatorSettings
     from one2any_ros.core.metrics import rotation_errors_deg
 
     ref, queries, _, _ = twin_scene
@@ -342,7 +347,8 @@ def test_a_plain_box_lowers_the_confidence(twin_scene):
     """Nothing tells the plain box's twins apart: the pose is right up to the turn, and the confidence says the
     turn is a guess (measured: 0.054, near the min_confidence floor, against 0.89-0.92 for the printed box;
     0.05-0.37 over the 8 scenes). Without the margin factor (confidence_margin 0) it reads 0.90."""
-    from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator
+    from one2any_ros.core.estimator import PoseEstimator
+    from one2any_ros.core.estimator_settings import EstimatorSettings
 
     ref, queries, plain_ref, (plain_view, T_true) = twin_scene
     est = PoseEstimator("classic", settings=EstimatorSettings().with_updates(**TWINS_ON))

@@ -4,7 +4,8 @@ import pytest
 
 from one2any_ros.core.errors import InputError, NoReferenceError, ReferenceFileError
 from one2any_ros.core.estimator import PoseEstimator
-from one2any_ros.core.reference import load_reference, make_reference, make_view, save_reference
+from one2any_ros.core.reference import load_reference, make_reference, save_reference
+from one2any_ros.core.frame import make_view
 
 K = np.array([[500.0, 0, 63.5], [0, 500.0, 47.5], [0, 0, 1]])
 

@@ -6,7 +6,8 @@ import pytest
 
 from one2any_ros.core.box_segment import Box, segment_in_box
 from one2any_ros.core.errors import InputError
-from one2any_ros.core.multi_object import MultiObjectEstimator, decode_frame
+from one2any_ros.core.multi_object import MultiObjectEstimator
+from one2any_ros.core.frame import decode_frame
 
 K = np.array([[300.0, 0, 159.5], [0, 300.0, 119.5], [0, 0, 1]])
 

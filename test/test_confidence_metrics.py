@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from one2any_ros.core import metrics
-from one2any_ros.training.evaluate import EvalModel, summarize
+from one2any_ros.evaluation import EvalModel, summarize
 
 
 def test_auroc_is_the_chance_a_right_pose_outranks_a_wrong_one():
@@ -39,7 +39,7 @@ def record(obj_id, *, hit, adds_hit=None, conf=0.5, ok=True, rel=10.0, d=0.1):
     """A query record as evaluate._run_query writes it (errors in metres, diameter d)."""
     add = 0.5 * 0.1 * d if hit else 0.5 * d
     adds = 0.5 * 0.1 * d if (hit or adds_hit) else 0.5 * d
-    from one2any_ros.training.evaluate import rotation_bin
+    from one2any_ros.evaluation import rotation_bin
 
     return {"ok": ok, "reason": None if ok else "low_confidence", "obj_id": obj_id, "bin": rotation_bin(rel),
             "hit": hit and ok, "hit_add": hit and ok, "err_m": add if ok else np.inf, "add_m": add if ok else np.inf,
@@ -74,7 +74,7 @@ def test_summary_reports_symmetry_errors_families_and_confidence():
 
 
 def test_family_comes_from_models_info_or_the_shape_symmetry():
-    from one2any_ros.training.evaluate import object_family
+    from one2any_ros.evaluation import object_family
 
     assert object_family({"shape_symmetry": "continuous"}, False) == "texture_only"
     assert object_family({"shape_symmetry": "discrete"}, True) == "symmetric"

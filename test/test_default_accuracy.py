@@ -28,7 +28,8 @@ pytest.importorskip("torch")
 
 from accuracy_pairs import Outcome, render_pairs, run_pairs  # noqa: E402 (pytest puts test/ on sys.path)
 from one2any_ros.core.backends import create_backend  # noqa: E402
-from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator  # noqa: E402
+from one2any_ros.core.estimator import PoseEstimator
+from one2any_ros.core.estimator_settings import EstimatorSettings
 
 FAMILIES = ("shape_asymmetric", "texture_only")
 N_PER_FAMILY = 40  # pairs per family: 10 per 30 deg bin; ~15-25 s of estimates per backend on 2 busy cores

@@ -9,7 +9,7 @@ from one2any_ros.data.render import DEFAULT_K, Renderer, rotation_at_angle, samp
 from one2any_ros.core.errors import EstimationFailure
 from one2any_ros.core.estimator import PoseEstimator
 from one2any_ros.core.geometry import rotation_angle_deg
-from one2any_ros.core.reference import make_view
+from one2any_ros.core.frame import make_view
 
 W, H = 320, 240
 K = DEFAULT_K.copy()

@@ -208,7 +208,7 @@ REQUIRED_KEYS = {"backend", "n_queries", "add_s_01d_recall", "add_s_auc", "media
 
 @pytest.fixture(scope="module")
 def evaluate():
-    from one2any_ros.training import evaluate as ev
+    from one2any_ros import evaluation as ev
 
     return ev
 

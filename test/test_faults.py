@@ -219,7 +219,8 @@ def test_kill9_mid_stream_then_restart_restores_the_reference_and_resumes_quickl
 # --- a damaged reference file on start ----------------------------------------------------------------------
 
 def _damaged_reference(frames, tmp_path, how: str) -> bytes:
-    from one2any_ros.core.reference import make_reference, make_view, save_reference
+    from one2any_ros.core.reference import make_reference, save_reference
+    from one2any_ros.core.frame import make_view
 
     f = frames[0]
     ref = make_reference(make_view(f["rgb"], np.round(f["depth"] * 1000).astype(np.uint16), f["mask"], f["K"]))

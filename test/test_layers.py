@@ -14,10 +14,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "one2any_ros"
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
     "data": {"core"},
-    "training": {"core", "data"},
+    "evaluation": {"core", "data"},
+    "training": {"core", "data", "evaluation"},
     "ros": {"core", "msg", "srv"},
     "ros_tools": {"core", "data", "ros", "msg", "srv"},
-    "apps": {"core", "data", "training", "ros", "ros_tools"},
+    "apps": {"core", "data", "evaluation", "training", "ros", "ros_tools"},
 }
 ROS_MODULES = ("rclpy", "rosidl_runtime_py", "tf2_ros", "message_filters", "sensor_msgs", "geometry_msgs",
                "std_msgs", "vision_msgs", "diagnostic_msgs", "tf2_msgs", "builtin_interfaces", "rosbags")

@@ -11,7 +11,8 @@ from one2any_ros.core import metrics
 from one2any_ros.core.box_segment import Box
 from one2any_ros.core.errors import EstimationFailure, InputError
 from one2any_ros.core.geometry import transform_points
-from one2any_ros.core.multi_object import MultiObjectEstimator, decode_frame
+from one2any_ros.core.multi_object import MultiObjectEstimator
+from one2any_ros.core.frame import decode_frame
 from one2any_ros.core.tracking import predicted_mask
 from one2any_ros.ros.cue_buffer import CueBuffer
 

@@ -10,7 +10,8 @@ from one2any_ros.core.errors import CheckpointError
 from one2any_ros.core.model import inputs
 from one2any_ros.core.model.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
 from one2any_ros.core.model.network import EMBEDDING_KEYS, NetConfig, One2AnyNet, confidence_from_log_b, pool_roc
-from one2any_ros.core.reference import load_reference, make_view, save_reference
+from one2any_ros.core.reference import load_reference, save_reference
+from one2any_ros.core.frame import make_view
 
 TINY = NetConfig(input_size=32, output_stride=2, stem=8, widths=(16, 16, 32), match_dim=16, heads=2, ref_layers=1,
                  bottleneck_layers=1)
@@ -358,7 +359,8 @@ def test_learned_backend_reports_its_stages_and_an_honest_total(tmp_path):
     import time
 
     from one2any_ros.core.backends.one2any import One2AnyBackend
-    from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator
+    from one2any_ros.core.estimator import PoseEstimator
+    from one2any_ros.core.estimator_settings import EstimatorSettings
 
     save_checkpoint(_tiny_model(), tmp_path / "m")
     est = PoseEstimator(One2AnyBackend(device="cpu", checkpoint=str(tmp_path / "m")),
@@ -374,7 +376,7 @@ def test_learned_backend_reports_its_stages_and_an_honest_total(tmp_path):
 
 def _rot90_view(view, k):
     """The same frame seen by a camera rolled by k x 90 deg: the images turned by np.rot90, K with them."""
-    from one2any_ros.core.reference import make_view
+    from one2any_ros.core.frame import make_view
 
     Kr, w = view.K.copy(), view.shape[1]
     for _ in range(k % 4):
@@ -386,7 +388,7 @@ def _rot90_view(view, k):
 
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_rolled_query_input_is_what_a_rolled_camera_sees(k):
-    from one2any_ros.core.reference import make_view
+    from one2any_ros.core.frame import make_view
 
     sphere = _sphere_view(shift=(7, -4))
     u = np.arange(sphere.shape[1])[None, :]

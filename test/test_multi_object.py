@@ -5,7 +5,8 @@ import pytest
 
 from one2any_ros.core import metrics
 from one2any_ros.core.errors import InputError
-from one2any_ros.core.multi_object import (MultiObjectEstimator, decode_frame, validate_object_id)
+from one2any_ros.core.multi_object import MultiObjectEstimator
+from one2any_ros.core.frame import decode_frame, validate_object_id
 
 def _add(T_est, T_gt, obj):
     return metrics.add(T_est, T_gt, obj.vertices)

@@ -28,8 +28,10 @@ from hypothesis.extra import numpy as hnp
 
 from one2any_ros.core import camera
 from one2any_ros.core.errors import One2AnyError, ReferenceFileError
-from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator, PoseResult
-from one2any_ros.core.reference import Reference, View, load_reference, make_reference, make_view, save_reference
+from one2any_ros.core.estimator import PoseEstimator, PoseResult
+from one2any_ros.core.estimator_settings import EstimatorSettings
+from one2any_ros.core.reference import Reference, load_reference, make_reference, save_reference
+from one2any_ros.core.frame import View, make_view
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                             HealthCheck.data_too_large])

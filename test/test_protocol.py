@@ -32,7 +32,8 @@ def test_is_hit_is_strict_and_failures_miss():
 
 def test_users_share_the_definitions():
     from one2any_ros.apps import bench
-    from one2any_ros.training import evaluate, promote, train, train_scorer
+    from one2any_ros import evaluation as evaluate
+    from one2any_ros.training import promote, train, train_scorer
     from one2any_ros.core import metrics
 
     assert bench.STAGES is protocol.STAGES

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from one2any_ros.core.errors import ReferenceFileError
-from one2any_ros.core.reference import REFERENCE_FORMAT_VERSION, load_reference, make_reference, make_view, save_reference
+from one2any_ros.core.reference import REFERENCE_FORMAT_VERSION, load_reference, make_reference, save_reference
+from one2any_ros.core.frame import make_view
 
 K = np.array([[60.0, 0, 31.5], [0, 60.0, 23.5], [0, 0, 1]])
 

@@ -142,7 +142,8 @@ def _backend(tmp_path, weight):
 
 def test_scorer_term_decides_among_the_refined_candidates(tmp_path, monkeypatch):
     from one2any_ros.core.backends import one2any as one2any_backend
-    from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator
+    from one2any_ros.core.estimator import PoseEstimator
+    from one2any_ros.core.estimator_settings import EstimatorSettings
     from test_model import _sphere_view
 
     backend = _backend(tmp_path, weight=1.0)

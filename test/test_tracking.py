@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from one2any_ros.core import metrics
-from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator
-from one2any_ros.core.multi_object import decode_frame
+from one2any_ros.core.estimator import PoseEstimator
+from one2any_ros.core.estimator_settings import EstimatorSettings
+from one2any_ros.core.frame import decode_frame
 
 pytestmark = pytest.mark.slow  # tens of seconds of estimates
 FRAMES = 16

@@ -254,17 +254,17 @@ class StageLog:
 def load_plans(dataset: Path, split: str, max_pairs: int | None) -> list:
     """The eval's pairs (evaluate.plan_scene), thinned like ``eval --max-queries``."""
     from one2any_ros.data import bop
-    from one2any_ros.training.evaluate import _subsample, plan_scene
+    from one2any_ros.evaluation import plan_scene, subsample_plans
 
     plans = [p for sid in bop.list_scenes(dataset, split) for p in plan_scene(bop.load_scene(dataset, split, sid))[0]]
-    return _subsample(plans, max_pairs)
+    return subsample_plans(plans, max_pairs)
 
 
 def set_references(estimators: dict, ref_img: dict) -> dict[str, dict]:
     """Give every method the same reference view (with its ground-truth pose); per method the time it took, or the
     failure reason the eval would record (then its queries are misses)."""
     from one2any_ros.core.errors import One2AnyError
-    from one2any_ros.core.reference import make_view
+    from one2any_ros.core.frame import make_view
 
     try:
         view = make_view(ref_img["rgb"], ref_img["depth"], ref_img["mask"], ref_img["K"],
@@ -289,7 +289,7 @@ def run_pairs(estimators: dict, plans: list, dataset: Path, progress: bool) -> t
     from tqdm import tqdm
 
     from one2any_ros.data import bop
-    from one2any_ros.training.evaluate import _run_query, load_eval_model
+    from one2any_ros.evaluation import load_eval_model, run_query
 
     info = {int(k): v for k, v in bop.load_models_info(dataset).items()}
     models, records, pairs, refs = {}, {n: [] for n in estimators}, [], []
@@ -307,7 +307,7 @@ def run_pairs(estimators: dict, plans: list, dataset: Path, progress: bool) -> t
             img = bop.load_image(plan.scene, im_id, idx)
             row = {**where, "im_id": int(im_id)}
             for name, est in estimators.items():
-                rec, _ = _run_query(est, img, T_ref, models[plan.obj_id], ref[name]["failure"])
+                rec, _ = run_query(est, img, T_ref, models[plan.obj_id], ref[name]["failure"])
                 rec["obj_id"] = plan.obj_id
                 records[name].append(rec)
                 row.update(rel_rot_deg=rec["rel_rot_deg"], bin=rec["bin"],
@@ -336,7 +336,7 @@ def summarize_method(records: list[dict], models: dict) -> dict:
     pair (a failure's time counts: the user waited for it too)."""
     import numpy as np
 
-    from one2any_ros.training.evaluate import summarize
+    from one2any_ros.evaluation import summarize
     from one2any_ros.core.protocol import ROTATION_BINS
 
     s = summarize(records, models)
@@ -439,7 +439,7 @@ def build_report(a: argparse.Namespace, estimators: dict, machine: dict, run: tu
         "timing": ("time.perf_counter around estimate(view) alone (evaluate._run_query), the once-per-reference work "
                    "excluded for both; one warm-up pair discarded; the methods alternate pair by pair"),
         "metric": ("ADD(-S) recall at 0.1 d (ADD for asymmetric objects, ADD-S for symmetric ones), "
-                   "one2any_ros.training.evaluate.summarize; bins: rotation between reference and query; a failure is a miss "
+                   "one2any_ros.evaluation.summarize; bins: rotation between reference and query; a failure is a miss "
                    "(180 deg, infinite translation in the medians)"),
         "references": refs, "pairs": pairs,
     }
@@ -454,7 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if o3d is None:
         return 2
     from one2any_ros.core.estimator import PoseEstimator
-    from one2any_ros.training.evaluate import _json_safe
+    from one2any_ros.evaluation import json_safe
 
     o3d.utility.set_max_threads(len(cores))  # torch's threads: the project's own choice (backends/one2any.py)
     o3d.utility.random.seed(Open3DSettings.seed)
@@ -475,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = build_report(a, estimators, machine, run, time.perf_counter() - t0)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(_json_safe(report), indent=1) + "\n")
+    out.write_text(json.dumps(json_safe(report), indent=1) + "\n")
     print(format_table(report))
     print(f"wrote {out}")
     return 0

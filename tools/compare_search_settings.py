@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from one2any_ros.core.backends import SearchSettings, create_backend  # noqa: E402
-from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator  # noqa: E402
+from one2any_ros.core.estimator import PoseEstimator
+from one2any_ros.core.estimator_settings import EstimatorSettings
 from one2any_ros.core.protocol import STAGES  # noqa: E402
 from one2any_ros.core.verify import VerifierWeights  # noqa: E402
 
@@ -45,7 +46,7 @@ def time_stages(variants: dict[str, EstimatorSettings], backend: str, repeats: i
     from tqdm import tqdm
 
     from one2any_ros.data.sample import load_sample_sequence
-    from one2any_ros.core.reference import make_view
+    from one2any_ros.core.frame import make_view
 
     frames = load_sample_sequence()["frames"]
     shared = create_backend(backend)
@@ -71,7 +72,7 @@ def time_stages(variants: dict[str, EstimatorSettings], backend: str, repeats: i
 
 def accuracy(variants: dict[str, EstimatorSettings], backend: str, dataset: Path) -> dict:
     """ADD(-S)@0.1d overall and per rotation bin of each variant on one BOP dataset."""
-    from one2any_ros.training.evaluate import evaluate_dataset
+    from one2any_ros.evaluation import evaluate_dataset
 
     out = {}
     for name, st in variants.items():

@@ -75,10 +75,11 @@ def run(args: argparse.Namespace) -> None:
     _use_source(args.source)
     from one2any_ros.core import metrics
     from one2any_ros.core.backends import create_backend
-    from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator
+    from one2any_ros.core.estimator import PoseEstimator
+    from one2any_ros.core.estimator_settings import EstimatorSettings
     from one2any_ros.core.geometry import rotation_angle_deg
     from one2any_ros.core.errors import One2AnyError
-    from one2any_ros.core.multi_object import decode_frame
+    from one2any_ros.core.frame import decode_frame
 
     if args.masks == "first":  # (a checkout before issue 26 has no core/tracking.py)
         from one2any_ros.core.tracking import ObjectTrack, estimate_object

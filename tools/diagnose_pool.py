@@ -30,9 +30,9 @@ from one2any_ros.core import camera, metrics, protocol  # noqa: E402
 from one2any_ros.data import bop  # noqa: E402
 from one2any_ros.core.errors import One2AnyError  # noqa: E402
 from one2any_ros.core.estimator import PoseEstimator  # noqa: E402
-from one2any_ros.training.evaluate import load_eval_model, plan_scene  # noqa: E402
+from one2any_ros.evaluation import load_eval_model, plan_scene  # noqa: E402
 from one2any_ros.core.geometry import invert_transform, transform_points  # noqa: E402
-from one2any_ros.core.reference import make_view  # noqa: E402
+from one2any_ros.core.frame import make_view
 
 COUNTS = ("chosen", "in_pool", "refined", "learned", "grid", "learned_only")
 CONFIDENT_FRACTION = 0.2  # "the pixels the network is most confident about"

@@ -18,18 +18,22 @@ PKG = ROOT / "one2any_ros"
 # folder (core/ is drawn as three boxes); test/test_layers.py holds the same rules in code.
 LAYERS = [
     ("apps/ (the one2any command)", ["apps/cli", "apps/demo", "apps/bench", "apps/estimate_files"],
-     0.0, 6.2, 4.6, 1.3, "#cfe2f3"),
+     0.0, 8.0, 4.6, 1.3, "#cfe2f3"),
     ("ros_tools/ (graph tools)", ["ros_tools/harness", "ros_tools/player", "ros_tools/demo_graph", "ros_tools/bench"],
-     5.0, 6.2, 4.0, 1.3, "#d9ead3"),
+     5.0, 8.0, 4.0, 1.3, "#d9ead3"),
     ("ros/ (node runtime, thin)", ["ros/node", "ros/references", "ros/mailbox", "ros/sync", "ros/conversions", "ros/tf",
                                    "ros/detections", "ros/diagnostics", "ros/params", "ros/transport"],
      5.0, 4.1, 4.0, 1.6, "#b6d7a8"),
-    ("training/", ["training/train", "training/train_scorer", "training/promote", "training/evaluate",
-                   "training/pairs"], 0.0, 4.1, 2.1, 1.6, "#fce5cd"),
+    ("training/", ["training/train", "training/train_scorer", "training/promote", "training/pairs"],
+     0.0, 6.1, 4.6, 1.3, "#fce5cd"),
+    ("evaluation/", ["evaluation/plan", "evaluation/run", "evaluation/summary", "evaluation/report",
+                     "evaluation/sequence"], 0.0, 4.1, 2.1, 1.6, "#fde9d9"),
     ("data/", ["data/objects", "data/scene", "data/render", "data/render_gl", "data/bop", "data/generate",
                "data/sample", "data/multi_scene"], 2.5, 4.1, 2.1, 1.6, "#fff2cc"),
-    ("core/: estimation", ["core/multi_object", "core/estimator", "core/backends", "core/verify", "core/appearance",
-                           "core/symmetry", "core/reference", "core/reference_store", "core/visualize"],
+    ("core/: estimation", ["core/multi_object", "core/estimator", "core/estimator_settings", "core/tracking",
+                           "core/backends", "core/verify", "core/appearance", "core/symmetry", "core/frame",
+                           "core/reference", "core/reference_store", "core/box_segment", "core/object_processes",
+                           "core/visualize"],
      0.0, 2.0, 9.0, 1.5, "#ead1dc"),
     ("core/: foundations", ["core/camera", "core/colour", "core/geometry", "core/nearest", "core/metrics",
                             "core/protocol", "core/files", "core/errors", "core/checkpoint_files"],
@@ -38,7 +42,7 @@ LAYERS = [
                              "core/model/device"], 6.6, 0.0, 2.4, 1.4, "#f4cccc"),
 ]
 ARROWS = [  # (from layer index, to layer index): "imports"
-    (0, 5), (0, 4), (1, 2), (2, 5), (3, 5), (3, 4), (5, 6), (5, 7), (0, 3), (1, 4),
+    (0, 3), (3, 4), (3, 5), (4, 6), (4, 5), (1, 2), (2, 6), (5, 6), (6, 7), (6, 8), (1, 5),
 ]
 
 
@@ -56,7 +60,7 @@ def draw(out: Path) -> None:
     missing = [m for _, mods, *_ in LAYERS for m in mods if not _exists(m)]
     if missing:
         raise SystemExit(f"draw_layers: these modules do not exist any more: {missing}")
-    fig, ax = plt.subplots(figsize=(11, 9))
+    fig, ax = plt.subplots(figsize=(11, 11))
     for name, mods, x, y, w, h, colour in LAYERS:
         ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05", fc=colour, ec="#444444", lw=1.2))
         ax.text(x + 0.1, y + h - 0.12, name, fontsize=11, fontweight="bold", va="top")
@@ -75,11 +79,11 @@ def draw(out: Path) -> None:
         x1 = (lo + hi) / 2 if lo < hi else xb + wb / 2
         ax.add_patch(FancyArrowPatch((x0, ya), (x1, yb + hb), arrowstyle="-|>", mutation_scale=14, color="#555555",
                                      lw=1.0, shrinkA=2, shrinkB=2))
-    ax.text(0.0, -0.5, "arrow: imports (training also uses core/model/; data/ may use core/). core/ imports no other layer\n"
-            "and no ROS; ros/ uses core/ only (a thin layer over multi_object); ros_tools/ drive a node process.",
+    ax.text(0.0, -0.5, "arrow: imports (apps/ may use every layer; training also uses core/model/). core/ imports no other\n"
+            "layer and no ROS; ros/ uses core/ only (a thin layer over multi_object); ros_tools/ drive a node process.",
             fontsize=9, color="#333333")
     ax.set_xlim(-0.2, 9.2)
-    ax.set_ylim(-0.8, 7.7)
+    ax.set_ylim(-0.8, 9.5)
     ax.axis("off")
     ax.set_title("one2any_ros: layers", fontsize=14)
     fig.tight_layout()

@@ -92,8 +92,9 @@ class Recorder:
 
 
 def run_variant(name: str, kw: dict, dataset: Path, out: Path, max_queries: int, pools: bool = False):
-    from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator
-    from one2any_ros.training.evaluate import evaluate_dataset
+    from one2any_ros.core.estimator import PoseEstimator
+    from one2any_ros.core.estimator_settings import EstimatorSettings
+    from one2any_ros.evaluation import evaluate_dataset
 
     settings = EstimatorSettings().with_updates(**kw)
     rec = Recorder(PoseEstimator("classic", settings=settings), pools=pools)
@@ -116,7 +117,7 @@ def family_auroc(out: Path, name: str, dataset: Path) -> dict:
     """Confidence AUROC per family, from queries.jsonl (evaluate's report has it overall only)."""
     from one2any_ros.core import metrics
     from one2any_ros.data import bop
-    from one2any_ros.training.evaluate import object_family
+    from one2any_ros.evaluation import object_family
 
     info = json.loads((dataset / "models" / "models_info.json").read_text())
     fam = {int(k): v.get("family") or object_family(v, bool(bop.is_symmetric(v))) for k, v in info.items()}
@@ -152,7 +153,7 @@ def print_table(rows: list[dict], aurocs: dict) -> None:
 def analyse(rec: Recorder, dataset: Path, out: Path, name: str) -> None:
     """Replay the recorded final candidates under other weights / margins (texture_only family only)."""
     from one2any_ros.data import bop
-    from one2any_ros.training.evaluate import load_eval_model
+    from one2any_ros.evaluation import load_eval_model
 
     info = bop.load_models_info(dataset)
     lines = [json.loads(x) for x in (out / name / "queries.jsonl").read_text().splitlines()]
@@ -197,7 +198,7 @@ def analyse(rec: Recorder, dataset: Path, out: Path, name: str) -> None:
                 print(f"{str(twins):>6}{w:>8.2f}{mg:>8.2f}{np.mean(hits):>8.3f}{r90:>8.3f}")
     from one2any_ros.core import metrics
     from one2any_ros.data import bop
-    from one2any_ros.training.evaluate import object_family
+    from one2any_ros.evaluation import object_family
     from one2any_ros.core.appearance import margin_factor
 
     print("honest confidence (twins, weight 0.5, margin 0.1): texture_only AUROC by confidence_margin")

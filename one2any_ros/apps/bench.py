@@ -11,7 +11,7 @@ from one2any_ros.core.errors import One2AnyError
 from one2any_ros.core.estimator import PoseEstimator
 from one2any_ros.core.files import write_atomic
 from one2any_ros.core.protocol import STAGES
-from one2any_ros.core.reference import make_view
+from one2any_ros.core.frame import make_view
 
 
 

@@ -30,7 +30,7 @@ def _cmd_render(a) -> int:
 
 def _cmd_eval(a) -> int:
     if a.sequence:
-        from one2any_ros.training.evaluate_sequence import evaluate_sequences, format_sequence_report
+        from one2any_ros.evaluation import evaluate_sequences, format_sequence_report
 
         report = evaluate_sequences(Path(a.dataset), split=a.split, backend=a.backend, out_dir=Path(a.out),
                                     masks=a.masks, estimator_kwargs={"device": a.device, "checkpoint": a.checkpoint})
@@ -38,7 +38,7 @@ def _cmd_eval(a) -> int:
         print(f"report: {Path(a.out) / 'report.json'}  rows: {Path(a.out) / 'sequences.csv'}  plot: "
               f"{Path(a.out) / 'sequence.png'}")
         return 0
-    from one2any_ros.training.evaluate import evaluate_dataset, format_report_table
+    from one2any_ros.evaluation import evaluate_dataset, format_report_table
 
     report = evaluate_dataset(Path(a.dataset), split=a.split, backend=a.backend, out_dir=Path(a.out),
                               max_queries=a.max_queries, estimator_kwargs={"device": a.device, "checkpoint": a.checkpoint})

@@ -19,7 +19,7 @@ from one2any_ros.core.estimator import PoseEstimator
 from one2any_ros.core.geometry import rotation_angle_deg, transform_points
 from one2any_ros.core.metrics import add, add_s
 from one2any_ros.core.protocol import is_hit
-from one2any_ros.core.reference import make_view
+from one2any_ros.core.frame import make_view
 from one2any_ros.core.visualize import draw_pose, save_rgb, side_by_side
 
 

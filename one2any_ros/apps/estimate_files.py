@@ -37,7 +37,7 @@ def read_intrinsics(path: str) -> np.ndarray:
 
 def estimate_from_files(a) -> dict:
     from one2any_ros.core.estimator import PoseEstimator
-    from one2any_ros.core.reference import make_view
+    from one2any_ros.core.frame import make_view
     from one2any_ros.core.visualize import draw_pose, save_rgb
     from one2any_ros.core.geometry import transform_points
 

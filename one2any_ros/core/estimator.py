@@ -13,78 +13,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from one2any_ros.core import camera
-from one2any_ros.core.backends import Backend, Proposal, QueryContext, SearchSettings, create_backend
+from one2any_ros.core.backends import Backend, Proposal, QueryContext, create_backend
 from one2any_ros.core.errors import EstimationFailure, InputError
+from one2any_ros.core.estimator_settings import EstimatorSettings
 from one2any_ros.core.geometry import icp_batched, invert_transform, subsample, transform_points
 from one2any_ros.core.nearest import KDTree
-from one2any_ros.core.reference import Reference, View, make_reference, require_reference
-from one2any_ros.core.verify import DepthTarget, VerifierWeights, VerifyResult, make_target, verify
-
-
-@dataclass(frozen=True)
-class EstimatorSettings:
-    """Every tunable of the pipeline. Distances are fractions of the object diameter unless named _m."""
-
-    search: SearchSettings = SearchSettings()
-    verifier: VerifierWeights = VerifierWeights()
-    verify_points: int = 400  # points per direction the verifier projects
-    tree_points: int = 3000  # query points in the ICP target tree
-    refine_top_k: int = 5  # 3 candidates and 5 iterations: refinement 58 -> 29 ms, but validation ADD(-S) 0.760 -> 0.738
-    # (two seeds of 210 queries; docs/benchmarks.md, "The global search, faster"): accuracy first
-    refine_points: int = 800
-    refine_thresholds: tuple[float, ...] = (0.05, 0.025)
-    refine_iterations: int = 8
-    sweep_top_k: int = 0  # spin sweep: the best few hypotheses turned about the reference's principal axes
-    sweep_angles: int = 12  # ... in this many steps per axis (0 or top_k 0 = off)
-    sweep_points: int = 300
-    sweep_iterations: int = 4
-    refine_colour_weight: float = 0.2  # coloured-ICP feature scale in refinement, x diameter (0 = off)
-    track_min_confidence: float = 0.35  # below this the tracked pose is not trusted: global search
-    track_points: int = 800  # tracking refines its best starts like the global refinement (400 points and 5
-    track_iterations: int = 8  # iterations lost 0.12 / 0.07 at 30-60 / 60-90 deg from the reference, same mean time)
-    track_velocity: bool = True  # tracking starts also from the last pose moved by the last frame's motion (paired,
-    # 1,040 object-frames, masks on the reference only: ADD 0.612 -> 0.663, no bin lower; every frame 0.666 -> 0.688)
-    track_min_appearance: float = 0.3  # a tracked winner whose appearance score (shrunk ZNCC) is below this is not
-    # trusted either: the global search takes the frame (0 = off). Among tracked poses it tells right from wrong far
-    # better than the confidence (AUROC 0.88 vs 0.69): confident wrong poses 113 -> 43 (classic), 200 -> 140 (auto)
-    texture_min_std: float = 6.0  # a reference whose grey levels vary less than this (0-255) over its pixels has no
-    # texture to check: without a mask its poses are trusted on the confidence alone (with a mask nothing changes:
-    # paired on 1,032 object-frames of plain objects, trusting them there lost 0.011 ADD and added 27 confident wrong)
-    track_turn_deg: float = 15.0  # tracking starts: the last pose, and turned by +- this about C's principal axes
-    # (0 = the last pose alone); refined and chosen like a global search's candidates (verifier, the backend's term,
-    # appearance, margin), since the last pose alone slid along near-symmetric surfaces (docs/tracking.md)
-    track_margin: float = 0.2  # without a mask, the object's pixels are those within this (x diameter; at least
-    track_margin_min_m: float = 0.01  # this) of its reference cloud at the last pose: the motion allowed per frame
-    search_radii: float = 3.0  # a lost object is searched for within this many radii of where it was last seen
-    min_inliers: int = 20  # reference points within the final ICP band of the query surface
-    min_confidence: float = 0.05
-    inlier_threshold: float = 0.03  # band for inliers/residual, x diameter
-    # Appearance decides (appearance.py; docs/benchmarks.md, "Appearance"). appearance_weight and confidence_margin
-    # are on (chosen on validation objects by tools/probe_appearance.py, confirmed on two seeds of held-out test
-    # objects); twin_top_k is off by default: it adds most of the texture-only gain but ~0.5-1 s per global search.
-    twin_top_k: int = 0  # geometric twins of the best few refined candidates (symmetry.reference_twins):
-    twin_angles: int = 24  # spins by k*360/twin_angles about the reference's axis of revolution when it has one,
-    twin_depth_offset: float = 0.5  # quarter turns and flips about its principal axes through a centre this x scale behind
-    twin_points: int = 300  # ... each settled by a short coloured ICP, coarse to fine (a turn about an axis
-    twin_thresholds: tuple[float, ...] = (0.2, 0.1, 0.05, 0.025)  # off the object's own starts off its place),
-    twin_iterations: int = 2  # ... per threshold; they join the final candidates
-    appearance_weight: float = 0.5  # + weight x shrunk ZNCC of the texture (appearance.py) on the final candidates
-    appearance_margin: float = 0.1  # ... only among those whose verifier score is within this of the best
-    appearance_points: int = 4000  # reference pixels of the appearance model
-    confidence_margin: float = 0.2  # honest confidence: x clip(gap / margin) to the best rival pose (0 = off)
-    confidence_rival_deg: float = 15.0  # ... a rival is a final candidate this far in rotation from the winner
-
-    def with_updates(self, **kw) -> "EstimatorSettings":
-        """A copy with top-level fields and ``search.*``/``verifier.*`` fields replaced (dotted keys)."""
-        top = {k: v for k, v in kw.items() if "." not in k}
-        search = {k.split(".", 1)[1]: v for k, v in kw.items() if k.startswith("search.")}
-        ver = {k.split(".", 1)[1]: v for k, v in kw.items() if k.startswith("verifier.")}
-        return replace(self, search=replace(self.search, **search), verifier=replace(self.verifier, **ver), **top)
+from one2any_ros.core.reference import Reference, make_reference, require_reference
+from one2any_ros.core.frame import View
+from one2any_ros.core.verify import DepthTarget, VerifyResult, make_target, verify
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Several objects, one frame (issue 17, the library): named references selected from one segmenter's label image,
 each tracked from its own last pose, all estimated on one decoded frame.
 
-- ``decode_frame``: one synchronized RGB-D + label image, decoded once (rgb, depth in metres, the labels as
-  uint8/uint16, the free-space depth the verifier needs); every object's view is a selection of its pixels.
+- the frame: ``core/frame.decode_frame``, one synchronized RGB-D (+ label image) decoded once; every object's view is
+  a selection of its pixels.
 - ``MultiObjectEstimator``: up to ``max_objects`` references keyed by ``object_id`` ("" = the default object,
   else ``[A-Za-z0-9_]{1,32}``), in the order they were set, each with its ``mask_label`` (0 = every non-zero
   pixel) and its own ``PoseEstimator``; all share one backend (one network in memory). ``estimate_all`` gives
@@ -12,145 +12,35 @@ each tracked from its own last pose, all estimated on one decoded frame.
 What the objects share per frame: the decoded rgb and depth, the label image, the free-space depth
 (``verify.near_depth``) and the backend. What stays per object: its pixels, and what depends on them (its
 back-projected points, colour features normalised over its own pixels, the network's crop); that is most of
-the work (tracking one object at 640x480: ~1 ms shared, ~9.5 ms its own, mostly numpy under the GIL), so the
-objects of a frame are spread over this process and ``processes`` helper processes (core/object_processes.py; one
-per extra core by default) that estimate theirs on the same frame at the same time (docs/benchmarks.md, Several
-objects).
+the work, mostly numpy under the GIL, so the objects of a frame are spread over this process and ``processes``
+helper processes (core/object_processes.py; one per extra core by default) that estimate theirs on the same frame
+at the same time (docs/benchmarks.md, Several objects).
 No ROS here; the node (ros/node.py) is a thin layer over it.
 """
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from one2any_ros.core import camera
-from one2any_ros.core.box_segment import Box, segment_in_box
 from one2any_ros.core.backends import Backend, create_backend
+from one2any_ros.core.box_segment import Box
 from one2any_ros.core.errors import InputError, One2AnyError
-from one2any_ros.core.estimator import EstimatorSettings, PoseEstimator, PoseResult, ensure_embedding
-from one2any_ros.core.object_processes import HELPER_TIMEOUT_S, HelperStopped, ObjectProcess, SharedFrame
-from one2any_ros.core.nearest import limit_threads
-from one2any_ros.core.reference import Reference, View, decode_images, make_reference, view_from_decoded
-from one2any_ros.core.tracking import Cue, ObjectTrack, estimate_object, predicted_mask
+from one2any_ros.core.estimator import PoseEstimator, PoseResult, ensure_embedding
+from one2any_ros.core.estimator_settings import EstimatorSettings
+from one2any_ros.core.frame import Frame, View, check_label, validate_object_id
 from one2any_ros.core.geometry import transform_points
-from one2any_ros.core.verify import near_depth
+from one2any_ros.core.nearest import limit_threads
+from one2any_ros.core.object_processes import HELPER_TIMEOUT_S, HelperStopped, ObjectProcess, SharedFrame
+from one2any_ros.core.reference import Reference, make_reference
+from one2any_ros.core.tracking import Cue, ObjectTrack, estimate_object, predicted_mask
 
-DEFAULT_OBJECT = ""
-OBJECT_ID_PATTERN = re.compile(r"[A-Za-z0-9_]{1,32}")
 MAX_OBJECTS = 8
 MASK_MODES = ("when_needed", "every_frame")  # docs/ros.md, Masks only when needed
 MAX_INSTANCE_TRIES = 3  # an untracked object tries at most this many free instances of a frame (the largest)
 MAX_HELPER_RESTARTS = 3  # a helper that fails this many times in a row (never answering a frame) turns the helpers off
-
-
-def validate_object_id(object_id: str) -> str:
-    """The id itself, or InputError(reason="bad_object_id"): "" (the default object) or [A-Za-z0-9_]{1,32}."""
-    if object_id == DEFAULT_OBJECT or (isinstance(object_id, str) and OBJECT_ID_PATTERN.fullmatch(object_id)):
-        return object_id
-    raise InputError(f"object_id {object_id!r} is not a valid name: use 1-32 of A-Z a-z 0-9 _ (or \"\" for the "
-                     "default object)", reason="bad_object_id")
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One decoded frame: rgb (H,W,3) uint8, depth (H,W) float32 m (0 = invalid), labels (H,W) uint8|uint16 or None
-    (no mask came with this frame), K."""
-
-    rgb: np.ndarray
-    depth: np.ndarray
-    labels: np.ndarray | None
-    K: np.ndarray
-    min_depth: float = 0.1
-    max_depth: float = 4.0
-    _near: dict = field(default_factory=dict, compare=False, repr=False)
-
-    @property
-    def max_label(self) -> int:
-        """The largest label this image's type can hold (255 for mono8, 65535 for mono16; 65535 without one)."""
-        return 65535 if self.labels is None else int(np.iinfo(self.labels.dtype).max)
-
-    def mask_for(self, mask_label: int | None) -> np.ndarray:
-        """The object's pixels: ``labels == mask_label``; 0 = every non-zero pixel; None (or no label image): none."""
-        if mask_label is None or self.labels is None:
-            return np.zeros(self.depth.shape, bool)
-        check_label(mask_label, self.max_label)
-        return self.labels != 0 if mask_label == 0 else self.labels == mask_label
-
-    def label_counts(self) -> np.ndarray:
-        """Pixels per label value (index = value; computed once per frame and shared by its objects)."""
-        if "counts" not in self._near:
-            self._near["counts"] = (np.zeros(1, np.int64) if self.labels is None else
-                                    np.bincount(self.labels.ravel(), minlength=1))
-        return self._near["counts"]
-
-    def has_label(self, mask_label: int) -> bool:
-        """Whether the label image holds any pixel of ``mask_label`` (0: any non-zero pixel)."""
-        counts = self.label_counts()
-        if mask_label == 0:
-            return bool(counts[1:].any())
-        return 0 < mask_label < len(counts) and bool(counts[mask_label])
-
-    def near_depth(self) -> np.ndarray:
-        """``verify.near_depth`` of this frame, computed on first use and shared by its objects."""
-        if "near" not in self._near:
-            self._near["near"] = near_depth(self.depth)
-        return self._near["near"]
-
-    def view(self, mask_label: int | None, *, T_cam_obj: np.ndarray | None = None, box: Box | None = None) -> View:
-        """The View of one object (InputError with the reason when its pixels are unusable). With a ``box``
-        (``Box.is_set``): the label's pixels inside it (none there: empty_mask), or, when the label has no pixel in
-        the whole image (no segmenter ran, or it missed the object), the object segmented from depth inside the box
-        (``box_segment.segment_in_box``; bad_roi when the box is outside the image or holds no usable depth)."""
-        mask = self.mask_for(mask_label)
-        if box is not None and box.is_set:
-            rows, cols = box.pixels(*self.depth.shape)
-            if mask.any():
-                inside = np.zeros_like(mask)
-                inside[rows, cols] = True
-                mask = mask & inside
-            else:
-                mask = segment_in_box(self.depth, self.K, box)
-        return self.view_of(mask, T_cam_obj=T_cam_obj)
-
-    def view_of(self, mask: np.ndarray, *, T_cam_obj: np.ndarray | None = None) -> View:
-        """The View of the pixels of a (H,W) bool ``mask`` (a predicted silhouette, core/tracking.py)."""
-        return view_from_decoded(self.rgb, self.depth, mask, self.K, T_cam_obj=T_cam_obj,
-                                 min_depth=self.min_depth, max_depth=self.max_depth)
-
-
-def check_label(mask_label: int, max_label: int = 65535) -> int:
-    """The label itself, or InputError(reason="bad_mask_label") when it cannot occur in the label image."""
-    if not isinstance(mask_label, (int, np.integer)) or not 0 <= int(mask_label) <= max_label:
-        raise InputError(f"mask_label {mask_label!r} cannot occur in this label image (0..{max_label})",
-                         reason="bad_mask_label")
-    return int(mask_label)
-
-
-def decode_labels(labels: np.ndarray) -> np.ndarray:
-    """A 2-D uint8 or uint16 label image (bool masks become 0/1; other types are refused)."""
-    a = camera.single_channel(labels, "label image")
-    if a.dtype == bool:
-        return a.astype(np.uint8)
-    if a.dtype not in (np.uint8, np.uint16):
-        raise InputError(f"label image must be mono8 or mono16 (uint8/uint16), got {a.dtype}", reason="bad_mask_encoding")
-    return a
-
-
-def decode_frame(rgb: np.ndarray | None, depth: np.ndarray, labels: np.ndarray | None, K: np.ndarray | None, *,
-                 depth_scale_m: float | None = None, depth_encoding: str | None = None, min_depth: float = 0.1,
-                 max_depth: float = 4.0) -> Frame:
-    """Validate and decode one frame once (the same rules as ``reference.make_view``); ``labels`` None: no mask came
-    with it."""
-    K = camera.validate_intrinsics(K)
-    lab = None if labels is None else decode_labels(labels)
-    shape = np.shape(depth)[:2] if lab is None else lab.shape
-    rgb_u8, depth_m = decode_images(rgb, depth, shape, depth_scale_m=depth_scale_m, depth_encoding=depth_encoding,
-                                    min_depth=min_depth, max_depth=max_depth)
-    return Frame(rgb=rgb_u8, depth=depth_m, labels=lab, K=K, min_depth=min_depth, max_depth=max_depth)
 
 
 @dataclass

@@ -44,9 +44,8 @@ import numpy as np
 from one2any_ros.core.errors import One2AnyError
 
 if TYPE_CHECKING:
-    from one2any_ros.core.estimator import EstimatorSettings
-    from one2any_ros.core.multi_object import Frame
-    from one2any_ros.core.nearest import limit_threads
+    from one2any_ros.core.estimator_settings import EstimatorSettings
+    from one2any_ros.core.frame import Frame
     from one2any_ros.core.reference import Reference
     from one2any_ros.core.tracking import Cue
 
@@ -173,7 +172,7 @@ def _serve(chan: _Channel) -> None:
     until "stop" or the caller is gone."""
     from one2any_ros.core.backends import create_backend
     from one2any_ros.core.estimator import PoseEstimator
-    from one2any_ros.core.multi_object import Frame
+    from one2any_ros.core.frame import Frame
     from one2any_ros.core.nearest import limit_threads
     from one2any_ros.core.tracking import estimate_object
 

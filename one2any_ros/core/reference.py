@@ -1,4 +1,4 @@
-"""Views and the single reference: canonical frame C, object frame O, scale, ROC map, cloud; save/load.
+"""The single reference: canonical frame C, object frame O, scale, ROC map, cloud; save/load (views: core/frame.py).
 
 Conventions (docs/architecture.md, Conventions; fixed: a trained checkpoint depends on them):
 - C: origin at the median of the reference's masked 3D points, axes parallel to the reference camera's.
@@ -21,6 +21,7 @@ import numpy as np
 from one2any_ros.core import camera
 from one2any_ros.core.errors import InputError, NoReferenceError, ReferenceFileError
 from one2any_ros.core.files import atomic_path
+from one2any_ros.core.frame import View, make_view
 from one2any_ros.core.geometry import is_rigid, orthonormalize
 from one2any_ros.core.colour import colour_features
 
@@ -28,93 +29,6 @@ REFERENCE_FORMAT = "one2any_reference"
 REFERENCE_FORMAT_VERSION = 2  # 2: only the view, T_C_O and the embedding (1 also kept T_refcam_C, points_C, T_cam_obj)
 RADIUS_PERCENTILE = 95.0
 MAX_CLOUD_POINTS = 4000  # the reference cloud kept for verification and ICP; subsampled once per reference
-
-
-@dataclass(frozen=True)
-class View:
-    """One validated RGB-D + mask observation. Arrays share the same (H, W)."""
-
-    rgb: np.ndarray  # (H,W,3) uint8 RGB
-    depth: np.ndarray  # (H,W) float32 metres, 0 = invalid
-    mask: np.ndarray  # (H,W) bool, object pixels
-    K: np.ndarray  # (3,3) float64
-    T_cam_obj: np.ndarray | None = None  # optional (4,4) object pose in this camera (reference only)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.depth.shape  # type: ignore[return-value]
-
-    @property
-    def valid(self) -> np.ndarray:
-        """Object pixels with valid depth."""
-        return self.mask & (self.depth > 0)
-
-
-def make_view(
-    rgb: np.ndarray | None,
-    depth: np.ndarray,
-    mask: np.ndarray,
-    K: np.ndarray | None,
-    *,
-    depth_scale_m: float | None = None,
-    depth_encoding: str | None = None,
-    min_depth: float = 0.1,
-    max_depth: float = 4.0,
-    T_cam_obj: np.ndarray | None = None,
-    min_pixels: int = camera.MIN_MASK_PIXELS,
-) -> View:
-    """Validate and decode raw arrays into a View, raising InputError with a reason on bad input.
-
-    ``rgb`` may be None (a grey image is substituted). Depth outside [min_depth, max_depth] is invalid.
-    """
-    K = camera.validate_intrinsics(K)
-    mask_b = camera.decode_mask(mask)
-    rgb_u8, depth_m = decode_images(rgb, depth, mask_b.shape, depth_scale_m=depth_scale_m,
-                                    depth_encoding=depth_encoding, min_depth=min_depth, max_depth=max_depth)
-    return view_from_decoded(rgb_u8, depth_m, mask_b, K, T_cam_obj=T_cam_obj, min_depth=min_depth, max_depth=max_depth,
-                             min_pixels=min_pixels)
-
-
-def decode_images(rgb: np.ndarray | None, depth: np.ndarray, mask_shape: tuple[int, ...], *,
-                  depth_scale_m: float | None = None, depth_encoding: str | None = None, min_depth: float = 0.1,
-                  max_depth: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
-    """(rgb uint8, depth float32 m with depth outside [min_depth, max_depth] set to 0) of one frame, checked against
-    the mask's size; ``rgb`` None gives a grey image. InputError (reason) when unusable."""
-    depth_m = camera.decode_depth(depth, depth_scale_m=depth_scale_m, encoding=depth_encoding)
-    depth_m[(depth_m < min_depth) | (depth_m > max_depth)] = 0.0
-    if tuple(mask_shape) != depth_m.shape:
-        raise InputError(f"mask {tuple(mask_shape)} and depth {depth_m.shape} have different sizes", reason="size_mismatch")
-    if rgb is None:
-        return np.full(depth_m.shape + (3,), 128, np.uint8), depth_m
-    rgb_u8 = camera.decode_rgb(rgb)
-    if rgb_u8.shape[:2] != depth_m.shape:
-        raise InputError(f"rgb {rgb_u8.shape[:2]} and depth {depth_m.shape} have different sizes", reason="size_mismatch")
-    return rgb_u8, depth_m
-
-
-def view_from_decoded(rgb_u8: np.ndarray, depth_m: np.ndarray, mask_b: np.ndarray, K: np.ndarray, *,
-                      T_cam_obj: np.ndarray | None = None, min_depth: float = 0.1, max_depth: float = 4.0,
-                      min_pixels: int = camera.MIN_MASK_PIXELS) -> View:
-    """A View from arrays already decoded and range-limited (``make_view`` after decoding; several objects of
-    one frame share the decoded rgb and depth): checks the mask's pixels and depth, and the object pose."""
-    n_mask = int(mask_b.sum())
-    if n_mask == 0:
-        raise InputError("mask is empty: no object pixels", reason="empty_mask")
-    if n_mask < min_pixels:
-        raise InputError(f"mask has only {n_mask} pixels (need >= {min_pixels})", reason="tiny_mask")
-    n_valid = int((mask_b & (depth_m > 0)).sum())
-    if n_valid == 0:
-        raise InputError(
-            f"no valid depth inside the mask (all zero/NaN or outside [{min_depth}, {max_depth}] m)", reason="no_depth_in_mask"
-        )
-    if n_valid < min_pixels:
-        raise InputError(f"only {n_valid} mask pixels have valid depth (need >= {min_pixels})", reason="too_little_depth")
-    if T_cam_obj is not None:
-        if not is_rigid(T_cam_obj):
-            raise InputError("object pose must be a finite rigid 4x4 transform (rotation + translation)",
-                             reason="bad_object_pose")
-        T_cam_obj = orthonormalize(np.asarray(T_cam_obj, dtype=np.float64))
-    return View(rgb=rgb_u8, depth=depth_m, mask=mask_b, K=K, T_cam_obj=T_cam_obj)
 
 
 @dataclass

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from one2any_ros.core.errors import InputError
 from one2any_ros.core.files import temp_files_in, temp_target, write_atomic
-from one2any_ros.core.multi_object import DEFAULT_OBJECT, check_label, validate_object_id
+from one2any_ros.core.frame import DEFAULT_OBJECT, check_label, validate_object_id
 from one2any_ros.core.reference import Reference, load_reference, save_reference
 
 INDEX_FORMAT_VERSION = 1

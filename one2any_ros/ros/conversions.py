@@ -18,8 +18,8 @@ from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 
 from one2any_ros.core.box_segment import Box
 from one2any_ros.core.errors import InputError
-from one2any_ros.core.multi_object import Frame, decode_frame
-from one2any_ros.core.reference import View, make_view
+from one2any_ros.core.frame import Frame, decode_frame
+from one2any_ros.core.frame import View, make_view
 
 # encoding -> (dtype, channels)
 ENCODINGS: dict[str, tuple[np.dtype, int]] = {

@@ -55,7 +55,8 @@ from one2any_ros.core.checkpoint_files import DEFAULT_CHECKPOINT, checkpoint_pat
 from one2any_ros.core.errors import InputError, NoReferenceError, One2AnyError
 from one2any_ros.core.geometry import invert_transform, transform_points
 from one2any_ros.msg import PoseEstimate
-from one2any_ros.core.multi_object import DEFAULT_OBJECT, MultiObjectEstimator
+from one2any_ros.core.multi_object import MultiObjectEstimator
+from one2any_ros.core.frame import DEFAULT_OBJECT
 from one2any_ros.core.reference_store import ReferenceStore
 from one2any_ros.srv import ListReferences, RemoveReference, SetReference
 from one2any_ros.ros import conversions as conv

@@ -16,7 +16,7 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
 from one2any_ros.core.backends import BACKENDS
-from one2any_ros.core.estimator import EstimatorSettings
+from one2any_ros.core.estimator_settings import EstimatorSettings
 from one2any_ros.core.multi_object import MASK_MODES
 
 DEVICES = ("auto", "cpu", "cuda")

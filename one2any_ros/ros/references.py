@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from std_srvs.srv import Trigger
 
 from one2any_ros.core.errors import InputError, One2AnyError
-from one2any_ros.core.multi_object import DEFAULT_OBJECT, validate_object_id
+from one2any_ros.core.frame import DEFAULT_OBJECT, validate_object_id
 from one2any_ros.ros import conversions as conv
 from one2any_ros.ros.sync import Frame
 from one2any_ros.srv import ListReferences, RemoveReference, SetReference

@@ -325,7 +325,8 @@ class Truth:
     from frame r without an object pose (then O = C: T_cam_C(k) = T_cam_obj(k) inv(T_cam_obj(r)) T_refcam_C(r))."""
 
     def __init__(self, frames: list[dict]) -> None:
-        from one2any_ros.core.reference import make_reference, make_view
+        from one2any_ros.core.reference import make_reference
+        from one2any_ros.core.frame import make_view
 
         self.T_obj = {i: np.asarray(f["T_cam_obj"], float) for i, f in enumerate(frames)}
         self.T_C = {}

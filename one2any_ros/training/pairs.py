@@ -28,7 +28,8 @@ from one2any_ros.core import camera
 from one2any_ros.core.errors import InputError
 from one2any_ros.core.geometry import invert_transform
 from one2any_ros.core.model.inputs import CropWindow, crop_window_from_bbox, query_arrays, reference_arrays
-from one2any_ros.core.reference import make_reference, make_view
+from one2any_ros.core.reference import make_reference
+from one2any_ros.core.frame import make_view
 from one2any_ros.data.objects import SPLIT_RANGES, ObjectSpec, make_object, random_texture
 from one2any_ros.data.render import Renderer, axis_angle_to_matrix, random_light, random_rotation, rotation_at_angle
 from one2any_ros.data.render_gl import GlRenderer, make_renderer

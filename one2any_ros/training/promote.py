@@ -68,7 +68,7 @@ def decide(classic: Mapping[str, Any], variants: Mapping[str, Mapping[str, Any]]
 def _evaluate(dataset: Path, out: Path, backend: str, checkpoint: str | None, roc: bool | None, rolls: int | None,
               max_queries: int | None) -> dict:
     from one2any_ros.core.estimator import PoseEstimator
-    from one2any_ros.training.evaluate import evaluate_dataset
+    from one2any_ros.evaluation import evaluate_dataset
 
     if backend == "classic":
         est = PoseEstimator("classic")

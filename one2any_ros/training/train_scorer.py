@@ -91,9 +91,9 @@ def collect_pools(dataset: Path, backend, *, top: int, grid: int, desc: str = "p
     from one2any_ros.core import metrics
     from one2any_ros.data import bop
     from one2any_ros.core.estimator import PoseEstimator
-    from one2any_ros.training.evaluate import load_eval_model, plan_scene
+    from one2any_ros.evaluation import load_eval_model, plan_scene
     from one2any_ros.core.model.scorer import comparison_images, scorer_query, scorer_reference
-    from one2any_ros.core.reference import make_view
+    from one2any_ros.core.frame import make_view
     from one2any_ros.core.colour import colour_features
 
     est = PoseEstimator(backend)

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from one2any_ros.core.nearest import KDTree, VoxelNearest
-from one2any_ros.core.reference import Reference, View
+from one2any_ros.core.reference import Reference
+from one2any_ros.core.frame import View
 from one2any_ros.core.verify import DepthTarget
 
 

@@ -21,7 +21,8 @@ from one2any_ros.core.model.device import resolve_device
 from one2any_ros.core.model.inputs import CropWindow, output_at_pixels, query_input, reference_input, roll_query_input, unroll_output
 from one2any_ros.core.model.network import EMBEDDING_KEYS, confidence_from_log_b
 from one2any_ros.core.model.scorer import DEFAULT_SCORER, ScorerReference, comparison_images, load_scorer, scorer_query, scorer_reference
-from one2any_ros.core.reference import Reference, View
+from one2any_ros.core.reference import Reference
+from one2any_ros.core.frame import View
 from one2any_ros.core.backends.base import Backend, Proposal, QueryContext, SearchSettings
 from one2any_ros.core.backends.classic import ClassicBackend
 

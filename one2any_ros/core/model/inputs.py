@@ -25,7 +25,8 @@ import numpy as np
 
 from one2any_ros.core import camera
 from one2any_ros.core.errors import InputError
-from one2any_ros.core.reference import Reference, View
+from one2any_ros.core.reference import Reference
+from one2any_ros.core.frame import View
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from one2any_ros.core import metrics
 from one2any_ros.core.errors import One2AnyError
 from one2any_ros.core.geometry import rotation_angle_deg
 from one2any_ros.data import bop
-from one2any_ros.training.evaluate import REFERENCE_MIN_VISIB, load_eval_model
+from one2any_ros.evaluation.plan import REFERENCE_MIN_VISIB, load_eval_model
 
 MASKS = ("reference", "every")
 
@@ -61,7 +61,8 @@ def evaluate_sequences(root: Path, *, split: str = "test", backend: str = "auto"
     """Run the module docstring's protocol on every scene of ``root/split``; writes and returns the report."""
     from one2any_ros.core.backends import create_backend
     from one2any_ros.core.estimator import PoseEstimator
-    from one2any_ros.core.multi_object import MultiObjectEstimator, decode_frame
+    from one2any_ros.core.multi_object import MultiObjectEstimator
+    from one2any_ros.core.frame import decode_frame
 
     if masks not in MASKS:
         raise ValueError(f"masks must be one of {MASKS}, got {masks!r}")
