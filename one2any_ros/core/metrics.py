@@ -17,6 +17,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
+from one2any_ros.core.geometry import transform_points
 from one2any_ros.core.protocol import is_hit
 
 DEFAULT_AUC_MAX_THRESHOLD = 0.10  # metres: the YCB-Video ADD(-S) AUC integrates recall over 0..10 cm
@@ -37,10 +38,9 @@ def _points(pts: np.ndarray) -> np.ndarray:
     return pts
 
 
-def transform_points(T: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Apply a (4,4) transform to (N,3) points. Returns (N,3) in the target frame, same units."""
-    T = _pose(T, "T")
-    return _points(pts) @ T[:3, :3].T + T[:3, 3]
+def _moved(T: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """(N,3) points moved by a (4,4) transform, both checked (geometry.transform_points does the moving)."""
+    return transform_points(_pose(T, "T"), _points(pts))
 
 
 def add(T_est: np.ndarray, T_gt: np.ndarray, pts: np.ndarray) -> float:
@@ -48,7 +48,7 @@ def add(T_est: np.ndarray, T_gt: np.ndarray, pts: np.ndarray) -> float:
 
     T_est, T_gt (4,4) m, T_cam_obj; pts (N,3) m, object frame. For asymmetric objects.
     """
-    d = transform_points(T_est, pts) - transform_points(T_gt, pts)
+    d = _moved(T_est, pts) - _moved(T_gt, pts)
     return float(np.linalg.norm(d, axis=1).mean())
 
 
@@ -57,8 +57,8 @@ def add_s(T_est: np.ndarray, T_gt: np.ndarray, pts: np.ndarray) -> float:
 
     T_est, T_gt (4,4) m; pts (N,3) m, object frame. Symmetry-agnostic (a KD-tree; O(N log N)).
     """
-    p_gt = transform_points(T_gt, pts)
-    p_est = transform_points(T_est, pts)
+    p_gt = _moved(T_gt, pts)
+    p_est = _moved(T_est, pts)
     dist, _ = cKDTree(p_gt).query(p_est, k=1)
     return float(np.mean(dist))
 
