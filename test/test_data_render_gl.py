@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from one2any_ros.data import meshes
 from one2any_ros.data import objects as O
 from one2any_ros.data import render_gl
 from one2any_ros.data.render import random_rotation, sample_pose
@@ -39,8 +40,8 @@ def pb():
 
 
 def _box_object(ext=(0.12, 0.08, 0.05)):
-    V, F, UV, W_ = O._box(np.array(ext), (0, 0, 1, 1))
-    N = O._vertex_normals(V, F, W_).astype(np.float32)
+    V, F, UV, W_ = meshes._box(np.array(ext), (0, 0, 1, 1))
+    N = meshes._vertex_normals(V, F, W_).astype(np.float32)
     tex = O.random_texture(np.random.default_rng(0), 128)
     return O.ObjectSpec(
         obj_id=42, name="testbox", vertices=V, faces=F, uvs=UV.astype(np.float32), normals=N, texture=tex
