@@ -143,13 +143,13 @@ class PoseEstimator:
                                 sweep=_spin_sweep(ref.points_C, self.settings.sweep_angles),
                                 textured=_is_textured(ref.view.rgb, ref.view.mask, self.settings.texture_min_std))
         self.reference = ref
-        self.last_T_C = None
+        self.last_T_C = self._motion = None
         return ref
 
     def clear_reference(self) -> None:
         self.reference = None
         self._cache = None
-        self.last_T_C = None
+        self.last_T_C = self._motion = None
 
     def set_backend(self, backend: str | Backend, **kw) -> None:
         self.backend = create_backend(backend, **kw) if isinstance(backend, str) else backend
