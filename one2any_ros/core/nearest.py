@@ -3,8 +3,8 @@
 ``KDTree`` is pykdtree's (OpenMP, exact) behind the part of ``scipy.spatial.cKDTree``'s interface the ICP and the
 estimator use (``data``, ``query(x, k=1, eps=, workers=, distance_upper_bound=)``); SciPy's cKDTree stands in where
 pykdtree is not installed (a ROS install without it): the same answers, slower. The multi-start and tracking ICP ask
-their questions in batches of thousands of 6-D points (position and colour), where pykdtree answered 2.6x faster than
-cKDTree on 2 cores here (docs/tracking.md, "Speed").
+their questions in batches of thousands of 6-D points (position and colour), where pykdtree is the faster of the two
+(measured: docs/tracking.md, "Step two").
 
 The voxel table: a voxel grid over the query cloud whose every cell holds its nearest point.
 
@@ -37,7 +37,8 @@ _threads: int | None = None  # limit_threads: OpenMP threads of pykdtree's queri
 def limit_threads(n: int | None) -> None:
     """Run this process's KD-tree queries on at most ``n`` threads (None: OpenMP's default, every core). A process
     that estimates objects while others do (the node's worker beside its helper processes) takes its share of the
-    cores: two processes each spinning two OpenMP threads on 2 cores made a two-object frame 94 -> 182 ms."""
+    cores (OpenMP's threads spin while they wait: two processes each spinning every core's thread oversubscribe
+    them; docs/tracking.md, "Step two")."""
     global _threads
     _threads = None if n is None else max(1, int(n))
 
