@@ -354,7 +354,7 @@ class PoseEstimator:
         top = np.argsort(-vr.score)[: self.settings.refine_top_k]
         Tr = self._refine(Ts[top], q, n_points=n_points, iterations=iterations)
         vr_r = score(Tr)
-        better = vr_r.score > vr.score[top]
+        better = vr_r.score >= vr.score[top]  # a tie (a verifier saturated on a flat patch) keeps the refinement
         cand_T = np.where(better[:, None, None], Tr, Ts[top])
         cand_score = np.where(better, vr_r.score, vr.score[top])
         cand_conf = np.where(better, vr_r.confidence, vr.confidence[top])
