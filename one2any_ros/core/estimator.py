@@ -90,6 +90,7 @@ class _RefCache:
     appearance: object | None = None  # appearance.AppearanceModel, built on first use (appearance_weight > 0)
     twins: np.ndarray | None = None  # (S,4,4) the reference's twin motions of C, built on first use (twin_top_k > 0)
     track_turns: dict = field(default_factory=dict)  # track_turn_deg -> (T,4,4) identity and the tracking turns of C
+    spins: dict = field(default_factory=dict)  # (track_spin_deg, step) -> (S,4,4) turns of C about its axis of revolution
     textured: bool = True  # the reference has texture enough for the appearance check (_is_textured)
 
 
@@ -279,11 +280,52 @@ class PoseEstimator:
 
         c = self._refine_best(starts, ["track"] * len(starts), score(starts), score, ref, q, tm,
                               n_points=s.track_points, iterations=s.track_iterations)
-        best, app_score, _ = self._choose(c, q, tm)
+        best, app_score, conf_before = self._choose(c, q, tm)
+        if app_score is not None:
+            self._spin_winner(c, best, app_score, conf_before, score, q, tm)
         appearance = None if app_score is None else float(app_score[best])
         if not self._trusted(float(c.conf[best]), appearance, require_trust):
             return None
         return self._finish(c.T[best], c.result(), best, q, "track", "track", len(starts), tm)
+
+    def _spin_winner(self, c: _Candidates, best: int, app_score: np.ndarray, conf_before: np.ndarray,
+                     score: Callable[[np.ndarray], VerifyResult], q: QueryContext, tm: _Timer) -> None:
+        """Turn tracking's winner about the reference's axis of revolution (when its visible surface has one and it
+        has texture) by every ``track_spin_step_deg`` within +-``track_spin_deg``, and keep the turn that the
+        verifier and appearance together (the weights ``_choose`` uses) prefer. Geometry cannot see a turn about
+        that axis, so ICP leaves it where the last pose had it and tracking lagged behind a turning cylinder or
+        frustum; the appearance score is smooth in it (docs/tracking.md, "Turns only texture sees"). Updates the
+        winner's pose, appearance and confidence (its verifier's, times the rival margin ``_choose`` applied)."""
+        s = self.settings
+        spins = self._axis_spins()
+        if not len(spins) or not self._cache.textured:
+            return
+        Ts = c.T[best][None] @ spins
+        vr, app = score(Ts), self._appearance(Ts, q)
+        combined = vr.score + s.appearance_weight * app
+        j = int(np.argmax(combined))
+        if combined[j] > c.verifier_score[best] + s.appearance_weight * app_score[best]:
+            margin = c.conf[best] / conf_before[best] if conf_before[best] > 0 else 1.0
+            c.T[best], app_score[best], c.conf[best] = Ts[j], app[j], vr.confidence[j] * margin
+        tm.lap("spin")
+
+    def _axis_spins(self) -> np.ndarray:
+        """(S,4,4) turns of C about the reference's fitted axis of revolution (symmetry.fit_revolution_axis, once per
+        reference and setting); none when the reference has no such axis or the spin is off."""
+        s, c, ref = self.settings, self._cache, self.reference
+        key = (s.track_spin_deg, s.track_spin_step_deg)
+        if key not in c.spins:
+            from one2any_ros.core.symmetry import TwinSettings, reference_twins, turns_about
+
+            axis = None
+            if s.track_spin_deg > 0 and s.track_spin_step_deg > 0 and s.appearance_weight > 0:
+                axis = reference_twins(ref.points_C, -ref.T_refcam_C[:3, 3], ref.scale, TwinSettings()).axis
+            if axis is None:
+                c.spins[key] = np.zeros((0, 4, 4))
+            else:
+                ang = np.arange(-s.track_spin_deg, s.track_spin_deg + 1e-9, s.track_spin_step_deg)
+                c.spins[key] = turns_about(axis.direction, axis.point, np.radians(ang[np.abs(ang) > 1e-9]))
+        return c.spins[key]
 
     def _global_search(self, ref: Reference, q: QueryContext, qsel: np.ndarray, qcol: np.ndarray,
                        tm: _Timer, *, require_trust: bool = False) -> PoseResult:

@@ -42,6 +42,8 @@ class EstimatorSettings:
     track_turn_deg: float = 15.0  # tracking starts: the last pose, and turned by +- this about C's principal axes
     # (0 = the last pose alone); refined and chosen like a global search's candidates (verifier, the backend's term,
     # appearance, margin), since the last pose alone slid along near-symmetric surfaces (docs/tracking.md)
+    track_spin_deg: float = 20.0  # tracking's winner turned about the reference's axis of revolution within +- this, in
+    track_spin_step_deg: float = 2.5  # ... steps of this; verifier + appearance keep the best (0 = off; docs/tracking.md)
     track_margin: float = 0.2  # without a mask, the object's pixels are those within this (x diameter; at least
     track_margin_min_m: float = 0.01  # this) of its reference cloud at the last pose: the motion allowed per frame
     search_radii: float = 3.0  # a lost object is searched for within this many radii of where it was last seen
