@@ -146,3 +146,33 @@ def test_tracking_follows_a_turn_about_an_axis_of_revolution():
     unspun = _rotation_errors_without_masks(frames, track_spin_deg=0.0)
     assert max(spun) < 8.0, spun
     assert max(unspun) > 12.0, unspun  # the case is one the spin must fix: without it, the pose lags
+
+
+def test_a_small_lost_object_is_found_again_without_a_mask():
+    """A 6 cm object ~190 pixels large, lost, then searched for where it was last seen (no mask): the appearance
+    score is shrunk by n / (n + 50) for n co-visible points, so a small object's true pose could not pass
+    ``track_min_appearance`` and it was never re-acquired (measured here: "lost" without the ceiling). A lost
+    object's search scales the threshold by the most its reference can score (``_appearance_ceiling``)."""
+    pytest.importorskip("pybullet")
+    from one2any_ros.data.multi_scene import render_multi_object_frames
+    from one2any_ros.data.objects import make_object
+    from one2any_ros.data.render import axis_angle_to_matrix, random_rotation
+    from one2any_ros.core.tracking import ObjectTrack, estimate_object
+
+    obj = make_object(2856221)
+    R0 = random_rotation(np.random.default_rng(3))
+    poses = []
+    for f in (0, 2):
+        T = np.eye(4)
+        T[:3, :3] = axis_angle_to_matrix(np.array([0, 1.0, 0]), np.radians(5 * f)) @ R0
+        T[:3, 3] = np.array([0.004 * f, 0, 0.9]) - T[:3, :3] @ (obj.bbox_min + obj.extents / 2)
+        poses.append([T])
+    K = np.array([[300.0, 0, 159.5], [0, 300.0, 119.5], [0, 0, 1]])
+    f0, f2 = render_multi_object_frames([obj], poses, K, 320, 240, seed=3, depth_noise=True)
+    est = PoseEstimator("classic")
+    ref = est.set_reference(decode_frame(f0["rgb"], f0["depth"], f0["labels"], f0["K"]).view(
+        1, T_cam_obj=f0["T_cam_obj"][0]))
+    lost = ObjectTrack(last_T_C=None, seen_T_C=ref.T_refcam_C.copy())
+    r = estimate_object(est, decode_frame(f2["rgb"], f2["depth"], None, f2["K"]), lost.cue())
+    assert metrics.add(r.T_camera_object, f2["T_cam_obj"][0], obj.vertices) < 0.1 * obj.diameter
+    assert est._appearance_ceiling() < 0.8  # the small-object case (about 0.75 here; ~1 for a large one)

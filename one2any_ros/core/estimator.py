@@ -248,9 +248,11 @@ class PoseEstimator:
                 return tracked
         return self._global_search(ref, q, qsel, qcol, tm, require_trust=require_trust)
 
-    def _trusted(self, confidence: float, appearance: float | None, require_trust: bool = False) -> bool:
+    def _trusted(self, confidence: float, appearance: float | None, require_trust: bool = False,
+                 searched: bool = False) -> bool:
         """Whether a tracked pose (or, with ``require_trust``, any pose found without a segmenter's mask) is trusted:
-        its confidence passes ``track_min_confidence`` and its appearance score passes ``track_min_appearance``.
+        its confidence passes ``track_min_confidence`` and its appearance score passes ``track_min_appearance`` (for
+        a global search's winner, ``searched``, scaled by ``_appearance_ceiling``).
         Without a mask, a reference with no texture (``texture_min_std``) is trusted on its confidence alone: its
         appearance score is near 0 at every pose (with a mask, an untrusted tracked pose only hands the frame to the
         global search, so nothing changes there)."""
@@ -259,7 +261,21 @@ class PoseEstimator:
             return False
         if s.track_min_appearance <= 0 or appearance is None or (require_trust and not self._cache.textured):
             return True
-        return bool(appearance >= s.track_min_appearance)
+        return bool(appearance >= s.track_min_appearance * (self._appearance_ceiling() if searched else 1.0))
+
+    def _appearance_ceiling(self) -> float:
+        """The most the appearance score can reach for this reference: it is shrunk by n / (n + n0) for n co-visible
+        points (appearance.py), and n never exceeds the reference's own points. A small object (under ~200 pixels)
+        could not pass ``track_min_appearance`` at its true pose, so it was never trusted again once tracked without
+        a mask. A lost object's search scales its threshold by this ceiling (1 for an object of thousands of pixels);
+        tracking does not (paired, scaling it there too published 14 more wrong poses for 2 fewer right)."""
+        from one2any_ros.core.appearance import AppearanceSettings
+
+        model = self._cache.appearance
+        if model is None:
+            return 1.0
+        m, n0 = len(model.points_C), AppearanceSettings().n0
+        return m / (m + n0) if m else 1.0
 
     def _track(self, q: QueryContext, qsel: np.ndarray, qcol: np.ndarray, tm: _Timer,
                require_trust: bool = False) -> PoseResult | None:
@@ -350,7 +366,7 @@ class PoseEstimator:
                                             refined_sources=c.sources, refined_appearance=app_score,
                                             refined_confidence=conf_before)
         if require_trust and not self._trusted(float(c.conf[best]),
-                                               None if app_score is None else float(app_score[best]), True):
+                                               None if app_score is None else float(app_score[best]), True, True):
             self.last_T_C = None
             raise EstimationFailure("no pose explains the depth and colour where it was (confidence or appearance "
                                     "below track_min_confidence / track_min_appearance)", reason="lost")

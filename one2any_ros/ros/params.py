@@ -112,6 +112,8 @@ PARAMS: tuple[Param, ...] = (
        "(0 = the last pose alone)", (0.0, 90.0)),
     _e("track_velocity", "tracking also starts from the last pose moved by the last frame's motion (an object turning "
        "fast runs ahead of the turns)"),
+    _e("track_spin_deg", "tracking's winner turned about the reference's axis of revolution within +- this, verifier "
+       "and appearance keeping the best turn: geometry cannot see it (0 = off)", (0.0, 90.0)),
     _e("track_margin", "without a mask, an object's pixels are those within this (x diameter) of its reference cloud "
        "at the last pose: the motion allowed between frames", (0.01, 2.0)),
     _e("search_radii", "a lost object is searched for within this many object radii of where it was last seen",
