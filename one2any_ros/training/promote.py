@@ -100,7 +100,7 @@ def run(checkpoint: str, dataset: Path, out_dir: Path, *, max_queries: int | Non
     result.update(checkpoint=str(checkpoint), dataset=str(dataset), max_queries=max_queries,
                   n_queries=classic["n_queries"], exported=None)
     if export and result["promote"]:
-        from one2any_ros.training.train import export_checkpoint
+        from one2any_ros.training.export import export_checkpoint
 
         roc, rolls = VARIANTS[result["variant"]]
         inference = {"roc_to_verifier": roc, "query_rolls": rolls,
