@@ -74,27 +74,28 @@ def _module(name, *args, cwd):
 
 
 def test_python_m_entry_points_are_the_cli_subcommands(tmp_path):
-    """``python -m one2any_ros.training.train`` / ``.promote`` (tools/gpu_train_chunk.sh, README) parse with the CLI's
-    subcommand, not a parser of their own; ``python -m one2any_ros`` is the CLI."""
-    for module, usage in (("one2any_ros.training.train", "usage: one2any train"), ("one2any_ros.training.promote", "usage: one2any promote"),
-                          ("one2any_ros.ros_tools.demo_graph", "usage: one2any demo"), ("one2any_ros", "usage: one2any"),
-                          ("one2any_ros.data.sample", "usage: python -m one2any_ros.data.sample")):
-        r = _module(module, "--help", cwd=tmp_path)
-        assert r.returncode == 0 and r.stdout.startswith(usage), (module, r.stdout[:200], r.stderr[-500:])
+    """``python -m one2any_ros`` is the CLI (tools/gpu_train_chunk.sh, README; ``torchrun -m one2any_ros train`` runs it
+    the same way); no lower layer has a ``__main__`` of its own that hands over to it."""
+    for args, usage in ((("train",), "usage: one2any train"), (("promote",), "usage: one2any promote"),
+                        (("demo",), "usage: one2any demo"), ((), "usage: one2any")):
+        r = _module("one2any_ros", *args, "--help", cwd=tmp_path)
+        assert r.returncode == 0 and r.stdout.startswith(usage), (args, r.stdout[:200], r.stderr[-500:])
+    r = _module("one2any_ros.data.sample", "--help", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.startswith("usage: python -m one2any_ros.data.sample"), r.stderr[-500:]
     assert not any(tmp_path.iterdir()), "a --help wrote files"  # it once regenerated the sample into ./--help
-    r = _module("one2any_ros.training.train", "--config", str(tmp_path / "missing.yaml"), cwd=tmp_path)
+    r = _module("one2any_ros", "train", "--config", str(tmp_path / "missing.yaml"), cwd=tmp_path)
     assert r.returncode == 2 and "one2any train: error (config_missing)" in r.stderr
 
 
 def test_train_through_python_m_with_the_gpu_script_flags(tmp_path):
     """The flags tools/gpu_train_chunk.sh passes (--resume, --device, --set, --out-dir) reach train()."""
     out = tmp_path / "run"
-    args = ["--config", str(REPO / "config" / "train_tiny.yaml"), "--device", "cpu", "--out-dir", str(out),
+    args = ["train", "--config", str(REPO / "config" / "train_tiny.yaml"), "--device", "cpu", "--out-dir", str(out),
             "--set", "train.max_steps=2", "--set", "data.val_pairs=0", "--set", "data.workers=0"]
-    r = _module("one2any_ros.training.train", *args, cwd=tmp_path)
+    r = _module("one2any_ros", *args, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((out / "train_state.json").read_text())["step"] == 2
-    r = _module("one2any_ros.training.train", *args[:-6], "--resume", "--set", "train.max_steps=3", "--set", "data.val_pairs=0",
+    r = _module("one2any_ros", *args[:-6], "--resume", "--set", "train.max_steps=3", "--set", "data.val_pairs=0",
                 "--set", "data.workers=0", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     st = json.loads((out / "train_state.json").read_text())

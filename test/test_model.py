@@ -345,7 +345,7 @@ def test_measured_choice_in_the_checkpoint_decides_the_roc_term(tmp_path, choice
     """A checkpoint promoted by measurement (one2any_ros.training.promote) records whether its ROC helped the verifier on
     validation scenes; that record wins over the heuristic from the training summary."""
     from one2any_ros.core.backends.one2any import One2AnyBackend
-    from one2any_ros.training.train import export_checkpoint
+    from one2any_ros.training.export import export_checkpoint
 
     save_checkpoint(_tiny_model(), tmp_path / "m", training={"val": {"val_roc_err": 0.1 if not choice else 0.7}})
     export_checkpoint(tmp_path / "m", tmp_path / "bundled", inference={"roc_to_verifier": choice})
@@ -422,7 +422,7 @@ def test_query_rolls_pool_each_rolls_hypotheses(tmp_path):
     from one2any_ros.core.backends.one2any import One2AnyBackend
     from one2any_ros.core.errors import One2AnyError
     from one2any_ros.core.estimator import PoseEstimator
-    from one2any_ros.training.train import export_checkpoint
+    from one2any_ros.training.export import export_checkpoint
 
     save_checkpoint(_tiny_model(), tmp_path / "tiny")
     backend = One2AnyBackend(device="cpu", checkpoint=str(tmp_path / "tiny"), query_rolls=4)

@@ -33,11 +33,11 @@ def test_is_hit_is_strict_and_failures_miss():
 def test_users_share_the_definitions():
     from one2any_ros.apps import bench
     from one2any_ros import evaluation as evaluate
-    from one2any_ros.training import promote, train, train_scorer
+    from one2any_ros.training import curves, promote, train_scorer
     from one2any_ros.core import metrics
 
     assert bench.STAGES is protocol.STAGES
     assert evaluate.rotation_bin is protocol.rotation_bin
     assert promote.DECISIVE_BINS is protocol.DECISIVE_BINS and train_scorer.DECISIVE_BINS is protocol.DECISIVE_BINS
-    assert train.CSV_COLUMNS[-len(protocol.BIN_NAMES):] == tuple(f"val_{b}" for b in protocol.BIN_NAMES)
+    assert curves.CSV_COLUMNS[-len(protocol.BIN_NAMES):] == tuple(f"val_{b}" for b in protocol.BIN_NAMES)
     assert metrics.add_s_01d_hit(0.0099, 0.1) and not metrics.add_s_01d_hit(0.0101, 0.1)

@@ -14,7 +14,9 @@ from one2any_ros.core.model.network import NetConfig, One2AnyNet
 pytest.importorskip("pybullet")
 
 from one2any_ros.training.pairs import PairConfig, PairSampler, covisible, symmetry_transforms  # noqa: E402
-from one2any_ros.training.train import compute_loss, load_config, match_cross_entropy, train  # noqa: E402
+from one2any_ros.training.config import load_config  # noqa: E402
+from one2any_ros.training.losses import compute_loss, match_cross_entropy  # noqa: E402
+from one2any_ros.training.train import train  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_YAML = REPO / "config" / "train_tiny.yaml"
@@ -275,11 +277,11 @@ def test_config_errors_are_named(tmp_path):
 def test_every_shipped_training_config_builds_its_model_and_sampler(path):
     """A config a user is told to run must not fail after minutes of setup: its network and sampler build,
     and one forward pass gives the output grid the sampler's targets use."""
-    from one2any_ros.training.train import _pair_config
+    from one2any_ros.training.config import pair_config
 
     cfg = load_config(path)
     net = NetConfig.from_dict(cfg["model"])
-    pc = _pair_config(cfg)
+    pc = pair_config(cfg)
     assert (pc.input_size, pc.output_stride) == (net.input_size, net.output_stride)
     n = net.input_size
     out = One2AnyNet(net)(torch.rand(1, 7, n, n), torch.ones(1, 1, n, n), torch.rand(1, 8, n, n))

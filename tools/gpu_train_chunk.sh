@@ -40,7 +40,7 @@ print("OpenGL:", r.info)
 PY
 start=$(date +%s)
 set +e
-"$PY" -m one2any_ros.training.train --config config/train_gpu.yaml --resume --device "$DEVICE" \
+"$PY" -m one2any_ros train --config config/train_gpu.yaml --resume --device "$DEVICE" \
   --set train.max_minutes="$MINUTES" "$@" 2>&1 | tr '\r' '\n' | grep -vE '^train: +[0-9]+%' | grep -v '^$'
 rc=${PIPESTATUS[0]}
 set -e

@@ -1,7 +1,7 @@
 """The ``one2any`` command: demo, estimate, render, train, train-scorer, promote, eval, bench, node.
 
-The one command line of the package: ``python -m one2any_ros.training.train`` and ``python -m one2any_ros.training.promote`` (and
-``python -m one2any_ros``) run the same subcommands through :func:`main`."""
+The one command line of the package: ``python -m one2any_ros`` (and ``torchrun -m one2any_ros train`` for several
+GPUs) runs the same subcommands through :func:`main`."""
 from __future__ import annotations
 
 import argparse

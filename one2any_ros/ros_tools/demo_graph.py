@@ -536,11 +536,3 @@ def _tag(img: np.ndarray, text: str, anchor: tuple[int, int], colour: tuple[int,
     box = img[y:y + th + base + 6, x:x + tw + 8]
     box[:] = (0.3 * box).astype(np.uint8)
     cv2.putText(img, text, (x + 4, y + 3 + th), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
-
-
-if __name__ == "__main__":  # pragma: no cover; python -m one2any_ros.ros_tools.demo_graph: the CLI's `one2any demo`
-    import sys
-
-    from one2any_ros.apps.cli import main
-
-    sys.exit(main(["demo", *sys.argv[1:]]))

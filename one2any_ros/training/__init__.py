@@ -1,5 +1,6 @@
-"""Training and its gate: pair sampling (pairs), the network's run (train), the scorer's (train_scorer),
-the BOP evaluation both gates and ``one2any eval`` run (evaluate) and the export gate (promote).
+"""Training and its gate: pair sampling (pairs), the network's run (train: the loop, with config, losses,
+validation, curves, state and distributed beside it), the scorer's (train_scorer), and the export gate (promote,
+which bundles through export).
 
-Imports the core and data, never apps or ROS (test_layers.py).
+Imports the core, data and evaluation, never apps or ROS (test_layers.py).
 """

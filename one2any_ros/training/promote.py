@@ -1,6 +1,6 @@
 """Whether a trained checkpoint becomes the bundled model, decided by measurement on validation objects.
 
-    one2any promote [--checkpoint checkpoints/train/checkpoint] [--export]   (or python -m one2any_ros.training.promote)
+    one2any promote [--checkpoint checkpoints/train/checkpoint] [--export]   (or python -m one2any_ros promote)
 
 `auto` picks the learned backend whenever a checkpoint loads (docs/ros.md, Parameters), so a checkpoint is
 bundled only when it beats the training-free `classic` where learning has to add something: overall AND in the
@@ -18,7 +18,6 @@ The validation set is rendered when missing: ``one2any render --objects val --sc
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -100,7 +99,7 @@ def run(checkpoint: str, dataset: Path, out_dir: Path, *, max_queries: int | Non
     result.update(checkpoint=str(checkpoint), dataset=str(dataset), max_queries=max_queries,
                   n_queries=classic["n_queries"], exported=None)
     if export and result["promote"]:
-        from one2any_ros.training.train import export_checkpoint
+        from one2any_ros.training.export import export_checkpoint
 
         roc, rolls = VARIANTS[result["variant"]]
         inference = {"roc_to_verifier": roc, "query_rolls": rolls,
@@ -121,9 +120,3 @@ def format_decision(result: Mapping[str, Any]) -> str:
     verdict = "PROMOTE" if result["promote"] else "keep the bundled model" if has_bundled else "keep classic as the default"
     lines.append(f"decision: {verdict}" + (f" (exported to {result['exported']})" if result.get("exported") else ""))
     return "\n".join(lines)
-
-
-if __name__ == "__main__":  # python -m one2any_ros.training.promote: the CLI's `one2any promote`
-    from one2any_ros.apps.cli import main
-
-    sys.exit(main(["promote", *sys.argv[1:]]))

@@ -34,6 +34,9 @@ from tqdm import tqdm
 from one2any_ros.core.errors import One2AnyError
 from one2any_ros.core.files import atomic_path, write_atomic
 from one2any_ros.core.protocol import BIN_NAMES, DECISIVE_BINS, is_hit, rotation_bin
+from one2any_ros.training.config import merge_config, set_dotted
+from one2any_ros.training.curves import save_curves_figure
+from one2any_ros.training.state import optimizer_state, optimizer_tensors  # the run state as the network's run keeps it (no pickle)
 
 DEFAULTS: dict[str, Any] = {
     "checkpoint": None,  # the ROC network whose pools are ranked (None = the bundled one)
@@ -47,17 +50,15 @@ DEFAULTS: dict[str, Any] = {
 
 
 def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    from one2any_ros.training.train import _merge, _set_dotted
-
     p = Path(path)
     if not p.is_file():
         raise One2AnyError(f"scorer config {p} does not exist", reason="config_missing")
     try:
-        cfg = _merge(DEFAULTS, yaml.safe_load(p.read_text()) or {})
+        cfg = merge_config(DEFAULTS, yaml.safe_load(p.read_text()) or {})
     except yaml.YAMLError as e:
         raise One2AnyError(f"scorer config {p} is not valid YAML: {e}", reason="bad_config") from e
     for k, v in (overrides or {}).items():
-        _set_dotted(cfg, k, v)
+        set_dotted(cfg, k, v)
     unknown = set(cfg) - set(DEFAULTS)
     if unknown:
         raise One2AnyError(f"scorer config {p}: unknown sections {sorted(unknown)}", reason="bad_config")
@@ -227,8 +228,6 @@ def train_epoch(model, opt, pools: Pools, order: np.ndarray, rng: np.random.Gene
 def plot_scorer_curves(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
-    from one2any_ros.training.train import save_curves_figure
-
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -336,7 +335,6 @@ def _resume_or_restart(out: Path, model, opt, resume: bool) -> tuple[int, list[d
     """With ``resume`` and a saved epoch: the model and optimizer restored, (the next epoch, the rows logged up to
     it, the wall seconds spent before). Otherwise a fresh log: (0, [], None)."""
     from one2any_ros.core.model.checkpoint import load_tensors
-    from one2any_ros.training.train import optimizer_state  # the run state as the network's run keeps it (no pickle)
 
     log_path, state = out / "metrics.jsonl", out / "state.json"
     if resume and state.exists():
@@ -357,7 +355,6 @@ def _train_epochs(model, opt, merged: Pools, idx: np.ndarray, select: Pools, cfg
     """Train the remaining epochs; after each, the select pools' loss and recall by weight are logged and the
     model, optimizer and epoch saved (``--resume`` continues from there)."""
     from one2any_ros.core.model.checkpoint import save_tensors
-    from one2any_ros.training.train import optimizer_tensors
 
     epochs = int(cfg["train"]["epochs"])
     weights = [float(w) for w in cfg["weights"]]
