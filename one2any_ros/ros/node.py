@@ -7,9 +7,9 @@ core/reference_store.py); its outputs are ros/outputs.py, the masks and boxes th
 ros/cue_input.py.
 
 Concurrency: one SingleThreadedExecutor thread takes every message, service call, parameter change and
-timer; one plain worker thread does all estimation. (rclpy's MultiThreadedExecutor spends about a core
-of its own at 120 Hz of 640x480 RGB-D and still cannot keep up; the single-threaded one takes the same
-stream with about a third of a core: docs/benchmarks.md.) Between them, the mailbox (mailbox.py):
+timer; one plain worker thread does all estimation (the single-threaded executor keeps up with a fast
+camera where rclpy's multi-threaded one does not: the measurement is in docs/ros.md). Between them, the
+mailbox (mailbox.py):
 - inputs: the synchronizer's callbacks only put the newest complete frame in its one slot (a frame still
   waiting there is replaced and counted as dropped: latest wins), in stamp order (an older set is dropped;
   a jump back of more than STAMP_RESET_S, a bag replayed again, restarts the order: docs/ros.md,
