@@ -178,14 +178,14 @@ def values(status) -> dict:
 
 def test_a_publishing_exception_costs_one_frame_and_is_reported(node_factory, frames, full_install):
     node = node_factory()
-    assert type(node._tf).__module__ == "tf2_ros"  # the full-install path
+    assert type(node._outputs.tf).__module__ == "tf2_ros"  # the full-install path
     diags = record_diagnostics(node)
     ref_msgs = frame_messages(frames[0], 1_000 * MS)
-    node._objects.set_reference("", conv.view_from_messages(ref_msgs, min_depth=0.1, max_depth=4.0,
+    node._table.objects.set_reference("", conv.view_from_messages(ref_msgs, min_depth=0.1, max_depth=4.0,
                                                             T_cam_obj=frames[0]["T_cam_obj"]))
-    node._refresh_listing()
+    node._table.refresh_listing()
     published = []
-    real_send = node._tf.sendTransform
+    real_send = node._outputs.tf.sendTransform
 
     def failing_once(t):
         if not published:
@@ -194,7 +194,7 @@ def test_a_publishing_exception_costs_one_frame_and_is_reported(node_factory, fr
         published.append(t)
         real_send(t)
 
-    node._tf.sendTransform = failing_once
+    node._outputs.tf.sendTransform = failing_once
     poses_before = node._stats.poses
     node._on_frame(frame_messages(frames[1], 2_000 * MS))
     this_frame = f"publish_error: frame stamped {conv.stamp_text(2_000 * MS)} s: "  # the failure of that frame
@@ -259,16 +259,16 @@ def test_failure_texts_are_never_empty(node_factory, frames):
 
     node = node_factory()
     diags = record_diagnostics(node)
-    node._fail("empty_mask", "", frame=False)
+    node.fail("empty_mask", "", frame=False)
     assert node._stats.last_failure == "empty_mask: no detail given"
     assert values(diags[-1])["last_failure"] == "empty_mask: no detail given"  # a new reason goes out at once
-    node._fail("", "   ", frame=False)
+    node.fail("", "   ", frame=False)
     assert node._stats.last_failure == "unknown: no detail given"
     # a frame whose processing raises an error with neither a reason nor a text
     ref_msgs = frame_messages(frames[0], 1_000 * MS)
-    node._objects.set_reference("", conv.view_from_messages(ref_msgs, min_depth=0.1, max_depth=4.0,
+    node._table.objects.set_reference("", conv.view_from_messages(ref_msgs, min_depth=0.1, max_depth=4.0,
                                                             T_cam_obj=frames[0]["T_cam_obj"]))
-    node._refresh_listing()
+    node._table.refresh_listing()
 
     def no_words(frame, s):
         raise InputError("", reason="")
@@ -289,7 +289,7 @@ def test_a_backend_change_loads_on_the_worker_after_the_callback(node_factory, t
     real_make = node._make_backend
     node._make_backend = lambda s: (on_worker.append(threading.current_thread().name), real_make(s))[1]
     assert node.set_parameters([Parameter("backend", value="icp")])[0].successful
-    assert GraphClient.wait_for(lambda: node._objects.backend.name == "icp", 30)
+    assert GraphClient.wait_for(lambda: node._table.objects.backend.name == "icp", 30)
     assert on_worker == ["one2any_worker"]
     # a checkpoint that cannot even be read is refused at once, naming the file
     broken = tmp_path / "broken.json"
@@ -313,7 +313,7 @@ def test_a_backend_that_fails_to_load_is_reported_and_the_parameter_set_back(nod
     assert node.set_parameters([Parameter("backend", value="icp")])[0].successful  # the callback says yes
     assert GraphClient.wait_for(lambda: node.get_parameter("backend").value == "classic", 30)
     assert node._stats.last_failure.startswith("checkpoint_corrupt: backend 'icp' could not be loaded")
-    assert node._objects.backend.name == "classic"
+    assert node._table.objects.backend.name == "classic"
 
 
 # --- a node process on the full-install path ---------------------------------------------------------------
@@ -383,8 +383,8 @@ def test_a_stuck_worker_is_error_and_services_answer_by_their_deadline(node_fact
         executor = SingleThreadedExecutor(context=ros_context)
         executor.add_node(node)
         t = time.monotonic()
-        task = executor.create_task(node._srv_remove_reference(RemoveReference.Request(object_id="x"),
-                                                               RemoveReference.Response()))
+        task = executor.create_task(node._references.remove_reference(RemoveReference.Request(object_id="x"),
+                                                                      RemoveReference.Response()))
         executor.spin_until_future_complete(task, timeout_sec=10)
         res = task.result()
         assert time.monotonic() - t < 5.0

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 def test_demo_two_objects_through_the_graph(tmp_path, capsys):
     pytest.importorskip("pybullet")
-    from one2any_ros.ros_tools.demo_graph import run_ros_multi_demo
+    from one2any_ros.ros_tools.demo_multi import run_ros_multi_demo
 
     out = tmp_path / "demo"
     assert run_ros_multi_demo(2, backend="classic", out_dir=out, n_frames=4, size=(320, 240), period_s=0.5) == 0

@@ -8,7 +8,7 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, Image
 
 from one2any_ros.ros import conversions as conv
-from one2any_ros.ros_tools.demo_graph import BAG_T0_NS, TOPICS, write_sample_bag
+from one2any_ros.ros_tools.demo_bag import BAG_T0_NS, TOPICS, write_sample_bag
 from one2any_ros.ros_tools.player import has_header, header_stamp_ns, message_class, read_bag, restamp_raw
 
 

@@ -103,7 +103,7 @@ def _cmd_demo(a) -> int:
             print("one2any demo: --objects needs the ROS graph (several objects are a node feature); drop --no-ros",
                   file=sys.stderr)
             return 2
-        from one2any_ros.ros_tools.demo_graph import run_ros_multi_demo
+        from one2any_ros.ros_tools.demo_multi import run_ros_multi_demo
 
         return run_ros_multi_demo(a.objects, backend=a.backend, out_dir=Path(a.out), device=a.device)
     if a.no_ros:

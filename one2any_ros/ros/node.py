@@ -1,13 +1,15 @@
 """The ``one2any`` node (contract: docs/ros.md): one reference view sets an object; every synchronized
 RGB-D + mask frame after it yields each object's pose on ``~/estimate``, ``~/detections`` and ``/tf`` (the
 default object ``""`` also on ``~/pose``). Up to ``max_objects`` named objects share one stream: each selects its
-pixels of the mask (a label image) by its ``mask_label`` (core/multi_object.py; the reference services:
-ros/references.py; references persist: core/reference_store.py).
+pixels of the mask (a label image) by its ``mask_label`` (core/multi_object.py). The node owns the object table
+(ros/object_table.py) and hands it to the reference services (ros/references.py; references persist:
+core/reference_store.py); its outputs are ros/outputs.py, the masks and boxes that come on their own
+ros/cue_input.py.
 
 Concurrency: one SingleThreadedExecutor thread takes every message, service call, parameter change and
-timer; one plain worker thread does all estimation. (rclpy's MultiThreadedExecutor spends about a core
-of its own at 120 Hz of 640x480 RGB-D and still cannot keep up; the single-threaded one takes the same
-stream with about a third of a core: docs/benchmarks.md.) Between them, the mailbox (mailbox.py):
+timer; one plain worker thread does all estimation (the single-threaded executor keeps up with a fast
+camera where rclpy's multi-threaded one does not: the measurement is in docs/ros.md). Between them, the
+mailbox (mailbox.py):
 - inputs: the synchronizer's callbacks only put the newest complete frame in its one slot (a frame still
   waiting there is replaced and counted as dropped: latest wins), in stamp order (an older set is dropped;
   a jump back of more than STAMP_RESET_S, a bag replayed again, restarts the order: docs/ros.md,
@@ -20,7 +22,7 @@ stream with about a third of a core: docs/benchmarks.md.) Between them, the mail
   reference, save it) and awaits its result, so the executor keeps taking frames meanwhile;
   ``~/clear_reference`` answers at once;
 - the 1 Hz diagnostics timer and rclpy's parameter services run on the executor thread too.
-The estimator is used under one lock (worker, backend swaps), for at most one frame at a time.
+The estimator is used under the object table's lock (worker, backend swaps), for at most one frame at a time.
 ``~/clear_reference`` never waits for it: when the lock is busy it leaves a pending clear that the next
 holder applies first (the frame in progress then publishes no pose).
 """
@@ -34,42 +36,36 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PoseStamped, TransformStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
 from rclpy.task import Future
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Header
-from std_srvs.srv import Trigger
 
 from one2any_ros.core.backends import create_backend
 from one2any_ros.core.checkpoint_files import DEFAULT_CHECKPOINT, checkpoint_paths, read_description
 from one2any_ros.core.errors import InputError, NoReferenceError, One2AnyError
-from one2any_ros.core.geometry import invert_transform, transform_points
-from one2any_ros.msg import PoseEstimate
-from one2any_ros.core.multi_object import MultiObjectEstimator
 from one2any_ros.core.frame import DEFAULT_OBJECT
+from one2any_ros.core.multi_object import MultiObjectEstimator
 from one2any_ros.core.reference_store import ReferenceStore
-from one2any_ros.srv import ListReferences, RemoveReference, SetReference
 from one2any_ros.ros import conversions as conv
 from one2any_ros.ros import params
+from one2any_ros.ros.cue_input import CueInputs, boxes_of
 from one2any_ros.ros.diagnostics import NodeStats, diagnostic_array, failure_text
 from one2any_ros.ros.mailbox import STAMP_RESET_S, Job, Mailbox
-from one2any_ros.ros.cue_buffer import CueBuffer
-from one2any_ros.ros.references import ReferenceServices
+from one2any_ros.ros.object_table import ObjectTable
+from one2any_ros.ros.outputs import OUT_QOS, PoseOutputs
+from one2any_ros.ros.references import ReferenceServices, restore_references
 from one2any_ros.ros.sync import Frame, FrameSynchronizer
-from one2any_ros.ros.tf import broadcaster_name, create_broadcaster
+from one2any_ros.ros.tf import broadcaster_name
 from one2any_ros.ros.transport import apply_default_transport
 
-OUT_QOS = QoSProfile(depth=10)  # outputs: reliable, volatile
 INPUTS = {"rgb": Image, "depth": Image, "camera_info": CameraInfo}  # a frame; mask_mode every_frame adds "mask"
 INPUT_WINDOW_S = 2.0  # inputs arriving this long without a complete frame are reported
 STALE_INPUT_S = 2.0  # /diagnostics warns when the newest complete frame is older than this (camera stopped)
@@ -78,58 +74,53 @@ SERVICE_SLACK_S = 120.0  # a service's job must be done this long after its own 
 PROMPT_DIAG_MIN_S = 0.1  # a new failure reason goes out on /diagnostics at once, at most this often
 
 
-class One2AnyNode(ReferenceServices, Node):
+class One2AnyNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("one2any", **kwargs)
         self._settings = s = params.declare(self)
         self._stats = NodeStats()
-        self._lock = threading.Lock()  # the estimator
-        self._clear_pending = False  # ~/clear_reference came while the estimator was busy (see _estimator)
         self._backend_note, self._last_reason = "", ""
         self._diag_lock = threading.Lock()  # /diagnostics is published from the executor and the worker
         self._diag_pub = None
         self._last_prompt_diag = float("-inf")
         self._backend_param = s.backend  # the `backend` value the loaded backend was made from
-        try:
-            backend = self._make_backend(s)
-        except (One2AnyError, ImportError, ValueError) as e:
-            self._fail(getattr(e, "reason", "bad_backend"), f"backend '{s.backend}' unavailable ({e}); using classic",
-                       frame=False)
-            backend = create_backend("classic")
-        self._objects = MultiObjectEstimator(backend, settings=s.estimator, max_objects=s.max_objects,
-                                             processes=None if s.object_processes < 0 else s.object_processes,
-                                             helper_timeout_s=s.helper_timeout_ms / 1000.0)
-        self._degraded: tuple[str, dict[str, str]] = ("", {})  # the helpers' state for other threads (_report_helpers)
-        self._obj_stats: dict[str, NodeStats] = {}  # per object (its /diagnostics status)
-        self._listing: list[tuple[str, int, float]] = []  # (id, label, radius) in order: a snapshot for other threads
-        self._boxes: dict[str, tuple[object, tuple]] = {}  # id -> (its reference, its cloud's box in O: _box)
-
+        self._table = ObjectTable(self._objects_of(s), ReferenceStore(self._reference_path(s)), self.get_logger())
         self._mailbox: Mailbox[Frame] = Mailbox(stamp_reset_s=STAMP_RESET_S, future_factory=Future)
         self._current_job: Job | None = None  # the worker's job in progress
         self._busy_since: float | None = None  # monotonic time the worker took its current frame or job
         self._worker_error = ""  # why the worker died; cleared when the watchdog restarts it
-
-        self._pose_pub = self.create_publisher(PoseStamped, "~/pose", OUT_QOS)
-        self._estimate_pub = self.create_publisher(PoseEstimate, "~/estimate", OUT_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUT_QOS)
-        self._debug_pub = None
-        self._det_pub = self._det = None  # ~/detections and its builder (ros/detections.py), when vision_msgs imports
-        try:
-            from one2any_ros.ros import detections
-            from vision_msgs.msg import Detection3DArray
+        self._outputs = PoseOutputs(self, self._table, self._stats)
+        self._backend_note = self._outputs.tf_note or self._backend_note
+        restore_references(self._table, self.get_logger(), self._stats)
+        self._subscribe(s)
+        self._references = ReferenceServices(self, self._table, self._mailbox, callback_group=self._awaiting_group)
+        self.create_timer(1.0, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._worker = self._start_worker()
+        tf = self._outputs.tf
+        self.get_logger().info(
+            f"ready: backend {self._table.objects.backend.name}, {len(self._table.listing())} reference(s) "
+            f"({self._table.store.path}), synchronizer {self._sync.backend}, "
+            f"tf {broadcaster_name(tf) if tf is not None else 'none'}")
 
-            self._det, self._det_pub = detections, self.create_publisher(Detection3DArray, "~/detections", OUT_QOS)
-        except ImportError as e:
-            self.get_logger().error(f"~/detections will not be published: vision_msgs missing ({e})")
+    def _objects_of(self, s: params.NodeSettings) -> MultiObjectEstimator:
+        """The objects' estimator on the configured backend (classic, said why, when that one is unavailable)."""
         try:
-            self._tf = create_broadcaster(self)
-        except ImportError as e:
-            self._tf, self._backend_note = None, "TF disabled: tf2_msgs missing"
-            self.get_logger().error(f"/tf will not be published: {e}")
-        self._ref_path = Path(s.reference_path or params.default_reference_path(self.get_fully_qualified_name()))
-        self._store = ReferenceStore(self._ref_path)
-        self._load_references()
+            backend = self._make_backend(s)
+        except (One2AnyError, ImportError, ValueError) as e:
+            self.fail(getattr(e, "reason", "bad_backend"), f"backend '{s.backend}' unavailable ({e}); using classic",
+                      frame=False)
+            backend = create_backend("classic")
+        return MultiObjectEstimator(backend, settings=s.estimator, max_objects=s.max_objects,
+                                    processes=None if s.object_processes < 0 else s.object_processes,
+                                    helper_timeout_s=s.helper_timeout_ms / 1000.0)
 
+    def _reference_path(self, s: params.NodeSettings) -> Path:
+        return Path(s.reference_path or params.default_reference_path(self.get_fully_qualified_name()))
+
+    def _subscribe(self, s: params.NodeSettings) -> None:
+        """The frame's synchronized inputs, and the masks and boxes that come on their own."""
         # ~/set_reference awaits the worker: it must not hold the default (mutually exclusive) group, or the
         # inputs would stop while it waits; the guard condition wakes the executor when a job is done
         self._awaiting_group = ReentrantCallbackGroup()
@@ -138,29 +129,12 @@ class One2AnyNode(ReferenceServices, Node):
         self._sync = FrameSynchronizer(self, inputs, qos=qos_profile_sensor_data, slop_s=s.sync_slop,
                                        callback=self._on_frame)
         # masks (when_needed) and boxes arrive on their own: the worker matches them to its frame (ros/cue_buffer.py)
-        self._mask_buffer, self._box_buffer = CueBuffer(), CueBuffer()
-        if s.mask_mode == "when_needed":
-            self.create_subscription(Image, "mask", self._buffer_into(self._mask_buffer), qos_profile_sensor_data)
-        try:
-            from vision_msgs.msg import Detection2DArray
+        self._cues = CueInputs(self, mask_mode=s.mask_mode)
 
-            self.create_subscription(Detection2DArray, "boxes", self._buffer_into(self._box_buffer),
-                                     qos_profile_sensor_data)
-        except ImportError as e:
-            self.get_logger().error(f"boxes will not be taken: vision_msgs missing ({e})")
-        self.create_service(SetReference, "~/set_reference", self._srv_set_reference,
-                            callback_group=self._awaiting_group)
-        self.create_service(RemoveReference, "~/remove_reference", self._srv_remove_reference,
-                            callback_group=self._awaiting_group)
-        self.create_service(ListReferences, "~/list_references", self._srv_list_references)
-        self.create_service(Trigger, "~/clear_reference", self._srv_clear_reference)
-        self.create_timer(1.0, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._worker = self._start_worker()
-        tf_name = broadcaster_name(self._tf) if self._tf is not None else "none"
-        self.get_logger().info(
-            f"ready: backend {self._objects.backend.name}, {len(self._listing)} reference(s) "
-            f"({self._ref_path}), synchronizer {self._sync.backend}, tf {tf_name}")
+    @property
+    def settings(self) -> params.NodeSettings:
+        """The current settings: one frozen snapshot, replaced whole when a parameter changes."""
+        return self._settings
 
     # --- frames: executor thread -> mailbox -> worker thread --------------------------------------------
     def _on_frame(self, msgs: dict) -> None:
@@ -177,28 +151,11 @@ class One2AnyNode(ReferenceServices, Node):
                                       "or a clock reset): following the new stream")
         self._stats.frame_received((now - stamp) / 1e6 if now > 0 else None, stamp)
 
-    @staticmethod
-    def _buffer_into(buffer: CueBuffer) -> Callable:
-        def add(msg) -> None:
-            buffer.add(conv.stamp_to_ns(msg.header.stamp), msg)
-        return add
-
-    def _frame_messages(self, frame: Frame, s: params.NodeSettings, *, need_mask_s: float = 0.0) -> dict:
-        """The frame's messages with the mask and the boxes of its stamp window (None when none came), waiting up to
-        ``mask_wait_ms`` from its completion while masks or boxes have been arriving; ``need_mask_s``: a request
-        that needs a mask or a box (~/set_reference without roi) waits this long for one whatever arrived before."""
-        msgs = dict(frame.msgs)
-        slop = int(s.sync_slop * 1e9)
-        until = frame.received + max(s.mask_wait_ms / 1000.0, need_mask_s)
-        if "mask" not in msgs:
-            msgs["mask"] = self._mask_buffer.wait(frame.stamp_ns, slop, until, always=need_mask_s > 0)
-        msgs["boxes"] = self._box_buffer.wait(frame.stamp_ns, slop, until,
-                                              always=need_mask_s > 0 and msgs["mask"] is None)
-        return msgs
-
-    def _boxes_of(self, msgs: dict, object_ids) -> dict:
-        """{object id: Box} of the frame's Detection2DArray (none: {})."""
-        return {} if msgs.get("boxes") is None else conv.boxes_from_detections(msgs["boxes"], object_ids)
+    def read_frame(self, frame: Frame, s: params.NodeSettings, *, need_mask_s: float = 0.0) -> tuple[dict, object]:
+        """The frame's messages (with its cues: CueInputs.messages) and the decoded frame, once its age is checked."""
+        self._check_age(frame, s)
+        msgs = self._cues.messages(frame, s, need_mask_s=need_mask_s)
+        return msgs, conv.frame_from_messages(msgs, min_depth=s.min_depth, max_depth=s.max_depth)
 
     def _start_worker(self) -> threading.Thread:
         worker = threading.Thread(target=self._worker_main, name="one2any_worker", daemon=True)
@@ -219,7 +176,7 @@ class One2AnyNode(ReferenceServices, Node):
             if job is not None and not job.future.done():
                 job.future.set_exception(RuntimeError(f"the estimation worker died ({self._worker_error})"))
                 self._wake_awaiting()
-            self._fail("worker_died", self._worker_error, frame=False)
+            self.fail("worker_died", self._worker_error, frame=False)
 
     def _work(self) -> None:
         """The worker loop: the mailbox hands jobs first (an operator is waiting on them), then the newest frame."""
@@ -240,7 +197,7 @@ class One2AnyNode(ReferenceServices, Node):
             return
         if not self._worker_error:
             self._worker_error = "the worker thread is not running"
-            self._fail("worker_died", self._worker_error, frame=False)
+            self.fail("worker_died", self._worker_error, frame=False)
         self._publish_status()  # level ERROR while _worker_error is set
         self._worker.join(timeout=1.0)
         self._stats.worker_restarted()
@@ -265,7 +222,7 @@ class One2AnyNode(ReferenceServices, Node):
         """Hand ``fn`` to the worker without waiting for it (parameter side effects)."""
         return self._mailbox.submit(fn)
 
-    async def _on_worker(self, fn: Callable[[], object], *, wait_s: float = 0.0):
+    async def run_on_worker(self, fn: Callable[[], object], *, wait_s: float = 0.0):
         """Run ``fn`` on the worker thread and await its result without blocking the executor, at most ``wait_s`` (the
         job's own waits) + SERVICE_SLACK_S: past that, the caller gets WorkerTimeout (a job not started yet is
         withdrawn; one that is running may still take effect) instead of waiting on a stuck worker for ever."""
@@ -289,11 +246,10 @@ class One2AnyNode(ReferenceServices, Node):
 
     def destroy_node(self) -> None:
         self._mailbox.stop()
-        self._mask_buffer.stop()
-        self._box_buffer.stop()
+        self._cues.stop()
         if self._worker.is_alive() and self._worker is not threading.current_thread():
             self._worker.join(timeout=5.0)
-        self._objects.close()
+        self._table.objects.close()
         super().destroy_node()
 
     def _process(self, frame: Frame) -> None:
@@ -303,105 +259,42 @@ class One2AnyNode(ReferenceServices, Node):
         s = self._settings  # one consistent snapshot for the whole frame
         about = f"frame stamped {conv.stamp_text(frame.stamp_ns)} s"
         try:
-            if not self._listing or self._clear_pending:
+            if not self._table.listing():
                 raise NoReferenceError("no reference is set: call ~/set_reference")
-            self._check_age(frame, s)
-            msgs = self._frame_messages(frame, s)
-            qframe = conv.frame_from_messages(msgs, min_depth=s.min_depth, max_depth=s.max_depth)
-            with self._estimator() as objs:
+            msgs, qframe = self.read_frame(frame, s)
+            with self._table.estimator() as objs:
                 if not len(objs):
                     raise NoReferenceError("no reference is set: call ~/set_reference")
                 objs.set_settings(s.estimator)
-                results = objs.estimate_all(qframe, track=True, boxes=self._boxes_of(msgs, objs.object_ids),
+                results = objs.estimate_all(qframe, track=True, boxes=boxes_of(msgs, objs.object_ids),
                                             mask_mode=s.mask_mode, instance_labels=s.instance_labels)
-                self._report_helpers()  # a helper that could not be started again turns them off: said once
+                self._table.report_helpers()  # a helper that could not be started again turns them off: said once
                 refs = {oid: objs.get(oid).reference for oid in results}
-                if self._clear_pending:
+                if self._table.clear_pending:
                     raise NoReferenceError("~/clear_reference came while this frame was processed")
         except One2AnyError as e:
-            return self._fail(e.reason, f"{about}: {str(e) or type(e).__name__}")
+            return self.fail(e.reason, f"{about}: {str(e) or type(e).__name__}")
         except Exception as e:  # a bug must not take the node down: report it and go on
             self.get_logger().error(f"internal error on a frame: {traceback.format_exc()}", throttle_duration_sec=10.0)
-            return self._fail("internal_error", f"{about}: {e!r}")
+            return self.fail("internal_error", f"{about}: {e!r}")
         try:
             self._publish_results(frame, s, qframe, results, refs, about)
         except Exception as e:  # a publisher (or a tf2_ros broadcaster) that raises costs this frame, not the node
             if self._shutting_down():  # the publishers went with the context (Ctrl-C): not a failure to report
                 return None
             self.get_logger().error(f"publishing a pose failed: {traceback.format_exc()}", throttle_duration_sec=10.0)
-            return self._fail("publish_error", f"{about}: {e!r}")
+            return self.fail("publish_error", f"{about}: {e!r}")
 
     def _publish_results(self, frame: Frame, s: params.NodeSettings, qframe, results: dict, refs: dict,
                          about: str) -> None:
-        """Each object's pose (or its failure: ``about`` names the frame), then the frame's one Detection3DArray.
-        Failures are recorded before poses, so the node's "last frame gave a pose" means: at least one object got
-        one."""
-        header = frame.header
+        """Each object's failure (``about`` names the frame), then the poses (ros/outputs.py). Failures are recorded
+        before poses, so the node's "last frame gave a pose" means: at least one object got one."""
         for oid, r in results.items():
             if isinstance(r, One2AnyError):
                 text = str(r) or type(r).__name__
-                self._object_stats(oid).failure(r.reason, f"{about}: {text}")
-                self._fail(r.reason, f"{about}: {text}" if oid == DEFAULT_OBJECT else f"{about}, object '{oid}': {text}")
-        detections = []
-        for oid, r in results.items():
-            if isinstance(r, One2AnyError):
-                continue
-            T, child = r.T_camera_object, self._child_frame(oid, s)
-            pose = conv.matrix_to_pose(T)
-            latency_ms = (time.monotonic() - frame.received) * 1000.0
-            if oid == DEFAULT_OBJECT:
-                self._pose_pub.publish(PoseStamped(header=header, pose=pose))
-            self._estimate_pub.publish(PoseEstimate(
-                header=header, object_id=oid, pose=pose, confidence=float(r.confidence), inliers=int(r.inliers),
-                residual_m=float(r.residual_m), latency_ms=float(latency_ms), backend=r.backend))
-            if s.publish_tf and self._tf is not None:
-                # tf2_ros's API (and our stand-in's): sendTransform, camelCase
-                self._tf.sendTransform(TransformStamped(header=header, child_frame_id=child,
-                                                        transform=conv.matrix_to_transform(T)))
-            if self._det_pub is not None:
-                center_O, size_O = self._box(oid, refs[oid])
-                detections.append(self._det.DetectionInput(child_frame=child, T_camera_object=T,
-                                                           confidence=float(r.confidence), size_m=size_O,
-                                                           center_O=center_O))
-            self._object_stats(oid).pose_published(latency_ms, r.inliers, r.confidence, r.mode)
-            self._stats.pose_published(latency_ms, r.inliers, r.confidence)
-        if self._det_pub is not None:
-            self._det_pub.publish(self._det.detection_array(header, detections))
-        if s.debug:
-            self._publish_debug(header, qframe, results, refs)
-
-    def _child_frame(self, object_id: str, s: params.NodeSettings) -> str:
-        return s.object_frame if object_id == DEFAULT_OBJECT else s.object_frame_prefix + object_id
-
-    def _object_stats(self, object_id: str) -> NodeStats:
-        """Its counters (the worker and the diagnostics timer both ask: setdefault is one atomic step)."""
-        stats = self._obj_stats.get(object_id)
-        return stats if stats is not None else self._obj_stats.setdefault(object_id, NodeStats())
-
-    def _box(self, object_id: str, ref) -> tuple[np.ndarray, np.ndarray]:
-        """The reference cloud's axis-aligned box in O (its centre and extent, metres): Detection3D's bbox; once per
-        reference."""
-        cached = self._boxes.get(object_id)
-        if cached is None or cached[0] is not ref:
-            cached = (ref, self._det.object_box(transform_points(invert_transform(ref.T_C_O), ref.points_C)))
-            self._boxes[object_id] = cached
-        return cached[1]
-
-    def _publish_debug(self, header: Header, qframe, results: dict, refs: dict) -> None:
-        from one2any_ros.core.visualize import draw_pose
-
-        if self._debug_pub is None:
-            self._debug_pub = self.create_publisher(Image, "~/debug_image", OUT_QOS)
-        img = qframe.rgb
-        for oid, r in results.items():
-            if isinstance(r, One2AnyError):
-                continue
-            ref = refs[oid]
-            name = f"{oid or 'default'}: " if len(results) > 1 else ""
-            img = draw_pose(img, qframe.K, r.T_camera_object, axis_len=ref.scale,
-                            cloud_cam=transform_points(r.T_camera_C, ref.points_C),
-                            label=f"{name}{r.backend} {r.mode} conf {r.confidence:.2f} inliers {r.inliers}")
-        self._debug_pub.publish(conv.array_to_image(img, "rgb8", stamp=header.stamp, frame_id=header.frame_id))
+                self._table.object_stats(oid).failure(r.reason, f"{about}: {text}")
+                self.fail(r.reason, f"{about}: {text}" if oid == DEFAULT_OBJECT else f"{about}, object '{oid}': {text}")
+        self._outputs.publish(frame, s, qframe, results, refs)
 
     def _check_age(self, frame: Frame, s: params.NodeSettings) -> None:
         """stale_frame: stamped more than max_frame_age_ms before the node's clock; future_stamp: that far after it
@@ -418,7 +311,7 @@ class One2AnyNode(ReferenceServices, Node):
                              f"{s.max_frame_age_ms}): are the camera's and this machine's clocks in sync?",
                              reason="future_stamp")
 
-    def _fail(self, reason: str, message: str, *, frame: bool = True) -> None:
+    def fail(self, reason: str, message: str, *, frame: bool = True) -> None:
         """Record a failure; a new kind is logged and published on /diagnostics at once, repeats throttled."""
         text = failure_text(reason, message)
         self._stats.failure(reason, message, frame=frame)
@@ -432,7 +325,7 @@ class One2AnyNode(ReferenceServices, Node):
         else:
             self.get_logger().warning(text, throttle_duration_sec=5.0)
 
-    def _input_issue(self) -> str:
+    def input_issue(self) -> str:
         return self._sync.monitor.explain(window_s=INPUT_WINDOW_S, slop_s=self._settings.sync_slop)
 
     # --- parameters and diagnostics -------------------------------------------------------------------
@@ -467,11 +360,11 @@ class One2AnyNode(ReferenceServices, Node):
             return  # already in use (e.g. the parameter was set back after a failed load)
         try:
             backend = self._make_backend(replace(self._settings, backend=name))
-            with self._estimator() as objs:
+            with self._table.estimator() as objs:
                 objs.set_backend(backend)  # re-encodes every reference for the new backend
         except (One2AnyError, ImportError, ValueError) as e:
             keep = self._backend_param
-            self._fail(getattr(e, "reason", "bad_backend"), f"backend '{name}' could not be loaded ({e}); "
+            self.fail(getattr(e, "reason", "bad_backend"), f"backend '{name}' could not be loaded ({e}); "
                        f"keeping '{keep}'", frame=False)
             self.set_parameters([Parameter("backend", Parameter.Type.STRING, keep)])
             return
@@ -482,24 +375,24 @@ class One2AnyNode(ReferenceServices, Node):
         """The 1 Hz timer: input problems, the worker watchdog, then the status."""
         issue = self._sync.monitor.diagnose(window_s=INPUT_WINDOW_S, slop_s=self._settings.sync_slop)
         if issue:
-            self._fail(*issue)
+            self.fail(*issue)
         self._check_worker()
         self._publish_status()
 
     def _publish_status(self) -> None:
         if self._diag_pub is None:  # a failure while the node is still being built
             return
-        backend, s, name = self._objects.backend, self._settings, self.get_fully_qualified_name()
-        listing = [] if self._clear_pending else list(self._listing)
-        degraded, degraded_objects = self._degraded
+        backend, s, name = self._table.objects.backend, self._settings, self.get_fully_qualified_name()
+        listing = self._table.listing()
+        degraded, degraded_objects = self._table.degraded
         status = self._stats.status(name, reference=bool(listing),
                                     backend=backend.name, device=str(getattr(backend, "device", "cpu")),
                                     note=self._backend_note, now_ns=self.get_clock().now().nanoseconds,
                                     stale_ms=1000.0 * STALE_INPUT_S, worker_error=self._worker_error,
                                     worker_stalled=self._stall(),
                                     degraded=degraded)
-        per_object = [self._object_stats(oid).object_status(f"{name}/{self._child_frame(oid, s)}",
-                                                            degraded=degraded_objects.get(oid, ""))
+        per_object = [self._table.object_stats(oid).object_status(f"{name}/{s.child_frame(oid)}",
+                                                                  degraded=degraded_objects.get(oid, ""))
                       for oid, _, _ in listing]
         with self._diag_lock:
             self._diag_pub.publish(diagnostic_array([status] + per_object, self.get_clock().now().to_msg()))

@@ -17,6 +17,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 from one2any_ros.core.backends import BACKENDS
 from one2any_ros.core.estimator_settings import EstimatorSettings
+from one2any_ros.core.frame import DEFAULT_OBJECT
 from one2any_ros.core.multi_object import MASK_MODES
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -44,6 +45,10 @@ class NodeSettings:
     debug: bool = False
     estimator: EstimatorSettings = field(default_factory=EstimatorSettings)
 
+    def child_frame(self, object_id: str) -> str:
+        """The TF child frame of ``object_id``: ``object_frame`` for the default object, else prefix + its id."""
+        return self.object_frame if object_id == DEFAULT_OBJECT else self.object_frame_prefix + object_id
+
 
 @dataclass(frozen=True)
 class Param:
@@ -65,6 +70,11 @@ def _est(key: str) -> Any:
 
 def _e(key: str, description: str, rng=None) -> Param:
     return Param(key, _est(key), description, rng, estimator_key=key)
+
+
+def _block(block: str, about: str, rows: tuple[tuple, ...]) -> tuple[Param, ...]:
+    """Estimator parameters of one settings block: rows (key in the block, description after ``about``[, range])."""
+    return tuple(_e(f"{block}.{key}", about + text, *rng) for key, text, *rng in rows)
 
 
 PARAMS: tuple[Param, ...] = (
@@ -132,24 +142,26 @@ PARAMS: tuple[Param, ...] = (
     _e("twin_top_k", "geometric twins (flips, turns) of the best refined candidates added (0 = off; ~0.5-1 s)",
        (0, 20)),
     _e("sweep_top_k", "spin sweep: best hypotheses turned about the reference's principal axes (0 = off)", (0, 100)),
-    _e("search.num_start_rotations", "global search: start rotations of the multi-start ICP", (1, 100_000)),
-    _e("search.icp_points", "global search: reference points moved by the multi-start ICP", (3, 100_000)),
-    _e("search.icp_thresholds", "global search: ICP inlier distances, x object diameter (coarse to fine)"),
-    _e("search.icp_iterations", "global search: ICP iterations per threshold", (1, 1000)),
-    _e("search.icp_keep", "global search: starts kept after the coarsest ICP threshold", (1, 100_000)),
-    _e("search.lookup_cell", "global search: voxel-lookup nearest neighbours, cell x object diameter", (1e-3, 1.0)),
-    _e("search.lookup_stages", "global search: ICP stages matched by voxel lookup (0 = KD-tree throughout)", (0, 10)),
-    _e("search.colour_weight", "global search: coloured-ICP feature scale, x object diameter (0 = geometry only)",
-       (0.0, 10.0)),
-    _e("search.start_depth_offset", "global search: visible-surface centroid correction of the starts, x scale",
-       (0.0, 5.0)),
+    *_block("search", "global search: ", (
+        ("num_start_rotations", "start rotations of the multi-start ICP", (1, 100_000)),
+        ("icp_points", "reference points moved by the multi-start ICP", (3, 100_000)),
+        ("icp_thresholds", "ICP inlier distances, x object diameter (coarse to fine)"),
+        ("icp_iterations", "ICP iterations per threshold", (1, 1000)),
+        ("icp_keep", "starts kept after the coarsest ICP threshold", (1, 100_000)),
+        ("lookup_cell", "voxel-lookup nearest neighbours, cell x object diameter", (1e-3, 1.0)),
+        ("lookup_stages", "ICP stages matched by voxel lookup (0 = KD-tree throughout)", (0, 10)),
+        ("colour_weight", "coloured-ICP feature scale, x object diameter (0 = geometry only)", (0.0, 10.0)),
+        ("start_depth_offset", "visible-surface centroid correction of the starts, x scale", (0.0, 5.0)),
+    )),
     _e("search.ransac_iterations", "RANSAC iterations on correspondences", (1, 1_000_000)),
     _e("search.ransac_threshold", "RANSAC inlier distance, x object diameter", (1e-4, 1.0)),
     _e("search.ransac_hypotheses", "best RANSAC runs a learned backend adds as hypotheses", (0, 1000)),
     _e("verifier.tau", "verifier depth agreement band, x object diameter", (1e-4, 1.0)),
-    _e("verifier.violation", "verifier weight of free-space violations", (0.0, 100.0)),
-    _e("verifier.agree", "verifier weight of depth agreement alone", (0.0, 100.0)),
-    _e("verifier.colour", "verifier weight of agreement in depth and colour", (0.0, 100.0)),
+    *_block("verifier", "verifier weight of ", (
+        ("violation", "free-space violations", (0.0, 100.0)),
+        ("agree", "depth agreement alone", (0.0, 100.0)),
+        ("colour", "agreement in depth and colour", (0.0, 100.0)),
+    )),
     _e("verifier.colour_tau", "verifier colour agreement band (chromaticity + brightness units)", (1e-4, 10.0)),
     _e("verifier.roc", "verifier weight of the learned ROC agreement", (0.0, 100.0)),
 )

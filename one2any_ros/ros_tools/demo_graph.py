@@ -3,9 +3,12 @@ its own process (use_sim_time, remapped to camera-driver topic names), the bag i
 /clock, a client sets the reference on frame 0 (with its ground-truth pose, so outputs are in the model frame) and
 collects ~/pose, ~/estimate and /tf for the other frames.
 
-- ``run_ros_demo``: the bundled sample, one object (``one2any demo``);
-- ``run_ros_multi_demo``: N procedural test objects in one rendered scene with a mono16 label image, one reference
-  each (``one2any demo --objects N``): every object's ~/estimate and /tf child frame, overlays with all of them.
+- ``run_ros_demo`` (here): the bundled sample, one object (``one2any demo``);
+- ``run_ros_multi_demo`` (ros_tools/demo_multi.py): N procedural test objects in one rendered scene with a mono16
+  label image, one reference each (``one2any demo --objects N``).
+
+The pieces both demos are made of are here too (the graph, setting references by replay, streaming); the bag is
+ros_tools/demo_bag.py, the numbers they report ros_tools/demo_report.py.
 
 Prints per-frame errors, rates and latency; writes ``summary.json``, ``overlay_XXX.png`` (estimate | ground
 truth), the bag and the node's log to ``out_dir``. Bounded: every wait has a timeout, and the node is always
@@ -14,22 +17,14 @@ stopped (SIGINT, then SIGTERM/SIGKILL).
 from __future__ import annotations
 
 import json
-import shutil
-import statistics
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Container, Iterator
+from typing import Callable, Iterator
 
-import numpy as np
+from one2any_ros.ros_tools.demo_bag import TOPICS, Recording, record
+from one2any_ros.ros_tools.demo_report import accuracy_text, median_of, pose_errors, rate_of, rates_text, tf_seen
 
-TOPICS = {"rgb": "/camera/color/image_raw", "depth": "/camera/aligned_depth_to_color/image_raw",
-          "mask": "/camera/color/object_mask", "camera_info": "/camera/color/camera_info"}
-FRAME_ID = "camera_color_optical_frame"
-BAG_T0_NS = 1_700_000_000 * 10**9
-OBJECT_FRAME_PREFIX = "obj_"  # the several-objects demo's TF child frames: obj_1, obj_2, ...
-OBJECT_COLOURS = ((255, 220, 0), (255, 90, 255), (90, 255, 90), (255, 150, 40))  # RGB, object k's cloud and tag
 IDLE_S = 5.0  # stop waiting when nothing new came for this long (a dropped or failed frame never answers)
 
 
@@ -37,82 +32,9 @@ class DemoError(RuntimeError):
     """A step of the demo failed; the message says which and why (printed, exit code 1)."""
 
 
-def _mask_image(f: dict) -> tuple[np.ndarray, str, int]:
-    """What the mask topic carries: the frame's label image (mono16 / mono8, as a segmenter publishes it) when it
-    has one, else its object mask as mono8 0/255; (array, encoding, bytes per pixel)."""
-    labels = f.get("labels")
-    if labels is None:
-        return (np.asarray(f["mask"]) > 0).astype(np.uint8) * 255, "mono8", 1
-    labels = np.asarray(labels)
-    if labels.dtype == np.uint16:
-        return labels.astype("<u2"), "mono16", 2
-    return labels.astype(np.uint8), "mono8", 1
-
-
-def write_sample_bag(path: Path, frames: list[dict], *, period_s: float = 1.0, t0_ns: int = BAG_T0_NS,
-                     mask_frames: Container[int] | None = None) -> Path:
-    """Record ``frames`` (rgb, depth m, mask or labels, K) as rgb8 / 16UC1 mm / mono8 or mono16 / CameraInfo to an
-    MCAP rosbag2, serialized with rosbags' ROS 2 Kilted typestore; header stamps = bag times, ``period_s`` apart.
-    ``mask_frames``: the frames whose mask is recorded (None: every frame's; a workcell has one for the reference)."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_typestore
-
-    ts = get_typestore(getattr(Stores, "ROS2_KILTED", Stores.ROS2_JAZZY))
-    T = ts.types
-    shutil.rmtree(path, ignore_errors=True)
-
-    def header(t):
-        return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9),
-                                        frame_id=FRAME_ID)
-
-    def image(t, arr, enc, bpp):
-        return T["sensor_msgs/msg/Image"](header=header(t), height=arr.shape[0], width=arr.shape[1], encoding=enc,
-                                          is_bigendian=0, step=arr.shape[1] * bpp,
-                                          data=np.frombuffer(np.ascontiguousarray(arr).tobytes(), np.uint8))
-
-    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
-        conns = {k: w.add_connection(topic, "sensor_msgs/msg/CameraInfo" if k == "camera_info" else "sensor_msgs/msg/Image",
-                                     typestore=ts) for k, topic in TOPICS.items()}
-        for i, f in enumerate(frames):
-            t = t0_ns + int(round(i * period_s * 1e9))
-            h, wd = f["depth"].shape
-            K = np.asarray(f["K"], np.float64)
-            msgs = {
-                "camera_info": T["sensor_msgs/msg/CameraInfo"](
-                    header=header(t), height=h, width=wd, distortion_model="plumb_bob", d=np.zeros(5), k=K.ravel(),
-                    r=np.eye(3).ravel(), p=np.hstack([K, np.zeros((3, 1))]).ravel(), binning_x=0, binning_y=0,
-                    roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)),
-                "mask": image(t, *_mask_image(f)),
-                "depth": image(t, np.round(np.nan_to_num(f["depth"]) * 1000).astype("<u2"), "16UC1", 2),
-                "rgb": image(t, np.asarray(f["rgb"], np.uint8), "rgb8", 3),
-            }
-            if mask_frames is not None and i not in mask_frames:
-                del msgs["mask"]
-            for k, m in msgs.items():
-                w.write(conns[k], t, ts.serialize_cdr(m, m.__msgtype__))
-    return path
-
-
 # --- the pieces both demos are made of ----------------------------------------------------------------------
 
-@dataclass
-class Recording:
-    """The recorded frames as the player sends them: every message, and each frame's messages and stamp."""
-
-    bag: Path
-    messages: list
-    by_frame: dict[int, list]
-    stamp_of: dict[int, int]
-
-    def later(self) -> list:
-        """The messages of every frame after the reference frame 0, in order."""
-        return [m for i in sorted(self.by_frame) if i > 0 for m in self.by_frame[i]]
-
-    def later_frames(self) -> list[int]:
-        return [i for i in sorted(self.by_frame) if i > 0]
-
-
-def _fresh(out_dir: Path) -> Path:
+def fresh_dir(out_dir: Path) -> Path:
     """``out_dir``, made, without an earlier run's overlays (a run with fewer frames would leave some behind)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -120,18 +42,6 @@ def _fresh(out_dir: Path) -> Path:
         old.unlink()
     return out_dir
 
-
-def record(frames: list[dict], out_dir: Path, period_s: float, mask_frames: Container[int] | None = None) -> Recording:
-    """Write the frames to ``out_dir/sample_bag`` and read them back (the player replays what was recorded)."""
-    from one2any_ros.ros_tools.player import read_bag
-
-    bag = write_sample_bag(out_dir / "sample_bag", frames, period_s=period_s, mask_frames=mask_frames)
-    messages = read_bag(bag)
-    by_frame: dict[int, list] = {}
-    for m in messages:
-        by_frame.setdefault(int(round((m.t_ns - BAG_T0_NS) / (period_s * 1e9))), []).append(m)
-    print(f"recorded {len(frames)} frames ({len(messages)} messages) to {bag} (MCAP)")
-    return Recording(bag, messages, by_frame, {i: ms[0].t_ns for i, ms in by_frame.items()})
 
 
 @contextmanager
@@ -217,35 +127,6 @@ def estimate_receipts(client) -> dict[tuple[int, str], float]:
     return times
 
 
-def pose_errors(T: np.ndarray, T_gt: np.ndarray, points: np.ndarray, diameter: float, symmetric: bool) -> dict:
-    """One pose against its ground truth: rotation (deg) and translation (mm) errors, ADD (ADD-S for a symmetric
-    object, mm) and whether it is within 0.1 of the diameter (the BOP-style recall criterion)."""
-    from one2any_ros.core.geometry import rotation_angle_deg
-    from one2any_ros.core.metrics import add, add_s
-    from one2any_ros.core.protocol import is_hit
-
-    err = (add_s if symmetric else add)(T, T_gt, points)
-    return {"rot_err_deg": float(rotation_angle_deg(T[:3, :3].T @ T_gt[:3, :3])),
-            "trans_err_mm": float(np.linalg.norm(T[:3, 3] - T_gt[:3, 3]) * 1000), "add_mm": float(err * 1000),
-            "add_01d": bool(is_hit(err, diameter))}
-
-
-def _median(rows: list[dict], key: str) -> float | None:
-    values = [r[key] for r in rows if r.get(key) is not None]
-    return float(statistics.median(values)) if values else None
-
-
-def _rate(times: list[float]) -> float | None:
-    """Answers per second between the first and the last."""
-    times = sorted(times)
-    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
-
-
-def _tf_seen(client, stamp: int, child: str) -> bool:
-    from one2any_ros.ros import conversions as conv
-
-    return any(conv.stamp_to_ns(t.header.stamp) == stamp and t.child_frame_id == child for t, _ in client.tfs)
-
 
 # --- one object: the bundled sample -------------------------------------------------------------------------
 
@@ -260,7 +141,7 @@ def run_ros_demo(backend: str = "auto", out_dir: Path = Path("outputs/demo"), *,
 
     if masks not in MASKS:
         raise ValueError(f"masks must be one of {MASKS}, got {masks!r}")
-    out_dir = _fresh(out_dir)
+    out_dir = fresh_dir(out_dir)
     seq = load_sample_sequence()
     rec = record(seq["frames"], out_dir, period_s, mask_frames={0} if masks == "reference" else None)
     print("masks: " + ("the reference frame's only; the node tracks the object without one" if masks == "reference"
@@ -282,8 +163,7 @@ def _report_single(client, seq: dict, rec: Recording, sent: dict, play_s: float,
     """Per-frame table, overlays, summary.json and the summary line of the one-object demo; exit code. The ``state``
     column is what the outputs show: a pose after a pose is tracking, a pose after none is found again, no pose after
     a pose is lost, and then searching (the node's own per-object state is on /diagnostics, at 1 Hz)."""
-    from one2any_ros.core.geometry import transform_points
-    from one2any_ros.core.visualize import draw_pose, save_rgb, side_by_side
+    from one2any_ros.core.visualize import save_rgb
     from one2any_ros.ros import conversions as conv
 
     frames, model_pts, diameter = seq["frames"], seq["model_points"], seq["diameter_m"]
@@ -309,17 +189,12 @@ def _report_single(client, seq: dict, rec: Recording, sent: dict, play_s: float,
         rows.append({"frame": i, "ok": True, "mask": has_mask == "yes", "state": state, **e,
                      "confidence": est.confidence if est else None,
                      "inliers": est.inliers if est else None, "node_latency_ms": est.latency_ms if est else None,
-                     "end_to_end_ms": e2e, "tf": _tf_seen(client, s, "object")})
+                     "end_to_end_ms": e2e, "tf": tf_seen(client, s, "object")})
         print(f"{i:>5} {has_mask:>4} {state:>11} {e['rot_err_deg']:>11.2f} {e['trans_err_mm']:>12.1f} "
               f"{e['add_mm']:>7.1f} {est.confidence:>5.2f} {est.inliers:>7d} {est.latency_ms:>8.1f} {e2e:>7.1f}")
-        img = side_by_side(
-            draw_pose(frames[i]["rgb"], frames[i]["K"], T, axis_len=0.5 * diameter,
-                      cloud_cam=transform_points(T, model_pts),
-                      label=f"ROS frame {i}, {'mask' if has_mask == 'yes' else 'no mask'}, {state}: "
-                            f"{e['rot_err_deg']:.1f} deg, {e['trans_err_mm']:.0f} mm"),
-            draw_pose(frames[i]["rgb"], frames[i]["K"], T_gt, axis_len=0.5 * diameter,
-                      cloud_cam=transform_points(T_gt, model_pts), cloud_colour=(0, 220, 255), label="ground truth"))
-        save_rgb(out_dir / f"overlay_{i:03d}.png", img)
+        label = (f"ROS frame {i}, {'mask' if has_mask == 'yes' else 'no mask'}, {state}: "
+                 f"{e['rot_err_deg']:.1f} deg, {e['trans_err_mm']:.0f} mm")
+        save_rgb(out_dir / f"overlay_{i:03d}.png", _overlay(frames[i], T, T_gt, model_pts, diameter, label))
     ok = [r for r in rows if r["ok"]]
     recv = [client.poses[rec.stamp_of[r["frame"]]][1] for r in ok]
     summary = {
@@ -327,212 +202,26 @@ def _report_single(client, seq: dict, rec: Recording, sent: dict, play_s: float,
         "masks": "reference frame only" if masks == "reference" else "every frame",
         "n_frames": len(rows), "n_ok": len(ok), "tf_received": sum(r["tf"] for r in ok),
         "add_01d_recall": sum(r["add_01d"] for r in ok) / max(len(rows), 1),
-        "median_rot_err_deg": _median(ok, "rot_err_deg"), "median_trans_err_mm": _median(ok, "trans_err_mm"),
-        "median_node_latency_ms": _median(ok, "node_latency_ms"), "median_end_to_end_ms": _median(ok, "end_to_end_ms"),
+        "median_rot_err_deg": median_of(ok, "rot_err_deg"), "median_trans_err_mm": median_of(ok, "trans_err_mm"),
+        "median_node_latency_ms": median_of(ok, "node_latency_ms"), "median_end_to_end_ms": median_of(ok, "end_to_end_ms"),
         "input_rate_hz": (len(rec.later_frames()) - 1) / play_s if play_s > 0 else None,
-        "pose_rate_hz": _rate(recv), "dropped_frames": int(diag.get("dropped_frames", 0) or 0), "diagnostics": diag,
+        "pose_rate_hz": rate_of(recv), "dropped_frames": int(diag.get("dropped_frames", 0) or 0), "diagnostics": diag,
         "frames": rows,
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"{summary['backend']}: {len(ok)}/{len(rows)} poses (/tf {summary['tf_received']}), "
-          f"{_accuracy_text(summary)}; {_rates_text(summary)}")
+          f"{accuracy_text(summary)}; {rates_text(summary)}")
     print(f"-> {out_dir / 'summary.json'}, {out_dir}/overlay_*.png, node log {out_dir / 'node.log'}")
     return 0 if ok else 1
 
 
-def _accuracy_text(s: dict) -> str:
-    return (f"ADD(-S)@0.1d {s['add_01d_recall']:.2f}, median {s['median_rot_err_deg'] or 0:.2f} deg / "
-            f"{s['median_trans_err_mm'] or 0:.1f} mm")
-
-
-def _rates_text(s: dict) -> str:
-    rate = f"{s['pose_rate_hz']:.2f}" if s["pose_rate_hz"] else "-"
-    return (f"input {s['input_rate_hz']:.2f} Hz, poses {rate} Hz, dropped {s['dropped_frames']}; "
-            f"latency median {s['median_node_latency_ms'] or 0:.0f} ms in the node, "
-            f"{s['median_end_to_end_ms'] or 0:.0f} ms end to end")
-
-
-# --- several objects: a rendered scene with a label image ---------------------------------------------------
-
-@dataclass
-class SceneObject:
-    """One object of the several-objects demo: its node id, label, TF frame and what its errors are measured on."""
-
-    object_id: str
-    mask_label: int
-    spec: object  # data.objects.ObjectSpec
-    points: np.ndarray  # surface samples, object frame (m): ADD and the overlay's cloud
-
-    @property
-    def child_frame(self) -> str:
-        return OBJECT_FRAME_PREFIX + self.object_id
-
-
-def run_ros_multi_demo(n_objects: int = 2, backend: str = "auto", out_dir: Path = Path("outputs/demo"), *,
-                       device: str = "auto", n_frames: int = 8, size: tuple[int, int] = (640, 480),
-                       period_s: float = 1.0, timeout_s: float = 60.0) -> int:
-    """``one2any demo --objects N``: N test objects side by side, turning ~7 deg per frame, rendered with a mono16
-    label image (object k = label k+1), recorded and played like the sample; one reference per object on frame 0
-    (id "k", its label, its ground-truth pose), every object's estimates collected and scored."""
-    from one2any_ros.data.multi_scene import multi_object_scene
-
-    out_dir = _fresh(out_dir)
-    specs, frames = multi_object_scene(n_objects, n_frames, width=size[0], height=size[1])
-    objects = [SceneObject(str(k + 1), k + 1, o, o.sample_surface(2000, seed=k)) for k, o in enumerate(specs)]
-    print("objects: " + ", ".join(f"{o.child_frame} = {o.spec.name} {o.spec.obj_id} "
-                                  f"({o.spec.diameter * 1000:.0f} mm, label {o.mask_label})" for o in objects))
-    rec = record(frames, out_dir, period_s)
-    params = {"backend": backend, "device": device, "object_frame_prefix": OBJECT_FRAME_PREFIX}
-    try:
-        with demo_graph(out_dir, rec, params, timeout_s) as (client, player):
-            receipts = estimate_receipts(client)
-            for k, o in enumerate(objects):
-                res = set_reference_by_replay(client, player, rec.by_frame[0], object_id=o.object_id,
-                                              mask_label=o.mask_label, T_cam_obj=frames[0]["T_cam_obj"][k])
-                print(f"reference {o.child_frame}: {res.message}")
-            ids = [o.object_id for o in objects]
-
-            def answered(s: int) -> float | None:
-                with client.lock:
-                    got = [receipts.get((s, oid)) for oid in ids]
-                return max(got) if all(t is not None for t in got) else None
-            sent, play_s = stream(player, rec, answered, timeout_s)
-            diag = client.wait_diagnostics(timeout=3.0) or {}
-            return _report_multi(client, receipts, objects, frames, rec, sent, play_s, diag, backend, out_dir)
-    except DemoError as e:
-        print(e)
-        return 1
-
-
-def _object_row(client, receipts: dict, o: SceneObject, k: int, frame: dict, s: int,
-                sent: dict) -> tuple[dict, np.ndarray | None]:
-    """One object in one frame: (its estimate against the ground truth, or ok False; the estimated pose)."""
-    from one2any_ros.ros import conversions as conv
-
-    est = client.object_estimates.get((s, o.object_id))
-    if est is None:
-        return {"ok": False}, None
-    T = conv.pose_to_matrix(est.pose)
-    t_recv = receipts.get((s, o.object_id))
-    e2e = (t_recv - sent[s]) * 1000 if s in sent and t_recv is not None else None
-    return {"ok": True, **pose_errors(T, frame["T_cam_obj"][k], o.points, o.spec.diameter, o.spec.symmetric),
-            "confidence": float(est.confidence), "inliers": int(est.inliers), "node_latency_ms": float(est.latency_ms),
-            "end_to_end_ms": e2e, "tf": _tf_seen(client, s, o.child_frame), "backend": est.backend}, T
-
-
-def _report_multi(client, receipts: dict, objects: list[SceneObject], frames: list[dict], rec: Recording,
-                  sent: dict, play_s: float, diag: dict, backend: str, out_dir: Path) -> int:
-    """Per-frame table, overlays, summary.json and a line per object plus the overall line; exit code."""
-    from one2any_ros.core.visualize import save_rgb, side_by_side
-
-    rows = []
-    print(f"{'frame':>5} {'object':>7} {'rot_err_deg':>11} {'trans_err_mm':>12} {'add_mm':>7} {'conf':>5} "
-          f"{'inliers':>7} {'node_ms':>8} {'e2e_ms':>7}")
-    for i in rec.later_frames():
-        s = rec.stamp_of[i]
-        both = {o.object_id: _object_row(client, receipts, o, k, frames[i], s, sent) for k, o in enumerate(objects)}
-        got = {oid: r for oid, (r, _) in both.items()}
-        for o in objects:
-            r = got[o.object_id]
-            if not r["ok"]:
-                print(f"{i:>5} {o.child_frame:>7}  no pose (dropped or failed; see {out_dir / 'node.log'})")
-                continue
-            e2e = r["end_to_end_ms"] if r["end_to_end_ms"] is not None else float("nan")
-            print(f"{i:>5} {o.child_frame:>7} {r['rot_err_deg']:>11.2f} {r['trans_err_mm']:>12.1f} {r['add_mm']:>7.1f} "
-                  f"{r['confidence']:>5.2f} {r['inliers']:>7d} {r['node_latency_ms']:>8.1f} {e2e:>7.1f}")
-        save_rgb(out_dir / f"overlay_{i:03d}.png", side_by_side(
-            _objects_overlay(frames[i], objects, {oid: T for oid, (_, T) in both.items()}, got,
-                             f"ROS frame {i}: estimates"),
-            _objects_overlay(frames[i], objects, {o.object_id: frames[i]["T_cam_obj"][k] for k, o in enumerate(objects)},
-                             None, "ground truth")))
-        rows.append({"frame": i, "objects": got})
-    summary = _multi_summary(objects, rows, rec, play_s, diag, backend, receipts)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    for o in summary["objects"]:
-        print(f"{o['child_frame']} ({o['name']}): {o['n_ok']}/{o['n_frames']} poses (/tf {o['tf_received']}), "
-              f"{_accuracy_text(o)}")
-    print(f"{summary['backend']}: {summary['n_objects']} objects, {summary['n_ok']}/{summary['n_frames']} frames with "
-          f"every object's pose, {_accuracy_text(summary)}; {_rates_text(summary)}")
-    print(f"-> {out_dir / 'summary.json'}, {out_dir}/overlay_*.png, node log {out_dir / 'node.log'}")
-    return 0 if summary["n_ok"] else 1
-
-
-def _multi_summary(objects: list[SceneObject], rows: list[dict], rec: Recording, play_s: float, diag: dict,
-                   backend: str, receipts: dict) -> dict:
-    """summary.json of the several-objects demo: per object (poses / frames, ADD(-S)@0.1d, medians) and overall
-    (over every object in every frame), with the same keys as the one-object demo's where they mean the same."""
-    per_object, every = [], []
-    stamps = {rec.stamp_of[r["frame"]] for r in rows}
-    for o in objects:
-        mine = [r["objects"][o.object_id] for r in rows]
-        ok = [r for r in mine if r["ok"]]
-        every += mine
-        per_object.append({
-            "object_id": o.object_id, "child_frame": o.child_frame, "mask_label": o.mask_label, "name": o.spec.name,
-            "obj_id": o.spec.obj_id, "diameter_mm": o.spec.diameter * 1000, "n_frames": len(mine), "n_ok": len(ok),
-            "tf_received": sum(r["tf"] for r in ok), "add_01d_recall": sum(r["add_01d"] for r in ok) / max(len(mine), 1),
-            "median_rot_err_deg": _median(ok, "rot_err_deg"), "median_trans_err_mm": _median(ok, "trans_err_mm"),
-            "median_node_latency_ms": _median(ok, "node_latency_ms"),
-            "median_end_to_end_ms": _median(ok, "end_to_end_ms"),
-            "pose_rate_hz": _rate([t for (s, oid), t in receipts.items() if oid == o.object_id and s in stamps])})
-    ok = [r for r in every if r["ok"]]
-    complete = [r for r in rows if all(x["ok"] for x in r["objects"].values())]
-    return {
-        "backend": next((r["backend"] for r in ok), backend), "transport": "rosbag2 MCAP -> rclpy player -> node process",
-        "n_objects": len(objects), "n_frames": len(rows), "n_ok": len(complete), "n_poses": len(ok),
-        "add_01d_recall": sum(r["add_01d"] for r in ok) / max(len(every), 1),
-        "median_rot_err_deg": _median(ok, "rot_err_deg"), "median_trans_err_mm": _median(ok, "trans_err_mm"),
-        "median_node_latency_ms": _median(ok, "node_latency_ms"), "median_end_to_end_ms": _median(ok, "end_to_end_ms"),
-        "input_rate_hz": (len(rec.later_frames()) - 1) / play_s if play_s > 0 else None,
-        "pose_rate_hz": _rate([max(receipts.get((rec.stamp_of[r["frame"]], o.object_id), 0.0) for o in objects)
-                               for r in complete]),
-        "dropped_frames": int(diag.get("dropped_frames", 0) or 0), "objects": per_object, "diagnostics": diag,
-        "frames": rows,
-    }
-
-
-def _objects_overlay(frame: dict, objects: list[SceneObject], poses: dict, rows: dict | None, title: str) -> np.ndarray:
-    """Every object's pose drawn on the frame (axes, its cloud in its colour, a tag with its TF frame and, for
-    estimates, its errors), the title top left; an object without a pose is named in the title."""
-    from one2any_ros.core.camera import project
+def _overlay(frame: dict, T, T_gt, model_pts, diameter: float, label: str):
+    """The estimate (``label``) beside the ground truth: axes and the model cloud on the frame's image."""
     from one2any_ros.core.geometry import transform_points
-    from one2any_ros.core.visualize import draw_pose
+    from one2any_ros.core.visualize import draw_pose, side_by_side
 
-    img, K = frame["rgb"], frame["K"]
-    drawn = [(k, o, poses[o.object_id]) for k, o in enumerate(objects) if poses.get(o.object_id) is not None]
-    clouds = {k: transform_points(T, o.points) for k, o, T in drawn}
-    uv = {k: _visible(*project(c, K)) for k, c in clouds.items()}
-    # the tags in two rows under the lowest object, neighbours alternating: they never overlap in the row
-    bottom = max([float(p[:, 1].max()) for p in uv.values() if len(p)] + [0.0])
-    for k, o, T in drawn:
-        colour = OBJECT_COLOURS[k % len(OBJECT_COLOURS)]
-        img = draw_pose(img, K, T, axis_len=0.5 * o.spec.diameter, cloud_cam=clouds[k], cloud_colour=colour)
-        r = (rows or {}).get(o.object_id)
-        tag = (f"{o.child_frame}: {r['rot_err_deg']:.1f} deg, {r['trans_err_mm']:.0f} mm" if r
-               else f"{o.child_frame} ({o.spec.name})")
-        u = float(np.median(uv[k][:, 0])) if len(uv[k]) else img.shape[1] / 2
-        _tag(img, tag, (int(u), int(bottom) + 6 + 22 * (k % 2)), colour)
-    missing = [o.child_frame for o in objects if poses.get(o.object_id) is None]
-    _tag(img, title + (f" (no pose: {', '.join(missing)})" if missing else ""), (2, 2), (255, 255, 255),
-         centred=False)
-    return img
-
-
-def _visible(uv: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """The projected points in front of the camera."""
-    return uv[(z > 0) & np.all(np.isfinite(uv), axis=1)]
-
-
-def _tag(img: np.ndarray, text: str, anchor: tuple[int, int], colour: tuple[int, int, int], *,
-         centred: bool = True) -> None:
-    """``text`` in ``colour`` on a dark box (readable on any background), in place; ``anchor`` is the box's top
-    centre (``centred``) or top-left corner; the box is kept inside the image."""
-    import cv2
-
-    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
-    x = anchor[0] - (tw + 8) // 2 if centred else anchor[0]
-    x = int(np.clip(x, 0, max(img.shape[1] - tw - 8, 0)))
-    y = int(np.clip(anchor[1], 0, max(img.shape[0] - th - base - 6, 0)))
-    box = img[y:y + th + base + 6, x:x + tw + 8]
-    box[:] = (0.3 * box).astype(np.uint8)
-    cv2.putText(img, text, (x + 4, y + 3 + th), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+    return side_by_side(
+        draw_pose(frame["rgb"], frame["K"], T, axis_len=0.5 * diameter, cloud_cam=transform_points(T, model_pts),
+                  label=label),
+        draw_pose(frame["rgb"], frame["K"], T_gt, axis_len=0.5 * diameter,
+                  cloud_cam=transform_points(T_gt, model_pts), cloud_colour=(0, 220, 255), label="ground truth"))
