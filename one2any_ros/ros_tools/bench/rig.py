@@ -28,6 +28,7 @@ class MemorySampler:
             self._stop.wait(0.5)
 
     def now(self) -> float:
+        """The node's resident memory now (MB), kept as a sample; NaN once the node has exited."""
         try:
             mb = self.proc.memory_info().rss / 2**20
         except Exception:  # the node exited
@@ -52,16 +53,13 @@ class MemorySampler:
         self._thread.join(2)
 
 
-
 class Prober:
     """What a cell controller does while the node runs: every ``period`` s a get_parameters and a
     set_parameters call, and every ``recapture_s`` s a re-capture (``~/clear_reference``, then at once
     ``~/set_reference`` on the latest frame); every round trip is timed."""
 
     def __init__(self, client, full_name: str, *, period: float = 1.0, recapture_s: float = 10.0) -> None:
-        from rcl_interfaces.srv import GetParameters
-
-        from rcl_interfaces.srv import SetParameters
+        from rcl_interfaces.srv import GetParameters, SetParameters
 
         self.client, self.period, self.recapture_s = client, period, recapture_s
         self.get_client = client.node.create_client(GetParameters, f"{full_name}/get_parameters")
