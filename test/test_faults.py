@@ -471,7 +471,8 @@ def test_random_garbage_burst_never_breaks_the_node(wire, frames):
 # --- the soak/overload benchmark runs (a smoke test; the real run is `one2any bench --ros`) ---------------
 
 def test_ros_bench_smoke(tmp_path):
-    from one2any_ros.ros_tools.bench import format_report, run_ros_bench
+    from one2any_ros.ros_tools.bench.report import format_report
+    from one2any_ros.ros_tools.bench.soak import run_ros_bench
 
     r = run_ros_bench(backend="classic", duration=2.0, calibration_s=3.0, out_dir=tmp_path, verbose=False)
     assert r["node_alive"] and (tmp_path / "ros_bench.json").is_file()

@@ -38,7 +38,8 @@ def test_demo_two_objects_through_the_graph(tmp_path, capsys):
 def test_bench_objects_gives_per_object_numbers(tmp_path, masks):
     """With every frame's label image, and (issue 26) with the reference frame's only: the node tracks without."""
     pytest.importorskip("pybullet")
-    from one2any_ros.ros_tools.bench import format_objects_report, objects_report_name, run_objects_bench
+    from one2any_ros.ros_tools.bench.objects import objects_report_name, run_objects_bench
+    from one2any_ros.ros_tools.bench.report import format_objects_report
 
     r = run_objects_bench(2, backend="classic", duration=4.0, calibration_s=4.0, out_dir=tmp_path, verbose=False,
                           masks=masks)

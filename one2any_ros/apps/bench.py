@@ -14,7 +14,6 @@ from one2any_ros.core.protocol import STAGES
 from one2any_ros.core.frame import make_view
 
 
-
 def _raw(frame: dict) -> dict:
     """The frame as a camera driver would hand it over: uint16 millimetre depth, uint8 mask."""
     return dict(rgb=frame["rgb"], depth=np.rint(frame["depth"] * 1000).astype(np.uint16),
@@ -80,14 +79,24 @@ def run_bench(backend: str = "auto", *, repeats: int = 2, out_dir: Path | None =
     return report
 
 
-def format_bench(report: dict) -> str:
-    lines = [f"backend {report['backend']}  input {report['image_size'][0]}x{report['image_size'][1]}  "
-             f"reference encode {report['reference_encode_ms']:.1f} ms (once)",
-             f"{'stage':<12}{'global med':>12}{'p90':>9}{'track med':>12}{'p90':>9}   (ms)"]
+def stage_rows(report: dict) -> list[tuple[str, dict | None, dict | None]]:
+    """(stage, its global-search stats, its tracking stats) of every stage that ran, in pipeline order: the rows
+    of the printed table and of docs/benchmarks.md (tools/benchmarks_sections.py) alike."""
+    rows = []
     for s in STAGES:
         g, t = report["global"].get(s), report["tracking"].get(s)
         if g or t:
-            f = lambda x, k: f"{x[k]:.1f}" if x else "-"
-            lines.append(f"{s:<12}{f(g, 'median_ms'):>12}{f(g, 'p90_ms'):>9}{f(t, 'median_ms'):>12}{f(t, 'p90_ms'):>9}")
+            rows.append((s, g, t))
+    return rows
+
+
+def format_bench(report: dict) -> str:
+    """The report as the printed table: median and p90 ms per stage, global search beside tracking, and fps."""
+    lines = [f"backend {report['backend']}  input {report['image_size'][0]}x{report['image_size'][1]}  "
+             f"reference encode {report['reference_encode_ms']:.1f} ms (once)",
+             f"{'stage':<12}{'global med':>12}{'p90':>9}{'track med':>12}{'p90':>9}   (ms)"]
+    for s, g, t in stage_rows(report):
+        f = lambda x, k: f"{x[k]:.1f}" if x else "-"
+        lines.append(f"{s:<12}{f(g, 'median_ms'):>12}{f(g, 'p90_ms'):>9}{f(t, 'median_ms'):>12}{f(t, 'p90_ms'):>9}")
     lines.append(f"{'fps':<12}{report['global']['fps']:>12.1f}{'':>9}{report['tracking']['fps']:>12.1f}")
     return "\n".join(lines)

@@ -52,7 +52,7 @@ def _cmd_bench(a) -> int:
         print("one2any bench: --objects measures the ROS node; add --ros", file=sys.stderr)
         return 2
     if a.ros:
-        from one2any_ros.ros_tools.bench import main as ros_bench  # lands with the ROS node
+        from one2any_ros.ros_tools.bench.run import main as ros_bench  # lands with the ROS node
 
         return ros_bench(a)
     from one2any_ros.apps.bench import format_bench, run_bench
@@ -129,17 +129,15 @@ def _cmd_node(a, rest: list[str]) -> int:
     return node_main(["one2any_node", *rest]) or 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="one2any", description="One-reference 6D object pose estimation (One2Any) for ROS 2.")
-    sub = p.add_subparsers(dest="cmd", required=True)
+def _backend_args(sp, default="auto"):
+    sp.add_argument("--backend", default=default, choices=BACKENDS, help="pose backend (auto: one2any if a checkpoint loads, else classic)")
+    sp.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    sp.add_argument("--checkpoint", default=None, help="model checkpoint (.safetensors); default: the bundled one")
 
-    def backend_args(sp, default="auto"):
-        sp.add_argument("--backend", default=default, choices=BACKENDS, help="pose backend (auto: one2any if a checkpoint loads, else classic)")
-        sp.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-        sp.add_argument("--checkpoint", default=None, help="model checkpoint (.safetensors); default: the bundled one")
 
+def _add_demo(sub) -> None:
     sp = sub.add_parser("demo", help="the bundled sample through a real ROS graph: player -> node -> client; errors, rates, overlays")
-    backend_args(sp)
+    _backend_args(sp)
     sp.add_argument("--out", default="outputs/demo")
     sp.add_argument("--no-ros", action="store_true", help="run the library directly instead of the ROS graph")
     sp.add_argument("--objects", type=int, default=1, choices=range(1, 5), metavar="N",
@@ -149,8 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the bundled sample's masks: the reference frame's only (default: the node tracks without one, "
                          "as a workcell runs it), or every frame's")
 
+
+def _add_estimate(sub) -> None:
     sp = sub.add_parser("estimate", help="pose of one query from one reference (image files)")
-    backend_args(sp)
+    _backend_args(sp)
     sp.add_argument("--ref", nargs=3, metavar=("RGB", "DEPTH", "MASK"), required=True)
     sp.add_argument("--query", nargs=3, metavar=("RGB", "DEPTH", "MASK"), required=True)
     sp.add_argument("--intrinsics", required=True, help="JSON file with K (3x3 or 9 row-wise) or fx, fy, cx, cy")
@@ -158,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ref-pose", default=None, help="optional JSON with the object's 4x4 pose in the reference camera (metres)")
     sp.add_argument("--overlay", default=None, help="write a PNG overlay of the estimate here")
 
+
+def _add_render(sub) -> None:
     sp = sub.add_parser("render", help="render a BOP-format dataset of procedural objects")
     sp.add_argument("--out", required=True)
     sp.add_argument("--objects", default="test", choices=("train", "val", "test"))
@@ -171,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="tracking sequences instead (one2any eval --sequence): two objects per scene moving slowly "
                          "then fast, an occluder passing, one object leaving and coming back; --frames images each")
 
+
+def _add_training(sub) -> None:
+    """train, train-scorer and promote."""
     sp = sub.add_parser("train", help="train the One2Any model")
     sp.add_argument("--config", default="config/train_default.yaml")
     sp.add_argument("--resume", action="store_true")
@@ -196,8 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-queries", type=int, default=None)
     sp.add_argument("--export", action="store_true", help="bundle the checkpoint as one2any_ros/core/model/default if it wins")
 
+
+def _add_eval(sub) -> None:
     sp = sub.add_parser("eval", help="one-reference evaluation on a BOP-format dataset")
-    backend_args(sp)
+    _backend_args(sp)
     sp.add_argument("--dataset", required=True, help="BOP dataset root (models/, split folders)")
     sp.add_argument("--split", default="test")
     sp.add_argument("--out", required=True)
@@ -207,8 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--masks", default="reference", choices=("reference", "every"),
                     help="with --sequence: a mask with the reference only (the node's default), or with every image")
 
+
+def _add_bench(sub) -> None:
+    """``bench`` (the library, per stage) and ``bench --ros`` (the node): this is the benchmark's only parser."""
     sp = sub.add_parser("bench", help="latency per stage on the bundled sample (640x480)")
-    backend_args(sp)
+    _backend_args(sp)
     sp.add_argument("--out", default="outputs/bench")
     sp.add_argument("--repeats", type=int, default=2)
     sp.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -223,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --ros --objects: the label image with every frame, or with the reference frame only "
                          "(the node tracks without masks, as a workcell runs it)")
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``one2any`` command's parser: one helper per subcommand (or group of them)."""
+    p = argparse.ArgumentParser(prog="one2any", description="One-reference 6D object pose estimation (One2Any) for ROS 2.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for add in (_add_demo, _add_estimate, _add_render, _add_training, _add_eval, _add_bench):
+        add(sub)
     sub.add_parser("node", help="run the ROS 2 node (pass --ros-args ... after it)", add_help=False)
     return p
 

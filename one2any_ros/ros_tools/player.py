@@ -150,10 +150,7 @@ class BagPlayer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
-
-    from one2any_ros.ros.transport import apply_default_transport
+    from one2any_ros.ros_tools.process_node import process_node
 
     p = argparse.ArgumentParser(prog="python -m one2any_ros.ros_tools.player", description=__doc__.splitlines()[0])
     p.add_argument("bag", help="rosbag2 folder (MCAP or sqlite3)")
@@ -169,10 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv[: len(argv) - len(ros_args)])
     remap = dict(r.split(":=", 1) for r in a.remap)
     messages = read_bag(a.bag, topics=a.topics)
-    apply_default_transport()
-    rclpy.init(args=["one2any_player", *ros_args])
-    node = rclpy.create_node("one2any_player")
-    try:
+    with process_node("one2any_player", ["one2any_player", *ros_args]) as node:
         player = BagPlayer(node, messages, rate=a.rate, clock=a.clock, restamp=a.restamp, remap=remap)
         player.wait_for_subscribers(a.wait)
         while True:
@@ -180,11 +174,6 @@ def main(argv: list[str] | None = None) -> int:
             node.get_logger().info(f"published {n} messages from {a.bag}")
             if not a.loop:
                 break
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
     return 0
 
 
