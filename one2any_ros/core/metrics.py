@@ -17,7 +17,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from one2any_ros.core.geometry import transform_points
+from one2any_ros.core.geometry import rotation_angle_deg, transform_points
 from one2any_ros.core.protocol import is_hit
 
 DEFAULT_AUC_MAX_THRESHOLD = 0.10  # metres: the YCB-Video ADD(-S) AUC integrates recall over 0..10 cm
@@ -72,16 +72,23 @@ def rotation_error_deg(R_est: np.ndarray, R_gt: np.ndarray) -> float:
 
 
 def rotation_errors_deg(R_est: np.ndarray, R_gt: np.ndarray) -> np.ndarray:
-    """Vectorised rotation_error_deg: R_est (K,3,3) against one R_gt (3,3) or (K,3,3). Returns (K,) deg."""
+    """Vectorised ``rotation_error_deg``: the angle of ``R_est^T R_gt`` (``geometry.rotation_angle_deg``).
+
+    Args:
+        R_est: (K, 3, 3) estimated rotations.
+        R_gt: (3, 3) or (K, 3, 3) true rotations.
+
+    Returns:
+        (K,) float64 degrees in [0, 180].
+
+    Raises:
+        ValueError: an input that is not (..., 3, 3).
+    """
     R_est = np.asarray(R_est, np.float64)
     R_gt = np.asarray(R_gt, np.float64)
     if R_est.shape[-2:] != (3, 3) or R_gt.shape[-2:] != (3, 3):
         raise ValueError(f"rotations must be (...,3,3), got {R_est.shape} and {R_gt.shape}")
-    R = np.swapaxes(R_est, -1, -2) @ R_gt
-    cos = 0.5 * (np.trace(R, axis1=-2, axis2=-1) - 1.0)
-    w = np.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], axis=-1)
-    sin = 0.5 * np.linalg.norm(w, axis=-1)
-    return np.degrees(np.arctan2(sin, cos))
+    return rotation_angle_deg(np.swapaxes(R_est, -1, -2) @ R_gt)
 
 
 def translation_error(t_est: np.ndarray, t_gt: np.ndarray) -> float:
