@@ -117,10 +117,10 @@ def family_auroc(out: Path, name: str, dataset: Path) -> dict:
     """Confidence AUROC per family, from queries.jsonl (evaluate's report has it overall only)."""
     from one2any_ros.core import metrics
     from one2any_ros.data import bop
-    from one2any_ros.evaluation import object_family
+    from one2any_ros.evaluation import info_family
 
     info = json.loads((dataset / "models" / "models_info.json").read_text())
-    fam = {int(k): v.get("family") or object_family(v, bool(bop.is_symmetric(v))) for k, v in info.items()}
+    fam = {int(k): v.get("family") or info_family(v, bool(bop.is_symmetric(v))) for k, v in info.items()}
     per: dict[str, list] = {}
     for line in (out / name / "queries.jsonl").read_text().splitlines():
         r = json.loads(line)
@@ -198,7 +198,6 @@ def analyse(rec: Recorder, dataset: Path, out: Path, name: str) -> None:
                 print(f"{str(twins):>6}{w:>8.2f}{mg:>8.2f}{np.mean(hits):>8.3f}{r90:>8.3f}")
     from one2any_ros.core import metrics
     from one2any_ros.data import bop
-    from one2any_ros.evaluation import object_family
     from one2any_ros.core.appearance import margin_factor
 
     print("honest confidence (twins, weight 0.5, margin 0.1): texture_only AUROC by confidence_margin")
