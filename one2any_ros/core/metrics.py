@@ -78,7 +78,7 @@ def add_s(T_est: np.ndarray, T_gt: np.ndarray, pts: np.ndarray) -> float:
 
 
 def rotation_error_deg(R_est: np.ndarray, R_gt: np.ndarray) -> float:
-    """Angle of the relative rotation R_est^T R_gt (``geometry.rotation_angle_deg``: atan2, accurate near 0 and 180 deg).
+    """Angle of the relative rotation R_est^T R_gt (``geometry.rotation_angle_deg``: accurate near 0 and 180 deg).
 
     Args:
         R_est: (3, 3) estimated rotation, or a (4, 4) pose.
