@@ -124,26 +124,26 @@ def _run_fields(run: "_RunResult", est: Any, *, backend: str, root: Path, split:
                 n_available: int, max_queries: int | None, min_query_visib: float, skipped: Any) -> dict:
     """The report's description of the run (what ran on what, when, under which protocol), in the report's
     key order."""
-    return dict(
-        backend=backend,
-        backends_used=dict(Counter(r["backend"] for r in run.records if r["ok"])),
-        model=_describe(est),
-        dataset=str(root.resolve()),
-        split=split,
-        n_scenes=n_scenes,
-        n_objects=n_objects,
-        n_queries_available=n_available,
-        max_queries=max_queries,
-        min_query_visib=min_query_visib,
-        references=run.references,
-        skipped_objects=skipped,
-        timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        version=__version__,
-        protocol=PROTOCOL_TEXT,
-        metric_notes=METRIC_NOTES,
-        confidence_notes=CONFIDENCE_NOTES,
-        files={"results_csv": "results.csv", "queries": "queries.jsonl", "plot": None, "reliability_plot": None},
-    )
+    return {
+        "backend": backend,
+        "backends_used": dict(Counter(r["backend"] for r in run.records if r["ok"])),
+        "model": _describe(est),
+        "dataset": str(root.resolve()),
+        "split": split,
+        "n_scenes": n_scenes,
+        "n_objects": n_objects,
+        "n_queries_available": n_available,
+        "max_queries": max_queries,
+        "min_query_visib": min_query_visib,
+        "references": run.references,
+        "skipped_objects": skipped,
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "version": __version__,
+        "protocol": PROTOCOL_TEXT,
+        "metric_notes": METRIC_NOTES,
+        "confidence_notes": CONFIDENCE_NOTES,
+        "files": {"results_csv": "results.csv", "queries": "queries.jsonl", "plot": None, "reliability_plot": None},
+    }
 
 
 @dataclass
