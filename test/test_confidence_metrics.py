@@ -74,9 +74,9 @@ def test_summary_reports_symmetry_errors_families_and_confidence():
 
 
 def test_family_comes_from_models_info_or_the_shape_symmetry():
-    from one2any_ros.evaluation import object_family
+    from one2any_ros.evaluation import info_family
 
-    assert object_family({"shape_symmetry": "continuous"}, False) == "texture_only"
-    assert object_family({"shape_symmetry": "discrete"}, True) == "symmetric"
-    assert object_family({"shape_symmetry": "none"}, False) == "shape_asymmetric"
-    assert object_family({}, False) is None  # a BOP dataset of someone else's
+    assert info_family({"shape_symmetry": "continuous"}, False) == "texture_only"
+    assert info_family({"shape_symmetry": "discrete"}, True) == "symmetric"
+    assert info_family({"shape_symmetry": "none"}, False) == "shape_asymmetric"
+    assert info_family({}, False) is None  # a BOP dataset of someone else's

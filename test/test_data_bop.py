@@ -8,6 +8,7 @@ import pytest
 
 from one2any_ros.data import bop
 from one2any_ros.data import objects as O
+from one2any_ros.data.ply import load_ply, save_ply
 
 
 def _rot(rng):
@@ -92,12 +93,12 @@ def test_models_round_trip(tmp_path):
         np.testing.assert_array_equal(
             pts, bop.load_model_points(tmp_path, bid, max_points=500)
         )  # deterministic
-        ply = bop.load_ply(tmp_path / "models" / f"obj_{bid:06d}.ply")
+        ply = load_ply(tmp_path / "models" / f"obj_{bid:06d}.ply")
         np.testing.assert_allclose(ply["pts"] / 1000, o.vertices, atol=1e-6)  # mm in the file
         np.testing.assert_array_equal(ply["faces"], o.faces)
         assert ply["normals"].shape == o.vertices.shape and ply["texture_file"] == f"obj_{bid:06d}.png"
         # eval model: dense enough that no vertex is far from the surface samples of the mesh
-        ev = bop.load_ply(tmp_path / "models_eval" / f"obj_{bid:06d}.ply")["pts"] / 1000
+        ev = load_ply(tmp_path / "models_eval" / f"obj_{bid:06d}.ply")["pts"] / 1000
         assert len(ev) >= len(np.unique(np.round(o.vertices, 7), axis=0))
     assert infos[2]["symmetries_continuous"] or infos[2]["symmetries_discrete"]
     assert "symmetries_continuous" not in infos[5] and "symmetries_discrete" not in infos[5]
@@ -127,7 +128,7 @@ def test_sparse_model_points_are_topped_up(tmp_path):
         ]
     )
     (tmp_path / "models").mkdir()
-    bop.save_ply(tmp_path / "models" / "obj_000001.ply", V, faces=F)
+    save_ply(tmp_path / "models" / "obj_000001.ply", V, faces=F)
     pts = bop.load_model_points(tmp_path, 1, max_points=400)
     assert pts.shape == (400, 3)
     assert np.all(np.abs(pts) <= np.array([0.05, 0.02, 0.01]) + 1e-9)
@@ -141,7 +142,7 @@ def test_ascii_ply_and_quads(tmp_path):
         "property list uchar int vertex_indices\nend_header\n0 0 0 255 0 0\n1 0 0 0 255 0\n1 1 0 0 0 255\n"
         "0 1 0 9 9 9\n4 0 1 2 3\n"
     )
-    ply = bop.load_ply(p)
+    ply = load_ply(p)
     assert ply["pts"].shape == (4, 3) and ply["colors"][1].tolist() == [0, 255, 0]
     assert ply["faces"].shape == (2, 3)  # the quad as two triangles of the same winding
     tris = {tuple(np.roll(t, -int(np.argmin(t)))) for t in ply["faces"].tolist()}
@@ -161,12 +162,12 @@ def test_ply_round_trip_mm_uv_colours(tmp_path, encoding):
     uvs = rng.uniform(0.0, 1.0, (n, 2))
     faces = rng.integers(0, n, (70, 3))
     p = tmp_path / "obj_000001.ply"
-    bop.save_ply(
+    save_ply(
         p, pts_mm, faces=faces, normals=normals, colors=colors, uvs=uvs, texture_file="obj_000001.png",
         encoding=encoding,
     )
     assert (b"format ascii" in p.read_bytes()[:200]) == (encoding == "ascii")
-    ply = bop.load_ply(p)
+    ply = load_ply(p)
     np.testing.assert_allclose(ply["pts"], pts_mm, rtol=1e-6, atol=1e-5)  # float32 of up to 120 mm
     np.testing.assert_allclose(ply["normals"], normals, atol=1e-6)
     np.testing.assert_allclose(ply["texture_uv"], uvs, atol=1e-6)
@@ -178,13 +179,13 @@ def test_ply_round_trip_mm_uv_colours(tmp_path, encoding):
 
 def test_ply_points_only(tmp_path):
     pts = np.random.default_rng(4).uniform(-5.0, 5.0, (20, 3))
-    bop.save_ply(tmp_path / "p.ply", pts)
-    ply = bop.load_ply(tmp_path / "p.ply")
+    save_ply(tmp_path / "p.ply", pts)
+    ply = load_ply(tmp_path / "p.ply")
     np.testing.assert_allclose(ply["pts"], pts, atol=1e-6)
     assert set(ply) == {"pts"}
     (tmp_path / "bad.ply").write_bytes(b"solid x\n")
     with pytest.raises(ValueError):
-        bop.load_ply(tmp_path / "bad.ply")
+        load_ply(tmp_path / "bad.ply")
 
 
 def test_results_csv_round_trip(tmp_path):

@@ -73,6 +73,8 @@ def roc_accuracy(est: PoseEstimator, view, T_gt: np.ndarray, diameter: float) ->
 
 
 def diagnose(a) -> dict:
+    """Every query of the dataset's test split at least ``a.min_rotation`` deg from its reference: per rotation
+    bin, how often the right pose was in the pool, survived refinement, was chosen, and which source found it."""
     from tqdm import tqdm
 
     root = Path(a.dataset)
@@ -101,40 +103,45 @@ def diagnose(a) -> dict:
             rel = metrics.rotation_error_deg(T_gt[:3, :3], T_ref[:3, :3])
             if rel < a.min_rotation:
                 continue
-
-            def right(T_C: np.ndarray) -> np.ndarray:
-                e = [(metrics.add_s if m.symmetric else metrics.add)(T @ T_C_O, T_gt, m.pts) for T in T_C]
-                return protocol.is_hit(np.asarray(e), m.diameter_m)
-
-            est.last_pool = None
-            view = make_view(img["rgb"], img["depth"], img["mask"], img["K"])
-            try:
-                est.estimate(view)
-            except One2AnyError:
-                pass  # a gated-out pose is a miss; its pool still says why
-            pool = est.last_pool
-            row = per_bin.setdefault(protocol.rotation_bin(rel), {"n": 0, **{k: 0 for k in COUNTS}})
-            row["n"] += 1
-            if a.backend == "one2any" and not m.symmetric:
-                acc = row.setdefault("roc_within_band", {"n": 0})
-                acc["n"] += 1
-                for k, x in roc_accuracy(est, view, T_gt, m.diameter_m).items():  # running means
-                    acc[k] = acc.get(k, 0.0) + (x - acc.get(k, 0.0)) / acc["n"]
-            if pool is None:  # failed before the search (too little depth ...)
-                continue
-            ok = right(pool.T_camera_C)
-            ok_ref = right(pool.refined_T_camera_C)
-            src = np.array(pool.sources)
-            row["chosen"] += bool(ok_ref[pool.chosen] and est.last_T_C is not None)
-            row["in_pool"] += bool(ok.any())
-            row["refined"] += bool(ok_ref.any())
-            learned, grid = bool(ok[np.char.startswith(src.astype(str), "ransac")].any()), bool(ok[src == "grid"].any())
-            row["learned"] += learned
-            row["grid"] += grid
-            row["learned_only"] += learned and not grid  # what the network's own hypotheses add to the search
+            _diagnose_query(a, est, img, T_gt, m, T_C_O, per_bin, rel)
     bar.close()
     return {"dataset": str(root), "backend": a.backend, "model": est.backend.describe(),
             "min_rotation_deg": a.min_rotation, "bins": dict(sorted(per_bin.items(), key=lambda kv: float(kv[0].split("-")[0])))}
+
+
+def _diagnose_query(a, est, img: dict, T_gt: np.ndarray, m, T_C_O: np.ndarray, per_bin: dict, rel: float) -> None:
+    """Estimate one query with its pool recorded and count, in its rotation bin, where the right pose was."""
+
+    def right(T_C: np.ndarray) -> np.ndarray:
+        e = [(metrics.add_s if m.symmetric else metrics.add)(T @ T_C_O, T_gt, m.pts) for T in T_C]
+        return protocol.is_hit(np.asarray(e), m.diameter_m)
+
+    est.last_pool = None
+    view = make_view(img["rgb"], img["depth"], img["mask"], img["K"])
+    try:
+        est.estimate(view)
+    except One2AnyError:
+        pass  # a gated-out pose is a miss; its pool still says why
+    pool = est.last_pool
+    row = per_bin.setdefault(protocol.rotation_bin(rel), {"n": 0, **{k: 0 for k in COUNTS}})
+    row["n"] += 1
+    if a.backend == "one2any" and not m.symmetric:
+        acc = row.setdefault("roc_within_band", {"n": 0})
+        acc["n"] += 1
+        for k, x in roc_accuracy(est, view, T_gt, m.diameter_m).items():  # running means
+            acc[k] = acc.get(k, 0.0) + (x - acc.get(k, 0.0)) / acc["n"]
+    if pool is None:  # failed before the search (too little depth ...)
+        return
+    ok = right(pool.T_camera_C)
+    ok_ref = right(pool.refined_T_camera_C)
+    src = np.array(pool.sources)
+    row["chosen"] += bool(ok_ref[pool.chosen] and est.last_T_C is not None)
+    row["in_pool"] += bool(ok.any())
+    row["refined"] += bool(ok_ref.any())
+    learned, grid = bool(ok[np.char.startswith(src.astype(str), "ransac")].any()), bool(ok[src == "grid"].any())
+    row["learned"] += learned
+    row["grid"] += grid
+    row["learned_only"] += learned and not grid  # what the network's own hypotheses add to the search
 
 
 def plot(result: dict, path: Path) -> None:

@@ -117,10 +117,10 @@ def family_auroc(out: Path, name: str, dataset: Path) -> dict:
     """Confidence AUROC per family, from queries.jsonl (evaluate's report has it overall only)."""
     from one2any_ros.core import metrics
     from one2any_ros.data import bop
-    from one2any_ros.evaluation import object_family
+    from one2any_ros.evaluation import info_family
 
     info = json.loads((dataset / "models" / "models_info.json").read_text())
-    fam = {int(k): v.get("family") or object_family(v, bool(bop.is_symmetric(v))) for k, v in info.items()}
+    fam = {int(k): v.get("family") or info_family(v, bool(bop.is_symmetric(v))) for k, v in info.items()}
     per: dict[str, list] = {}
     for line in (out / name / "queries.jsonl").read_text().splitlines():
         r = json.loads(line)
@@ -152,14 +152,25 @@ def print_table(rows: list[dict], aurocs: dict) -> None:
 
 def analyse(rec: Recorder, dataset: Path, out: Path, name: str) -> None:
     """Replay the recorded final candidates under other weights / margins (texture_only family only)."""
-    from one2any_ros.data import bop
-    from one2any_ros.evaluation import load_eval_model
-
-    info = bop.load_models_info(dataset)
     lines = [json.loads(x) for x in (out / name / "queries.jsonl").read_text().splitlines()]
     if len(lines) != len(rec.records):
         print(f"analyse: {len(lines)} queries but {len(rec.records)} recorded estimates; skipped")
         return
+    tex = [d for d in _scored_candidates(rec, lines, dataset) if d["fam"] == "texture_only"]
+    print(f"analyse ({len(tex)} texture_only queries with recorded candidates):")
+    print(f"  a hit among the final candidates: {np.mean([d['hit'].any() for d in tex]):.3f} "
+          f"(without twins {np.mean([d['hit'][~d['twin']].any() for d in tex]):.3f})")
+    _print_weights(tex)
+    _print_confidence_margins(tex)
+
+
+def _scored_candidates(rec: Recorder, lines: list[dict], dataset: Path) -> list[dict]:
+    """Per recorded query: its family, bin, and per candidate the hit, verifier score, appearance term,
+    confidence, pose and whether it is a geometric twin."""
+    from one2any_ros.data import bop
+    from one2any_ros.evaluation import load_eval_model
+
+    info = bop.load_models_info(dataset)
     models, scenes, data = {}, {}, []
     for q, p in zip(lines, rec.records):
         if p is None:
@@ -178,10 +189,11 @@ def analyse(rec: Recorder, dataset: Path, out: Path, name: str) -> None:
         data.append({"fam": m.family, "bin": q["bin"], "hit": hit, "score": p["score"], "app": p["app"],
                      "conf": p["conf"], "T": p["T_obj"],
                      "twin": np.array([s == "twin" for s in p["src"]]) if p["src"] else np.zeros(len(hit), bool)})
-    tex = [d for d in data if d["fam"] == "texture_only"]
-    print(f"analyse ({len(tex)} texture_only queries with recorded candidates):")
-    print(f"  a hit among the final candidates: {np.mean([d['hit'].any() for d in tex]):.3f} "
-          f"(without twins {np.mean([d['hit'][~d['twin']].any() for d in tex]):.3f})")
+    return data
+
+
+def _print_weights(tex: list[dict]) -> None:
+    """Recall (overall and 90-120 deg) with and without twins, by appearance weight and score margin."""
     print(f"{'twins':>6}{'weight':>8}{'margin':>8}{'recall':>8}{'90-120':>8}")
     for twins in (False, True):
         for w in (0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0):
@@ -196,9 +208,11 @@ def analyse(rec: Recorder, dataset: Path, out: Path, name: str) -> None:
                         hits90.append(hits[-1])
                 r90 = np.mean(hits90) if hits90 else float("nan")
                 print(f"{str(twins):>6}{w:>8.2f}{mg:>8.2f}{np.mean(hits):>8.3f}{r90:>8.3f}")
+
+
+def _print_confidence_margins(tex: list[dict]) -> None:
+    """The honest confidence's AUROC by its margin and the rival's least angle."""
     from one2any_ros.core import metrics
-    from one2any_ros.data import bop
-    from one2any_ros.evaluation import object_family
     from one2any_ros.core.appearance import margin_factor
 
     print("honest confidence (twins, weight 0.5, margin 0.1): texture_only AUROC by confidence_margin")

@@ -14,7 +14,17 @@ MIN_MASK_PIXELS = 30  # fewer valid object pixels than this cannot support a 6D 
 
 
 def validate_intrinsics(K: np.ndarray | None) -> np.ndarray:
-    """Return K as a (3,3) float64 array, or raise InputError if it is missing, non-finite or singular."""
+    """The intrinsics checked once at the edge, so the library can trust them.
+
+    Args:
+        K: (3, 3) pinhole intrinsics (fx, fy, cx, cy, skew), pixels.
+
+    Returns:
+        (3, 3) float64 K.
+
+    Raises:
+        InputError: K missing, non-finite or singular.
+    """
     if K is None:
         raise InputError("camera intrinsics K are missing", reason="missing_camera_info")
     K = np.asarray(K, dtype=np.float64)
@@ -33,9 +43,15 @@ def validate_intrinsics(K: np.ndarray | None) -> np.ndarray:
 def decode_depth(depth: np.ndarray, *, depth_scale_m: float | None = None, encoding: str | None = None) -> np.ndarray:
     """Decode a depth image to float32 metres with invalid pixels (0, NaN, inf, negative) set to 0.
 
-    ``encoding``: ``16UC1``/``mono16`` (millimetres), ``32FC1`` (metres), or None to infer from the dtype
-    (uint16 -> millimetres, float -> metres). ``depth_scale_m`` overrides the unit: metres per raw unit
-    (BOP: ``depth_scale`` mm per unit -> depth_scale / 1000).
+    Args:
+        depth: (H, W) raw depth image.
+        depth_scale_m: metres per raw unit, overriding the encoding (BOP: ``depth_scale`` mm per unit ->
+            depth_scale / 1000).
+        encoding: ``16UC1``/``mono16`` (millimetres), ``32FC1`` (metres), or None to infer from the dtype
+            (uint16 -> millimetres, float -> metres).
+
+    Returns:
+        (H, W) float32 depth, metres, 0 = invalid.
     """
     depth = np.asarray(depth)
     if depth.ndim == 3 and depth.shape[2] == 1:
@@ -66,7 +82,18 @@ def decode_depth(depth: np.ndarray, *, depth_scale_m: float | None = None, encod
 
 
 def single_channel(image: np.ndarray, what: str = "mask") -> np.ndarray:
-    """The image as a 2-D array ((H,W,1) squeezed); InputError(reason="bad_mask_shape") otherwise."""
+    """The image as a 2-D array: a (H, W, 1) image squeezed.
+
+    Args:
+        image: (H, W) or (H, W, 1) array, not empty.
+        what: what the image is, for the error message.
+
+    Returns:
+        (H, W) array.
+
+    Raises:
+        InputError: reason "bad_mask_shape" for any other shape.
+    """
     a = np.asarray(image)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
@@ -76,7 +103,14 @@ def single_channel(image: np.ndarray, what: str = "mask") -> np.ndarray:
 
 
 def decode_mask(mask: np.ndarray) -> np.ndarray:
-    """Return the mask as a 2-D bool array (non-zero = object)."""
+    """The mask as a 2-D bool array (non-zero = object).
+
+    Args:
+        mask: (H, W) or (H, W, 1) array of any dtype.
+
+    Returns:
+        (H, W) bool.
+    """
     mask = single_channel(mask)
     if mask.dtype == bool:
         return mask
@@ -86,7 +120,18 @@ def decode_mask(mask: np.ndarray) -> np.ndarray:
 
 
 def decode_rgb(rgb: np.ndarray) -> np.ndarray:
-    """Return an (H,W,3) uint8 RGB image (grey images are replicated)."""
+    """The colour image in the one form the library uses.
+
+    Args:
+        rgb: (H, W, 3) RGB or (H, W, 4) RGBA (alpha dropped), or (H, W) grey (replicated); uint8, uint16
+            (high byte kept) or float (in [0, 1] scaled to 255).
+
+    Returns:
+        (H, W, 3) uint8 RGB, C-contiguous.
+
+    Raises:
+        InputError: another shape ("bad_rgb_shape") or dtype ("bad_rgb_encoding").
+    """
     rgb = np.asarray(rgb)
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[..., None], 3, axis=2)
@@ -104,15 +149,31 @@ def decode_rgb(rgb: np.ndarray) -> np.ndarray:
 
 
 def pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """(u, v) float32 grids of shape (H, W)."""
+    """Pixel coordinate grids (pixel centres at integers, OpenCV).
+
+    Args:
+        height: H, pixels.
+        width: W, pixels.
+
+    Returns:
+        (u, v): (H, W) float32 column and row coordinates.
+    """
     v, u = np.mgrid[0:height, 0:width].astype(np.float32)
     return u, v
 
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(r0, r1, c0, c1): the rows r0:r1 and columns c0:c1 that hold every True pixel of a (H,W) bool mask (None when
-    it is empty). Per-object work indexes inside this box instead of scanning the whole frame: an object is a few
-    per cent of a 640x480 image, and a full-frame ``np.nonzero`` costs more than the rest of its back-projection."""
+    """The rows and columns that hold every True pixel of a mask.
+
+    Per-object work indexes inside this box instead of scanning the whole frame: an object is a few per cent
+    of a 640x480 image, and a full-frame ``np.nonzero`` costs more than the rest of its back-projection.
+
+    Args:
+        mask: (H, W) bool.
+
+    Returns:
+        (r0, r1, c0, c1): rows r0:r1 and columns c0:c1; None when the mask is empty.
+    """
     m = np.ascontiguousarray(mask if mask.dtype == bool else mask != 0)
     c0, r0, w, h = cv2.boundingRect(m.view(np.uint8))
     return None if w == 0 else (r0, r0 + h, c0, c0 + w)
@@ -121,8 +182,13 @@ def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
 def backproject(depth_m: np.ndarray, K: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Back-project valid depth pixels to 3D camera points.
 
-    Returns ``(points (N,3) float64 m in the camera frame, pixel indices (N,2) int as (v, u))``, in row-major
-    pixel order. A pixel is used when depth > 0 and (mask is None or mask[v, u]).
+    Args:
+        depth_m: (H, W) float depth, metres, 0 = invalid.
+        K: (3, 3) intrinsics.
+        mask: (H, W) bool; None = every pixel. A pixel is used when depth > 0 and mask[v, u].
+
+    Returns:
+        (points, pixels): (N, 3) float64 metres in the camera frame and (N, 2) int (v, u), row-major order.
     """
     box = (0, depth_m.shape[0], 0, depth_m.shape[1]) if mask is None else mask_box(mask)
     if box is None:
@@ -140,7 +206,15 @@ def backproject(depth_m: np.ndarray, K: np.ndarray, mask: np.ndarray | None = No
 
 
 def depth_to_xyz_image(depth_m: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """(H,W,3) float32 camera-frame points for every pixel (zeros where depth is invalid)."""
+    """Camera-frame points for every pixel, as an image.
+
+    Args:
+        depth_m: (H, W) float depth, metres, 0 = invalid.
+        K: (3, 3) intrinsics.
+
+    Returns:
+        (H, W, 3) float32 metres in the camera frame; zeros where depth is invalid.
+    """
     h, w = depth_m.shape
     u, v = pixel_grid(h, w)
     z = depth_m.astype(np.float32)
@@ -150,7 +224,15 @@ def depth_to_xyz_image(depth_m: np.ndarray, K: np.ndarray) -> np.ndarray:
 
 
 def project(points: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Project (..., 3) camera points to pixels. Returns (uv (...,2) float, z (...)). z <= 0 gives NaN uv."""
+    """Project camera points to pixels.
+
+    Args:
+        points: (..., 3) points, metres, camera frame.
+        K: (3, 3) intrinsics.
+
+    Returns:
+        (uv, z): (..., 2) float pixel coordinates (NaN where z <= 0) and (...,) depths, metres.
+    """
     z = points[..., 2]
     with np.errstate(divide="ignore", invalid="ignore"):
         zs = np.where(z > 1e-9, z, np.nan)
@@ -161,9 +243,17 @@ def project(points: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def pixel_lookup(x: np.ndarray, y: np.ndarray, z: np.ndarray, K: np.ndarray, shape: tuple[int, ...]
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The pixel each camera point (x, y, z: same-shaped arrays, metres) falls in, rounded to the nearest centre,
-    for reading images there. Returns (rows, cols, inside): int64 indices that are safe to use everywhere (0 where
-    the point is behind the camera or off the image) and the bool mask of the points that really land inside."""
+    """The pixel each camera point falls in, rounded to the nearest centre, for reading images there.
+
+    Args:
+        x, y, z: same-shaped (...) arrays, the points' camera coordinates, metres.
+        K: (3, 3) intrinsics.
+        shape: the image's shape, (H, W, ...).
+
+    Returns:
+        (rows, cols, inside): (...) int64 indices that are safe to use everywhere (0 where the point is behind
+        the camera or off the image) and the (...) bool mask of the points that really land inside.
+    """
     h, w = shape[:2]
     with np.errstate(divide="ignore", invalid="ignore"):
         u = np.rint(K[0, 0] * x / z + K[0, 2])
@@ -173,9 +263,15 @@ def pixel_lookup(x: np.ndarray, y: np.ndarray, z: np.ndarray, K: np.ndarray, sha
 
 
 def crop_box(mask: np.ndarray, *, pad: float = 1.2) -> tuple[int, int, int]:
-    """The crop rule (fixed: the network is trained on it): a square box centred on the mask's
-    bounding box, side = ``pad`` x the larger bbox side. Returns (u0, v0, side) in pixels; it may extend
-    past the image (callers pad with zeros)."""
+    """The crop rule (fixed: the network is trained on it): a square box centred on the mask's bounding box.
+
+    Args:
+        mask: (H, W) bool, not empty.
+        pad: side = ``pad`` x the larger bounding-box side.
+
+    Returns:
+        (u0, v0, side), pixels; the box may extend past the image (callers pad with zeros).
+    """
     v, u = np.nonzero(mask)
     if v.size == 0:
         raise InputError("mask is empty", reason="empty_mask")
@@ -192,6 +288,14 @@ def object_depth_mask(depth_m: np.ndarray, K: np.ndarray, mask: np.ndarray) -> n
     few per cent of "object" pixels can carry depth metres behind the object; they would wreck the
     reference's centroid and scale. The cluster is the run of sorted depths around the median whose gaps
     stay below max(1.5 cm, half the object's lateral radius), then bounded in 3D by 4 lateral radii.
+
+    Args:
+        depth_m: (H, W) float depth, metres, 0 = invalid.
+        K: (3, 3) intrinsics.
+        mask: (H, W) bool, the segmenter's object pixels.
+
+    Returns:
+        (H, W) bool, a subset of ``mask``.
     """
     out = np.zeros(mask.shape, bool)
     box = mask_box(mask)

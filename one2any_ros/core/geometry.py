@@ -12,7 +12,15 @@ from scipy.spatial import cKDTree
 
 
 def make_transform(R: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """(...,3,3), (...,3) -> (...,4,4)."""
+    """Stack rotations and translations into homogeneous transforms.
+
+    Args:
+        R: (..., 3, 3) rotations.
+        t: (..., 3) translations, metres.
+
+    Returns:
+        (..., 4, 4) float64 transforms ``[R t; 0 0 0 1]``.
+    """
     R = np.asarray(R, dtype=np.float64)
     T = np.zeros(R.shape[:-2] + (4, 4))
     T[..., :3, :3] = R
@@ -22,7 +30,14 @@ def make_transform(R: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def invert_transform(T: np.ndarray) -> np.ndarray:
-    """Inverse of rigid (...,4,4) transforms."""
+    """Inverse of rigid transforms in closed form (``R^T, -R^T t``), cheaper and exacter than ``np.linalg.inv``.
+
+    Args:
+        T: (..., 4, 4) rigid transforms ``T_a_b``.
+
+    Returns:
+        (..., 4, 4) float64 ``T_b_a``.
+    """
     R = T[..., :3, :3]
     t = T[..., :3, 3]
     Rt = np.swapaxes(R, -1, -2)
@@ -30,19 +45,36 @@ def invert_transform(T: np.ndarray) -> np.ndarray:
 
 
 def transform_points(T: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Apply (4,4) to (N,3) -> (N,3), or (B,4,4) to (N,3)/(B,N,3) -> (B,N,3)."""
+    """Map points through one transform or a batch of them.
+
+    Args:
+        T: (4, 4) or (B, 4, 4) transforms ``T_to_from``.
+        pts: (N, 3) points in the ``from`` frame, metres; with a batch of T also (B, N, 3).
+
+    Returns:
+        (N, 3) for one T, (B, N, 3) for a batch: the points in the ``to`` frame.
+    """
     R = T[..., :3, :3]
     t = T[..., :3, 3]
     if T.ndim == 2:
         return pts @ R.T + t
-    # matmul, not einsum: for hundreds of small (3,3) products numpy's stacked matmul is ~6x faster (measured
-    # here: 0.24 vs 2.1 ms for 100 hypotheses x 150 points), and the multi-start ICP calls this every step
+    # stacked matmul, not einsum: several times faster for hundreds of small (3,3) products, and the multi-start
+    # ICP calls this every step (docs/architecture.md, Choices measured in the code)
     return pts @ np.swapaxes(R, -1, -2) + t[:, None, :]
 
 
 def is_rigid(T: np.ndarray, *, tol: float = 1e-3) -> bool:
-    """True for a finite real (4,4) rotation + translation (orthonormal, det +1, last row 0 0 0 1) within
-    ``tol``: datasets store rotations with 6-8 digits, which must still pass (see ``orthonormalize``)."""
+    """Whether ``T`` is a finite real rotation + translation (orthonormal, det +1, last row 0 0 0 1).
+
+    Tolerant because datasets store rotations with 6-8 digits, which must still pass (see ``orthonormalize``).
+
+    Args:
+        T: any array; a rigid transform is (4, 4).
+        tol: absolute tolerance on ``R R^T = I`` and the last row.
+
+    Returns:
+        True when ``T`` is rigid within ``tol``.
+    """
     T = np.asarray(T)
     if T.shape != (4, 4) or not np.issubdtype(T.dtype, np.number) or np.iscomplexobj(T):
         return False
@@ -54,7 +86,15 @@ def is_rigid(T: np.ndarray, *, tol: float = 1e-3) -> bool:
 
 
 def orthonormalize(T: np.ndarray) -> np.ndarray:
-    """The nearest proper rotation (SVD projection) with the same translation: rounding in files removed."""
+    """The nearest rigid transform: rounding in files removed, so products of many stay rigid.
+
+    Args:
+        T: (4, 4) nearly rigid transform.
+
+    Returns:
+        (4, 4) float64 with the nearest proper rotation (SVD projection), the same translation and the
+        last row 0 0 0 1.
+    """
     U, _, Vt = np.linalg.svd(T[:3, :3])
     out = np.array(T, dtype=np.float64, copy=True)
     out[:3, :3] = U @ np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))]) @ Vt
@@ -63,17 +103,37 @@ def orthonormalize(T: np.ndarray) -> np.ndarray:
 
 
 def rotation_angle_deg(R: np.ndarray) -> np.ndarray:
-    """Rotation angle(s) of (...,3,3) matrices in degrees, in [0, 180]."""
-    tr = np.trace(R, axis1=-2, axis2=-1)
-    return np.degrees(np.arccos(np.clip((tr - 1.0) / 2.0, -1.0, 1.0)))
+    """The angle of rotations: the one home of the formula (the angle between two rotations A and B is
+    ``rotation_angle_deg(A.T @ B)``; ``metrics.rotation_errors_deg`` and ``data.poses.rotation_angle`` use it).
+
+    ``atan2(sin, cos)`` from the trace and the antisymmetric part, not ``arccos`` of the trace: accurate
+    near 0 and 180 deg alike, where arccos loses half the digits.
+
+    Args:
+        R: (..., 3, 3) rotation matrices.
+
+    Returns:
+        (...,) float64 angles in degrees, in [0, 180] (a 0-d array for one matrix).
+    """
+    R = np.asarray(R, np.float64)
+    cos = 0.5 * (np.trace(R, axis1=-2, axis2=-1) - 1.0)
+    w = np.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], axis=-1)
+    sin = 0.5 * np.linalg.norm(w, axis=-1)
+    return np.degrees(np.arctan2(sin, cos))
 
 
 def umeyama_batched(src: np.ndarray, dst: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
     """Weighted least-squares rigid fit (Umeyama 1991 without scale) for each batch element.
 
-    src, dst: (B,N,3) corresponding points; w: (B,N) non-negative weights (None = uniform).
-    Returns T (B,4,4) with dst ~ R src + t. Batches with (near) zero total weight return identity.
     Written by hand because it must run batched over hundreds of hypotheses at once (no library does).
+
+    Args:
+        src: (B, N, 3) points to move, metres.
+        dst: (B, N, 3) corresponding target points, metres.
+        w: (B, N) non-negative weights; None = uniform.
+
+    Returns:
+        (B, 4, 4) transforms T with ``dst ~ R src + t``; identity where the total weight is (near) zero.
     """
     B, N, _ = src.shape
     if w is None:
@@ -98,7 +158,16 @@ def umeyama_batched(src: np.ndarray, dst: np.ndarray, w: np.ndarray | None = Non
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
-    """Weighted rigid fit of (N,3) -> (N,3); returns (4,4) with dst ~ R src + t."""
+    """``umeyama_batched`` for one problem.
+
+    Args:
+        src: (N, 3) points to move, metres.
+        dst: (N, 3) corresponding target points, metres.
+        w: (N,) non-negative weights; None = uniform.
+
+    Returns:
+        (4, 4) transform with ``dst ~ R src + t``.
+    """
     return umeyama_batched(src[None], dst[None], None if w is None else w[None])[0]
 
 
@@ -120,11 +189,25 @@ def ransac_rigid(
     rng: np.random.Generator | None = None,
     refine_rounds: int = 2,
 ) -> RansacResult:
-    """Robust rigid fit of correspondences src (N,3) -> dst (N,3) with optional confidences w (N,).
+    """Robust rigid fit of correspondences with optional confidences.
 
     Minimal 3-point samples (drawn with probability proportional to w) are all fitted at once; the
-    hypothesis with the largest weighted inlier count (residual < threshold, metres — callers pass a
-    fraction of the object scale) is refitted with weighted Umeyama on its inliers.
+    hypothesis with the largest weighted inlier count is refitted with weighted Umeyama on its inliers.
+
+    Args:
+        src: (N, 3) points to move, metres (N >= 3).
+        dst: (N, 3) corresponding target points, metres.
+        w: (N,) non-negative confidences; None = uniform.
+        threshold: inlier residual, metres (callers pass a fraction of the object scale).
+        iterations: number of minimal samples.
+        rng: random generator (default seeded 0).
+        refine_rounds: refits on the inliers.
+
+    Returns:
+        A ``RansacResult``: T (4, 4), inliers (N,) bool, their count and RMS residual (metres).
+
+    Raises:
+        ValueError: fewer than 3 correspondences.
     """
     return ransac_rigid_thresholds(src, dst, w, thresholds=(threshold,), iterations=iterations, rng=rng,
                                    refine_rounds=refine_rounds)[0]
@@ -141,7 +224,18 @@ def ransac_rigid_thresholds(
     refine_rounds: int = 2,
 ) -> list[RansacResult]:
     """``ransac_rigid`` at several inlier thresholds from ONE set of minimal samples: the samples, their fits
-    and residuals (the cost) are shared, only the vote and the refit differ. One result per threshold."""
+    and residuals (the cost) are shared, only the vote and the refit differ.
+
+    Args:
+        src, dst, w, iterations, rng, refine_rounds: as in ``ransac_rigid``.
+        thresholds: inlier residuals, metres.
+
+    Returns:
+        One ``RansacResult`` per threshold, in order.
+
+    Raises:
+        ValueError: fewer than 3 correspondences.
+    """
     n = len(src)
     if n < 3:
         raise ValueError(f"RANSAC needs >= 3 correspondences, got {n}")
@@ -170,9 +264,15 @@ def ransac_rigid_thresholds(
 
 
 def super_fibonacci_rotations(n: int) -> np.ndarray:
-    """n near-uniformly spread rotations (n,3,3) by Alexa's super-Fibonacci spirals (CVPR 2022).
+    """Near-uniformly spread rotations by Alexa's super-Fibonacci spirals (CVPR 2022).
 
     Written by hand: scipy only offers random or group rotations, not a uniform deterministic grid.
+
+    Args:
+        n: number of rotations.
+
+    Returns:
+        (n, 3, 3) rotation matrices, the same for the same n.
     """
     phi = np.sqrt(2.0)
     psi = 1.533751168755204288118041
@@ -195,9 +295,8 @@ class IcpResult:
     rmse: np.ndarray  # (B,) RMS distance of those inliers, metres
 
 
-# KD-tree queries of at least this many points use all cores (cKDTree workers; exact, so the result is the same).
-# Measured with `one2any bench` on 2 cores: the classic global search 224 ms at 8192 (the 5 refined candidates,
-# 4000 queries, and the 50 pruned starts, 7500, stayed on one core), 171-176 ms at 1024-2048, 178 ms at 256.
+# KD-tree queries of at least this many points use all cores (cKDTree workers; exact, so the result is the same);
+# below it the threads' start-up costs more than the search (docs/architecture.md, Choices measured in the code).
 PARALLEL_MIN_QUERIES = 1024
 
 
@@ -214,52 +313,85 @@ def icp_batched(
     prune_to: int | None = None,
     eps: float = 0.0,
 ) -> IcpResult:
-    """Point-to-point ICP from many starts at once (trimmed by a distance threshold stepped coarse to fine).
+    """Point-to-point ICP from many starts at once, trimmed by a distance threshold stepped coarse to fine.
 
-    src (M,3): points to move (e.g. the reference cloud in C); dst_tree: KD-tree of the target points
-    (e.g. the query cloud in the query camera); T0 (B,4,4) initial src->dst transforms; thresholds:
-    inlier distances in metres, each used for ``iterations`` steps. Point-to-point rather than
-    point-to-plane: point-to-plane was measured diverging from 25-35 deg off, useless for multi-start
-    (docs/architecture.md, Learning).
-    With ``src_feat`` (M,F) the tree holds (3+F)-dim points [xyz, features] (coloured ICP in the spirit of
-    Park et al. 2017): neighbours are chosen by position and colour, which gives shapes with a symmetry
-    (bottles, boxes) a pull towards the texture-consistent pose; the fit itself uses positions only.
-    ``prune_to``: after the first (coarsest) threshold keep only that many starts, those with the most
-    inliers; starts that found no surface by then rarely win and cost as much as the rest.
-    ``eps``: approximate neighbours (cKDTree's eps: within (1 + eps) x the true nearest distance), which
-    prunes the 6-D coloured search hard; a multi-start search that only has to land near the right pose
-    before the exact refinement loses nothing by it.
+    Point-to-point rather than point-to-plane: point-to-plane diverges from 25-35 deg off, useless for
+    multi-start (docs/architecture.md, Learning). With ``src_feat`` the tree holds (3+F)-dim points
+    [xyz, features] (coloured ICP in the spirit of Park et al. 2017): neighbours are chosen by position and
+    colour, which gives shapes with a symmetry (bottles, boxes) a pull towards the texture-consistent pose;
+    the fit itself uses positions only.
+
+    Args:
+        src: (M, 3) points to move, metres (e.g. the reference cloud in C).
+        dst_tree: KD-tree of the (K, 3) or (K, 3+F) target points (e.g. the query cloud in the query camera).
+        T0: (B, 4, 4) initial src -> dst transforms.
+        thresholds: inlier distances, metres, each used for ``iterations`` steps.
+        iterations: steps per threshold.
+        min_inlier_frac: a start with fewer inliers (fraction of M, at least 3) does not move in that step.
+        workers: cKDTree workers for queries of at least ``PARALLEL_MIN_QUERIES`` points.
+        src_feat: (M, F) features of ``src`` (scaled like the tree's extra dimensions), or None.
+        prune_to: after the first (coarsest) threshold keep only that many starts, those with the most
+            inliers; starts that found no surface by then rarely win and cost as much as the rest.
+        eps: approximate neighbours (cKDTree's eps: within (1 + eps) x the true nearest distance), which
+            prunes the 6-D coloured search hard; a multi-start search that only has to land near the right
+            pose before the exact refinement loses nothing by it.
+
+    Returns:
+        An ``IcpResult``: T (B', 4, 4) refined src -> dst, fitness (B',) and rmse (B',) metres at the last
+        threshold; B' = min(B, prune_to) when pruned after the first threshold, else B.
     """
     T = np.array(T0, dtype=np.float64, copy=True)
     B, M = T.shape[0], src.shape[0]
-    dst = dst_tree.data[:, :3]
     feat = None if src_feat is None else np.broadcast_to(src_feat, (B,) + src_feat.shape).reshape(B * M, -1)
-
-    def query(X: np.ndarray, thr: float):
-        q = X.reshape(-1, 3) if feat is None else np.concatenate([X.reshape(-1, 3), feat], axis=1)
-        # threads pay off only for big batches: below PARALLEL_MIN_QUERIES their start-up costs more than the search
-        return dst_tree.query(q, k=1, eps=eps, workers=workers if len(q) >= PARALLEL_MIN_QUERIES else 1,
-                              distance_upper_bound=thr)
-
+    query = _IcpQuery(dst_tree, feat, workers=workers, eps=eps)
     for stage, thr in enumerate(thresholds):
         if stage == 1 and prune_to is not None and prune_to < B:
             d, _ = query(transform_points(T, src), thr)
             keep = np.argsort(-np.isfinite(d.reshape(B, M)).sum(axis=1), kind="stable")[:prune_to]
             T, B = T[keep], prune_to
-            if feat is not None:
-                feat = feat[: B * M]
+            query.keep_first(B * M)
         for _ in range(iterations):
-            X = transform_points(T, src)  # (B,M,3)
-            d, j = query(X, thr)
-            d = d.reshape(B, M)
-            inl = np.isfinite(d)
-            j = np.where(inl.reshape(-1), j, 0).reshape(B, M)
-            enough = inl.sum(axis=1) >= max(3, int(min_inlier_frac * M))
-            dT = umeyama_batched(X, dst[j], inl.astype(np.float64))
-            dT[~enough] = np.eye(4)
-            T = dT @ T
-    X = transform_points(T, src)
-    d, _ = query(X, thresholds[-1])
+            T = _icp_step(T, src, query, thr, max(3, int(min_inlier_frac * M)))
+    return _icp_score(T, src, query, thresholds[-1])
+
+
+class _IcpQuery:
+    """Nearest target of each moved source point, with its features appended when the ICP is coloured."""
+
+    def __init__(self, dst_tree: cKDTree, feat: np.ndarray | None, *, workers: int, eps: float) -> None:
+        self.tree, self.feat, self.workers, self.eps = dst_tree, feat, workers, eps
+        self.dst = dst_tree.data[:, :3]
+
+    def keep_first(self, n: int) -> None:
+        """Drop the features of pruned starts (every start carries the same features, so the first n do)."""
+        if self.feat is not None:
+            self.feat = self.feat[:n]
+
+    def __call__(self, X: np.ndarray, thr: float) -> tuple[np.ndarray, np.ndarray]:
+        q = X.reshape(-1, 3) if self.feat is None else np.concatenate([X.reshape(-1, 3), self.feat], axis=1)
+        # threads pay off only for big batches: below PARALLEL_MIN_QUERIES their start-up costs more than the search
+        return self.tree.query(q, k=1, eps=self.eps, workers=self.workers if len(q) >= PARALLEL_MIN_QUERIES else 1,
+                               distance_upper_bound=thr)
+
+
+def _icp_step(T: np.ndarray, src: np.ndarray, query: _IcpQuery, thr: float, min_inliers: int) -> np.ndarray:
+    """One ICP step for every start: (B,4,4) -> (B,4,4); a start with too few inliers stays where it is."""
+    B, M = T.shape[0], src.shape[0]
+    X = transform_points(T, src)  # (B,M,3)
+    d, j = query(X, thr)
+    d = d.reshape(B, M)
+    inl = np.isfinite(d)
+    j = np.where(inl.reshape(-1), j, 0).reshape(B, M)
+    enough = inl.sum(axis=1) >= min_inliers
+    dT = umeyama_batched(X, query.dst[j], inl.astype(np.float64))
+    dT[~enough] = np.eye(4)
+    return dT @ T
+
+
+def _icp_score(T: np.ndarray, src: np.ndarray, query: _IcpQuery, thr: float) -> IcpResult:
+    """Fitness and inlier RMSE of the final transforms at threshold ``thr``."""
+    B, M = T.shape[0], src.shape[0]
+    d, _ = query(transform_points(T, src), thr)
     d = d.reshape(B, M)
     inl = np.isfinite(d)
     fitness = inl.mean(axis=1)
@@ -270,8 +402,17 @@ def icp_batched(
 
 
 def subsample(pts: np.ndarray, n: int, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Sorted indices of at most ``n`` of ``pts`` (N,3): all of them when N <= n, else a uniform random draw
-    without replacement (``rng``, default seeded 0, so the same call gives the same subset)."""
+    """Sorted indices of at most ``n`` points: all when N <= n, else a uniform draw without replacement
+    (``rng`` default seeded 0, so the same call gives the same subset).
+
+    Args:
+        pts: (N, 3) points.
+        n: the most indices to return.
+        rng: random generator.
+
+    Returns:
+        (min(N, n),) int indices into ``pts``, ascending.
+    """
     if len(pts) <= n:
         return np.arange(len(pts))
     rng = rng or np.random.default_rng(0)

@@ -17,7 +17,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from one2any_ros.core.geometry import transform_points
+from one2any_ros.core.geometry import rotation_angle_deg, transform_points
 from one2any_ros.core.protocol import is_hit
 
 DEFAULT_AUC_MAX_THRESHOLD = 0.10  # metres: the YCB-Video ADD(-S) AUC integrates recall over 0..10 cm
@@ -44,18 +44,32 @@ def _moved(T: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 
 def add(T_est: np.ndarray, T_gt: np.ndarray, pts: np.ndarray) -> float:
-    """ADD: mean distance (m) between model points moved by the estimate and by the ground truth.
+    """ADD: mean distance between model points moved by the estimate and by the ground truth (asymmetric objects).
 
-    T_est, T_gt (4,4) m, T_cam_obj; pts (N,3) m, object frame. For asymmetric objects.
+    Args:
+        T_est: (4, 4) estimated T_cam_obj, metres.
+        T_gt: (4, 4) true T_cam_obj, metres.
+        pts: (N, 3) model points, metres, object frame.
+
+    Returns:
+        The mean distance, metres.
     """
     d = _moved(T_est, pts) - _moved(T_gt, pts)
     return float(np.linalg.norm(d, axis=1).mean())
 
 
 def add_s(T_est: np.ndarray, T_gt: np.ndarray, pts: np.ndarray) -> float:
-    """ADD-S: mean distance (m) from each estimated model point to the closest ground-truth model point.
+    """ADD-S: mean distance from each estimated model point to the closest ground-truth model point.
 
-    T_est, T_gt (4,4) m; pts (N,3) m, object frame. Symmetry-agnostic (a KD-tree; O(N log N)).
+    Symmetry-agnostic, so the score of symmetric objects (a KD-tree: O(N log N)).
+
+    Args:
+        T_est: (4, 4) estimated T_cam_obj, metres.
+        T_gt: (4, 4) true T_cam_obj, metres.
+        pts: (N, 3) model points, metres, object frame.
+
+    Returns:
+        The mean closest-point distance, metres.
     """
     p_gt = _moved(T_gt, pts)
     p_est = _moved(T_est, pts)
@@ -64,28 +78,51 @@ def add_s(T_est: np.ndarray, T_gt: np.ndarray, pts: np.ndarray) -> float:
 
 
 def rotation_error_deg(R_est: np.ndarray, R_gt: np.ndarray) -> float:
-    """Angle (deg, in [0, 180]) of the relative rotation R_est^T R_gt; R_* (3,3) (or the (4,4) poses).
+    """Angle of the relative rotation R_est^T R_gt (``geometry.rotation_angle_deg``: accurate near 0 and 180 deg).
 
-    Computed with atan2(sin, cos) so it is accurate near 0° and 180° alike.
+    Args:
+        R_est: (3, 3) estimated rotation, or a (4, 4) pose.
+        R_gt: (3, 3) true rotation, or a (4, 4) pose.
+
+    Returns:
+        Degrees in [0, 180].
     """
     return float(rotation_errors_deg(np.asarray(R_est, np.float64)[None, :3, :3], np.asarray(R_gt, np.float64)[:3, :3])[0])
 
 
 def rotation_errors_deg(R_est: np.ndarray, R_gt: np.ndarray) -> np.ndarray:
-    """Vectorised rotation_error_deg: R_est (K,3,3) against one R_gt (3,3) or (K,3,3). Returns (K,) deg."""
+    """Vectorised ``rotation_error_deg``: the angle of ``R_est^T R_gt`` (``geometry.rotation_angle_deg``).
+
+    Args:
+        R_est: (K, 3, 3) estimated rotations.
+        R_gt: (3, 3) or (K, 3, 3) true rotations.
+
+    Returns:
+        (K,) float64 degrees in [0, 180].
+
+    Raises:
+        ValueError: an input that is not (..., 3, 3).
+    """
     R_est = np.asarray(R_est, np.float64)
     R_gt = np.asarray(R_gt, np.float64)
     if R_est.shape[-2:] != (3, 3) or R_gt.shape[-2:] != (3, 3):
         raise ValueError(f"rotations must be (...,3,3), got {R_est.shape} and {R_gt.shape}")
-    R = np.swapaxes(R_est, -1, -2) @ R_gt
-    cos = 0.5 * (np.trace(R, axis1=-2, axis2=-1) - 1.0)
-    w = np.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], axis=-1)
-    sin = 0.5 * np.linalg.norm(w, axis=-1)
-    return np.degrees(np.arctan2(sin, cos))
+    return rotation_angle_deg(np.swapaxes(R_est, -1, -2) @ R_gt)
 
 
 def translation_error(t_est: np.ndarray, t_gt: np.ndarray) -> float:
-    """Euclidean distance between two translations (3,) in metres (or any common unit)."""
+    """Euclidean distance between two translations.
+
+    Args:
+        t_est: (3,) estimated translation, metres (or any unit shared with ``t_gt``).
+        t_gt: (3,) true translation.
+
+    Returns:
+        The distance, in the inputs' unit.
+
+    Raises:
+        ValueError: an input without exactly 3 elements.
+    """
     t_est = np.asarray(t_est, np.float64).reshape(-1)
     t_gt = np.asarray(t_gt, np.float64).reshape(-1)
     if t_est.shape != (3,) or t_gt.shape != (3,):
@@ -94,8 +131,14 @@ def translation_error(t_est: np.ndarray, t_gt: np.ndarray) -> float:
 
 
 def add_s_01d_hit(err: float, diameter: float) -> bool:
-    """The BOP/LINEMOD "ADD(-S) @ 0.1d" criterion (``protocol.is_hit``): err < 0.1 * diameter (same units, e.g.
-    metres). An infinite/NaN error (a failed estimate) is a miss.
+    """The BOP/LINEMOD "ADD(-S) @ 0.1d" criterion (``protocol.is_hit``, its one home): err < 0.1 * diameter.
+
+    Args:
+        err: ADD or ADD-S error; infinite or NaN (a failed estimate) is a miss.
+        diameter: object diameter, in the unit of ``err`` (e.g. metres).
+
+    Returns:
+        True for a hit.
     """
     return bool(is_hit(float(err), float(diameter)))
 
@@ -189,10 +232,17 @@ def symmetry_transforms(info: Mapping | None, *, continuous_steps: int = 360) ->
 
 
 def pose_error_sym(T_est: np.ndarray, T_gt: np.ndarray, syms: np.ndarray | None = None) -> tuple[float, float]:
-    """(rotation error deg, translation error m) of T_est against the closest symmetric twin T_gt @ S.
+    """Rotation and translation error of T_est against the closest symmetric twin T_gt @ S.
 
-    T_est, T_gt (4,4) m; syms (K,4,4) m from ``symmetry_transforms`` (None = asymmetric: identity only).
     S is chosen by the smallest rotation error (ties: smallest translation error).
+
+    Args:
+        T_est: (4, 4) estimated T_cam_obj, metres.
+        T_gt: (4, 4) true T_cam_obj, metres.
+        syms: (K, 4, 4) object-frame symmetries from ``symmetry_transforms``; None = asymmetric (identity only).
+
+    Returns:
+        (rotation error in degrees, translation error in metres).
     """
     T_est = _pose(T_est, "T_est")
     T_gt = _pose(T_gt, "T_gt")
@@ -206,7 +256,16 @@ def pose_error_sym(T_est: np.ndarray, T_gt: np.ndarray, syms: np.ndarray | None 
 
 
 def rotation_error_sym_deg(R_est: np.ndarray, R_gt: np.ndarray, syms: np.ndarray | None = None) -> float:
-    """min over symmetries S of rotation_error_deg(R_est, R_gt @ S_R). R_* (3,3); syms (K,4,4) or None."""
+    """The least rotation error over the object's symmetries: min over S of rotation_error_deg(R_est, R_gt S_R).
+
+    Args:
+        R_est: (3, 3) estimated rotation (or a (4, 4) pose).
+        R_gt: (3, 3) true rotation (or a (4, 4) pose).
+        syms: (K, 4, 4) object-frame symmetries; None = asymmetric.
+
+    Returns:
+        Degrees in [0, 180].
+    """
     R_gt = np.asarray(R_gt, np.float64)[:3, :3]
     if syms is None or len(syms) == 0:
         return rotation_error_deg(R_est, R_gt)

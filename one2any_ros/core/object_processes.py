@@ -44,6 +44,7 @@ import numpy as np
 from one2any_ros.core.errors import One2AnyError
 
 if TYPE_CHECKING:
+    from one2any_ros.core.estimator import PoseEstimator
     from one2any_ros.core.estimator_settings import EstimatorSettings
     from one2any_ros.core.frame import Frame
     from one2any_ros.core.reference import Reference
@@ -171,10 +172,7 @@ def _serve(chan: _Channel) -> None:
     """A helper process: its backend recipe and settings first, then the caller's requests, answered in order,
     until "stop" or the caller is gone."""
     from one2any_ros.core.backends import create_backend
-    from one2any_ros.core.estimator import PoseEstimator
-    from one2any_ros.core.frame import Frame
     from one2any_ros.core.nearest import limit_threads
-    from one2any_ros.core.tracking import estimate_object
 
     try:
         recipe, settings, threads = chan.recv()
@@ -184,46 +182,9 @@ def _serve(chan: _Channel) -> None:
     if "torch" in sys.modules:  # the learned backend: its share of the cores, not half of them each (oversubscribed)
         sys.modules["torch"].set_num_threads(max(1, int(threads)))
     limit_threads(threads)  # the KD-tree's OpenMP threads: the same share
-    objects: dict[str, tuple[int, PoseEstimator]] = {}
-    frame: dict[str, Any] = {}
-
-    def set_object(object_id: str, ref: "Reference", mask_label: int) -> None:
-        est = PoseEstimator(backend, settings=settings)
-        est.set_reference(ref)
-        objects[object_id] = (mask_label, est)
-
-    def remove(object_id: str) -> None:
-        objects.pop(object_id, None)  # nothing goes back: an estimator holds the backend (torch tensors)
-
-    def frame_file(layout: Layout) -> None:
-        fd = recv_handle(chan)
-        # the old mapping is dropped, not closed: an array of the last frame may still point into it
-        frame["map"] = mmap.mmap(fd, _layout_size(layout), prot=mmap.PROT_READ)
-        os.close(fd)  # the mapping keeps the memory
-        frame["layout"] = layout
-
-    def estimate(K: np.ndarray, min_depth: float, max_depth: float, has_labels: bool, cues: dict[str, "Cue"],
-                 new_settings: "EstimatorSettings") -> dict[str, Any]:
-        nonlocal settings
-        if new_settings != settings:
-            settings = new_settings
-            for _, est in objects.values():
-                est.settings = settings
-        rgb, depth, labels, near = _views(frame["map"], frame["layout"])
-        f = Frame(rgb=rgb, depth=depth, labels=labels if has_labels else None, K=K, min_depth=min_depth,
-                  max_depth=max_depth, _near={"near": near})
-        out: dict[str, Any] = {}
-        for object_id, (_, est) in objects.items():
-            if object_id not in cues:
-                continue
-            try:
-                out[object_id] = estimate_object(est, f, cues[object_id], near)
-            except One2AnyError as e:
-                out[object_id] = e
-        return out
-
-    handlers = {"ping": lambda: None, "set": set_object, "remove": remove, "frame_file": frame_file,
-                "estimate": estimate}
+    helper = _HelperState(backend, settings)
+    handlers = {"ping": lambda: None, "set": helper.set_object, "remove": helper.remove,
+                "frame_file": lambda layout: helper.frame_file(chan, layout), "estimate": helper.estimate}
     while True:
         try:
             op, args = chan.recv()
@@ -241,6 +202,54 @@ def _serve(chan: _Channel) -> None:
             chan.send(answer)
         except OSError:
             return  # the caller is gone (it stopped, or gave up on this helper)
+
+
+class _HelperState:
+    """What a helper process holds: its objects' estimators on one backend, and the mapping of the last frame."""
+
+    def __init__(self, backend: Any, settings: "EstimatorSettings") -> None:
+        self.backend, self.settings = backend, settings
+        self.objects: dict[str, tuple[int, PoseEstimator]] = {}  # object id -> (mask label, estimator)
+        self.frame: dict[str, Any] = {}
+
+    def set_object(self, object_id: str, ref: "Reference", mask_label: int) -> None:
+        from one2any_ros.core.estimator import PoseEstimator
+
+        est = PoseEstimator(self.backend, settings=self.settings)
+        est.set_reference(ref)
+        self.objects[object_id] = (mask_label, est)
+
+    def remove(self, object_id: str) -> None:
+        self.objects.pop(object_id, None)  # nothing goes back: an estimator holds the backend (torch tensors)
+
+    def frame_file(self, chan: _Channel, layout: Layout) -> None:
+        fd = recv_handle(chan)
+        # the old mapping is dropped, not closed: an array of the last frame may still point into it
+        self.frame["map"] = mmap.mmap(fd, _layout_size(layout), prot=mmap.PROT_READ)
+        os.close(fd)  # the mapping keeps the memory
+        self.frame["layout"] = layout
+
+    def estimate(self, K: np.ndarray, min_depth: float, max_depth: float, has_labels: bool, cues: dict[str, "Cue"],
+                 new_settings: "EstimatorSettings") -> dict[str, Any]:
+        from one2any_ros.core.frame import Frame
+        from one2any_ros.core.tracking import estimate_object
+
+        if new_settings != self.settings:
+            self.settings = new_settings
+            for _, est in self.objects.values():
+                est.settings = new_settings
+        rgb, depth, labels, near = _views(self.frame["map"], self.frame["layout"])
+        f = Frame(rgb=rgb, depth=depth, labels=labels if has_labels else None, K=K, min_depth=min_depth,
+                  max_depth=max_depth, _near={"near": near})
+        out: dict[str, Any] = {}
+        for object_id, (_, est) in self.objects.items():
+            if object_id not in cues:
+                continue
+            try:
+                out[object_id] = estimate_object(est, f, cues[object_id], near)
+            except One2AnyError as e:
+                out[object_id] = e
+        return out
 
 
 class ObjectProcess:

@@ -99,6 +99,20 @@ def render_dataset(
         "split": split,
         "scenes": {},
     }
+    targets = _render_scenes(out, objs, meta["scenes"], K, width, height, frames=frames,
+                             max_rotation_deg=max_rotation_deg, seed=seed, distance_range=distance_range,
+                             occluder_prob=occluder_prob, split=split, rgb_ext=rgb_ext, depth_scale=depth_scale,
+                             progress=progress)
+    (out / "test_targets_bop19.json").write_text(json.dumps(targets))
+    (out / "one2any_render.json").write_text(json.dumps(meta, indent=1))
+    return out
+
+
+def _render_scenes(out: Path, objs: list, scenes_meta: dict, K: np.ndarray, width: int, height: int, *,
+                   frames: int, max_rotation_deg: float, seed: int, distance_range: tuple[float, float],
+                   occluder_prob: float, split: str, rgb_ext: str, depth_scale: float, progress: bool) -> list[dict]:
+    """Scene k+1 holds ``objs[k]``, rendered by one pybullet renderer seeded ``seed``; fills ``scenes_meta``
+    (the object and each frame's rotation from frame 0) and returns the BOP test targets."""
     targets: list[dict] = []
     bar = _progress_bar(len(objs) * frames) if progress else None
     with Renderer(seed=seed) as r:
@@ -110,12 +124,10 @@ def render_dataset(
                 rgb_ext=rgb_ext, depth_scale=depth_scale, bar=bar,
             )
             targets.extend(scene_targets)
-            meta["scenes"][str(scene_id)] = {"one2any_id": obj.obj_id, "name": obj.name, "rotation_deg": rot_meta}
+            scenes_meta[str(scene_id)] = {"one2any_id": obj.obj_id, "name": obj.name, "rotation_deg": rot_meta}
     if bar is not None:
         bar.close()
-    (out / "test_targets_bop19.json").write_text(json.dumps(targets))
-    (out / "one2any_render.json").write_text(json.dumps(meta, indent=1))
-    return out
+    return targets
 
 
 def _object_ids(

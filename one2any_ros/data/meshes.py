@@ -4,6 +4,8 @@ BOP-form symmetries of the symmetric shapes."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 # --------------------------------------------------------------------------------------------------
@@ -249,66 +251,87 @@ def build_shape(shape: str, rng: np.random.Generator, symmetric: bool) -> tuple:
     elif shape == "ellipsoid":
         B.add(_lathe(_profile(shape, rng), rect(), sx=rng.uniform(0.4, 1.0), sy=rng.uniform(0.4, 1.0)))
         geo = "discrete"
-    elif shape == "mug":
-        prof = _profile("mug", rng)
-        h = float(prof[1][1, 1])
-        B.add(_lathe(prof, rect()))
-        R = rng.uniform(0.22, 0.34) * max(h, 0.8)
-        B.add(
-            _tube_arc(R, rng.uniform(0.035, 0.06), np.radians(95), rect()),
-            pose_matrix((0.5 + 0.05 * R, 0, h * rng.uniform(0.4, 0.6))),
-        )
-    elif shape == "box_handle":
-        ext = np.array([1.0, rng.uniform(0.3, 0.7), rng.uniform(0.4, 0.9)])
-        B.add(_box(ext, rect()))
-        R = rng.uniform(0.15, 0.3)
-        pos = (rng.uniform(-0.25, 0.25), 0, ext[2] / 2 - 0.02)
-        B.add(_tube_arc(R, rng.uniform(0.025, 0.05), np.radians(95), rect()), pose_matrix(pos, _rot("y", -90)))
-    elif shape == "l_shape":
-        a = np.array([1.0, rng.uniform(0.2, 0.5), rng.uniform(0.15, 0.4)])
-        b = np.array([a[1], rng.uniform(0.4, 0.9), a[2]])
-        B.add(_box(a, rect()))
-        B.add(_box(b, rect()), pose_matrix((0.5 - a[1] / 2, (a[1] + b[1]) / 2 - 0.01, 0)))
-    elif shape == "hammer":
-        L, rh = 1.0, rng.uniform(0.04, 0.09)
-        B.add(_lathe(_cyl(rh, L), rect(), n_seg=20), pose_matrix((0, 0, -L / 2)))
-        head = np.array([rng.uniform(0.3, 0.6), rng.uniform(0.1, 0.2), rng.uniform(0.1, 0.2)])
-        B.add(_box(head, rect()), pose_matrix((head[0] * rng.uniform(0.1, 0.4), 0, L / 2)))
-    elif shape == "toy":
-        ext = rng.uniform(0.4, 1.0, 3)
-        B.add(_box(ext, rect()))
-        r = rng.uniform(0.12, 0.25)
-        B.add(
-            _lathe([_arc(14, -np.pi / 2, np.pi / 2, r, 0)], rect(), n_seg=24),
-            pose_matrix((ext[0] * rng.uniform(-0.35, 0.35), ext[1] * rng.uniform(-0.35, 0.35), ext[2] / 2)),
-        )
-        if rng.random() < 0.7:
-            c = rng.uniform(0.06, 0.14)
-            B.add(
-                _lathe(_cyl(c, rng.uniform(0.1, 0.4)), rect(), n_seg=16),
-                pose_matrix(
-                    (ext[0] / 2 - 0.02, ext[1] * rng.uniform(-0.3, 0.3), ext[2] * rng.uniform(-0.3, 0.3)),
-                    _rot("y", 90),
-                ),
-            )
-    elif shape == "flashlight":
-        r0, r1, h = 0.3, rng.uniform(0.15, 0.3), 1.0
-        B.add(
-            _lathe(
-                [
-                    np.array([[0, 0], [r0, 0]]),
-                    np.array([[r0, 0], [r0, 0.25], [r1, 0.4], [r1, h]]),
-                    np.array([[r1, h], [0, h]]),
-                ],
-                rect(),
-                n_seg=28,
-            )
-        )
-        arm = np.array([rng.uniform(0.1, 0.2), rng.uniform(0.1, 0.2), rng.uniform(0.3, 0.5)])
-        B.add(_box(arm, rect()), pose_matrix((r1 + arm[0] / 2 - 0.03, 0, 0.4 + arm[2] / 2 + rng.uniform(0, 0.2))))
+    elif shape in _ASYMMETRIC_PARTS:
+        _ASYMMETRIC_PARTS[shape](B, rng, rect)
     else:
         raise ValueError(f"unknown shape {shape!r}")
     return B.build() + (geo,)
+
+
+def _add_mug(B: _Builder, rng: np.random.Generator, rect: Callable[[], tuple]) -> None:
+    prof = _profile("mug", rng)
+    h = float(prof[1][1, 1])
+    B.add(_lathe(prof, rect()))
+    R = rng.uniform(0.22, 0.34) * max(h, 0.8)
+    B.add(
+        _tube_arc(R, rng.uniform(0.035, 0.06), np.radians(95), rect()),
+        pose_matrix((0.5 + 0.05 * R, 0, h * rng.uniform(0.4, 0.6))),
+    )
+
+
+def _add_box_handle(B: _Builder, rng: np.random.Generator, rect: Callable[[], tuple]) -> None:
+    ext = np.array([1.0, rng.uniform(0.3, 0.7), rng.uniform(0.4, 0.9)])
+    B.add(_box(ext, rect()))
+    R = rng.uniform(0.15, 0.3)
+    pos = (rng.uniform(-0.25, 0.25), 0, ext[2] / 2 - 0.02)
+    B.add(_tube_arc(R, rng.uniform(0.025, 0.05), np.radians(95), rect()), pose_matrix(pos, _rot("y", -90)))
+
+
+def _add_l_shape(B: _Builder, rng: np.random.Generator, rect: Callable[[], tuple]) -> None:
+    a = np.array([1.0, rng.uniform(0.2, 0.5), rng.uniform(0.15, 0.4)])
+    b = np.array([a[1], rng.uniform(0.4, 0.9), a[2]])
+    B.add(_box(a, rect()))
+    B.add(_box(b, rect()), pose_matrix((0.5 - a[1] / 2, (a[1] + b[1]) / 2 - 0.01, 0)))
+
+
+def _add_hammer(B: _Builder, rng: np.random.Generator, rect: Callable[[], tuple]) -> None:
+    L, rh = 1.0, rng.uniform(0.04, 0.09)
+    B.add(_lathe(_cyl(rh, L), rect(), n_seg=20), pose_matrix((0, 0, -L / 2)))
+    head = np.array([rng.uniform(0.3, 0.6), rng.uniform(0.1, 0.2), rng.uniform(0.1, 0.2)])
+    B.add(_box(head, rect()), pose_matrix((head[0] * rng.uniform(0.1, 0.4), 0, L / 2)))
+
+
+def _add_toy(B: _Builder, rng: np.random.Generator, rect: Callable[[], tuple]) -> None:
+    ext = rng.uniform(0.4, 1.0, 3)
+    B.add(_box(ext, rect()))
+    r = rng.uniform(0.12, 0.25)
+    B.add(
+        _lathe([_arc(14, -np.pi / 2, np.pi / 2, r, 0)], rect(), n_seg=24),
+        pose_matrix((ext[0] * rng.uniform(-0.35, 0.35), ext[1] * rng.uniform(-0.35, 0.35), ext[2] / 2)),
+    )
+    if rng.random() < 0.7:
+        c = rng.uniform(0.06, 0.14)
+        B.add(
+            _lathe(_cyl(c, rng.uniform(0.1, 0.4)), rect(), n_seg=16),
+            pose_matrix(
+                (ext[0] / 2 - 0.02, ext[1] * rng.uniform(-0.3, 0.3), ext[2] * rng.uniform(-0.3, 0.3)),
+                _rot("y", 90),
+            ),
+        )
+
+
+def _add_flashlight(B: _Builder, rng: np.random.Generator, rect: Callable[[], tuple]) -> None:
+    r0, r1, h = 0.3, rng.uniform(0.15, 0.3), 1.0
+    B.add(
+        _lathe(
+            [
+                np.array([[0, 0], [r0, 0]]),
+                np.array([[r0, 0], [r0, 0.25], [r1, 0.4], [r1, h]]),
+                np.array([[r1, h], [0, h]]),
+            ],
+            rect(),
+            n_seg=28,
+        )
+    )
+    arm = np.array([rng.uniform(0.1, 0.2), rng.uniform(0.1, 0.2), rng.uniform(0.3, 0.5)])
+    B.add(_box(arm, rect()), pose_matrix((r1 + arm[0] / 2 - 0.03, 0, 0.4 + arm[2] / 2 + rng.uniform(0, 0.2))))
+
+
+# the shapes without a symmetry: shape -> adds its parts to the builder (the same rng draws, in order)
+_ASYMMETRIC_PARTS: dict[str, Callable[[_Builder, np.random.Generator, Callable[[], tuple]], None]] = {
+    "mug": _add_mug, "box_handle": _add_box_handle, "l_shape": _add_l_shape, "hammer": _add_hammer,
+    "toy": _add_toy, "flashlight": _add_flashlight,
+}
 
 
 def shape_symmetries(shape: str) -> tuple[list[np.ndarray], list[dict]]:

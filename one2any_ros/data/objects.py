@@ -102,13 +102,18 @@ def _shape_draw(obj_id: int, symmetric: bool | None = None) -> tuple[np.random.G
     return rng, sym, str(rng.choice(SYMMETRIC_SHAPES if sym else ASYMMETRIC_SHAPES))
 
 
-def object_family(obj_id: int) -> str:
-    """``symmetric`` (shape and texture), ``texture_only`` (a symmetric shape told apart only by its texture)
-    or ``shape_asymmetric`` for a procedural object id, without building it."""
-    _, sym, shape = _shape_draw(obj_id)
-    if sym:
+def family_of(symmetric: bool, shape_symmetric: bool) -> str:
+    """The one rule of the families (``FAMILIES``): ``symmetric`` (shape and texture), ``texture_only`` (a
+    symmetric shape told apart only by its texture: scored by ADD, so a flip is a miss) or ``shape_asymmetric``."""
+    if symmetric:
         return "symmetric"
-    return "texture_only" if shape in TEXTURE_ONLY_SHAPES else "shape_asymmetric"
+    return "texture_only" if shape_symmetric else "shape_asymmetric"
+
+
+def object_family(obj_id: int) -> str:
+    """``family_of`` a procedural object id, without building it."""
+    _, sym, shape = _shape_draw(obj_id)
+    return family_of(sym, shape in TEXTURE_ONLY_SHAPES)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from one2any_ros.core.geometry import rotation_angle_deg
+
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 640, 480
 DEFAULT_K = np.array([[600.0, 0.0, 319.5], [0.0, 600.0, 239.5], [0.0, 0.0, 1.0]])  # a 640x480 RGB-D camera
 
@@ -27,9 +29,9 @@ def axis_angle_to_matrix(axis: np.ndarray, angle: float) -> np.ndarray:
 
 
 def rotation_angle(Ra: np.ndarray, Rb: np.ndarray) -> float:
-    """Geodesic angle between two rotations, radians in [0, pi]."""
-    c = (np.trace(Ra[:3, :3].T @ Rb[:3, :3]) - 1.0) / 2.0
-    return float(np.arccos(np.clip(c, -1.0, 1.0)))
+    """Geodesic angle between two rotations (or the rotations of (4,4) poses), radians in [0, pi]
+    (``core.geometry.rotation_angle_deg``, the one formula)."""
+    return float(np.radians(rotation_angle_deg(Ra[:3, :3].T @ Rb[:3, :3])))
 
 
 def rotation_at_angle(

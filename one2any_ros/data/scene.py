@@ -189,30 +189,37 @@ class SceneRenderer:
             far_color=tuple(int(c) for c in far),
         )
         if K is not None and max_distractors > 0:
-            Rp = frame_from_normal(nrm)
-            r_obj = 0.5 * obj.diameter
-            uv_o = K[:2, :2] @ (t[:2] / t[2]) + K[:2, 2]
-            r_o_px = K[0, 0] * r_obj / max(t[2] - r_obj, 0.05)
-            pool = self._distractor_shapes
-            for idx in rng.permutation(len(pool))[: int(rng.integers(0, max_distractors + 1))]:
-                he = pool[idx][1]
-                rad = float(np.linalg.norm(he))
-                for _ in range(4):
-                    d = rng.uniform(0.1, 0.6)
-                    phi = rng.uniform(0, 2 * np.pi)
-                    p = center + d * (np.cos(phi) * Rp[:, 0] + np.sin(phi) * Rp[:, 1]) + he[2] * nrm
-                    if p[2] - rad < MIN_RANGE_M + 0.1:
-                        continue
-                    uv_p = K[:2, :2] @ (p[:2] / p[2]) + K[:2, 2]
-                    r_p_px = K[0, 0] * rad / max(p[2] - rad, 0.05)
-                    if p[2] - rad < t[2] + r_obj and np.linalg.norm(uv_p - uv_o) < r_o_px + r_p_px:
-                        continue  # could cover the object
-                    T = np.eye(4)
-                    T[:3, :3] = Rp @ axis_angle_to_matrix([0, 0, 1], rng.uniform(0, 2 * np.pi))
-                    T[:3, 3] = p
-                    spec.distractors.append((int(idx), T, int(rng.integers(len(self._textures)))))
-                    break
+            self._place_distractors(spec, obj, T_cam_obj, rng, K, max_distractors)
         return spec
+
+    def _place_distractors(self, spec: BackgroundSpec, obj: ObjectSpec, T_cam_obj: np.ndarray,
+                           rng: np.random.Generator, K: np.ndarray, max_distractors: int) -> None:
+        """Up to ``max_distractors`` pool shapes resting on the plane, appended to ``spec.distractors``; a spot
+        that could cover the object (bounding-sphere test in the image) or lies too near is tried again, 4 times."""
+        nrm, center, t = spec.normal, spec.center, T_cam_obj[:3, 3]
+        Rp = frame_from_normal(nrm)
+        r_obj = 0.5 * obj.diameter
+        uv_o = K[:2, :2] @ (t[:2] / t[2]) + K[:2, 2]
+        r_o_px = K[0, 0] * r_obj / max(t[2] - r_obj, 0.05)
+        pool = self._distractor_shapes
+        for idx in rng.permutation(len(pool))[: int(rng.integers(0, max_distractors + 1))]:
+            he = pool[idx][1]
+            rad = float(np.linalg.norm(he))
+            for _ in range(4):
+                d = rng.uniform(0.1, 0.6)
+                phi = rng.uniform(0, 2 * np.pi)
+                p = center + d * (np.cos(phi) * Rp[:, 0] + np.sin(phi) * Rp[:, 1]) + he[2] * nrm
+                if p[2] - rad < MIN_RANGE_M + 0.1:
+                    continue
+                uv_p = K[:2, :2] @ (p[:2] / p[2]) + K[:2, 2]
+                r_p_px = K[0, 0] * rad / max(p[2] - rad, 0.05)
+                if p[2] - rad < t[2] + r_obj and np.linalg.norm(uv_p - uv_o) < r_o_px + r_p_px:
+                    continue  # could cover the object
+                T = np.eye(4)
+                T[:3, :3] = Rp @ axis_angle_to_matrix([0, 0, 1], rng.uniform(0, 2 * np.pi))
+                T[:3, 3] = p
+                spec.distractors.append((int(idx), T, int(rng.integers(len(self._textures)))))
+                break
 
     def _occluder_poses(self, n: int, T_cam_obj: np.ndarray, obj: ObjectSpec,
                         rng: np.random.Generator) -> list[tuple[int, np.ndarray, int]]:
@@ -274,6 +281,40 @@ class SceneRenderer:
         col[z == 0] = bg.far_color
         return np.clip(col, 0, 255).astype(np.uint8), z
 
+    def _resolve_background(self, background: str | np.ndarray | BackgroundSpec | None, obj: ObjectSpec,
+                            T_cam_obj: np.ndarray, rng: np.random.Generator,
+                            K: np.ndarray) -> tuple[BackgroundSpec | None, np.ndarray | None]:
+        """``render``'s ``background`` as (a plane or None, an image to paste or None); "random" draws the plane."""
+        bg_image = None
+        if isinstance(background, str):
+            if background == "random":
+                background = self.sample_background(obj, T_cam_obj, rng, K=K)
+            elif background == "none":
+                background = None
+            else:
+                raise ValueError(f"unknown background {background!r} (random|none|BackgroundSpec|image)")
+        elif isinstance(background, np.ndarray):
+            bg_image, background = background, None
+        return background, bg_image
+
+    def _composite(self, ras: Raster, background: BackgroundSpec | None, bg_image: np.ndarray | None,
+                   K: np.ndarray, width: int, height: int, light: dict) -> None:
+        """In place in ``ras.rgb`` / ``ras.depth``: the plane (behind every object point), the pasted image
+        where nothing was drawn, or black."""
+        rgb, depth, hit, mask = ras.rgb, ras.depth, ras.hit, ras.mask
+        if background is not None:
+            prgb, pz = self._plane_image(background, K, width, height, light)
+            use_plane = (~hit | ((pz > 0) & (pz < depth))) & ~mask  # the plane is behind every object point
+            np.copyto(rgb, prgb, where=use_plane[..., None])
+            np.copyto(depth, pz, where=use_plane)
+        elif bg_image is not None:
+            bgi = np.asarray(bg_image, np.uint8)
+            if bgi.shape[:2] != (height, width):
+                bgi = cv2.resize(bgi, (width, height), interpolation=cv2.INTER_AREA)
+            np.copyto(rgb, bgi, where=~hit[..., None])
+        else:
+            rgb[~hit] = 0
+
     def render(
         self,
         obj: ObjectSpec,
@@ -308,43 +349,17 @@ class SceneRenderer:
         K = np.asarray(K, np.float64)
         T_cam_obj = np.asarray(T_cam_obj, np.float64)
         width, height = int(width), int(height)
-        bg_image = None
-        if isinstance(background, str):
-            if background == "random":
-                background = self.sample_background(obj, T_cam_obj, rng, K=K)
-            elif background == "none":
-                background = None
-            else:
-                raise ValueError(f"unknown background {background!r} (random|none|BackgroundSpec|image)")
-        elif isinstance(background, np.ndarray):
-            bg_image, background = background, None
+        background, bg_image = self._resolve_background(background, obj, T_cam_obj, rng, K)
         occ = self._occluder_poses(min(occluders, self.OCCLUDER_POOL), T_cam_obj, obj, rng)
         lt = {**random_light(rng), **(light or {})}
         distractors = list(background.distractors) if background is not None else []
         ras = self._rasterise(SceneDraw(obj, T_cam_obj, K, width, height, distractors, occ, lt,
                                         full_mask=occluders > 0 and full_mask))
-        rgb, depth, hit, mask = ras.rgb, ras.depth, ras.hit, ras.mask
-        if background is not None:
-            prgb, pz = self._plane_image(background, K, width, height, lt)
-            use_plane = (~hit | ((pz > 0) & (pz < depth))) & ~mask  # the plane is behind every object point
-            np.copyto(rgb, prgb, where=use_plane[..., None])
-            np.copyto(depth, pz, where=use_plane)
-        elif bg_image is not None:
-            bgi = np.asarray(bg_image, np.uint8)
-            if bgi.shape[:2] != (height, width):
-                bgi = cv2.resize(bgi, (width, height), interpolation=cv2.INTER_AREA)
-            np.copyto(rgb, bgi, where=~hit[..., None])
-        else:
-            rgb[~hit] = 0
+        rgb, depth, mask = ras.rgb, ras.depth, ras.mask
+        self._composite(ras, background, bg_image, K, width, height, lt)
         depth[depth > self.max_range] = 0
         out = {"depth_clean": depth, "mask": mask, "K": K.copy(), "T_cam_obj": T_cam_obj.copy()}
-        if occluders == 0:
-            out["mask_full"] = mask.copy()
-        elif ras.mask_full is not None:
-            out["mask_full"] = ras.mask_full
-        if "mask_full" in out:
-            n_full = int(out["mask_full"].sum())
-            out["visib_fract"] = float(mask.sum()) / n_full if n_full else 0.0
+        _add_full_mask(out, ras, occluders)
         if rgb_noise if rgb_noise is not None else depth_noise:
             rgb = add_rgb_noise(rgb, rng)
         out["rgb"] = rgb
@@ -352,6 +367,18 @@ class SceneRenderer:
             add_depth_noise(depth, rng, K=K, max_range=self.max_range) if depth_noise else depth.copy()
         )
         return out
+
+
+def _add_full_mask(out: dict, ras: Raster, occluders: int) -> None:
+    """``mask_full`` (the unoccluded silhouette) and ``visib_fract`` into ``out`` when they are known."""
+    mask = out["mask"]
+    if occluders == 0:
+        out["mask_full"] = mask.copy()
+    elif ras.mask_full is not None:
+        out["mask_full"] = ras.mask_full
+    if "mask_full" in out:
+        n_full = int(out["mask_full"].sum())
+        out["visib_fract"] = float(mask.sum()) / n_full if n_full else 0.0
 
 
 def frame_from_normal(n: np.ndarray) -> np.ndarray:

@@ -44,7 +44,26 @@ def add_depth_noise(
         interpolation=cv2.INTER_LINEAR,
     )
     z = z + sig * (0.8 * _normals(rng, z.shape) + 0.6 * low)
-    # depth discontinuities: jitter (lateral noise) and drop some edge pixels
+    edge = _jitter_edges(z, depth, valid, rng, px)
+    if rng.random() < 0.6:
+        _stereo_shadow(z, depth, valid, rng, fx)
+    # grazing angles: surfaces seen edge-on return nothing
+    gz_u = cv2.Sobel(depth, cv2.CV_32F, 1, 0, ksize=3) / 8.0
+    gz_v = cv2.Sobel(depth, cv2.CV_32F, 0, 1, ksize=3) / 8.0
+    slope = np.sqrt(gz_u**2 + gz_v**2) * fx / np.maximum(depth, 1e-3)  # dz per metre laterally
+    graze = valid & ~edge & (slope > rng.uniform(2.5, 5.0)) & (_normals(rng, z.shape) < 0.52)  # p = 0.7
+    z[graze] = 0
+    _random_holes(z, rng, px)
+    z = np.round(z * 1000.0) / 1000.0
+    z[~valid | (z < min_range) | (z > max_range)] = 0
+    return z.astype(np.float32)
+
+
+def _jitter_edges(z: np.ndarray, depth: np.ndarray, valid: np.ndarray, rng: np.random.Generator,
+                  px: float) -> np.ndarray:
+    """Depth discontinuities, in place in ``z``: jitter (lateral noise) and drop some edge pixels.
+    Returns the (H,W) bool edge mask (grazing-angle holes spare it)."""
+    h, w = z.shape
     k3 = np.ones((3, 3), np.uint8)
     zmax = cv2.dilate(depth, k3)
     zmin = cv2.erode(np.where(valid, depth, 1e3).astype(np.float32), k3)
@@ -58,31 +77,30 @@ def add_depth_noise(
         z[vv, uu] *= valid[dv, du]
         drop = rng.random(len(vv)) < rng.uniform(0.1, 0.5)
         z[vv[drop], uu[drop]] = 0
-    # stereo shadow: background pixels left of a foreground edge are seen by one imager only
-    if rng.random() < 0.6:
-        baseline = float(rng.uniform(0.015, 0.055))
-        disp = np.where(valid, fx * baseline / np.maximum(depth, 1e-3), 0).astype(np.float32)
-        shadow = np.zeros_like(valid)
-        max_shift = int(min(np.ceil(disp.max() - disp[valid].min()), w // 4, 64))
-        for s in range(1, max_shift + 1):
-            shadow[:, :-s] |= (disp[:, s:] - disp[:, :-s]) > s
-        z[shadow] = 0
-    # grazing angles: surfaces seen edge-on return nothing
-    gz_u = cv2.Sobel(depth, cv2.CV_32F, 1, 0, ksize=3) / 8.0
-    gz_v = cv2.Sobel(depth, cv2.CV_32F, 0, 1, ksize=3) / 8.0
-    slope = np.sqrt(gz_u**2 + gz_v**2) * fx / np.maximum(depth, 1e-3)  # dz per metre laterally
-    graze = valid & ~edge & (slope > rng.uniform(2.5, 5.0)) & (_normals(rng, z.shape) < 0.52)  # p = 0.7
-    z[graze] = 0
-    # random small holes (dark/specular patches)
+    return edge
+
+
+def _stereo_shadow(z: np.ndarray, depth: np.ndarray, valid: np.ndarray, rng: np.random.Generator, fx: float) -> None:
+    """In place in ``z``: background pixels left of a foreground edge are seen by one imager only."""
+    w = z.shape[1]
+    baseline = float(rng.uniform(0.015, 0.055))
+    disp = np.where(valid, fx * baseline / np.maximum(depth, 1e-3), 0).astype(np.float32)
+    shadow = np.zeros_like(valid)
+    max_shift = int(min(np.ceil(disp.max() - disp[valid].min()), w // 4, 64))
+    for s in range(1, max_shift + 1):
+        shadow[:, :-s] |= (disp[:, s:] - disp[:, :-s]) > s
+    z[shadow] = 0
+
+
+def _random_holes(z: np.ndarray, rng: np.random.Generator, px: float) -> None:
+    """In place in ``z``: random small holes (dark or specular patches)."""
+    h, w = z.shape
     for _ in range(int(rng.poisson(1.5))):
         c = (int(rng.integers(w)), int(rng.integers(h)))
         ax = (max(1, int(rng.uniform(1, 6) * px)), max(1, int(rng.uniform(1, 6) * px)))
         hole = np.zeros((h, w), np.uint8)
         cv2.ellipse(hole, c, ax, float(rng.uniform(0, 180)), 0, 360, 1, -1)
         z[hole.astype(bool)] = 0
-    z = np.round(z * 1000.0) / 1000.0
-    z[~valid | (z < min_range) | (z > max_range)] = 0
-    return z.astype(np.float32)
 
 
 def _normal_bank() -> np.ndarray:

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from one2any_ros.core import metrics
+from one2any_ros.data.objects import family_of
 
 
 REFERENCE_MIN_VISIB = 0.5
@@ -127,22 +128,19 @@ def load_eval_model(bop, root: Path, obj_id: int, models_info: Mapping[int, dict
     info = models_info[obj_id]
     sym = bool(bop.is_symmetric(info))
     pts = np.asarray(bop.load_model_points(root, obj_id, max_points=MODEL_POINTS, prefer_eval=True), np.float64)
-    family = info.get("family") or object_family(info, sym)
+    family = info.get("family") or info_family(info, sym)
     return EvalModel(pts=pts, diameter_m=float(info["diameter"]) * 1e-3, symmetric=sym,
                      syms=metrics.symmetry_transforms(info) if sym else None,
                      family=str(family) if family is not None else None)
 
 
-def object_family(info: Mapping, symmetric: bool) -> str | None:
-    """The object's family from our models_info's ``shape_symmetry`` (symmetry of the geometry alone), when
-    present: ``symmetric`` (shape and texture), ``texture_only`` (a symmetric shape told apart only by its
-    texture: scored by ADD, so a flip is a miss) or ``shape_asymmetric``. None for other BOP datasets."""
+def info_family(info: Mapping, symmetric: bool) -> str | None:
+    """The object's family (``data.objects.family_of``) from our models_info's ``shape_symmetry`` (symmetry of
+    the geometry alone), when present; None for other BOP datasets."""
     shape = info.get("shape_symmetry")
     if shape is None:
         return None
-    if symmetric:
-        return "symmetric"
-    return "shape_asymmetric" if shape == "none" else "texture_only"
+    return family_of(symmetric, shape != "none")
 
 
 def plan_dataset(root: Path, split: str, *, scene_ids: Iterable[int] | None = None, obj_ids: Iterable[int] | None = None,

@@ -110,31 +110,40 @@ def evaluate_dataset(
 
     bop.write_results_csv(out / "results.csv", run.rows)
     report = summarize(run.records, run.models)
-    report.update(
-        backend=backend,
-        backends_used=dict(Counter(r["backend"] for r in run.records if r["ok"])),
-        model=_describe(est),
-        dataset=str(root.resolve()),
-        split=split,
-        n_scenes=n_scenes,
-        n_objects=len({p.obj_id for p in plans}),
-        n_queries_available=n_available,
-        max_queries=max_queries,
-        min_query_visib=min_query_visib,
-        references=run.references,
-        skipped_objects=skipped,
-        timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        version=__version__,
-        protocol=PROTOCOL_TEXT,
-        metric_notes=METRIC_NOTES,
-        confidence_notes=CONFIDENCE_NOTES,
-        files={"results_csv": "results.csv", "queries": "queries.jsonl", "plot": None, "reliability_plot": None},
-    )
+    report.update(_run_fields(run, est, backend=backend, root=root, split=split, n_scenes=n_scenes,
+                              n_objects=len({p.obj_id for p in plans}), n_available=n_available,
+                              max_queries=max_queries, min_query_visib=min_query_visib, skipped=skipped))
     if plot:
         write_plots(report, run.records, out)
     report = json_safe(report)
     write_atomic(out / "report.json", json.dumps(report, indent=2))
     return report
+
+
+def _run_fields(run: "_RunResult", est: Any, *, backend: str, root: Path, split: str, n_scenes: int, n_objects: int,
+                n_available: int, max_queries: int | None, min_query_visib: float, skipped: Any) -> dict:
+    """The report's description of the run (what ran on what, when, under which protocol), in the report's
+    key order."""
+    return {
+        "backend": backend,
+        "backends_used": dict(Counter(r["backend"] for r in run.records if r["ok"])),
+        "model": _describe(est),
+        "dataset": str(root.resolve()),
+        "split": split,
+        "n_scenes": n_scenes,
+        "n_objects": n_objects,
+        "n_queries_available": n_available,
+        "max_queries": max_queries,
+        "min_query_visib": min_query_visib,
+        "references": run.references,
+        "skipped_objects": skipped,
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "version": __version__,
+        "protocol": PROTOCOL_TEXT,
+        "metric_notes": METRIC_NOTES,
+        "confidence_notes": CONFIDENCE_NOTES,
+        "files": {"results_csv": "results.csv", "queries": "queries.jsonl", "plot": None, "reliability_plot": None},
+    }
 
 
 @dataclass

@@ -60,9 +60,6 @@ def evaluate_sequences(root: Path, *, split: str = "test", backend: str = "auto"
                        masks: str = "reference", estimator_kwargs: dict | None = None, progress: bool = True) -> dict:
     """Run the module docstring's protocol on every scene of ``root/split``; writes and returns the report."""
     from one2any_ros.core.backends import create_backend
-    from one2any_ros.core.estimator import PoseEstimator
-    from one2any_ros.core.multi_object import MultiObjectEstimator
-    from one2any_ros.core.frame import decode_frame
 
     if masks not in MASKS:
         raise ValueError(f"masks must be one of {MASKS}, got {masks!r}")
@@ -75,49 +72,7 @@ def evaluate_sequences(root: Path, *, split: str = "test", backend: str = "auto"
     scene_ids = bop.list_scenes(root, split)
     bar = _bar(len(scene_ids), progress)
     for scene_id in scene_ids:
-        scene = bop.load_scene(root, split, scene_id)
-        obj_ids = sorted({int(g["obj_id"]) for entries in scene.gt.values() for g in entries})
-        refs = {}
-        for oid in obj_ids:
-            ref = next(((im, i) for im in scene.im_ids if (i := _instance(scene, im, oid)) is not None
-                        and _visible(scene, im, i) >= REFERENCE_MIN_VISIB), None)
-            if ref is not None:
-                refs[oid] = ref
-        order = sorted(refs)  # object k of the label images is order[k - 1], as a segmenter's labels
-        tracker = MultiObjectEstimator(engine, processes=0)
-        oneshot = {}
-        for k, oid in enumerate(order, start=1):
-            im, idx = refs[oid]
-            img = bop.load_image(scene, im, idx)
-            f = decode_frame(img["rgb"], img["depth"], _labels(scene, im, order), img["K"])
-            tracker.set_reference(str(oid), f, mask_label=k, T_cam_obj=img["T_cam_obj"])
-            oneshot[oid] = PoseEstimator(engine, settings=tracker.settings)
-            oneshot[oid].set_reference(tracker.get(str(oid)).reference)
-        start = max((im for im, _ in refs.values()), default=0)
-        models = {oid: load_eval_model(bop, root, oid, models_info) for oid in refs}
-        for im_id in [i for i in scene.im_ids if i > start]:
-            cam = scene.camera[im_id]
-            any_img = bop.load_image(scene, im_id, 0) if scene.gt.get(im_id) else _bare_image(scene, im_id)
-            labels = _labels(scene, im_id, order) if masks == "every" else None
-            frame = decode_frame(any_img["rgb"], any_img["depth"], labels, np.asarray(cam["cam_K"]).reshape(3, 3))
-            results = tracker.estimate_all(frame, mask_mode="when_needed")
-            for oid in order:
-                idx = _instance(scene, im_id, oid)
-                gt = bop.pose_from_gt(scene.gt[im_id][idx]) if idx is not None else None
-                row = _score(results[str(oid)], gt, models[oid])
-                row.update(scene_id=scene_id, obj_id=oid, im_id=im_id, present=gt is not None,
-                           visib_fract=_visible(scene, im_id, idx) if idx is not None else 0.0)
-                if gt is not None:
-                    one = bop.load_image(scene, im_id, idx)
-                    try:
-                        r1 = oneshot[oid].estimate(frame.view_of(one["mask"]), track=False)
-                    except One2AnyError as e:
-                        r1 = e
-                    one_shot = _score(r1, gt, models[oid])
-                    row.update({f"oneshot_{k}": one_shot[k] for k in ("right", "published", "confidence", "rot_deg",
-                                                                        "mm")})
-                rows.append(row)
-        tracker.close()
+        rows.extend(_evaluate_scene(engine, root, bop.load_scene(root, split, scene_id), scene_id, models_info, masks))
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -126,6 +81,66 @@ def evaluate_sequences(root: Path, *, split: str = "test", backend: str = "auto"
     report.update(dataset=str(root), split=split, backend=engine.name, masks=masks, protocol=__doc__.split("\n\n")[1])
     _write(out_dir, report, rows)
     return report
+
+
+def _evaluate_scene(engine, root: Path, scene, scene_id: int, models_info: dict, masks: str) -> list[dict]:
+    """One sequence: each object's reference is its first well-visible frame; every later frame is tracked
+    (all objects at once) and, where the object is present, estimated one-shot for comparison."""
+    from one2any_ros.core.estimator import PoseEstimator
+    from one2any_ros.core.frame import decode_frame
+    from one2any_ros.core.multi_object import MultiObjectEstimator
+
+    obj_ids = sorted({int(g["obj_id"]) for entries in scene.gt.values() for g in entries})
+    refs = {}
+    for oid in obj_ids:
+        ref = next(((im, i) for im in scene.im_ids if (i := _instance(scene, im, oid)) is not None
+                    and _visible(scene, im, i) >= REFERENCE_MIN_VISIB), None)
+        if ref is not None:
+            refs[oid] = ref
+    order = sorted(refs)  # object k of the label images is order[k - 1], as a segmenter's labels
+    tracker = MultiObjectEstimator(engine, processes=0)
+    oneshot = {}
+    for k, oid in enumerate(order, start=1):
+        im, idx = refs[oid]
+        img = bop.load_image(scene, im, idx)
+        f = decode_frame(img["rgb"], img["depth"], _labels(scene, im, order), img["K"])
+        tracker.set_reference(str(oid), f, mask_label=k, T_cam_obj=img["T_cam_obj"])
+        oneshot[oid] = PoseEstimator(engine, settings=tracker.settings)
+        oneshot[oid].set_reference(tracker.get(str(oid)).reference)
+    start = max((im for im, _ in refs.values()), default=0)
+    models = {oid: load_eval_model(bop, root, oid, models_info) for oid in refs}
+    rows: list[dict] = []
+    for im_id in [i for i in scene.im_ids if i > start]:
+        cam = scene.camera[im_id]
+        any_img = bop.load_image(scene, im_id, 0) if scene.gt.get(im_id) else _bare_image(scene, im_id)
+        labels = _labels(scene, im_id, order) if masks == "every" else None
+        frame = decode_frame(any_img["rgb"], any_img["depth"], labels, np.asarray(cam["cam_K"]).reshape(3, 3))
+        results = tracker.estimate_all(frame, mask_mode="when_needed")
+        rows.extend(_frame_rows(scene, scene_id, im_id, frame, results, order, models, oneshot))
+    tracker.close()
+    return rows
+
+
+def _frame_rows(scene, scene_id: int, im_id: int, frame, results: dict, order: list[int], models: dict,
+                oneshot: dict) -> list[dict]:
+    """One row per object of one frame: the tracked result scored, and the one-shot one where it is present."""
+    rows = []
+    for oid in order:
+        idx = _instance(scene, im_id, oid)
+        gt = bop.pose_from_gt(scene.gt[im_id][idx]) if idx is not None else None
+        row = _score(results[str(oid)], gt, models[oid])
+        row.update(scene_id=scene_id, obj_id=oid, im_id=im_id, present=gt is not None,
+                   visib_fract=_visible(scene, im_id, idx) if idx is not None else 0.0)
+        if gt is not None:
+            one = bop.load_image(scene, im_id, idx)
+            try:
+                r1 = oneshot[oid].estimate(frame.view_of(one["mask"]), track=False)
+            except One2AnyError as e:
+                r1 = e
+            one_shot = _score(r1, gt, models[oid])
+            row.update({f"oneshot_{k}": one_shot[k] for k in ("right", "published", "confidence", "rot_deg", "mm")})
+        rows.append(row)
+    return rows
 
 
 def _bare_image(scene, im_id: int) -> dict:

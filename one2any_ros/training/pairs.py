@@ -18,7 +18,7 @@ small pool of objects (reused for a few pairs each, since building an object cos
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Iterator, Sequence
 
 import cv2
@@ -27,6 +27,7 @@ import numpy as np
 from one2any_ros.core import camera
 from one2any_ros.core.errors import InputError
 from one2any_ros.core.geometry import invert_transform
+from one2any_ros.core.strict_config import from_dict_strict
 from one2any_ros.core.model.inputs import CropWindow, crop_window_from_bbox, query_arrays, reference_arrays
 from one2any_ros.core.reference import make_reference
 from one2any_ros.core.frame import make_view
@@ -77,12 +78,7 @@ class PairConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PairConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown pair-sampler settings {unknown}")
-        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
-        return cls(**kw)
+        return from_dict_strict(cls, d, "pair-sampler settings", lambda _, v: tuple(v) if isinstance(v, list) else v)
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}

@@ -63,10 +63,9 @@ class One2AnyBackend(Backend):
         path, False = none, None = the bundled ``model/default_scorer`` when the bundled network is used and the
         file exists (it was trained on that network's hypothesis pools). ``scorer_weight``: its weight in the
         ranking; None = the one recorded in the scorer's JSON (chosen when it was trained); 0 = off.
-        ``threads``: torch's CPU thread count (process-wide); None = half the cores (at least 1) on a CPU.
-        Measured here: with 2 threads on 2 cores and another busy process, OpenMP spin-waiting made one decoder
-        pass ~50x slower (1.3 s vs 25 ms with 1 thread); a node sharing its cores with a camera driver and its
-        own executor thread should not use them all."""
+        ``threads``: torch's CPU thread count (process-wide); None = half the cores (at least 1) on a CPU: a
+        node sharing its cores with a camera driver and its own executor thread should not use them all, OpenMP
+        spin-waiting on busy cores slows the decoder many times over (docs/architecture.md, Choices measured)."""
         self.device = resolve_device(device)
         if threads is None and self.device.type == "cpu":
             threads = max(1, (os.cpu_count() or 2) // 2)

@@ -23,11 +23,13 @@ The encoder output is a plain dict of tensors so it can be cached as numpy array
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from one2any_ros.core.strict_config import from_dict_strict
 
 ARCHITECTURE_NAME = "one2any_rope_unet"
 ARCHITECTURE_VERSION = 1
@@ -74,15 +76,8 @@ class NetConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "NetConfig":
         """Build from a dict; unknown keys raise ValueError (a checkpoint from another architecture)."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown architecture fields {unknown}")
-        kw = dict(d)
-        for k in ("widths", "rgb_mean", "rgb_std"):
-            if k in kw:
-                kw[k] = tuple(kw[k])
-        return cls(**kw)
+        return from_dict_strict(cls, d, "architecture fields",
+                                lambda k, v: tuple(v) if k in ("widths", "rgb_mean", "rgb_std") else v)
 
 
 def _groups(c: int) -> int:

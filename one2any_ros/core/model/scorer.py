@@ -33,6 +33,7 @@ from one2any_ros.core.errors import CheckpointError
 from one2any_ros.core.geometry import subsample, transform_points
 from one2any_ros.core.model.checkpoint import checkpoint_paths, load_state_into, read_description, save_tensors, write_description
 from one2any_ros.core.model.inputs import crop_nearest, crop_window
+from one2any_ros.core.strict_config import from_dict_strict
 
 SCORER_FORMAT = "one2any_hypothesis_scorer"
 SCORER_VERSION = 1
@@ -55,14 +56,8 @@ class ScorerConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ScorerConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown scorer architecture fields {unknown}")
-        d = dict(d)
-        if "widths" in d:
-            d["widths"] = tuple(int(w) for w in d["widths"])
-        return cls(**d)
+        return from_dict_strict(cls, d, "scorer architecture fields",
+                                lambda k, v: tuple(int(w) for w in v) if k == "widths" else v)
 
 
 class HypothesisScorer(nn.Module):
