@@ -65,7 +65,6 @@ def test_classic_recovers_small_rotations(small_pairs):
 
 
 def test_verifier_ranks_truth_above_perturbations(small_pairs):
-    from one2any_ros.core.geometry import make_transform
     from scipy.spatial.transform import Rotation
 
     est = PoseEstimator("classic")

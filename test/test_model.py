@@ -8,7 +8,7 @@ import torch
 from one2any_ros.core import camera
 from one2any_ros.core.errors import CheckpointError
 from one2any_ros.core.model import inputs
-from one2any_ros.core.model.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
+from one2any_ros.core.model.checkpoint import load_checkpoint, save_checkpoint
 from one2any_ros.core.model.network import EMBEDDING_KEYS, NetConfig, One2AnyNet, confidence_from_log_b, pool_roc
 from one2any_ros.core.reference import load_reference, save_reference
 from one2any_ros.core.frame import make_view

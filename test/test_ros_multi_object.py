@@ -107,7 +107,6 @@ def test_two_objects_one_node(tmp_path, client, scene):
         _check_frame(client, scene, 2, ["a", "b"])
 
         # bad requests over the wire: a clear reason each, and the two objects stay
-        msgs = frame_messages(frames[0], time.time_ns())
         for kw, reason in [(dict(object_id="c", mask_label=1), "duplicate_mask_label"),
                            (dict(object_id="bad name", mask_label=3), "bad_object_id"),
                            (dict(object_id="c", mask_label=3), "too_many_objects")]:

@@ -2,7 +2,7 @@
 a helper's object is removed for good (the shipped backend, and after a restart); a helper stopped by SIGSTOP costs
 the other objects nothing and its own objects one frame; every malformed request is refused at the door with its
 reason and changes nothing; frames stamped in the future are refused; each detection's box is the object's box."""
-import os
+
 import signal
 import threading
 import time

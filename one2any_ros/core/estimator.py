@@ -11,7 +11,6 @@ the object is "lost".
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -19,11 +18,13 @@ import numpy as np
 
 from one2any_ros.core import camera
 from one2any_ros.core.backends import Backend, Proposal, QueryContext, create_backend
+from one2any_ros.core.candidates import Candidates, HypothesisPool, StageTimer
 from one2any_ros.core.errors import EstimationFailure, InputError
 from one2any_ros.core.estimator_settings import EstimatorSettings
 from one2any_ros.core.geometry import icp_batched, invert_transform, subsample, transform_points
 from one2any_ros.core.nearest import KDTree
 from one2any_ros.core.reference import Reference, make_reference, require_reference
+from one2any_ros.core.reference_cache import RefCache, axis_spins, build_ref_cache, track_turns
 from one2any_ros.core.frame import View
 from one2any_ros.core.verify import DepthTarget, VerifyResult, make_target, verify
 
@@ -43,82 +44,13 @@ class PoseResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-class _Timer:
-    """Stage laps; a backend's own sub-timings (network, ransac, grid: parts of "hypotheses") are added to
-    ``ms`` too, so the total is the wall time since the start, never a sum of ``ms``."""
-
-    def __init__(self) -> None:
-        self.ms: dict[str, float] = {}
-        self._t = self._t0 = time.perf_counter()
-
-    def total_ms(self) -> float:
-        return 1000.0 * (time.perf_counter() - self._t0)
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.ms[name] = self.ms.get(name, 0.0) + 1000.0 * (now - self._t)
-        self._t = now
-
-
-@dataclass
-class HypothesisPool:
-    """What one global search weighed (kept only when ``PoseEstimator.record_pool`` is set): for diagnosis,
-    e.g. whether a miss had the right pose in its pool (search fine, verifier wrong) or never found it."""
-
-    T_camera_C: np.ndarray  # (B,4,4) every hypothesis the verifier scored
-    sources: list[str]  # (B,) where each came from
-    score: np.ndarray  # (B,) its verifier score
-    refined_T_camera_C: np.ndarray  # (K,4,4) the best K after guarded refinement (the final candidates)
-    refined_score: np.ndarray  # (K,) their verifier scores
-    chosen: int  # index into the refined candidates
-    refined_term: np.ndarray | None = None  # (K,) the backend's learned term added for the final choice, if any
-    refined_sources: list[str] | None = None  # (K,) where each final candidate came from (with twins: "twin")
-    refined_appearance: np.ndarray | None = None  # (K,) appearance score (appearance_weight > 0 only)
-    refined_confidence: np.ndarray | None = None  # (K,) their verifier confidence (before any margin factor)
-
-
-@dataclass
-class _RefCache:
-    """Per-reference arrays the verifier and refinement reuse on every frame (computed once)."""
-
-    verify_points: np.ndarray
-    verify_colours: np.ndarray
-    target: DepthTarget
-    refine_points: np.ndarray
-    refine_colour: np.ndarray
-    sweep: np.ndarray  # (S,4,4) spins of C about its principal axes through the cloud's centre
-    appearance: object | None = None  # appearance.AppearanceModel, built on first use (appearance_weight > 0)
-    twins: np.ndarray | None = None  # (S,4,4) the reference's twin motions of C, built on first use (twin_top_k > 0)
-    track_turns: dict = field(default_factory=dict)  # track_turn_deg -> (T,4,4) identity and the tracking turns of C
-    spins: dict = field(default_factory=dict)  # (track_spin_deg, step) -> (S,4,4) turns of C about its axis of revolution
-    textured: bool = True  # the reference has texture enough for the appearance check (_is_textured)
-
-
-@dataclass
-class _Candidates:
-    """The refined candidates of one global search, kept in step: twins append to all fields, appearance rescores."""
-
-    T: np.ndarray  # (k,4,4) T_query_C
-    score: np.ndarray  # what decides: the verifier's score + the backend's term (+ appearance)
-    verifier_score: np.ndarray  # the verifier's alone
-    conf: np.ndarray
-    agree: np.ndarray
-    violation: np.ndarray
-    sources: list[str]
-    term: np.ndarray | None  # the backend's candidate term (None: it has none)
-
-    def result(self) -> VerifyResult:
-        """What decided, as the VerifyResult ``_finish`` reads (score, confidence, agreement, violation)."""
-        return VerifyResult(score=self.score, confidence=self.conf, agree=self.agree, violation=self.violation)
-
-
 class PoseEstimator:
     def __init__(self, backend: str | Backend = "auto", *, settings: EstimatorSettings | None = None,
                  device: str = "auto", checkpoint: str | None = None) -> None:
         self.backend: Backend = create_backend(backend, device=device, checkpoint=checkpoint) if isinstance(backend, str) else backend
         self.settings = settings or EstimatorSettings()
         self.reference: Reference | None = None
-        self._cache: _RefCache | None = None
+        self._cache: RefCache | None = None
         self.last_T_C: np.ndarray | None = None  # last good pose of C in the camera (tracking)
         self._motion: tuple[np.ndarray, np.ndarray] | None = None  # (pose, the camera-frame step that led to it)
         self.record_pool = False  # keep the last global search's hypotheses in ``last_pool`` (diagnosis only)
@@ -130,19 +62,7 @@ class PoseEstimator:
         is from another backend). Resets tracking."""
         ref = ensure_embedding(view_or_ref if isinstance(view_or_ref, Reference) else make_reference(view_or_ref),
                                self.backend)
-        rng = np.random.default_rng(0)
-        vp = ref.points_C[subsample(ref.points_C, self.settings.verify_points, rng)]
-        T = ref.T_refcam_C
-        pts_cam = transform_points(T, vp)
-        uv, _ = camera.project(pts_cam, ref.view.K)
-        ui = np.clip(np.rint(uv[:, 0]).astype(int), 0, ref.view.shape[1] - 1)
-        vi = np.clip(np.rint(uv[:, 1]).astype(int), 0, ref.view.shape[0] - 1)
-        target = make_target(ref.view.depth, ref.view.mask, ref.view.K, ref.view.rgb)
-        ri = subsample(ref.points_C, self.settings.refine_points, rng)
-        self._cache = _RefCache(verify_points=vp, verify_colours=target.colour[vi, ui], target=target,
-                                refine_points=ref.points_C[ri], refine_colour=ref.colour_C[ri],
-                                sweep=_spin_sweep(ref.points_C, self.settings.sweep_angles),
-                                textured=_is_textured(ref.view.rgb, ref.view.mask, self.settings.texture_min_std))
+        self._cache = build_ref_cache(ref, self.settings)
         self.reference = ref
         self.last_T_C = self._motion = None
         return ref
@@ -237,7 +157,7 @@ class PoseEstimator:
         ``require_trust``: the view is not a segmenter's mask (a predicted silhouette, a search region), so a global
         search's winner must pass the same trust test as a tracked one (``_trusted``), else EstimationFailure("lost")."""
         ref = require_reference(self.reference)
-        tm = _Timer()
+        tm = StageTimer()
         q = self._context(view, near_depth)
         qsel = subsample(q.points, self.settings.verify_points, np.random.default_rng(1))
         qcol = q.colour[qsel]
@@ -277,7 +197,7 @@ class PoseEstimator:
         m, n0 = len(model.points_C), AppearanceSettings().n0
         return m / (m + n0) if m else 1.0
 
-    def _track(self, q: QueryContext, qsel: np.ndarray, qcol: np.ndarray, tm: _Timer,
+    def _track(self, q: QueryContext, qsel: np.ndarray, qcol: np.ndarray, tm: StageTimer,
                require_trust: bool = False) -> PoseResult | None:
         """A local search from the last good pose: it and its turns (``track_turn_deg``) are verified, the best
         refined (``track_points``, ``track_iterations``) and chosen like a global search's candidates (``_choose``).
@@ -285,7 +205,7 @@ class PoseEstimator:
         s, ref = self.settings, self.reference
         turns = self._cache.track_turns.get(s.track_turn_deg)
         if turns is None:
-            turns = self._cache.track_turns[s.track_turn_deg] = _track_turns(ref.points_C, s.track_turn_deg)
+            turns = self._cache.track_turns[s.track_turn_deg] = track_turns(ref.points_C, s.track_turn_deg)
         starts = self.last_T_C[None] @ turns
         if s.track_velocity and self._motion is not None and np.array_equal(self._motion[0], self.last_T_C):
             # the last step repeated: an object turning fast runs ahead of the turns about the last pose
@@ -304,8 +224,8 @@ class PoseEstimator:
             return None
         return self._finish(c.T[best], c.result(), best, q, "track", "track", len(starts), tm)
 
-    def _spin_winner(self, c: _Candidates, best: int, app_score: np.ndarray, conf_before: np.ndarray,
-                     score: Callable[[np.ndarray], VerifyResult], q: QueryContext, tm: _Timer) -> None:
+    def _spin_winner(self, c: Candidates, best: int, app_score: np.ndarray, conf_before: np.ndarray,
+                     score: Callable[[np.ndarray], VerifyResult], q: QueryContext, tm: StageTimer) -> None:
         """Turn tracking's winner about the reference's axis of revolution (when its visible surface has one and it
         has texture) by every ``track_spin_step_deg`` within +-``track_spin_deg``, and keep the turn that the
         verifier and appearance together (the weights ``_choose`` uses) prefer. Geometry cannot see a turn about
@@ -313,7 +233,7 @@ class PoseEstimator:
         frustum; the appearance score is smooth in it (docs/tracking.md, "Turns only texture sees"). Updates the
         winner's pose, appearance and confidence (its verifier's, times the rival margin ``_choose`` applied)."""
         s = self.settings
-        spins = self._axis_spins()
+        spins = axis_spins(self._cache, self.reference, self.settings)
         if not len(spins) or not self._cache.textured:
             return
         Ts = c.T[best][None] @ spins
@@ -325,26 +245,8 @@ class PoseEstimator:
             c.T[best], app_score[best], c.conf[best] = Ts[j], app[j], vr.confidence[j] * margin
         tm.lap("spin")
 
-    def _axis_spins(self) -> np.ndarray:
-        """(S,4,4) turns of C about the reference's fitted axis of revolution (symmetry.fit_revolution_axis, once per
-        reference and setting); none when the reference has no such axis or the spin is off."""
-        s, c, ref = self.settings, self._cache, self.reference
-        key = (s.track_spin_deg, s.track_spin_step_deg)
-        if key not in c.spins:
-            from one2any_ros.core.symmetry import TwinSettings, reference_twins, turns_about
-
-            axis = None
-            if s.track_spin_deg > 0 and s.track_spin_step_deg > 0 and s.appearance_weight > 0:
-                axis = reference_twins(ref.points_C, -ref.T_refcam_C[:3, 3], ref.scale, TwinSettings()).axis
-            if axis is None:
-                c.spins[key] = np.zeros((0, 4, 4))
-            else:
-                ang = np.arange(-s.track_spin_deg, s.track_spin_deg + 1e-9, s.track_spin_step_deg)
-                c.spins[key] = turns_about(axis.direction, axis.point, np.radians(ang[np.abs(ang) > 1e-9]))
-        return c.spins[key]
-
     def _global_search(self, ref: Reference, q: QueryContext, qsel: np.ndarray, qcol: np.ndarray,
-                       tm: _Timer, *, require_trust: bool = False) -> PoseResult:
+                       tm: StageTimer, *, require_trust: bool = False) -> PoseResult:
         """Pool the backend's hypotheses (and the last pose), verify them all with one scorer, refine the best few,
         then let the backend's term, geometric twins and appearance decide among those."""
         s = self.settings
@@ -372,7 +274,7 @@ class PoseEstimator:
                                     "below track_min_confidence / track_min_appearance)", reason="lost")
         return self._finish(c.T[best], c.result(), best, q, "global", c.sources[best], len(Ts), tm)
 
-    def _choose(self, c: _Candidates, q: QueryContext, tm: _Timer) -> tuple[int, np.ndarray | None, np.ndarray]:
+    def _choose(self, c: Candidates, q: QueryContext, tm: StageTimer) -> tuple[int, np.ndarray | None, np.ndarray]:
         """The final choice among refined candidates (a global search's or tracking's): appearance rescores them,
         the best wins, its confidence lowered when a rival scores close. (winner index, each candidate's appearance
         score or None when the term is off, the confidences before the margin)."""
@@ -385,7 +287,7 @@ class PoseEstimator:
         return best, app_score, conf_before
 
     def _pool(self, prop: Proposal, score: Callable[[np.ndarray], VerifyResult], q: QueryContext,
-              tm: _Timer) -> tuple[np.ndarray, list[str], VerifyResult]:
+              tm: StageTimer) -> tuple[np.ndarray, list[str], VerifyResult]:
         """Every hypothesis, verified: the backend's, the last good pose, and the spin sweep's variants when it is on."""
         s = self.settings
         Ts, sources = prop.T_query_C, list(prop.sources)
@@ -406,7 +308,7 @@ class PoseEstimator:
 
     def _refine_best(self, Ts: np.ndarray, sources: list[str], vr: VerifyResult,
                      score: Callable[[np.ndarray], VerifyResult], ref: Reference, q: QueryContext,
-                     tm: _Timer, *, n_points: int | None = None, iterations: int | None = None) -> _Candidates:
+                     tm: StageTimer, *, n_points: int | None = None, iterations: int | None = None) -> Candidates:
         """The best ``refine_top_k`` hypotheses refined (a refinement is kept only if it scores better: the guard),
         plus the backend's own term on them (the learned scorer) when it has one."""
         top = np.argsort(-vr.score)[: self.settings.refine_top_k]
@@ -422,12 +324,12 @@ class PoseEstimator:
         if term is not None:
             cand_score = cand_score + term
             tm.lap("rerank")
-        return _Candidates(T=cand_T, score=cand_score, verifier_score=verifier_score, conf=cand_conf,
+        return Candidates(T=cand_T, score=cand_score, verifier_score=verifier_score, conf=cand_conf,
                            agree=vr.agree[top], violation=vr.violation[top], sources=[sources[i] for i in top],
                            term=term)
 
-    def _add_twins(self, c: _Candidates, score: Callable[[np.ndarray], VerifyResult], ref: Reference,
-                   q: QueryContext, tm: _Timer) -> None:
+    def _add_twins(self, c: Candidates, score: Callable[[np.ndarray], VerifyResult], ref: Reference,
+                   q: QueryContext, tm: StageTimer) -> None:
         """Geometric twins of the best ``twin_top_k`` candidates join them, scored the same way."""
         Tt = self._twins(c.T[np.argsort(-c.score)[: self.settings.twin_top_k]], q)
         if not len(Tt):
@@ -444,7 +346,7 @@ class PoseEstimator:
         c.sources = c.sources + ["twin"] * len(Tt)
         tm.lap("twins")
 
-    def _apply_appearance(self, c: _Candidates, q: QueryContext, tm: _Timer) -> np.ndarray:
+    def _apply_appearance(self, c: Candidates, q: QueryContext, tm: StageTimer) -> np.ndarray:
         """Texture decides among the candidates geometry cannot tell apart (within ``appearance_margin`` of the
         best verifier score); the others drop out. Returns each candidate's appearance score (NaN: not compared)."""
         s = self.settings
@@ -455,7 +357,7 @@ class PoseEstimator:
         tm.lap("appearance")
         return app_score
 
-    def _margin_confidence(self, c: _Candidates, best: int) -> np.ndarray:
+    def _margin_confidence(self, c: Candidates, best: int) -> np.ndarray:
         """The candidates' confidences with the winner's lowered when a rival pose scores close to it. An ambiguous
         winner reports a low confidence, but the factor alone never fails a pose that passed the gate (geometry is
         right; which twin is not sure): it bottoms out at min_confidence."""
@@ -468,7 +370,7 @@ class PoseEstimator:
         return conf
 
     def _finish(self, T_C: np.ndarray, vr: VerifyResult, i: int, q: QueryContext, mode: str, source: str,
-                n_hyp: int, tm: _Timer) -> PoseResult:
+                n_hyp: int, tm: StageTimer) -> PoseResult:
         ref, s = self.reference, self.settings
         band = s.inlier_threshold * ref.diameter
         dist, _ = q.tree.query(transform_points(T_C, self._cache.refine_points), k=1, distance_upper_bound=band)
@@ -498,35 +400,3 @@ def ensure_embedding(ref: Reference, backend: Backend) -> Reference:
         backend.encode_reference(ref)
         ref.embedding_backend = backend.name
     return ref
-
-
-def _is_textured(rgb: np.ndarray, mask: np.ndarray, min_std: float) -> bool:
-    """Whether the reference's pixels vary in grey level by at least ``min_std`` (0-255): a plain object's appearance
-    score is near 0 at every pose, so it cannot be a test of trust."""
-    if min_std <= 0 or not mask.any():
-        return True
-    grey = rgb[mask].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    return bool(grey.std() >= min_std)
-
-
-def _track_turns(points_C: np.ndarray, turn_deg: float) -> np.ndarray:
-    """(T,4,4): the identity, then turns of C by +-``turn_deg`` about each principal axis of the cloud through its mean
-    (none when turn_deg is 0 or the cloud has under 3 points)."""
-    from one2any_ros.core.symmetry import turns_about
-
-    if turn_deg <= 0 or len(points_C) < 3:
-        return np.eye(4)[None]
-    centre = points_C.mean(axis=0)
-    _, _, axes = np.linalg.svd(points_C - centre, full_matrices=False)
-    angles = np.radians([-turn_deg, turn_deg])
-    return np.concatenate([np.eye(4)[None]] + [turns_about(ax, centre, angles) for ax in axes])
-
-
-def _spin_sweep(points_C: np.ndarray, n_angles: int) -> np.ndarray:
-    """(3*(n-1),4,4) rotations of C by k*360/n deg (k=1..n-1) about each principal axis of the cloud,
-    through its mean: one of them is close to the symmetry axis of a body of revolution or a box."""
-    from one2any_ros.core.symmetry import principal_turns
-
-    if len(points_C) < 3:
-        return np.zeros((0, 4, 4))
-    return principal_turns(points_C, points_C.mean(axis=0), n_angles)

@@ -1,0 +1,92 @@
+"""Per-reference arrays the verifier, refinement and tracking reuse on every frame, built once per reference (or
+per setting, on first use): nothing done per frame that can be done once per reference."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from one2any_ros.core import camera
+from one2any_ros.core.estimator_settings import EstimatorSettings
+from one2any_ros.core.geometry import subsample, transform_points
+from one2any_ros.core.reference import Reference
+from one2any_ros.core.symmetry import TwinSettings, principal_turns, reference_twins, turns_about
+from one2any_ros.core.verify import DepthTarget, make_target
+
+
+@dataclass
+class RefCache:
+    """Per-reference arrays the verifier and refinement reuse on every frame (computed once)."""
+
+    verify_points: np.ndarray
+    verify_colours: np.ndarray
+    target: DepthTarget
+    refine_points: np.ndarray
+    refine_colour: np.ndarray
+    sweep: np.ndarray  # (S,4,4) spins of C about its principal axes through the cloud's centre
+    appearance: object | None = None  # appearance.AppearanceModel, built on first use (appearance_weight > 0)
+    twins: np.ndarray | None = None  # (S,4,4) the reference's twin motions of C, built on first use (twin_top_k > 0)
+    track_turns: dict = field(default_factory=dict)  # track_turn_deg -> (T,4,4) identity and the tracking turns of C
+    spins: dict = field(default_factory=dict)  # (track_spin_deg, step) -> (S,4,4) turns of C about its axis of revolution
+    textured: bool = True  # the reference has texture enough for the appearance check (is_textured)
+
+
+def build_ref_cache(ref: Reference, settings: EstimatorSettings) -> RefCache:
+    """The verifier's and refinement's samples of ``ref`` (fixed seed: the same reference, the same samples)."""
+    rng = np.random.default_rng(0)
+    vp = ref.points_C[subsample(ref.points_C, settings.verify_points, rng)]
+    T = ref.T_refcam_C
+    pts_cam = transform_points(T, vp)
+    uv, _ = camera.project(pts_cam, ref.view.K)
+    ui = np.clip(np.rint(uv[:, 0]).astype(int), 0, ref.view.shape[1] - 1)
+    vi = np.clip(np.rint(uv[:, 1]).astype(int), 0, ref.view.shape[0] - 1)
+    target = make_target(ref.view.depth, ref.view.mask, ref.view.K, ref.view.rgb)
+    ri = subsample(ref.points_C, settings.refine_points, rng)
+    return RefCache(verify_points=vp, verify_colours=target.colour[vi, ui], target=target,
+                    refine_points=ref.points_C[ri], refine_colour=ref.colour_C[ri],
+                    sweep=spin_sweep(ref.points_C, settings.sweep_angles),
+                    textured=is_textured(ref.view.rgb, ref.view.mask, settings.texture_min_std))
+
+
+def axis_spins(c: RefCache, ref: Reference, s: EstimatorSettings) -> np.ndarray:
+    """(S,4,4) turns of C about the reference's fitted axis of revolution (symmetry.fit_revolution_axis, once per
+    reference and setting); none when the reference has no such axis or the spin is off."""
+    key = (s.track_spin_deg, s.track_spin_step_deg)
+    if key not in c.spins:
+        axis = None
+        if s.track_spin_deg > 0 and s.track_spin_step_deg > 0 and s.appearance_weight > 0:
+            axis = reference_twins(ref.points_C, -ref.T_refcam_C[:3, 3], ref.scale, TwinSettings()).axis
+        if axis is None:
+            c.spins[key] = np.zeros((0, 4, 4))
+        else:
+            ang = np.arange(-s.track_spin_deg, s.track_spin_deg + 1e-9, s.track_spin_step_deg)
+            c.spins[key] = turns_about(axis.direction, axis.point, np.radians(ang[np.abs(ang) > 1e-9]))
+    return c.spins[key]
+
+
+def is_textured(rgb: np.ndarray, mask: np.ndarray, min_std: float) -> bool:
+    """Whether the reference's pixels vary in grey level by at least ``min_std`` (0-255): a plain object's appearance
+    score is near 0 at every pose, so it cannot be a test of trust."""
+    if min_std <= 0 or not mask.any():
+        return True
+    grey = rgb[mask].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return bool(grey.std() >= min_std)
+
+
+def track_turns(points_C: np.ndarray, turn_deg: float) -> np.ndarray:
+    """(T,4,4): the identity, then turns of C by +-``turn_deg`` about each principal axis of the cloud through its mean
+    (none when turn_deg is 0 or the cloud has under 3 points)."""
+    if turn_deg <= 0 or len(points_C) < 3:
+        return np.eye(4)[None]
+    centre = points_C.mean(axis=0)
+    _, _, axes = np.linalg.svd(points_C - centre, full_matrices=False)
+    angles = np.radians([-turn_deg, turn_deg])
+    return np.concatenate([np.eye(4)[None]] + [turns_about(ax, centre, angles) for ax in axes])
+
+
+def spin_sweep(points_C: np.ndarray, n_angles: int) -> np.ndarray:
+    """(3*(n-1),4,4) rotations of C by k*360/n deg (k=1..n-1) about each principal axis of the cloud,
+    through its mean: one of them is close to the symmetry axis of a body of revolution or a box."""
+    if len(points_C) < 3:
+        return np.zeros((0, 4, 4))
+    return principal_turns(points_C, points_C.mean(axis=0), n_angles)
