@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,24 +20,29 @@ PKG = ROOT / "one2any_ros"
 LAYERS = [
     ("apps/ (the one2any command)", ["apps/cli", "apps/demo", "apps/bench", "apps/estimate_files"],
      0.0, 8.0, 4.6, 1.3, "#cfe2f3"),
-    ("ros_tools/ (graph tools)", ["ros_tools/harness", "ros_tools/player", "ros_tools/demo_graph", "ros_tools/bench"],
+    ("ros_tools/ (graph tools)", ["ros_tools/harness", "ros_tools/player", "ros_tools/process_node", "ros_tools/demo_graph",
+                                  "ros_tools/demo_multi", "ros_tools/demo_bag", "ros_tools/demo_report", "ros_tools/bench"],
      5.0, 8.0, 4.0, 1.3, "#d9ead3"),
-    ("ros/ (node runtime, thin)", ["ros/node", "ros/references", "ros/mailbox", "ros/sync", "ros/conversions", "ros/tf",
+    ("ros/ (node runtime, thin)", ["ros/node", "ros/object_table", "ros/references", "ros/cue_input", "ros/outputs",
+                                   "ros/mailbox", "ros/sync", "ros/conversions", "ros/tf",
                                    "ros/detections", "ros/diagnostics", "ros/params", "ros/transport"],
      5.0, 3.8, 4.0, 1.9, "#b6d7a8"),
-    ("training/", ["training/train", "training/train_scorer", "training/promote", "training/pairs"],
+    ("training/", ["training/train", "training/config", "training/state", "training/distributed",
+                   "training/losses", "training/validation", "training/curves", "training/export",
+                   "training/train_scorer", "training/promote", "training/pairs"],
      0.0, 6.1, 4.6, 1.3, "#fce5cd"),
     ("evaluation/", ["evaluation/plan", "evaluation/run", "evaluation/summary", "evaluation/report",
                      "evaluation/sequence"], 0.0, 3.8, 2.1, 1.9, "#fde9d9"),
     ("data/", ["data/objects", "data/meshes", "data/textures", "data/scene", "data/render", "data/render_gl",
-               "data/bop", "data/generate", "data/sample", "data/multi_scene"], 2.5, 3.8, 2.1, 1.9, "#fff2cc"),
-    ("core/: estimation", ["core/multi_object", "core/estimator", "core/estimator_settings", "core/tracking",
+               "data/bop", "data/ply", "data/generate", "data/sample", "data/multi_scene"], 2.5, 3.8, 2.1, 1.9, "#fff2cc"),
+    ("core/: estimation", ["core/multi_object", "core/estimator", "core/estimator_settings", "core/candidates",
+                           "core/reference_cache", "core/tracking",
                            "core/backends", "core/verify", "core/appearance", "core/symmetry", "core/frame",
                            "core/reference", "core/reference_store", "core/box_segment", "core/object_processes",
                            "core/visualize"],
      0.0, 2.0, 9.0, 1.5, "#ead1dc"),
     ("core/: foundations", ["core/camera", "core/colour", "core/geometry", "core/nearest", "core/metrics",
-                            "core/protocol", "core/files", "core/errors", "core/checkpoint_files"],
+                            "core/protocol", "core/files", "core/errors", "core/checkpoint_files", "core/strict_config"],
      0.0, 0.0, 6.2, 1.4, "#d9d2e9"),
     ("core/model/ (torch)", ["core/model/network", "core/model/scorer", "core/model/checkpoint", "core/model/inputs",
                              "core/model/device"], 6.6, 0.0, 2.4, 1.4, "#f4cccc"),
@@ -65,8 +71,7 @@ def draw(out: Path) -> None:
         ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05", fc=colour, ec="#444444", lw=1.2))
         ax.text(x + 0.1, y + h - 0.12, name, fontsize=11, fontweight="bold", va="top")
         names = [m.rsplit("/", 1)[-1] for m in mods]  # the box's title names the folder
-        per_line = max(1, int(w / 1.25))
-        lines = [", ".join(names[i:i + per_line]) for i in range(0, len(names), per_line)]
+        lines = textwrap.wrap(", ".join(names), width=max(12, int(w * 10)))  # ~10 monospace characters a unit
         ax.text(x + 0.1, y + h - 0.45, "\n".join(lines), fontsize=8.5, va="top", family="monospace")
     for a, b in ARROWS:  # from the bottom of a to the top of b, where the two boxes overlap in x when they do
         (xa, ya, wa, ha), (xb, yb, wb, hb) = LAYERS[a][2:6], LAYERS[b][2:6]
