@@ -53,7 +53,16 @@ def appearance_image(rgb: np.ndarray, mask: np.ndarray,
                      settings: AppearanceSettings = AppearanceSettings()) -> np.ndarray:
     """(H,W) float32 lighting-robust signal of the object's pixels (0 outside the mask's box): grey level,
     smoothed, minus the masked local mean, over the masked local standard deviation. Windows scale with the
-    object's image size, so a near and a far view of the same texture give the same signal."""
+    object's image size, so a near and a far view of the same texture give the same signal.
+
+    Args:
+        rgb: (H, W, 3) uint8 RGB.
+        mask: (H, W) bool object mask.
+        settings: smoothing and normalisation windows.
+
+    Returns:
+        (H, W) float32 normalised signal (about zero-mean, unit contrast); all 0 for an empty mask.
+    """
     h, w = mask.shape
     out = np.zeros((h, w), np.float32)
     if not mask.any():
@@ -83,7 +92,20 @@ def build_appearance(rgb: np.ndarray, depth: np.ndarray, mask: np.ndarray, K: np
                      settings: AppearanceSettings = AppearanceSettings(), *,
                      seed: int = 0) -> AppearanceModel:
     """The reference's appearance model: up to ``max_points`` masked pixels with depth, as points in C
-    (``T_cam_C``: C in that camera), with their signal."""
+    (``T_cam_C``: C in that camera), with their signal.
+
+    Args:
+        rgb: (H, W, 3) uint8 RGB.
+        depth: (H, W) float depth, metres, 0 = invalid.
+        mask: (H, W) bool object mask.
+        K: (3, 3) intrinsics, pixels.
+        T_cam_C: (4, 4) C -> this camera, metres.
+        settings: ``max_points`` and the signal's windows.
+        seed: seed of the subsample when the mask holds more than ``max_points`` pixels with depth.
+
+    Returns:
+        AppearanceModel with points_C (M, 3) float64 metres in C and signal (M,) float32, M <= ``max_points``.
+    """
     img = appearance_image(rgb, mask, settings)
     pts, pix = backproject(depth, K, mask)
     if len(pts) > settings.max_points:
@@ -94,7 +116,15 @@ def build_appearance(rgb: np.ndarray, depth: np.ndarray, mask: np.ndarray, K: np
 
 
 def reference_appearance(ref, settings: AppearanceSettings = AppearanceSettings()) -> AppearanceModel:
-    """``build_appearance`` for a ``reference.Reference``."""
+    """``build_appearance`` for a ``reference.Reference``.
+
+    Args:
+        ref: a ``reference.Reference`` (its view's rgb, depth, mask, K and ``T_refcam_C``).
+        settings: as for ``build_appearance``.
+
+    Returns:
+        AppearanceModel: points (M, 3) float64 metres in C, signal (M,) float32.
+    """
     v = ref.view
     return build_appearance(v.rgb, v.depth, v.mask, v.K, ref.T_refcam_C, settings)
 
@@ -111,7 +141,22 @@ def appearance_scores(model: AppearanceModel, T_query_C: np.ndarray, query_image
                       settings: AppearanceSettings = AppearanceSettings()) -> AppearanceResult:
     """Score poses T_query_C (B,4,4) (or one (4,4)): ZNCC between the reference's signal and the query's
     (``query_image`` = ``appearance_image`` of the query) at the pixels the reference points land on, over
-    the points that land inside the query mask with depth within ``tau`` metres of the query's."""
+    the points that land inside the query mask with depth within ``tau`` metres of the query's.
+
+    Args:
+        model: the reference's ``AppearanceModel`` (M points).
+        T_query_C: (B, 4, 4) or (4, 4) float poses, C -> query camera, metres.
+        query_image: (H, W) float32 ``appearance_image`` of the query.
+        depth: (H, W) float query depth, metres, 0 = invalid.
+        mask: (H, W) bool query object mask.
+        K: (3, 3) query intrinsics, pixels.
+        tau: depth agreement band, metres.
+        settings: ``n0`` (shrinkage) and ``min_points``.
+
+    Returns:
+        AppearanceResult of (B,) arrays (B = 1 for one pose): score float64 shrunk ZNCC in [-1, 1] (0 = no
+        evidence), zncc float64 raw, n int64 co-visible points.
+    """
     T = np.asarray(T_query_C, np.float64)
     if T.ndim == 2:
         T = T[None]
@@ -139,7 +184,18 @@ def margin_factor(scores: np.ndarray, T: np.ndarray, best: int, *, margin: float
                   min_deg: float = 15.0) -> float:
     """Honest confidence: 1 when no substantially different pose (rotation > ``min_deg`` from the winner)
     scores within ``margin`` of the winner, falling linearly to 0 as such a rival's score reaches the
-    winner's. ``margin`` <= 0: always 1."""
+    winner's. ``margin`` <= 0: always 1.
+
+    Args:
+        scores: (B,) float scores of the candidates (non-finite ones are no rivals).
+        T: (B, 4, 4) float candidate poses.
+        best: index of the winner in ``scores``.
+        margin: score gap at which a rival no longer lowers the confidence.
+        min_deg: rotation, degrees, beyond which a candidate is a different pose.
+
+    Returns:
+        float in [0, 1].
+    """
     if margin <= 0 or len(scores) < 2:
         return 1.0
     d = rotation_errors_deg(T[:, :3, :3], T[best, :3, :3])

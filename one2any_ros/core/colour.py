@@ -15,7 +15,17 @@ def colour_features(rgb: np.ndarray, mask: np.ndarray | None = None, *, margin: 
     """Lighting-tolerant colour: chromaticity (r, g) after a grey-world balance on the object (each
     channel divided by its mean over the mask), plus brightness relative to the object's median, so two
     views under different light intensity or colour still compare. With a mask, only the mask's box
-    grown by ``margin`` on each side is computed (where hypotheses land); the rest stays 0."""
+    grown by ``margin`` on each side is computed (where hypotheses land); the rest stays 0.
+
+    Args:
+        rgb: (H, W, 3) uint8 RGB.
+        mask: (H, W) bool object mask, or None for the whole image.
+        margin: growth of the mask's box on each side, x the box's height and width.
+
+    Returns:
+        (H, W, 3) float32 features (r and g chromaticity x 3, each about 1 on grey, and brightness, about 0.75 at
+        the object's median), 0 outside the computed box.
+    """
     h, w = rgb.shape[:2]
     out = np.zeros((h, w, 3), np.float32)
     box = mask_box(mask) if mask is not None else (0, h, 0, w)

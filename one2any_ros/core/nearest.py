@@ -38,7 +38,11 @@ def limit_threads(n: int | None) -> None:
     """Run this process's KD-tree queries on at most ``n`` threads (None: OpenMP's default, every core). A process
     that estimates objects while others do (the node's worker beside its helper processes) takes its share of the
     cores (OpenMP's threads spin while they wait: two processes each spinning every core's thread oversubscribe
-    them; docs/tracking.md, "Step two")."""
+    them; docs/tracking.md, "Step two").
+
+    Args:
+        n: the most threads a query may use, at least 1 (smaller values are raised to 1); None = OpenMP's default.
+    """
     global _threads
     _threads = None if n is None else max(1, int(n))
 

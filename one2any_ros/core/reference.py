@@ -56,7 +56,20 @@ class Reference:
 
 
 def make_reference(view: View, *, rng_seed: int = 0) -> Reference:
-    """Build C, s, the ROC map and the subsampled cloud from a validated view."""
+    """Build C, s, the ROC map and the subsampled cloud from a validated view.
+
+    Args:
+        view: a validated ``frame.View`` (rgb, depth in metres, mask, K; ``T_cam_obj`` optional).
+        rng_seed: seed of the cloud's subsample (at most ``MAX_CLOUD_POINTS`` points).
+
+    Returns:
+        Reference with T_refcam_C (4, 4) float64, scale in metres, points_C (N, 3) float64 metres, roc_map
+        (H, W, 3) float32 and colour_C (N, 3) float32.
+
+    Raises:
+        InputError: fewer than ``camera.MIN_MASK_PIXELS`` valid 3D points ("too_little_depth"), or a radius
+            under 0.1 mm or non-finite ("degenerate_reference").
+    """
     pts, pix = camera.backproject(view.depth, view.K, camera.object_depth_mask(view.depth, view.K, view.mask))
     if len(pts) < camera.MIN_MASK_PIXELS:
         raise InputError(f"reference has only {len(pts)} valid 3D points", reason="too_little_depth")
@@ -88,7 +101,12 @@ def make_reference(view: View, *, rng_seed: int = 0) -> Reference:
 # so they always follow this build's rules.
 
 def save_reference(ref: Reference, path: str | os.PathLike) -> None:
-    """Write atomically (``files.atomic_path``) so a crash mid-write never leaves a half file in place."""
+    """Write atomically (``files.atomic_path``) so a crash mid-write never leaves a half file in place.
+
+    Args:
+        ref: the reference to save (its view, T_C_O and embedding).
+        path: the zip file to write; replaced if it exists.
+    """
     arrays = {"rgb": ref.view.rgb, "depth": ref.view.depth, "mask": ref.view.mask, "K": ref.view.K, "T_C_O": ref.T_C_O}
     for k, v in ref.embedding.items():
         arrays["emb__" + k] = v
@@ -102,7 +120,19 @@ def save_reference(ref: Reference, path: str | os.PathLike) -> None:
 
 
 def load_reference(path: str | os.PathLike) -> Reference:
-    """Load a saved reference; raise ReferenceFileError naming the file and the problem."""
+    """Load a saved reference; raise ReferenceFileError naming the file and the problem.
+
+    Args:
+        path: a file written by ``save_reference``.
+
+    Returns:
+        Reference rebuilt by ``make_reference`` from the stored view, with the stored T_C_O (orthonormalised) and
+        embedding.
+
+    Raises:
+        ReferenceFileError: the file is missing ("reference_missing"), corrupt, of another format or version
+            ("reference_version"), or incomplete or invalid (a non-rigid T_C_O, a bad view).
+    """
     path = Path(path)
     if not path.is_file():
         raise ReferenceFileError(f"reference file {path} does not exist", reason="reference_missing")
@@ -144,6 +174,17 @@ def _check_version(meta: object, path: Path) -> None:
 
 
 def require_reference(ref: Reference | None) -> Reference:
+    """The reference, or the error that says none is set.
+
+    Args:
+        ref: the current reference, or None.
+
+    Returns:
+        ``ref`` itself.
+
+    Raises:
+        NoReferenceError: ``ref`` is None.
+    """
     if ref is None:
         raise NoReferenceError("no reference is set: call set_reference first")
     return ref

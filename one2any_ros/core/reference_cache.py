@@ -32,7 +32,17 @@ class RefCache:
 
 
 def build_ref_cache(ref: Reference, settings: EstimatorSettings) -> RefCache:
-    """The verifier's and refinement's samples of ``ref`` (fixed seed: the same reference, the same samples)."""
+    """The verifier's and refinement's samples of ``ref`` (fixed seed: the same reference, the same samples).
+
+    Args:
+        ref: the reference.
+        settings: sample sizes (``verify_points``, ``refine_points``), ``sweep_angles`` and ``texture_min_std``.
+
+    Returns:
+        RefCache with verify_points (V, 3) float64 metres in C and their (V, 3) float32 colour features,
+        refine_points (R, 3) float64 metres in C and (R, 3) float32 colours, the reference's DepthTarget and the
+        (S, 4, 4) float64 sweep.
+    """
     rng = np.random.default_rng(0)
     vp = ref.points_C[subsample(ref.points_C, settings.verify_points, rng)]
     T = ref.T_refcam_C
@@ -50,7 +60,16 @@ def build_ref_cache(ref: Reference, settings: EstimatorSettings) -> RefCache:
 
 def axis_spins(c: RefCache, ref: Reference, s: EstimatorSettings) -> np.ndarray:
     """(S,4,4) turns of C about the reference's fitted axis of revolution (symmetry.fit_revolution_axis, once per
-    reference and setting); none when the reference has no such axis or the spin is off."""
+    reference and setting); none when the reference has no such axis or the spin is off.
+
+    Args:
+        c: the reference's cache (the result is kept in ``c.spins``).
+        ref: the reference.
+        s: ``track_spin_deg``, ``track_spin_step_deg`` (degrees) and ``appearance_weight`` (off at 0).
+
+    Returns:
+        (S, 4, 4) float64 rigid motions of C, metres; (0, 4, 4) without an axis.
+    """
     key = (s.track_spin_deg, s.track_spin_step_deg)
     if key not in c.spins:
         axis = None
@@ -66,7 +85,16 @@ def axis_spins(c: RefCache, ref: Reference, s: EstimatorSettings) -> np.ndarray:
 
 def is_textured(rgb: np.ndarray, mask: np.ndarray, min_std: float) -> bool:
     """Whether the reference's pixels vary in grey level by at least ``min_std`` (0-255): a plain object's appearance
-    score is near 0 at every pose, so it cannot be a test of trust."""
+    score is near 0 at every pose, so it cannot be a test of trust.
+
+    Args:
+        rgb: (H, W, 3) uint8 RGB.
+        mask: (H, W) bool object mask.
+        min_std: the least standard deviation of grey, 0-255 units; <= 0: always True.
+
+    Returns:
+        True when textured (also for an empty mask).
+    """
     if min_std <= 0 or not mask.any():
         return True
     grey = rgb[mask].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
@@ -75,7 +103,15 @@ def is_textured(rgb: np.ndarray, mask: np.ndarray, min_std: float) -> bool:
 
 def track_turns(points_C: np.ndarray, turn_deg: float) -> np.ndarray:
     """(T,4,4): the identity, then turns of C by +-``turn_deg`` about each principal axis of the cloud through its mean
-    (none when turn_deg is 0 or the cloud has under 3 points)."""
+    (none when turn_deg is 0 or the cloud has under 3 points).
+
+    Args:
+        points_C: (N, 3) float cloud in C, metres.
+        turn_deg: the turn, degrees.
+
+    Returns:
+        (7, 4, 4) float64 (identity first), or (1, 4, 4) identity only.
+    """
     if turn_deg <= 0 or len(points_C) < 3:
         return np.eye(4)[None]
     centre = points_C.mean(axis=0)
@@ -86,7 +122,15 @@ def track_turns(points_C: np.ndarray, turn_deg: float) -> np.ndarray:
 
 def spin_sweep(points_C: np.ndarray, n_angles: int) -> np.ndarray:
     """(3*(n-1),4,4) rotations of C by k*360/n deg (k=1..n-1) about each principal axis of the cloud,
-    through its mean: one of them is close to the symmetry axis of a body of revolution or a box."""
+    through its mean: one of them is close to the symmetry axis of a body of revolution or a box.
+
+    Args:
+        points_C: (N, 3) float cloud in C, metres.
+        n_angles: turns per full circle.
+
+    Returns:
+        (3 * (n_angles - 1), 4, 4) float64 rigid transforms; (0, 4, 4) for fewer than 3 points or n_angles < 2.
+    """
     if len(points_C) < 3:
         return np.zeros((0, 4, 4))
     return principal_turns(points_C, points_C.mean(axis=0), n_angles)

@@ -35,7 +35,16 @@ class RevolutionAxis:
 
 def estimate_normals(points: np.ndarray, viewpoint: np.ndarray, *, k: int = 16) -> np.ndarray:
     """(N,3) unit normals of a cloud from its k nearest neighbours (smallest principal direction), turned toward
-    ``viewpoint`` (the camera centre in the cloud's frame)."""
+    ``viewpoint`` (the camera centre in the cloud's frame).
+
+    Args:
+        points: (N, 3) float cloud, metres, N >= 1.
+        viewpoint: (3,) float camera centre in the cloud's frame, metres.
+        k: neighbours per point (at most N).
+
+    Returns:
+        (N, 3) float64 unit normals facing the viewpoint.
+    """
     k = min(k, len(points))
     _, idx = cKDTree(points).query(points, k=k)
     nb = points[idx] - points[idx].mean(axis=1, keepdims=True)
@@ -49,7 +58,18 @@ def estimate_normals(points: np.ndarray, viewpoint: np.ndarray, *, k: int = 16) 
 def fit_revolution_axis(points: np.ndarray, normals: np.ndarray, *, iterations: int = 3,
                         tolerance: float | None = None) -> RevolutionAxis:
     """Least-squares axis of revolution of an oriented cloud (see the module docstring); re-fitted
-    ``iterations`` times on the normal lines within 2.5x the median distance (robust to edges and noise)."""
+    ``iterations`` times on the normal lines within 2.5x the median distance (robust to edges and noise).
+
+    Args:
+        points: (N, 3) float cloud, metres.
+        normals: (N, 3) float unit normals of those points (``estimate_normals``).
+        iterations: fits, each on the lines kept by the previous one (at least 1).
+        tolerance: distance, metres, within which a normal line supports the axis; None = the median distance.
+
+    Returns:
+        RevolutionAxis: (3,) float64 unit direction, (3,) float64 point (metres, the axis point closest to the
+        cloud's mean), median residual in metres and the supporting share in [0, 1].
+    """
     m = np.cross(points, normals)
     w = np.ones(len(points))
     a = p = None
@@ -86,7 +106,16 @@ def _line_distances(x: np.ndarray, n: np.ndarray, a: np.ndarray, p: np.ndarray) 
 
 
 def turns_about(axis: np.ndarray, point: np.ndarray, angles_rad: np.ndarray) -> np.ndarray:
-    """(k,4,4) rigid turns by each angle about the line (point, axis)."""
+    """(k,4,4) rigid turns by each angle about the line (point, axis).
+
+    Args:
+        axis: (3,) float unit direction.
+        point: (3,) float a point on the line, metres.
+        angles_rad: (k,) float angles, radians.
+
+    Returns:
+        (k, 4, 4) float64 rigid transforms.
+    """
     R = Rotation.from_rotvec(np.outer(angles_rad, axis)).as_matrix()
     T = np.tile(np.eye(4), (len(R), 1, 1))
     T[:, :3, :3] = R
@@ -114,7 +143,18 @@ def reference_twins(points_C: np.ndarray, camera_C: np.ndarray, scale: float,
     """The twin motions of a reference cloud (C frame; ``camera_C`` the reference camera's centre in C). When the
     visible surface has an axis of revolution: spins about it, plus quarter turns and flips about the principal
     axes (a cylinder's end-for-end flip). Otherwise: turns by every ``spin_angles`` step about each principal
-    axis (a box's or an ellipsoid's face and body axes are close to those of its visible part)."""
+    axis (a box's or an ellipsoid's face and body axes are close to those of its visible part).
+
+    Args:
+        points_C: (N, 3) float reference cloud in C, metres.
+        camera_C: (3,) float reference camera centre in C, metres.
+        scale: the reference's radius s, metres (the axis tolerance and the turn centre's offset scale with it).
+        settings: angles, tolerances and offsets of the twins.
+
+    Returns:
+        ReferenceTwins: transforms (S, 4, 4) float64 motions of C (S = 0 for fewer than 3 points) and the kept
+        RevolutionAxis, or None.
+    """
     parts = []
     axis = None
     if len(points_C) >= 20 and settings.spin_angles >= 2:
@@ -133,7 +173,16 @@ def reference_twins(points_C: np.ndarray, camera_C: np.ndarray, scale: float,
 
 def principal_turns(points: np.ndarray, centre: np.ndarray, steps: int) -> np.ndarray:
     """(3*(steps-1),4,4) turns by k*360/steps (k=1..steps-1) about each principal axis of the cloud through
-    ``centre``; none when steps < 2."""
+    ``centre``; none when steps < 2.
+
+    Args:
+        points: (N, 3) float cloud, metres.
+        centre: (3,) float the turns' centre, metres.
+        steps: turns per full circle.
+
+    Returns:
+        (3 * (steps - 1), 4, 4) float64 rigid transforms; (0, 4, 4) when steps < 2.
+    """
     if steps < 2:
         return np.zeros((0, 4, 4))
     _, _, axes = np.linalg.svd(points - points.mean(axis=0), full_matrices=False)

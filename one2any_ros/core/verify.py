@@ -65,7 +65,15 @@ class VerifyResult:
 
 def near_depth(depth: np.ndarray, *, window: int = 5) -> np.ndarray:
     """(H,W) nearest valid depth in a ``window`` x ``window`` neighbourhood (0 = none): the free-space test's
-    view of a frame. It depends on the depth alone, so several objects in one frame share it."""
+    view of a frame. It depends on the depth alone, so several objects in one frame share it.
+
+    Args:
+        depth: (H, W) float depth, metres, 0 = invalid.
+        window: side of the square neighbourhood, pixels.
+
+    Returns:
+        (H, W) float32 nearest valid depth, metres, 0 where the window holds no valid depth.
+    """
     far = np.where(depth > 0, depth, np.float32(np.inf)).astype(np.float32, copy=False)
     near = cv2.erode(far, np.ones((window, window), np.uint8))
     near[~np.isfinite(near)] = 0.0
@@ -77,7 +85,19 @@ def make_target(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, rgb: np.ndar
     """Prepare a camera's observation once. The free-space test uses the nearest depth in a small window:
     a point counts as seen-through only if it is in front of every surface around its pixel, so a pose a
     pixel off at a depth edge (or a mask bleeding onto the background) is not punished. ``near``: that
-    frame's ``near_depth`` when already computed (other objects of the same frame)."""
+    frame's ``near_depth`` when already computed (other objects of the same frame).
+
+    Args:
+        depth: (H, W) float depth, metres, 0 = invalid.
+        mask: (H, W) bool object mask.
+        K: (3, 3) intrinsics, pixels.
+        rgb: (H, W, 3) uint8 RGB.
+        window: ``near_depth``'s window, pixels (ignored when ``near`` is given).
+        near: (H, W) float32 ``near_depth(depth)`` of this frame, or None to compute it.
+
+    Returns:
+        DepthTarget holding the arrays as given plus (H, W, 3) float32 ``colour_features`` and the near depth.
+    """
     near = near_depth(depth, window=window) if near is None else near
     return DepthTarget(depth=depth, mask=mask, K=K, colour=colour_features(rgb, mask), near_depth=near)
 
@@ -123,6 +143,25 @@ def verify(
 
     ref_points_C (M,3) m in C with colours (M,3) features; query_points (N,3) m in the query camera with
     colours (N,3); roc_pred (N,3) the network's ROC for those query points with weights (N,) 0..1.
+
+    Args:
+        T_query_C: (B, 4, 4) float hypotheses, C -> query camera, metres.
+        ref_points_C: (M, 3) float reference points in C, metres.
+        ref_colours: (M, 3) float32 ``colour_features`` of those points, or None (no colour term).
+        ref_target: the reference camera's ``make_target``.
+        T_refcam_C: (4, 4) C -> reference camera, metres.
+        query_points: (N, 3) float query object points in the query camera, metres.
+        query_colours: (N, 3) float32 ``colour_features`` of those points, or None.
+        query_target: the query camera's ``make_target``.
+        diameter: object diameter, metres (the depth band is ``weights.tau`` x diameter, at least ``tau_min_m``).
+        weights: the score's weights and bands.
+        roc_pred: (N, 3) float the network's ROC for the query points, reference-radius units, or None.
+        roc_weight: (N,) float weights in [0, 1] of those predictions; None = all 1.
+        scale: the ROC's scale, metres per ROC unit (query points in C are divided by it).
+
+    Returns:
+        VerifyResult of (B,) float64 arrays: score (higher is better), confidence in [0, 1], agreement and
+        free-space violation fractions averaged over the two directions.
     """
     tau = max(weights.tau * diameter, weights.tau_min_m)
     a_fw, v_fw, c_fw = _check_against(transform_points(T_query_C, ref_points_C), ref_colours, query_target, tau, weights.colour_tau)
