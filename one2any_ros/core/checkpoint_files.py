@@ -14,7 +14,14 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "model" / "default.safete
 
 
 def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
-    """(tensors, json) for a path given as ``X.safetensors``, ``X.json`` or the stem ``X``."""
+    """(tensors, json) for a path given as ``X.safetensors``, ``X.json`` or the stem ``X``.
+
+    Args:
+        path: ``X.safetensors``, ``X.json`` or ``X``.
+
+    Returns:
+        (Path ``X.safetensors``, Path ``X.json``); nothing is read from disk.
+    """
     p = Path(path)
     if p.suffix in (".safetensors", ".json"):
         p = p.with_suffix("")
@@ -22,7 +29,19 @@ def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def read_description(js_path: Path, what: str = "checkpoint") -> dict[str, Any]:
-    """A checkpoint's JSON as a dict; CheckpointError when it is missing, not JSON or not an object."""
+    """A checkpoint's JSON as a dict; CheckpointError when it is missing, not JSON or not an object.
+
+    Args:
+        js_path: the checkpoint's ``.json`` file.
+        what: what the file describes, for the error message.
+
+    Returns:
+        the parsed JSON object.
+
+    Raises:
+        CheckpointError: "checkpoint_missing", "checkpoint_corrupt" (unreadable or not JSON) or
+            "checkpoint_mismatch" (not an object).
+    """
     if not js_path.is_file():
         raise CheckpointError(f"{what} description {js_path} does not exist", reason="checkpoint_missing")
     try:

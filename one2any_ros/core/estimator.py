@@ -394,7 +394,15 @@ class PoseEstimator:
 
 def ensure_embedding(ref: Reference, backend: Backend) -> Reference:
     """``ref`` with ``backend``'s embedding: encoded now unless it holds one from that backend already (a loaded
-    reference, or one encoded in another process of the same node)."""
+    reference, or one encoded in another process of the same node).
+
+    Args:
+        ref: the reference; its ``embedding`` and ``embedding_backend`` are replaced in place when encoded.
+        backend: the backend whose ``encode_reference`` fills the embedding.
+
+    Returns:
+        ``ref`` itself.
+    """
     if ref.embedding_backend != backend.name:
         ref.embedding = {}
         backend.encode_reference(ref)

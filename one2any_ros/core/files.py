@@ -39,7 +39,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside ``path`` for a writer that needs a file name (safetensors ``save_file``, a zip,
     ``np.savez`` into an open file, ``savefig`` with an explicit ``format``); when the block ends without an
     error, the temp file replaces ``path``. The temp name ends in ``.tmp``, so a writer that infers the format
-    from the extension must be told it."""
+    from the extension must be told it.
+
+    Args:
+        path: the target file; its folder is created if missing.
+
+    Yields:
+        Path of the temp file ``<name>.<tag>.tmp`` in the target's folder (created empty).
+
+    Raises:
+        OSError: the folder or the temp file cannot be made, or the rename fails; whatever the block raises goes
+            through after the temp file is removed.
+    """
     path = Path(path)
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
@@ -59,7 +70,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 def temp_target(name: str) -> str | None:
     """The name of the file whose atomic write a temp file called ``name`` belongs to (``a.zip.k3x_9q2m.tmp``
-    gives ``a.zip``), or None when ``name`` is not such a temp file. Names only: nothing is read from disk."""
+    gives ``a.zip``), or None when ``name`` is not such a temp file. Names only: nothing is read from disk.
+
+    Args:
+        name: a file name (no folder).
+
+    Returns:
+        the target's name, or None.
+    """
     if not name.endswith(TEMP_SUFFIX):
         return None
     target, dot, tag = name[: -len(TEMP_SUFFIX)].rpartition(".")
@@ -69,14 +87,28 @@ def temp_target(name: str) -> str | None:
 def stray_temp_files(path: str | os.PathLike) -> list[Path]:
     """The temp files ``atomic_path`` left beside ``path`` (sorted): a writer that died before its rename.
     Only files whose target is exactly ``path`` (not ``path``'s temp files' own temps, not ``ab.zip``'s for
-    ``a.zip``). Deleting one is safe only when nothing is writing ``path`` now."""
+    ``a.zip``). Deleting one is safe only when nothing is writing ``path`` now.
+
+    Args:
+        path: the target file.
+
+    Returns:
+        sorted list of Path, empty when there are none or the folder does not exist.
+    """
     path = Path(path)
     return [p for p in temp_files_in(path.parent) if temp_target(p.name) == path.name]
 
 
 def temp_files_in(directory: str | os.PathLike) -> list[Path]:
     """Every file in ``directory`` named like an ``atomic_path`` temp file (sorted; symbolic links and folders
-    are not: ``atomic_path`` makes neither). An owner picks its own by ``temp_target``."""
+    are not: ``atomic_path`` makes neither). An owner picks its own by ``temp_target``.
+
+    Args:
+        directory: the folder to scan (not recursive).
+
+    Returns:
+        sorted list of Path; empty when the folder does not exist.
+    """
     try:
         with os.scandir(directory) as it:
             return sorted(Path(e.path) for e in it if e.is_file(follow_symlinks=False) and temp_target(e.name))
@@ -85,7 +117,15 @@ def temp_files_in(directory: str | os.PathLike) -> list[Path]:
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
-    """Replace ``path`` with ``data`` (``str`` is written as UTF-8) atomically."""
+    """Replace ``path`` with ``data`` (``str`` is written as UTF-8) atomically.
+
+    Args:
+        path: the target file; its folder is created if missing.
+        data: the new content, bytes or text.
+
+    Raises:
+        OSError: the write or the rename fails (the old file stays as it was).
+    """
     raw = data.encode("utf-8") if isinstance(data, str) else data
     with atomic_path(path) as tmp:
         tmp.write_bytes(raw)

@@ -28,7 +28,17 @@ OBJECT_ID_PATTERN = re.compile(r"[A-Za-z0-9_]{1,32}")
 
 
 def validate_object_id(object_id: str) -> str:
-    """The id itself, or InputError(reason="bad_object_id"): "" (the default object) or [A-Za-z0-9_]{1,32}."""
+    """The id itself, or InputError(reason="bad_object_id"): "" (the default object) or [A-Za-z0-9_]{1,32}.
+
+    Args:
+        object_id: the proposed name.
+
+    Returns:
+        ``object_id`` unchanged.
+
+    Raises:
+        InputError: reason "bad_object_id" for any other name or type.
+    """
     if object_id == DEFAULT_OBJECT or (isinstance(object_id, str) and OBJECT_ID_PATTERN.fullmatch(object_id)):
         return object_id
     raise InputError(f"object_id {object_id!r} is not a valid name: use 1-32 of A-Z a-z 0-9 _ (or \"\" for the "
@@ -103,7 +113,18 @@ class Frame:
 
 
 def check_label(mask_label: int, max_label: int = 65535) -> int:
-    """The label itself, or InputError(reason="bad_mask_label") when it cannot occur in the label image."""
+    """The label itself, or InputError(reason="bad_mask_label") when it cannot occur in the label image.
+
+    Args:
+        mask_label: the label value (0 = every non-zero pixel).
+        max_label: the largest value the label image holds (255 for mono8, 65535 for mono16).
+
+    Returns:
+        ``mask_label`` as int.
+
+    Raises:
+        InputError: reason "bad_mask_label" for a non-integer or a value outside [0, max_label].
+    """
     if not isinstance(mask_label, (int, np.integer)) or not 0 <= int(mask_label) <= max_label:
         raise InputError(f"mask_label {mask_label!r} cannot occur in this label image (0..{max_label})",
                          reason="bad_mask_label")
@@ -111,7 +132,17 @@ def check_label(mask_label: int, max_label: int = 65535) -> int:
 
 
 def decode_labels(labels: np.ndarray) -> np.ndarray:
-    """A 2-D uint8 or uint16 label image (bool masks become 0/1; other types are refused)."""
+    """A 2-D uint8 or uint16 label image (bool masks become 0/1; other types are refused).
+
+    Args:
+        labels: (H, W) or (H, W, 1) bool, uint8 or uint16 label image.
+
+    Returns:
+        (H, W) uint8 or uint16 labels (uint8 0/1 for a bool mask).
+
+    Raises:
+        InputError: another shape ("bad_mask_shape") or dtype ("bad_mask_encoding").
+    """
     a = camera.single_channel(labels, "label image")
     if a.dtype == bool:
         return a.astype(np.uint8)
@@ -124,7 +155,25 @@ def decode_frame(rgb: np.ndarray | None, depth: np.ndarray, labels: np.ndarray |
                  depth_scale_m: float | None = None, depth_encoding: str | None = None, min_depth: float = 0.1,
                  max_depth: float = 4.0) -> Frame:
     """Validate and decode one frame once (the same rules as ``reference.make_view``); ``labels`` None: no mask came
-    with it."""
+    with it.
+
+    Args:
+        rgb: (H, W, 3) RGB as ``camera.decode_rgb`` takes it, or None (grey).
+        depth: (H, W) raw depth (``camera.decode_depth``: uint16 millimetres or float metres by default).
+        labels: (H, W) uint8/uint16/bool label image, or None.
+        K: (3, 3) intrinsics, pixels.
+        depth_scale_m: metres per raw depth unit, overriding the encoding.
+        depth_encoding: the depth's ROS encoding, or None to infer from the dtype.
+        min_depth: nearest valid depth, metres.
+        max_depth: farthest valid depth, metres.
+
+    Returns:
+        Frame with rgb (H, W, 3) uint8, depth (H, W) float32 metres (0 = invalid or out of range), labels (H, W)
+        uint8/uint16 or None and K (3, 3) float64.
+
+    Raises:
+        InputError: bad intrinsics, label image, rgb or depth, or sizes that differ (with a reason).
+    """
     K = camera.validate_intrinsics(K)
     lab = None if labels is None else decode_labels(labels)
     shape = np.shape(depth)[:2] if lab is None else lab.shape
@@ -169,6 +218,25 @@ def make_view(
     """Validate and decode raw arrays into a View, raising InputError with a reason on bad input.
 
     ``rgb`` may be None (a grey image is substituted). Depth outside [min_depth, max_depth] is invalid.
+
+    Args:
+        rgb: (H, W, 3) RGB as ``camera.decode_rgb`` takes it, or None (grey).
+        depth: (H, W) raw depth (``camera.decode_depth``).
+        mask: (H, W) object mask of any dtype (non-zero = object).
+        K: (3, 3) intrinsics, pixels.
+        depth_scale_m: metres per raw depth unit, overriding the encoding.
+        depth_encoding: the depth's ROS encoding, or None to infer from the dtype.
+        min_depth: nearest valid depth, metres.
+        max_depth: farthest valid depth, metres.
+        T_cam_obj: (4, 4) object pose in this camera, metres, or None.
+        min_pixels: the fewest mask pixels, and mask pixels with depth, accepted.
+
+    Returns:
+        View with rgb (H, W, 3) uint8, depth (H, W) float32 metres, mask (H, W) bool, K (3, 3) float64 and
+        T_cam_obj (4, 4) float64 (orthonormalised) or None.
+
+    Raises:
+        InputError: bad intrinsics, mask, rgb, depth or pose, sizes that differ, or too few (valid) mask pixels.
     """
     K = camera.validate_intrinsics(K)
     mask_b = camera.decode_mask(mask)
@@ -182,7 +250,23 @@ def decode_images(rgb: np.ndarray | None, depth: np.ndarray, mask_shape: tuple[i
                   depth_scale_m: float | None = None, depth_encoding: str | None = None, min_depth: float = 0.1,
                   max_depth: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
     """(rgb uint8, depth float32 m with depth outside [min_depth, max_depth] set to 0) of one frame, checked against
-    the mask's size; ``rgb`` None gives a grey image. InputError (reason) when unusable."""
+    the mask's size; ``rgb`` None gives a grey image. InputError (reason) when unusable.
+
+    Args:
+        rgb: (H, W, 3) RGB as ``camera.decode_rgb`` takes it, or None.
+        depth: (H, W) raw depth (``camera.decode_depth``).
+        mask_shape: (H, W) the mask's or label image's shape.
+        depth_scale_m: metres per raw depth unit, overriding the encoding.
+        depth_encoding: the depth's ROS encoding, or None to infer from the dtype.
+        min_depth: nearest valid depth, metres.
+        max_depth: farthest valid depth, metres.
+
+    Returns:
+        (rgb, depth): (H, W, 3) uint8 (128 grey when ``rgb`` is None) and (H, W) float32 metres, 0 = invalid.
+
+    Raises:
+        InputError: bad rgb or depth, or "size_mismatch".
+    """
     depth_m = camera.decode_depth(depth, depth_scale_m=depth_scale_m, encoding=depth_encoding)
     depth_m[(depth_m < min_depth) | (depth_m > max_depth)] = 0.0
     if tuple(mask_shape) != depth_m.shape:
@@ -199,7 +283,24 @@ def view_from_decoded(rgb_u8: np.ndarray, depth_m: np.ndarray, mask_b: np.ndarra
                       T_cam_obj: np.ndarray | None = None, min_depth: float = 0.1, max_depth: float = 4.0,
                       min_pixels: int = camera.MIN_MASK_PIXELS) -> View:
     """A View from arrays already decoded and range-limited (``make_view`` after decoding; several objects of
-    one frame share the decoded rgb and depth): checks the mask's pixels and depth, and the object pose."""
+    one frame share the decoded rgb and depth): checks the mask's pixels and depth, and the object pose.
+
+    Args:
+        rgb_u8: (H, W, 3) uint8 RGB.
+        depth_m: (H, W) float32 depth, metres, 0 = invalid.
+        mask_b: (H, W) bool object mask.
+        K: (3, 3) float64 intrinsics, pixels.
+        T_cam_obj: (4, 4) object pose in this camera, metres, or None.
+        min_depth: nearest valid depth, metres (for the error message only).
+        max_depth: farthest valid depth, metres (for the error message only).
+        min_pixels: the fewest mask pixels, and mask pixels with depth, accepted.
+
+    Returns:
+        View of these arrays, ``T_cam_obj`` orthonormalised to float64.
+
+    Raises:
+        InputError: "empty_mask", "tiny_mask", "no_depth_in_mask", "too_little_depth" or "bad_object_pose".
+    """
     n_mask = int(mask_b.sum())
     if n_mask == 0:
         raise InputError("mask is empty: no object pixels", reason="empty_mask")

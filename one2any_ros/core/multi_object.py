@@ -58,7 +58,11 @@ class TrackedObject:
 
 
 def default_processes() -> int:
-    """Helper processes when none is asked for: one per core beyond the caller's own."""
+    """Helper processes when none is asked for: one per core beyond the caller's own.
+
+    Returns:
+        int >= 0: ``os.cpu_count() - 1`` (0 when the count is unknown).
+    """
     return max(0, (os.cpu_count() or 1) - 1)
 
 

@@ -29,7 +29,14 @@ STAGES: tuple[str, ...] = ("decode", "prepare", "network", "ransac", "grid", "hy
 
 def rotation_bin(angle_deg: float) -> str:
     """The bin name of a rotation difference in degrees (anything outside [0, 180), NaN included, goes to the
-    last bin)."""
+    last bin).
+
+    Args:
+        angle_deg: rotation difference, degrees.
+
+    Returns:
+        one of ``BIN_NAMES`` (e.g. "30-60").
+    """
     for name, lo, hi in ROTATION_BINS:
         if lo <= angle_deg < hi:
             return name
@@ -39,7 +46,15 @@ def rotation_bin(angle_deg: float) -> str:
 def is_hit(err: float | np.ndarray, diameter: float | np.ndarray = 1.0) -> bool | np.ndarray:
     """The ADD(-S) @ 0.1 d criterion: ``err < HIT_FRACTION * diameter``, both in the same unit (errors already
     divided by the diameter: leave ``diameter`` at 1). An infinite or NaN error (a failed estimate) is a miss.
-    Scalars give a bool, arrays an elementwise bool array."""
+    Scalars give a bool, arrays an elementwise bool array.
+
+    Args:
+        err: scalar or (N,) float ADD(-S) errors (inf or NaN for a failed estimate).
+        diameter: scalar or (N,) float object diameters, in the errors' unit.
+
+    Returns:
+        bool for scalars, else a bool array of the broadcast shape.
+    """
     e = np.asarray(err, np.float64)
     with np.errstate(invalid="ignore"):
         hit = np.isfinite(e) & (e < HIT_FRACTION * np.asarray(diameter, np.float64))

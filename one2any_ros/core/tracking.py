@@ -93,7 +93,17 @@ def predicted_mask(depth_m: np.ndarray, K: np.ndarray, points_cam: np.ndarray, m
     cloud at its last pose) may cover now. Its silhouette is the points' projection, widened by ``margin_m`` (the motion
     allowed between frames) in the image; a pixel in it is kept only when its depth lies within ``margin_m`` of those
     points, so a neighbour, the gripper in front or the wall behind does not leak in. Hand-written: OpenCV gives the
-    dilation, SciPy the nearest-point test."""
+    dilation, SciPy the nearest-point test.
+
+    Args:
+        depth_m: (H, W) float depth, metres, 0 = invalid.
+        K: (3, 3) intrinsics, pixels.
+        points_cam: (N, 3) float surface points in the camera, metres.
+        margin_m: motion allowed between frames, metres.
+
+    Returns:
+        (H, W) bool mask; all False when no point projects into the image in front of the camera.
+    """
     h, w = depth_m.shape
     out = np.zeros((h, w), bool)
     pts = points_cam[subsample(points_cam, MAX_SILHOUETTE_POINTS)]
@@ -122,7 +132,17 @@ def predicted_mask(depth_m: np.ndarray, K: np.ndarray, points_cam: np.ndarray, m
 
 def search_box(centre_cam: np.ndarray, radius_m: float, K: np.ndarray, shape: tuple[int, int]) -> Box | None:
     """The image box of a sphere of ``radius_m`` about ``centre_cam`` (clipped to the image), or None when it lies
-    outside the image or behind the camera."""
+    outside the image or behind the camera.
+
+    Args:
+        centre_cam: (3,) float sphere centre in the camera, metres.
+        radius_m: sphere radius, metres.
+        K: (3, 3) intrinsics, pixels.
+        shape: (H, W) of the image, pixels.
+
+    Returns:
+        Box (x, y, width, height) in pixels, or None.
+    """
     h, w = shape
     z = float(centre_cam[2])
     if not z > 1e-3:
@@ -139,7 +159,23 @@ def search_box(centre_cam: np.ndarray, radius_m: float, K: np.ndarray, shape: tu
 
 def estimate_object(est: PoseEstimator, frame, cue: Cue, near: np.ndarray | None = None) -> PoseResult:
     """The object's pose on ``frame`` (core/multi_object.Frame) from what ``cue`` offers (module docstring), or the
-    One2AnyError that says why not. ``est`` holds its reference; its tracking state is set from the cue."""
+    One2AnyError that says why not. ``est`` holds its reference; its tracking state is set from the cue.
+
+    Args:
+        est: the object's estimator, with its reference and settings.
+        frame: the decoded ``frame.Frame``.
+        cue: the object's labels, box and last poses on this frame.
+        near: (H, W) float32 ``verify.near_depth`` of the frame, or None to compute it.
+
+    Returns:
+        PoseResult: T_camera_object and T_camera_C (4, 4) float64, metres, confidence in [0, 1], inliers, residual
+        in metres and the verifier's score.
+
+    Raises:
+        InputError: no pixels for it ("empty_mask").
+        EstimationFailure: lost ("lost"), or no trusted pose.
+        One2AnyError: whatever else ``PoseEstimator.estimate`` raises.
+    """
     s, ref = est.settings, est.reference
     est.last_T_C = cue.last_T_C
     if cue.has_mask_or_box:

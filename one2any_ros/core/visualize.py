@@ -12,7 +12,21 @@ AXIS_COLOURS = ((255, 0, 0), (0, 255, 0), (0, 0, 255))  # x red, y green, z blue
 
 def draw_pose(rgb: np.ndarray, K: np.ndarray, T_cam_obj: np.ndarray, *, axis_len: float, cloud_cam: np.ndarray | None = None,
               cloud_colour=(255, 220, 0), label: str | None = None, thickness: int = 2) -> np.ndarray:
-    """Return a copy of the RGB image with the cloud (N,3 camera frame) as dots and the object axes."""
+    """Return a copy of the RGB image with the cloud (N,3 camera frame) as dots and the object axes.
+
+    Args:
+        rgb: (H, W, 3) uint8 RGB (not changed).
+        K: (3, 3) intrinsics, pixels.
+        T_cam_obj: (4, 4) float object pose in the camera, metres.
+        axis_len: length of the drawn axes, metres.
+        cloud_cam: (N, 3) float points in the camera, metres, or None.
+        cloud_colour: RGB 0-255 of the dots (blended 65 % over the image).
+        label: text drawn in the top-left corner, or None.
+        thickness: the axes' line width, pixels.
+
+    Returns:
+        (H, W, 3) uint8 RGB copy with the overlay.
+    """
     img = np.ascontiguousarray(rgb.copy())
     h, w = img.shape[:2]
     if cloud_cam is not None and len(cloud_cam):
@@ -38,10 +52,25 @@ def draw_pose(rgb: np.ndarray, K: np.ndarray, T_cam_obj: np.ndarray, *, axis_len
 
 
 def side_by_side(*images: np.ndarray) -> np.ndarray:
+    """Images next to each other, left to right, for one overlay file.
+
+    Args:
+        *images: (H_i, W_i, 3) uint8 RGB images.
+
+    Returns:
+        (max H_i, sum (W_i + 4), 3) uint8: each image padded white at the bottom and by a 4-pixel white gap on
+        the right.
+    """
     h = max(i.shape[0] for i in images)
     padded = [np.pad(i, ((0, h - i.shape[0]), (0, 4), (0, 0)), constant_values=255) for i in images]
     return np.concatenate(padded, axis=1)
 
 
 def save_rgb(path, rgb: np.ndarray) -> None:
+    """An RGB image to a file (OpenCV writes BGR, so the channels are swapped first).
+
+    Args:
+        path: the file; its extension picks the format (.png, .jpg, ...).
+        rgb: (H, W, 3) uint8 RGB.
+    """
     cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))

@@ -9,7 +9,21 @@ BACKENDS = ("auto", "one2any", "classic", "icp")
 
 def create_backend(name: str, *, device: str = "auto", checkpoint: str | None = None) -> Backend:
     """``auto``: the learned backend when a checkpoint loads, else ``classic``. The backend's ``recipe`` makes the
-    same one again (another process: core/object_processes.py)."""
+    same one again (another process: core/object_processes.py).
+
+    Args:
+        name: one of ``BACKENDS``.
+        device: torch device for the learned backend ("auto", "cpu", "cuda", ...).
+        checkpoint: the learned backend's checkpoint path, or None for the default.
+
+    Returns:
+        Backend with ``recipe`` = (its name, device, checkpoint); ``auto`` without a checkpoint gives ``classic``
+        with ``fallback_reason`` set.
+
+    Raises:
+        ValueError: an unknown name.
+        ImportError, CheckpointError: ``one2any`` asked for by name and not available.
+    """
     backend = _create(name, device, checkpoint)
     backend.recipe = (backend.name, device, checkpoint)
     return backend

@@ -115,6 +115,15 @@ def centroid_start(ref: Reference, query: QueryContext, rotations: np.ndarray, d
     lies in front of the centre along the query camera's axis likewise. So for a rotation R the origin of
     C starts at  q_median + depth_offset * s * (e_z - R e_z): exact centroid alignment for R = I, and
     a 180 deg flip starts one visible-surface depth further back instead of inside the query surface.
+
+    Args:
+        ref: the reference (its scale s, metres).
+        query: the query (its (3,) float centroid, the median of its points in the camera, metres).
+        rotations: (B, 3, 3) float rotations of C in the query camera.
+        depth_offset: the correction, x s.
+
+    Returns:
+        (B, 4, 4) float64 transforms, C -> query camera, metres.
     """
     T = np.tile(np.eye(4), (len(rotations), 1, 1))
     T[:, :3, :3] = rotations
