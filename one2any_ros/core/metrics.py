@@ -148,7 +148,13 @@ def recall_curve(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Recall (fraction of errors < threshold) at ``steps + 1`` thresholds evenly spaced in [0, max_threshold].
 
-    errors: per-query errors (m); inf/NaN = failure. Returns (thresholds (steps+1,), recall (steps+1,)).
+    Args:
+        errors: (N,) per-query errors, metres; inf/NaN = failure.
+        max_threshold: the largest threshold, metres.
+        steps: intervals between thresholds.
+
+    Returns:
+        (thresholds, recall): (steps + 1,) float64 metres and (steps + 1,) float64 in [0, 1] (all 0 for no errors).
     """
     e = _errors(errors)
     thr = np.linspace(0.0, float(max_threshold), int(steps) + 1)
@@ -164,6 +170,17 @@ def auc(errors: Iterable[float], max_threshold: float = DEFAULT_AUC_MAX_THRESHOL
     (contributes 0). ``steps=None`` integrates the step-function curve exactly: each query contributes
     max(0, 1 - e / max_threshold). An integer ``steps`` uses the trapezoid rule over ``recall_curve``
     instead (what plots show). An empty list gives 0.
+
+    Args:
+        errors: (N,) per-query errors, metres; inf/NaN = failure.
+        max_threshold: the curve's end, metres, > 0.
+        steps: None (exact) or the trapezoid rule's intervals.
+
+    Returns:
+        float in [0, 1].
+
+    Raises:
+        ValueError: ``max_threshold`` <= 0 (with errors given).
     """
     e = _errors(errors)
     if e.size == 0:
@@ -181,7 +198,15 @@ def auc(errors: Iterable[float], max_threshold: float = DEFAULT_AUC_MAX_THRESHOL
 def recall_5deg_5cm(rot_err_deg: float | Iterable[float], trans_err_m: float | Iterable[float]) -> float:
     """Fraction of queries with rotation error < 5° and translation error < 5 cm (strict, like 0.1d).
 
-    Scalars or equal-length sequences (deg, m); failures (180°, inf) are misses. Empty input gives 0.
+    Args:
+        rot_err_deg: scalar or (N,) rotation errors, degrees; failures (180°, inf, NaN) are misses.
+        trans_err_m: scalar or (N,) translation errors, metres, the same length.
+
+    Returns:
+        float in [0, 1]; 0 for empty input.
+
+    Raises:
+        ValueError: the two differ in length.
     """
     r = np.atleast_1d(np.asarray(rot_err_deg, np.float64))
     t = np.atleast_1d(np.asarray(trans_err_m, np.float64))
@@ -204,9 +229,18 @@ def _errors(errors: Iterable[float]) -> np.ndarray:
 def symmetry_transforms(info: Mapping | None, *, continuous_steps: int = 360) -> np.ndarray:
     """Symmetry transforms S (object frame -> object frame) of a BOP model, in metres. Returns (K,4,4).
 
-    info: one ``models_info.json`` entry (mm). Always includes the identity. Discrete symmetries are
-    combined with each continuous one sampled at ``continuous_steps`` angles over 360° (identity
-    included), as bop_toolkit's ``get_symmetry_transformations`` does. A pose T and T @ S look the same.
+    Always includes the identity. Discrete symmetries are combined with each continuous one sampled at
+    ``continuous_steps`` angles over 360° (identity included), as bop_toolkit's ``get_symmetry_transformations``
+    does. A pose T and T @ S look the same.
+
+    Args:
+        info: one ``models_info.json`` entry (``symmetries_discrete``: row-major 4x4 lists, translation in mm;
+            ``symmetries_continuous``: ``{"axis": [3], "offset": [3] mm}``), or None (asymmetric).
+        continuous_steps: samples of each continuous symmetry over 360°.
+
+    Returns:
+        (K, 4, 4) float64 transforms, metres: K = 1 + number of discrete ones, times ``continuous_steps`` per
+        continuous one.
     """
     disc = [np.eye(4)]
     for sym in (info or {}).get("symmetries_discrete", []) or []:
@@ -288,7 +322,18 @@ def _scored(confidence: Iterable[float], right: Iterable[bool]) -> tuple[np.ndar
 def confidence_auroc(confidence: Iterable[float], right: Iterable[bool]) -> float | None:
     """Area under the ROC curve of ``confidence`` as a detector of right poses: the chance that a random right
     pose has a higher confidence than a random wrong one (ties count half). None without both kinds.
-    (The Mann-Whitney U statistic through scipy's ranks; scikit-learn is not a dependency.)"""
+    (The Mann-Whitney U statistic through scipy's ranks; scikit-learn is not a dependency.)
+
+    Args:
+        confidence: (N,) float confidences; non-finite ones are left out.
+        right: (N,) bool whether each pose is right.
+
+    Returns:
+        float in [0, 1], or None.
+
+    Raises:
+        ValueError: the two differ in length.
+    """
     from scipy.stats import rankdata
 
     c, y = _scored(confidence, right)
@@ -301,7 +346,19 @@ def confidence_auroc(confidence: Iterable[float], right: Iterable[bool]) -> floa
 
 def precision_at_recall(confidence: Iterable[float], right: Iterable[bool], recall: float = 0.8) -> tuple[float | None, float | None]:
     """(precision, threshold): keep poses with confidence >= the highest threshold that keeps ``recall`` of the
-    right poses; precision = right share of the kept. A grasping pipeline's view: what thresholding buys."""
+    right poses; precision = right share of the kept. A grasping pipeline's view: what thresholding buys.
+
+    Args:
+        confidence: (N,) float confidences; non-finite ones are left out.
+        right: (N,) bool whether each pose is right.
+        recall: the share of right poses to keep, in (0, 1].
+
+    Returns:
+        (precision in [0, 1], confidence threshold), or (None, None) without a right pose.
+
+    Raises:
+        ValueError: the two differ in length.
+    """
     c, y = _scored(confidence, right)
     n_pos = int(y.sum())
     if n_pos == 0:
@@ -312,7 +369,20 @@ def precision_at_recall(confidence: Iterable[float], right: Iterable[bool], reca
 
 
 def reliability_bins(confidence: Iterable[float], right: Iterable[bool], bins: int = 10) -> dict:
-    """Per confidence bin of [0, 1]: count, mean confidence and share of right poses (a reliability diagram)."""
+    """Per confidence bin of [0, 1]: count, mean confidence and share of right poses (a reliability diagram).
+
+    Args:
+        confidence: (N,) float confidences in [0, 1]; non-finite ones are left out, others clipped into the end bins.
+        right: (N,) bool whether each pose is right.
+        bins: equal-width bins over [0, 1].
+
+    Returns:
+        dict: "edges" (bins + 1 floats), and per bin "n" (int), "mean_confidence" and "right_share" (float, None
+        for an empty bin).
+
+    Raises:
+        ValueError: the two differ in length.
+    """
     c, y = _scored(confidence, right)
     edges = np.linspace(0.0, 1.0, bins + 1)
     idx = np.clip(np.digitize(c, edges[1:-1]), 0, bins - 1)
