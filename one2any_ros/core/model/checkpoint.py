@@ -37,13 +37,29 @@ def _sha256(path: Path) -> str:
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
     """Atomic safetensors write (``files.atomic_path``, which also gives the file a plain open()'s permissions:
-    a bundled or shared checkpoint must be readable)."""
+    a bundled or shared checkpoint must be readable).
+
+    Args:
+        tensors: name -> tensor of any dtype and device (written as contiguous CPU tensors).
+        path: the ``.safetensors`` file; replaced if it exists.
+        metadata: string -> string header entries, or None.
+    """
     with atomic_path(path) as tmp:
         save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """Read every tensor of a safetensors file; CheckpointError when missing, truncated or corrupt."""
+    """Read every tensor of a safetensors file; CheckpointError when missing, truncated or corrupt.
+
+    Args:
+        path: the ``.safetensors`` file.
+
+    Returns:
+        name -> CPU tensor, with the file's shapes and dtypes.
+
+    Raises:
+        CheckpointError: "checkpoint_missing" or "checkpoint_corrupt".
+    """
     if not path.is_file():
         raise CheckpointError(f"checkpoint tensors {path} do not exist", reason="checkpoint_missing")
     try:
@@ -59,6 +75,15 @@ def save_checkpoint(model: One2AnyNet, path: str | os.PathLike, *, training: dic
 
     The tensors are written first, then the JSON (which carries their checksum), each atomically, so a
     crash in between leaves a checksum mismatch that ``load_checkpoint`` reports rather than a silent mix.
+
+    Args:
+        model: the network (or a DistributedDataParallel around it).
+        path: ``X.safetensors``, ``X.json`` or the stem ``X``.
+        training: the training summary stored under "training", or None.
+        extra: further top-level JSON fields, or None.
+
+    Returns:
+        (Path ``X.safetensors``, Path ``X.json``).
     """
     st_path, js_path = checkpoint_paths(path)
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
@@ -88,14 +113,34 @@ def save_checkpoint(model: One2AnyNet, path: str | os.PathLike, *, training: dic
 
 def write_description(st_path: Path, js_path: Path, meta: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
     """The JSON beside written tensors: ``meta`` + ``extra`` + the tensors' checksum, written atomically (after the
-    tensors, so a crash in between leaves a checksum mismatch the loader reports)."""
+    tensors, so a crash in between leaves a checksum mismatch the loader reports).
+
+    Args:
+        st_path: the tensors already written (their SHA-256 is stored).
+        js_path: the ``.json`` file to write.
+        meta: the JSON's fields.
+        extra: more fields, overriding ``meta``'s, or None.
+    """
     write_atomic(js_path, json.dumps({**meta, **(extra or {}), "sha256": _sha256(st_path)}, indent=1))
 
 
 def load_state_into(model: torch.nn.Module, st_path: Path, js_path: Path, meta: dict[str, Any], *,
                     what: str = "checkpoint", verify_checksum: bool = True) -> None:
     """Load the tensors of ``st_path`` into ``model`` after every check (present, checksum of ``meta``, readable,
-    exactly the model's names and shapes, finite); CheckpointError naming the file and the mismatch."""
+    exactly the model's names and shapes, finite); CheckpointError naming the file and the mismatch.
+
+    Args:
+        model: the module to load into (its state_dict names the expected tensors, shapes and dtypes).
+        st_path: the ``.safetensors`` file.
+        js_path: its ``.json`` (named in the messages).
+        meta: the parsed JSON (its "sha256").
+        what: what the file is, for the messages.
+        verify_checksum: compare the file's SHA-256 with ``meta``'s.
+
+    Raises:
+        CheckpointError: "checkpoint_missing", "checkpoint_corrupt" (checksum, unreadable, NaN/inf) or
+            "checkpoint_mismatch" (names or shapes).
+    """
     if not st_path.is_file():
         raise CheckpointError(f"{what} tensors {st_path} do not exist (described by {js_path})", reason="checkpoint_missing")
     if verify_checksum and meta.get("sha256") and _sha256(st_path) != meta["sha256"]:
@@ -121,7 +166,18 @@ def load_state_into(model: torch.nn.Module, st_path: Path, js_path: Path, meta: 
 
 
 def read_checkpoint_config(path: str | os.PathLike) -> dict[str, Any]:
-    """The checkpoint's JSON, validated for format and version (the tensors are not read)."""
+    """The checkpoint's JSON, validated for format and version (the tensors are not read).
+
+    Args:
+        path: ``X.safetensors``, ``X.json`` or the stem ``X``.
+
+    Returns:
+        the parsed JSON.
+
+    Raises:
+        CheckpointError: missing or not JSON (``read_description``), or another format, version or architecture
+            ("checkpoint_mismatch").
+    """
     st_path, js_path = checkpoint_paths(path)
     meta = read_description(js_path)
     if meta.get("format") != CHECKPOINT_FORMAT:
@@ -139,6 +195,19 @@ def read_checkpoint_config(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def net_config_from_meta(meta: dict[str, Any], js_path: Path | str = "checkpoint") -> NetConfig:
+    """The network configuration a checkpoint's JSON describes, checked against this build.
+
+    Args:
+        meta: a checkpoint's JSON (``read_checkpoint_config``).
+        js_path: the JSON's path, for the messages.
+
+    Returns:
+        NetConfig of the "architecture" fields.
+
+    Raises:
+        CheckpointError: "checkpoint_mismatch" for fields this build does not know or an ``input_size`` that
+            disagrees.
+    """
     arch = {k: v for k, v in meta["architecture"].items() if k not in ("name", "version")}
     try:
         cfg = NetConfig.from_dict(arch)
@@ -154,7 +223,16 @@ def load_checkpoint(path: str | os.PathLike | None = None, *, device: str | torc
                     verify_checksum: bool = True) -> tuple[One2AnyNet, dict[str, Any]]:
     """Load ``(model in eval mode on device, the JSON config)``; ``path`` None = the bundled default.
 
-    Raises CheckpointError naming the file and the mismatch.
+    Args:
+        path: ``X.safetensors``, ``X.json`` or the stem ``X``; None = ``DEFAULT_CHECKPOINT``.
+        device: the torch device the model is moved to.
+        verify_checksum: compare the tensors' SHA-256 with the JSON's.
+
+    Returns:
+        (One2AnyNet in eval mode on ``device``, the parsed JSON).
+
+    Raises:
+        CheckpointError: naming the file and the mismatch (missing, corrupt, another format or architecture).
     """
     st_path, js_path = checkpoint_paths(DEFAULT_CHECKPOINT if path is None else path)
     meta = read_checkpoint_config(js_path)

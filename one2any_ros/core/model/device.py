@@ -7,7 +7,17 @@ from one2any_ros.core.errors import One2AnyError
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; an explicit ``cuda`` that is absent raises One2AnyError."""
+    """``auto`` -> cuda when available, else cpu; an explicit ``cuda`` that is absent raises One2AnyError.
+
+    Args:
+        device: "auto", "cpu", "cuda" or "cuda:N".
+
+    Returns:
+        torch.device.
+
+    Raises:
+        One2AnyError: "device_unavailable" (CUDA asked for and absent) or "bad_device".
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
