@@ -71,14 +71,34 @@ class CropWindow:
 
 
 def crop_window(mask: np.ndarray, size: int) -> CropWindow:
-    """The fixed crop rule (camera.crop_box) for a network input of size x size."""
+    """The fixed crop rule (camera.crop_box) for a network input of size x size.
+
+    Args:
+        mask: (H, W) bool object mask, not empty.
+        size: the network input's side, pixels.
+
+    Returns:
+        CropWindow: a square of ``side`` source pixels at (u0, v0), resampled to size x size.
+    """
     u0, v0, side = camera.crop_box(mask)
     return CropWindow(u0, v0, side, int(size))
 
 
 def crop_window_from_bbox(umin: int, umax: int, vmin: int, vmax: int, size: int, *, pad: float = 1.2) -> CropWindow:
     """The same rule as camera.crop_box from a mask's inclusive pixel bbox (for training, where the crop
-    is known from the projected object before anything is rendered). Tested equal to crop_box."""
+    is known from the projected object before anything is rendered). Tested equal to crop_box.
+
+    Args:
+        umin: first mask column, pixels.
+        umax: last mask column (inclusive), pixels.
+        vmin: first mask row, pixels.
+        vmax: last mask row (inclusive), pixels.
+        size: the network input's side, pixels.
+        pad: the square's side, x the bbox's longer side (at least 8 pixels).
+
+    Returns:
+        CropWindow.
+    """
     cu = 0.5 * (umin + umax)
     cv = 0.5 * (vmin + vmax)
     side = max(int(np.ceil(pad * max(umax - umin + 1, vmax - vmin + 1))), 8)
@@ -86,7 +106,15 @@ def crop_window_from_bbox(umin: int, umax: int, vmin: int, vmax: int, size: int,
 
 
 def crop_nearest(img: np.ndarray, win: CropWindow) -> np.ndarray:
-    """(H,W[,C]) -> (size,size[,C]) by centred nearest sampling; outside the image = 0."""
+    """(H,W[,C]) -> (size,size[,C]) by centred nearest sampling; outside the image = 0.
+
+    Args:
+        img: (H, W) or (H, W, C) array of any dtype.
+        win: the crop window.
+
+    Returns:
+        (size, size) or (size, size, C) array of ``img``'s dtype.
+    """
     us, vs = win.source_indices()
     h, w = img.shape[:2]
     ok_u = (us >= 0) & (us < w)
@@ -99,7 +127,15 @@ def crop_nearest(img: np.ndarray, win: CropWindow) -> np.ndarray:
 
 
 def crop_rgb(rgb: np.ndarray, win: CropWindow) -> np.ndarray:
-    """(H,W,3) uint8 -> (size,size,3) uint8: the window (zero-padded) resized with area averaging."""
+    """(H,W,3) uint8 -> (size,size,3) uint8: the window (zero-padded) resized with area averaging.
+
+    Args:
+        rgb: (H, W, 3) uint8 RGB.
+        win: the crop window.
+
+    Returns:
+        (size, size, 3) uint8 RGB (linear interpolation when the window is smaller than size).
+    """
     h, w = rgb.shape[:2]
     pad = np.zeros((win.side, win.side, 3), np.uint8)
     u0, v0 = win.u0, win.v0
@@ -112,7 +148,16 @@ def crop_rgb(rgb: np.ndarray, win: CropWindow) -> np.ndarray:
 
 
 def crop_xyz(depth_m: np.ndarray, K: np.ndarray, win: CropWindow) -> np.ndarray:
-    """(size,size,3) float32 camera-frame points of the window's nearest source pixels (0 where invalid)."""
+    """(size,size,3) float32 camera-frame points of the window's nearest source pixels (0 where invalid).
+
+    Args:
+        depth_m: (H, W) float depth, metres, 0 = invalid.
+        K: (3, 3) intrinsics, pixels.
+        win: the crop window.
+
+    Returns:
+        (size, size, 3) float32 points (x, y, z), metres, in the camera.
+    """
     us, vs = win.source_indices()
     z = crop_nearest(depth_m, win).astype(np.float32)
     x = (us[None, :].astype(np.float32) - np.float32(K[0, 2])) * z / np.float32(K[0, 0])
@@ -124,7 +169,17 @@ def crop_xyz(depth_m: np.ndarray, K: np.ndarray, win: CropWindow) -> np.ndarray:
 
 def reference_arrays(rgb: np.ndarray, roc: np.ndarray, mask: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Crop-sized arrays -> (x (7,N,N) float32, valid (1,N,N) float32). rgb uint8 (N,N,3); roc (N,N,3) ROC
-    (0 where invalid); mask, valid (N,N) bool (valid = camera.object_depth_mask)."""
+    (0 where invalid); mask, valid (N,N) bool (valid = camera.object_depth_mask).
+
+    Args:
+        rgb: (N, N, 3) uint8 RGB.
+        roc: (N, N, 3) float ROC, reference-radius units, 0 where invalid.
+        mask: (N, N) bool object mask.
+        valid: (N, N) bool mask pixels with depth (``camera.object_depth_mask``).
+
+    Returns:
+        (x, valid): (7, N, N) float32 channels rgb / 255 (3), ROC (3), mask (1); and (1, N, N) float32 0/1.
+    """
     x = np.concatenate([rgb.astype(np.float32) / 255.0, roc.astype(np.float32), mask[..., None].astype(np.float32)], axis=-1)
     return np.ascontiguousarray(x.transpose(2, 0, 1)), valid[None].astype(np.float32)
 
@@ -132,7 +187,21 @@ def reference_arrays(rgb: np.ndarray, roc: np.ndarray, mask: np.ndarray, valid: 
 def query_arrays(rgb: np.ndarray, xyz: np.ndarray, mask: np.ndarray, valid: np.ndarray, scale: float) -> np.ndarray:
     """Crop-sized arrays -> x (8,N,N) float32. xyz (N,N,3) camera points, m; scale = the REFERENCE's s, m.
 
-    Points are centred on the median of the valid ones and divided by s."""
+    Points are centred on the median of the valid ones and divided by s.
+
+    Args:
+        rgb: (N, N, 3) uint8 RGB.
+        xyz: (N, N, 3) float camera points, metres.
+        mask: (N, N) bool object mask.
+        valid: (N, N) bool mask pixels with depth.
+        scale: the reference's radius s, metres.
+
+    Returns:
+        (8, N, N) float32 channels rgb / 255 (3), mask (1), centred points / s (3, 0 where not valid), valid (1).
+
+    Raises:
+        InputError: reason "no_depth_in_mask" when ``valid`` is all False.
+    """
     if not valid.any():
         raise InputError("the query crop has no valid depth inside the mask", reason="no_depth_in_mask")
     centre = np.median(xyz[valid], axis=0)
@@ -145,7 +214,15 @@ def query_arrays(rgb: np.ndarray, xyz: np.ndarray, mask: np.ndarray, valid: np.n
 # --- from full images (inference) ----------------------------------------------------------------------
 
 def reference_input(ref: Reference, size: int) -> tuple[np.ndarray, np.ndarray, CropWindow]:
-    """The reference's network input: (x (7,N,N), valid (1,N,N), window)."""
+    """The reference's network input: (x (7,N,N), valid (1,N,N), window).
+
+    Args:
+        ref: the reference (its view and ROC map).
+        size: N, the network input's side, pixels.
+
+    Returns:
+        (x, valid, window): (7, N, N) float32, (1, N, N) float32 0/1 and the CropWindow (``reference_arrays``).
+    """
     view = ref.view
     win = crop_window(view.mask, size)
     mask = crop_nearest(view.mask, win)
@@ -156,7 +233,19 @@ def reference_input(ref: Reference, size: int) -> tuple[np.ndarray, np.ndarray, 
 
 
 def query_input(view: View, scale: float, size: int) -> tuple[np.ndarray, CropWindow]:
-    """The query's network input: (x (8,N,N), window). ``scale`` = the reference's s (metres)."""
+    """The query's network input: (x (8,N,N), window). ``scale`` = the reference's s (metres).
+
+    Args:
+        view: the query view.
+        scale: the reference's radius s, metres.
+        size: N, the network input's side, pixels.
+
+    Returns:
+        (x, window): (8, N, N) float32 (``query_arrays``) and the CropWindow.
+
+    Raises:
+        InputError: reason "no_depth_in_mask" when the crop has no valid depth in the mask.
+    """
     win = crop_window(view.mask, size)
     mask = crop_nearest(view.mask, win)
     valid = crop_nearest(camera.object_depth_mask(view.depth, view.K, view.mask), win)
@@ -172,7 +261,15 @@ def roll_query_input(x: np.ndarray, k: int) -> np.ndarray:
     camera-frame points turned with it about the optical axis: what a camera rolled by k x 90 deg would have
     seen (up to the crop's off-centre principal point). The network is a CNN, not equivariant to image
     rotation, and a view pair's relative rotation has a roll component: of the four rolls one is closer to the
-    reference's view (a random 105 deg rotation: ~81 deg on average), where the prediction is better."""
+    reference's view (a random 105 deg rotation: ~81 deg on average), where the prediction is better.
+
+    Args:
+        x: (8, N, N) float32 query input (``query_arrays``).
+        k: quarter turns, any integer (taken mod 4).
+
+    Returns:
+        (8, N, N) float32; ``x`` itself when k % 4 == 0.
+    """
     k %= 4
     if k == 0:
         return x
@@ -186,13 +283,30 @@ def roll_query_input(x: np.ndarray, k: int) -> np.ndarray:
 
 def unroll_output(grid_map: np.ndarray, k: int) -> np.ndarray:
     """An output map (C,G,G) predicted on ``roll_query_input(x, k)`` back in the unrolled crop's layout. ROC
-    values live in the reference object's frame, which the roll does not touch: only the layout turns."""
+    values live in the reference object's frame, which the roll does not touch: only the layout turns.
+
+    Args:
+        grid_map: (C, G, G) output map.
+        k: the roll's quarter turns, any integer.
+
+    Returns:
+        (C, G, G) array of the same dtype, C-contiguous.
+    """
     return np.ascontiguousarray(np.rot90(grid_map, -(k % 4), axes=(-2, -1)))
 
 
 def output_at_pixels(grid_map: np.ndarray, win: CropWindow, pixels_vu: np.ndarray) -> np.ndarray:
     """Sample an output map (C,G,G) (the network's ROC or confidence grid over the window) at image pixels
-    (M,2) (v, u) by nearest cell -> (M,C)."""
+    (M,2) (v, u) by nearest cell -> (M,C).
+
+    Args:
+        grid_map: (C, G, G) output map over the window.
+        win: the crop window the map covers.
+        pixels_vu: (M, 2) int image pixels (row v, column u); those outside the window take the nearest edge cell.
+
+    Returns:
+        (M, C) array of the map's dtype, C-contiguous.
+    """
     g = grid_map.shape[-1]
     r, c = win.pixels_to_grid(pixels_vu, g)
     return np.ascontiguousarray(grid_map[:, r, c].T)
