@@ -102,7 +102,19 @@ class ConvBlock(nn.Module):
 
 
 def sincos_2d(h: int, w: int, dim: int) -> torch.Tensor:
-    """Fixed 2-D sine/cosine positional embedding (h*w, dim), rows first."""
+    """Fixed 2-D sine/cosine positional embedding (h*w, dim), rows first.
+
+    Args:
+        h: grid rows.
+        w: grid columns.
+        dim: embedding width, a multiple of 4.
+
+    Returns:
+        (h * w, dim) float32 tensor: sin and cos of x, then of y, each over dim / 4 frequencies.
+
+    Raises:
+        ValueError: ``dim`` is not a multiple of 4.
+    """
     if dim % 4:
         raise ValueError(f"positional embedding width must be a multiple of 4, got {dim}")
     q = dim // 4
@@ -146,8 +158,16 @@ class CrossBlock(nn.Module):
 def pool_roc(roc: torch.Tensor, valid: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Valid-weighted average of an ROC map over stride x stride cells.
 
-    roc (B,3,N,N), valid (B,1,N,N) float/bool -> (roc (B,3,N/s,N/s), valid (B,1,N/s,N/s) bool). Used for the
-    reference's matching values and for the training targets alike.
+    Used for the reference's matching values and for the training targets alike.
+
+    Args:
+        roc: (B, 3, N, N) float ROC map, reference-radius units.
+        valid: (B, 1, N, N) float or bool, the pixels that count.
+        stride: s, the cell's side, pixels (N divisible by s).
+
+    Returns:
+        (roc, valid): (B, 3, N / s, N / s) of ``roc``'s dtype (0 in cells with no valid pixel) and
+        (B, 1, N / s, N / s) bool.
     """
     v = valid.to(roc.dtype)
     num = F.avg_pool2d(roc * v, stride)
@@ -292,9 +312,24 @@ class One2AnyNet(nn.Module):
 
 
 def confidence_from_log_b(log_b: torch.Tensor) -> torch.Tensor:
-    """Per-pixel confidence in (0,1]: exp(-b / CONFIDENCE_SCALE)."""
+    """Per-pixel confidence in (0,1]: exp(-b / CONFIDENCE_SCALE).
+
+    Args:
+        log_b: (...) float tensor, log of b, the expected |ROC error| per coordinate (reference-radius units).
+
+    Returns:
+        (...) tensor of the same shape and dtype.
+    """
     return torch.exp(-log_b.exp() / CONFIDENCE_SCALE)
 
 
 def count_parameters(model: nn.Module) -> int:
+    """The number of a model's weights, trainable or not.
+
+    Args:
+        model: any torch module.
+
+    Returns:
+        int: elements summed over ``model.parameters()``.
+    """
     return sum(p.numel() for p in model.parameters())
