@@ -86,7 +86,15 @@ class HypothesisScorer(nn.Module):
 
 def listwise_loss(logits: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     """-log of the softmax mass on the right hypotheses of one pool (a pool with none or only right ones has no
-    ranking to learn and must be filtered out before)."""
+    ranking to learn and must be filtered out before).
+
+    Args:
+        logits: (B,) float tensor, the scorer's logits for one pool of B hypotheses.
+        right: (B,) bool tensor, which hypotheses are right (at least one right and one wrong).
+
+    Returns:
+        0-d float tensor, >= 0.
+    """
     return torch.logsumexp(logits, 0) - torch.logsumexp(logits[right], 0)
 
 
@@ -102,6 +110,16 @@ class ScorerReference:
 
 
 def scorer_reference(points_C: np.ndarray, colour_C: np.ndarray, diameter: float) -> ScorerReference:
+    """The reference cloud the scorer splats: a fixed subsample (seed 0), so a reference always gives the same.
+
+    Args:
+        points_C: (N, 3) float reference points in C, metres.
+        colour_C: (N, 3) colour features of those points (``colour.colour_features``).
+        diameter: object diameter, metres.
+
+    Returns:
+        ScorerReference: points_C (M, 3) metres and colours (M, 3) float32, M <= ``REFERENCE_POINTS``.
+    """
     i = subsample(points_C, REFERENCE_POINTS, np.random.default_rng(0))
     return ScorerReference(points_C=points_C[i], colours=np.asarray(colour_C[i], np.float32), diameter=float(diameter))
 
@@ -120,7 +138,20 @@ class ScorerQuery:
 
 def scorer_query(depth: np.ndarray, mask: np.ndarray, colour: np.ndarray, K: np.ndarray, diameter: float,
                  grid: int) -> ScorerQuery:
-    """``colour``: the query's colour features over the image (``colour.colour_features(rgb, mask)``)."""
+    """``colour``: the query's colour features over the image (``colour.colour_features(rgb, mask)``).
+
+    Args:
+        depth: (H, W) float query depth, metres, 0 = invalid.
+        mask: (H, W) bool query object mask, not empty.
+        colour: (H, W, 3) float32 colour features.
+        K: (3, 3) intrinsics, pixels.
+        diameter: object diameter, metres (relative depth is divided by it).
+        grid: G, the comparison images' side, cells.
+
+    Returns:
+        ScorerQuery: channels (5, G, G) float32, rel_depth (G, G) float32, has_depth (G, G) bool, the mask's
+        median depth in metres and K (3, 3) float64.
+    """
     win = crop_window(mask, grid)
     qm = crop_nearest(mask, win).astype(np.float32)
     qd = crop_nearest(depth, win).astype(np.float32)
@@ -137,7 +168,17 @@ def scorer_query(depth: np.ndarray, mask: np.ndarray, colour: np.ndarray, K: np.
 
 
 def comparison_images(T_query_C: np.ndarray, ref: ScorerReference, query: ScorerQuery) -> np.ndarray:
-    """(B,4,4) hypotheses -> (B, 11, G, G) float32 comparison images (module docstring)."""
+    """(B,4,4) hypotheses -> (B, 11, G, G) float32 comparison images (module docstring).
+
+    Args:
+        T_query_C: (B, 4, 4) float hypotheses, C -> query camera, metres.
+        ref: the splatted reference (M points).
+        query: the frame's ``scorer_query``.
+
+    Returns:
+        (B, 11, G, G) float32: the query's 5 channels, then the reference under T: colour features (3), relative
+        depth (depth - median) / diameter, coverage 0/1, and its depth difference to the query, clipped to [-1, 1].
+    """
     G = query.window.size
     B = len(T_query_C)
     P = transform_points(T_query_C, ref.points_C)  # (B,M,3) query camera
@@ -171,7 +212,18 @@ def comparison_images(T_query_C: np.ndarray, ref: ScorerReference, query: Scorer
 
 def save_scorer(model: HypothesisScorer, path: str | os.PathLike, *, weight: float, training: dict | None = None,
                 extra: dict | None = None) -> tuple[Path, Path]:
-    """Write the scorer's tensors and JSON (architecture, the weight of its term in the ranking, training summary)."""
+    """Write the scorer's tensors and JSON (architecture, the weight of its term in the ranking, training summary).
+
+    Args:
+        model: the scorer.
+        path: ``X.safetensors``, ``X.json`` or the stem ``X``.
+        weight: the weight of its term in the ranking, >= 0.
+        training: the training summary, or None.
+        extra: further top-level JSON fields, or None.
+
+    Returns:
+        (Path ``X.safetensors``, Path ``X.json``).
+    """
     st_path, js_path = checkpoint_paths(path)
     state = dict(model.state_dict())
     save_tensors(state, st_path, metadata={"format": SCORER_FORMAT})
@@ -186,7 +238,18 @@ def save_scorer(model: HypothesisScorer, path: str | os.PathLike, *, weight: flo
 
 
 def load_scorer(path: str | os.PathLike | None = None) -> tuple[HypothesisScorer, dict[str, Any]]:
-    """(scorer in eval mode on the CPU, its JSON); CheckpointError naming the file and what is wrong."""
+    """(scorer in eval mode on the CPU, its JSON); CheckpointError naming the file and what is wrong.
+
+    Args:
+        path: ``X.safetensors``, ``X.json`` or the stem ``X``; None = ``DEFAULT_SCORER``.
+
+    Returns:
+        (HypothesisScorer in eval mode, the parsed JSON with its "weight").
+
+    Raises:
+        CheckpointError: missing, corrupt, another format, version or architecture, or a weight that is not a
+            finite number >= 0.
+    """
     st_path, js_path = checkpoint_paths(DEFAULT_SCORER if path is None else path)
     meta = read_description(js_path, "scorer")
     if meta.get("format") != SCORER_FORMAT or meta.get("version") != SCORER_VERSION:
