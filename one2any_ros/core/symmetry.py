@@ -11,8 +11,8 @@ A single view shows part of the object, so self-congruence is tested on what the
 - otherwise (boxes, ellipsoids, anything else): turns about the principal axes of the visible cloud through a
   centre behind its surface; the estimator's ICP settles them on each frame.
 
-Measured on validation objects (texture-only family): the fitted axis is within ~1-5 deg of a body of revolution's
-true axis where the best principal axis of the visible half is 2-35 deg off (docs/benchmarks.md, Appearance).
+The fitted axis, not a principal axis of the visible half, because it is much closer to a body of revolution's true
+axis (docs/architecture.md, Choices measured in the code, "Axis of revolution"; docs/benchmarks.md, Appearance).
 
 Pure numpy/SciPy, no ROS. Hand-written: the line-complex fit (no library here fits rotational surfaces).
 """

@@ -29,9 +29,9 @@ class VerifierWeights:
 
     Tuned on validation objects (never the test split): a symmetric shape fits its own visible surface
     best at the wrong spin (front onto front, full overlap), while the true pose of a view 90 deg away
-    overlaps half; only the texture says so. Counting only points that agree in depth *and* colour
-    (agree 0, colour 1) picked the right pose from the same pool for 0.67 of queries, against 0.60 for
-    depth agreement plus a colour bonus and 0.49 for depth alone.
+    overlaps half; only the texture says so. So only points that agree in depth *and* colour count
+    (agree 0, colour 1): it picked the right pose most often (docs/architecture.md, Choices measured in the
+    code, "Counting depth *and* colour agreement").
     """
 
     tau: float = 0.03  # depth agreement band, x object diameter (docs/architecture.md, Learning) ...

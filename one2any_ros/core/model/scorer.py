@@ -16,7 +16,8 @@ its colour features (3), its relative depth (1), coverage (1), depth difference 
 The verifier's score of the hypothesis enters as a 12th constant channel and again before the head.
 
 The splatting is written by hand (a z-buffer by ``np.argsort`` + fancy-index assignment): no library here renders
-a coloured point cloud into a small grid without an OpenGL context, and this costs ~1 ms for 5 hypotheses.
+a coloured point cloud into a small grid without an OpenGL context, and it is cheap (docs/architecture.md, Choices
+measured in the code, "Hypothesis scorer").
 """
 from __future__ import annotations
 
