@@ -95,8 +95,9 @@ def test_the_last_step_repeated_keeps_a_fast_turn_tracked(sequence):
     assert tracked["with"] >= tracked["without"] - 3, tracked  # no more frames handed to the global search
 
 
-def _spin_about_axis(obj_id: int, step_deg: float, frames: int = 10):
-    """One texture-only body of revolution turning ``step_deg`` a frame about its own axis (the object's z)."""
+def _spin_about_axis(obj_id: int, step_deg: float, frames: int = 10, slide_m: float = 0.0):
+    """One texture-only body of revolution turning ``step_deg`` a frame about its own axis (the object's z) and
+    sliding ``slide_m`` a frame along it."""
     pytest.importorskip("pybullet")
     from one2any_ros.data.multi_scene import render_multi_object_frames
     from one2any_ros.data.objects import make_object
@@ -108,7 +109,7 @@ def _spin_about_axis(obj_id: int, step_deg: float, frames: int = 10):
     for f in range(frames):
         T = np.eye(4)
         T[:3, :3] = R0 @ axis_angle_to_matrix(np.array([0.0, 0.0, 1.0]), np.radians(step_deg * f))
-        T[:3, 3] = np.array([0.0, 0.0, 0.5]) - T[:3, :3] @ (obj.bbox_min + obj.extents / 2)
+        T[:3, 3] = np.array([0.0, 0.0, 0.5]) - T[:3, :3] @ (obj.bbox_min + obj.extents / 2) + T[:3, 2] * slide_m * f
         poses.append([T])
     K = np.array([[300.0, 0, 159.5], [0, 300.0, 119.5], [0, 0, 1]])
     return obj, render_multi_object_frames([obj], poses, K, 320, 240, seed=1, depth_noise=True)
@@ -178,3 +179,24 @@ def test_a_small_lost_object_is_found_again_without_a_mask():
     r = estimate_object(est, decode_frame(f2["rgb"], f2["depth"], None, f2["K"]), lost.cue())
     assert metrics.add(r.T_camera_object, f2["T_cam_obj"][0], obj.vertices) < 0.1 * obj.diameter
     assert est._appearance_ceiling() < 0.8  # the small-object case (about 0.75 here; ~1 for a large one)
+
+
+def test_slides_along_the_axis_of_revolution_are_pure_translations_along_it():
+    """``track_slide`` (off by default: docs/tracking.md) adds slides along the fitted axis to the turns about it."""
+    from one2any_ros.core.reference_cache import axis_spins
+
+    obj, frames = _spin_about_axis(2577200, 0.0, frames=1)
+    f0 = frames[0]
+    view = decode_frame(f0["rgb"], f0["depth"], f0["labels"], f0["K"]).view(1, T_cam_obj=f0["T_cam_obj"][0])
+    off, on = (PoseEstimator("classic", settings=EstimatorSettings().with_updates(track_slide=v)) for v in (0.0, 0.1))
+    motions = {}
+    for name, est in (("off", off), ("on", on)):
+        ref = est.set_reference(view)
+        motions[name] = axis_spins(est._cache, ref, est.settings)
+    assert len(motions["on"]) == len(motions["off"]) + 6
+    slides = motions["on"][len(motions["off"]):]
+    assert np.allclose(slides[:, :3, :3], np.eye(3))
+    shifts = slides[:, :3, 3]
+    directions = shifts / np.linalg.norm(shifts, axis=1, keepdims=True)
+    assert np.allclose(np.abs(directions @ directions[-1]), 1.0, atol=1e-9)  # all along one line: the axis
+    assert np.isclose(np.linalg.norm(shifts, axis=1).max(), 0.1 * ref.diameter)

@@ -44,6 +44,8 @@ class EstimatorSettings:
     # appearance, margin), since the last pose alone slid along near-symmetric surfaces (docs/tracking.md)
     track_spin_deg: float = 20.0  # tracking's winner turned about the reference's axis of revolution within +- this, in
     track_spin_step_deg: float = 2.5  # ... steps of this; verifier + appearance keep the best (0 = off; docs/tracking.md)
+    track_slide: float = 0.0  # ... and slid along that axis by +-1/3, 2/3, 1 x this x diameter (0 = off: measured, not
+    # taken: seed 3 ADD 0.699 -> 0.713, seed 5 0.773 -> 0.768 with 30-60 deg lower beyond its interval; docs/tracking.md)
     track_margin: float = 0.2  # without a mask, the object's pixels are those within this (x diameter; at least
     track_margin_min_m: float = 0.01  # this) of its reference cloud at the last pose: the motion allowed per frame
     search_radii: float = 3.0  # a lost object is searched for within this many radii of where it was last seen

@@ -59,18 +59,20 @@ def build_ref_cache(ref: Reference, settings: EstimatorSettings) -> RefCache:
 
 
 def axis_spins(c: RefCache, ref: Reference, s: EstimatorSettings) -> np.ndarray:
-    """(S,4,4) turns of C about the reference's fitted axis of revolution (symmetry.fit_revolution_axis, once per
-    reference and setting); none when the reference has no such axis or the spin is off.
+    """(S,4,4) motions of C that geometry cannot see on a body of revolution: turns about the reference's fitted axis
+    (symmetry.fit_revolution_axis) and slides along it, once per reference and setting; none when the reference has
+    no such axis or the spin is off.
 
     Args:
         c: the reference's cache (the result is kept in ``c.spins``).
         ref: the reference.
-        s: ``track_spin_deg``, ``track_spin_step_deg`` (degrees) and ``appearance_weight`` (off at 0).
+        s: ``track_spin_deg``, ``track_spin_step_deg`` (degrees), ``track_slide`` (x diameter, in thirds) and
+            ``appearance_weight`` (off at 0).
 
     Returns:
         (S, 4, 4) float64 rigid motions of C, metres; (0, 4, 4) without an axis.
     """
-    key = (s.track_spin_deg, s.track_spin_step_deg)
+    key = (s.track_spin_deg, s.track_spin_step_deg, s.track_slide)
     if key not in c.spins:
         axis = None
         if s.track_spin_deg > 0 and s.track_spin_step_deg > 0 and s.appearance_weight > 0:
@@ -79,7 +81,11 @@ def axis_spins(c: RefCache, ref: Reference, s: EstimatorSettings) -> np.ndarray:
             c.spins[key] = np.zeros((0, 4, 4))
         else:
             ang = np.arange(-s.track_spin_deg, s.track_spin_deg + 1e-9, s.track_spin_step_deg)
-            c.spins[key] = turns_about(axis.direction, axis.point, np.radians(ang[np.abs(ang) > 1e-9]))
+            slide = s.track_slide * ref.diameter * np.array([-1.0, -2 / 3, -1 / 3, 1 / 3, 2 / 3, 1.0])
+            slides = np.tile(np.eye(4), (len(slide) if s.track_slide > 0 else 0, 1, 1))
+            slides[:, :3, 3] = np.outer(slide[: len(slides)], axis.direction)
+            c.spins[key] = np.concatenate([turns_about(axis.direction, axis.point, np.radians(ang[np.abs(ang) > 1e-9])),
+                                           slides])
     return c.spins[key]
 
 
