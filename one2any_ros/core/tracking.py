@@ -23,13 +23,13 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.spatial import cKDTree
 
 from one2any_ros.core import camera
 from one2any_ros.core.box_segment import Box, segment_in_box
 from one2any_ros.core.errors import EstimationFailure, InputError, One2AnyError
 from one2any_ros.core.estimator import PoseEstimator, PoseResult
 from one2any_ros.core.geometry import subsample, transform_points
+from one2any_ros.core.nearest import KDTree
 
 MAX_SILHOUETTE_POINTS = 2000  # reference points that predict the silhouette (and check its depth)
 MAX_DILATION_PX = 80
@@ -93,7 +93,7 @@ def predicted_mask(depth_m: np.ndarray, K: np.ndarray, points_cam: np.ndarray, m
     cloud at its last pose) may cover now. Its silhouette is the points' projection, widened by ``margin_m`` (the motion
     allowed between frames) in the image; a pixel in it is kept only when its depth lies within ``margin_m`` of those
     points, so a neighbour, the gripper in front or the wall behind does not leak in. Hand-written: OpenCV gives the
-    dilation, SciPy the nearest-point test.
+    dilation, ``nearest.KDTree`` (pykdtree) the nearest-point test.
 
     Args:
         depth_m: (H, W) float depth, metres, 0 = invalid.
@@ -124,7 +124,7 @@ def predicted_mask(depth_m: np.ndarray, K: np.ndarray, points_cam: np.ndarray, m
     q, pix = camera.backproject(depth_m, K, region)
     if not len(q):
         return out
-    dist, _ = cKDTree(pts).query(q, k=1, distance_upper_bound=margin_m)
+    dist, _ = KDTree(pts).query(q, k=1, distance_upper_bound=margin_m)
     near = np.isfinite(dist)
     out[pix[near, 0], pix[near, 1]] = True
     return out
