@@ -146,7 +146,9 @@ class PoseEstimator:
         aset = app.AppearanceSettings(max_points=self.settings.appearance_points)
         if c.appearance is None:
             c.appearance = app.reference_appearance(ref, aset)
-        img = app.appearance_image(q.view.rgb, q.view.mask, aset)
+        if aset not in q.appearance_images:  # once per frame: the choice and the spin both score on it
+            q.appearance_images[aset] = app.appearance_image(q.view.rgb, q.view.mask, aset)
+        img = q.appearance_images[aset]
         tau = max(self.settings.verifier.tau * ref.diameter, self.settings.verifier.tau_min_m)
         return app.appearance_scores(c.appearance, T, img, q.view.depth, q.view.mask, q.view.K, tau, aset).score
 

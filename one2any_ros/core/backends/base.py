@@ -57,6 +57,7 @@ class QueryContext:
     tree_index: np.ndarray  # (T,) which of ``points`` are in ``tree``
     _colour_trees: dict = field(default_factory=dict)
     _lookups: dict = field(default_factory=dict)
+    appearance_images: dict = field(default_factory=dict)  # AppearanceSettings -> the query's appearance image
 
     def colour_tree(self, scale: float) -> KDTree:
         """KD-tree over [xyz, scale * colour] for coloured ICP (built once per frame and scale)."""
