@@ -294,7 +294,11 @@ def plot_sequences(rows: list[dict], path: Path) -> None:
                 ax.scatter(*zip(*pts), s=12, color=colour, label=state, marker="x" if state == "no pose" else "o")
         ax.set_ylim(-2, 48)
         ax.set_ylabel(f"scene {scene_id}\nobj {obj_id}\nrot err deg", fontsize=7)
-    axes[0, 0].legend(loc="upper left", fontsize=7, ncol=3)
+    from matplotlib.lines import Line2D  # every state in the legend, whichever panel shows it
+
+    handles = [Line2D([], [], ls="", marker=m, color=c, label=n) for n, c, m in (
+        ("right", "tab:green", "o"), ("published wrong", "tab:red", "o"), ("no pose", "0.4", "x"))]
+    axes[0, 0].legend(handles=handles, loc="upper left", fontsize=7, ncol=3)
     axes[-1, 0].set_xlabel("image (grey: the object is out of view)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
