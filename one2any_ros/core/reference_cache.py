@@ -41,7 +41,7 @@ def build_ref_cache(ref: Reference, settings: EstimatorSettings) -> RefCache:
     Returns:
         RefCache with verify_points (V, 3) float64 metres in C and their (V, 3) float32 colour features,
         refine_points (R, 3) float64 metres in C and (R, 3) float32 colours, the reference's DepthTarget and the
-        (S, 4, 4) float64 sweep.
+        (S, 4, 4) float64 sweep; tracking's spins about an axis of revolution (``axis_spins``) already in it.
     """
     rng = np.random.default_rng(0)
     vp = ref.points_C[subsample(ref.points_C, settings.verify_points, rng)]
@@ -52,10 +52,12 @@ def build_ref_cache(ref: Reference, settings: EstimatorSettings) -> RefCache:
     vi = np.clip(np.rint(uv[:, 1]).astype(int), 0, ref.view.shape[0] - 1)
     target = make_target(ref.view.depth, ref.view.mask, ref.view.K, ref.view.rgb)
     ri = subsample(ref.points_C, settings.refine_points, rng)
-    return RefCache(verify_points=vp, verify_colours=target.colour[vi, ui], target=target,
-                    refine_points=ref.points_C[ri], refine_colour=ref.colour_C[ri],
-                    sweep=spin_sweep(ref.points_C, settings.sweep_angles),
-                    textured=is_textured(ref.view.rgb, ref.view.mask, settings.texture_min_std))
+    cache = RefCache(verify_points=vp, verify_colours=target.colour[vi, ui], target=target,
+                     refine_points=ref.points_C[ri], refine_colour=ref.colour_C[ri],
+                     sweep=spin_sweep(ref.points_C, settings.sweep_angles),
+                     textured=is_textured(ref.view.rgb, ref.view.mask, settings.texture_min_std))
+    axis_spins(cache, ref, settings)  # the axis fit (~25-50 ms) here, not on the first tracked frame
+    return cache
 
 
 def axis_spins(c: RefCache, ref: Reference, s: EstimatorSettings) -> np.ndarray:
