@@ -109,6 +109,22 @@ def test_icp_ablation_and_tracking(small_pairs):
     assert float(rotation_angle_deg(third.T_camera_object[:3, :3].T @ T1[:3, :3])) < 5.0
 
 
+def test_result_reports_the_winners_appearance(small_pairs):
+    """PoseResult.appearance is the score the trust test read (tracked and searched alike), None with the term off:
+    a client (compare_tracking, the node's diagnostics) sees why a pose was trusted."""
+    from one2any_ros.core.estimator_settings import EstimatorSettings
+
+    ref, query, _, _ = small_pairs[0]
+    est = PoseEstimator("classic")
+    est.set_reference(ref)
+    found, tracked = est.estimate(query, track=True), est.estimate(query, track=True)
+    assert (found.mode, tracked.mode) == ("global", "track")
+    assert 0.0 < found.appearance <= 1.0 and 0.0 < tracked.appearance <= 1.0
+    plain = PoseEstimator("classic", settings=EstimatorSettings().with_updates(appearance_weight=0.0))
+    plain.set_reference(ref)
+    assert plain.estimate(query).appearance is None
+
+
 def test_failure_gate_raises_typed_error(small_pairs):
     ref, query, _, _ = small_pairs[1]
     est = PoseEstimator("classic")

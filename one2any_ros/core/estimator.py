@@ -42,6 +42,7 @@ class PoseResult:
     source: str  # which proposal won ("grid", "ransac", "track", ...)
     num_hypotheses: int
     timings_ms: dict[str, float] = field(default_factory=dict)
+    appearance: float | None = None  # the winner's appearance score (core/appearance.py); None when the term is off
 
 
 class PoseEstimator:
@@ -224,7 +225,7 @@ class PoseEstimator:
         appearance = None if app_score is None else float(app_score[best])
         if not self._trusted(float(c.conf[best]), appearance, require_trust):
             return None
-        return self._finish(c.T[best], c.result(), best, q, "track", "track", len(starts), tm)
+        return self._finish(c.T[best], c.result(), best, q, "track", "track", len(starts), tm, appearance)
 
     def _spin_winner(self, c: Candidates, best: int, app_score: np.ndarray, conf_before: np.ndarray,
                      score: Callable[[np.ndarray], VerifyResult], q: QueryContext, tm: StageTimer) -> None:
@@ -274,7 +275,8 @@ class PoseEstimator:
             self.last_T_C = None
             raise EstimationFailure("no pose explains the depth and colour where it was (confidence or appearance "
                                     "below track_min_confidence / track_min_appearance)", reason="lost")
-        return self._finish(c.T[best], c.result(), best, q, "global", c.sources[best], len(Ts), tm)
+        return self._finish(c.T[best], c.result(), best, q, "global", c.sources[best], len(Ts), tm,
+                            None if app_score is None else float(app_score[best]))
 
     def _choose(self, c: Candidates, q: QueryContext, tm: StageTimer) -> tuple[int, np.ndarray | None, np.ndarray]:
         """The final choice among refined candidates (a global search's or tracking's): appearance rescores them,
@@ -372,7 +374,7 @@ class PoseEstimator:
         return conf
 
     def _finish(self, T_C: np.ndarray, vr: VerifyResult, i: int, q: QueryContext, mode: str, source: str,
-                n_hyp: int, tm: StageTimer) -> PoseResult:
+                n_hyp: int, tm: StageTimer, appearance: float | None = None) -> PoseResult:
         ref, s = self.reference, self.settings
         band = s.inlier_threshold * ref.diameter
         dist, _ = q.tree.query(transform_points(T_C, self._cache.refine_points), k=1, distance_upper_bound=band)
@@ -391,7 +393,7 @@ class PoseEstimator:
         self.last_T_C = T_C
         return PoseResult(T_camera_object=T_C @ ref.T_C_O, T_camera_C=T_C, confidence=conf, inliers=inliers,
                           residual_m=residual, score=float(vr.score[i]), backend=self.backend.name, mode=mode,
-                          source=source, num_hypotheses=n_hyp, timings_ms=dict(tm.ms))
+                          source=source, num_hypotheses=n_hyp, timings_ms=dict(tm.ms), appearance=appearance)
 
 
 def ensure_embedding(ref: Reference, backend: Backend) -> Reference:
