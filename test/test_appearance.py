@@ -190,7 +190,7 @@ def test_switched_off_the_hook_leaves_the_estimator_unchanged(box_pair):
 
     shipped = EstimatorSettings()
     assert (shipped.twin_top_k, shipped.appearance_weight, shipped.confidence_margin) == (0, 0.5, 0.2)
-    s = shipped.with_updates(appearance_weight=0.0, confidence_margin=0.0)  # the pipeline without appearance
+    s = shipped.with_updates(appearance_weight=0.0, confidence_margin=0.0, twin_top_k=0)  # without appearance
     _, ref_view, q_view, _, _ = box_pair
     results = []
     # the knobs that only matter when the hook is on must not change anything while it is off
@@ -212,7 +212,8 @@ def test_hook_on_adds_twins_and_appearance(box_pair):
     from one2any_ros.core.estimator_settings import EstimatorSettings
 
     _, ref_view, q_view, _, _ = box_pair
-    s = EstimatorSettings().with_updates(twin_top_k=1, appearance_weight=0.5, confidence_margin=0.1)
+    s = EstimatorSettings().with_updates(twin_top_k=1, appearance_weight=0.5, confidence_margin=0.1, twin_keep=0,
+                                         twin_min_confidence=0.0, min_confidence=0.0)  # every twin joins
     est = PoseEstimator("classic", settings=s)
     est.record_pool = True
     est.set_reference(ref_view)

@@ -2,7 +2,8 @@
 pose was there and another one scored higher)? Per rotation bin, on a BOP dataset with ground truth.
 
     .venv/bin/python tools/diagnose_pool.py --dataset outputs/datasets/val30 [--backend one2any]
-        [--checkpoint PATH] [--query-rolls N] [--min-rotation 60] [--out outputs/diagnose]
+        [--checkpoint PATH] [--query-rolls N] [--min-rotation 60] [--settings '{"twin_top_k": 1}']
+        [--out outputs/diagnose]
 
 For every query it runs the global search with ``PoseEstimator.record_pool`` and counts, by ADD(-S) < 0.1 d: the
 chosen pose; any hypothesis before refinement; any refined candidate; any learned (RANSAC) hypothesis; any grid
@@ -30,6 +31,7 @@ from one2any_ros.core import camera, metrics, protocol  # noqa: E402
 from one2any_ros.data import bop  # noqa: E402
 from one2any_ros.core.errors import One2AnyError  # noqa: E402
 from one2any_ros.core.estimator import PoseEstimator  # noqa: E402
+from one2any_ros.core.estimator_settings import EstimatorSettings  # noqa: E402
 from one2any_ros.evaluation import load_eval_model, plan_scene  # noqa: E402
 from one2any_ros.core.geometry import invert_transform, transform_points  # noqa: E402
 from one2any_ros.core.frame import make_view
@@ -42,11 +44,13 @@ LABELS = {"chosen": "chosen pose right", "in_pool": "a right pose in the pool", 
 
 
 def _estimator(a) -> PoseEstimator:
+    settings = EstimatorSettings().with_updates(**json.loads(a.settings))
     if a.backend == "one2any":
         from one2any_ros.core.backends.one2any import One2AnyBackend
 
-        return PoseEstimator(One2AnyBackend(device="cpu", checkpoint=a.checkpoint, query_rolls=a.query_rolls))
-    return PoseEstimator(a.backend)
+        return PoseEstimator(One2AnyBackend(device="cpu", checkpoint=a.checkpoint, query_rolls=a.query_rolls),
+                             settings=settings)
+    return PoseEstimator(a.backend, settings=settings)
 
 
 def roc_accuracy(est: PoseEstimator, view, T_gt: np.ndarray, diameter: float) -> dict[str, float]:
@@ -105,7 +109,8 @@ def diagnose(a) -> dict:
                 continue
             _diagnose_query(a, est, img, T_gt, m, T_C_O, per_bin, rel)
     bar.close()
-    return {"dataset": str(root), "backend": a.backend, "model": est.backend.describe(),
+    return {"dataset": str(root), "backend": a.backend, "settings": json.loads(a.settings),
+            "model": est.backend.describe(),
             "min_rotation_deg": a.min_rotation, "bins": dict(sorted(per_bin.items(), key=lambda kv: float(kv[0].split("-")[0])))}
 
 
@@ -117,14 +122,17 @@ def _diagnose_query(a, est, img: dict, T_gt: np.ndarray, m, T_C_O: np.ndarray, p
         return protocol.is_hit(np.asarray(e), m.diameter_m)
 
     est.last_pool = None
-    view = make_view(img["rgb"], img["depth"], img["mask"], img["K"])
+    row = per_bin.setdefault(protocol.rotation_bin(rel), {"n": 0, **{k: 0 for k in COUNTS}})
+    row["n"] += 1
+    try:
+        view = make_view(img["rgb"], img["depth"], img["mask"], img["K"])
+    except One2AnyError:
+        return  # an occluder left too few object pixels (the validation suite has such queries): a miss, no pool
     try:
         est.estimate(view)
     except One2AnyError:
         pass  # a gated-out pose is a miss; its pool still says why
     pool = est.last_pool
-    row = per_bin.setdefault(protocol.rotation_bin(rel), {"n": 0, **{k: 0 for k in COUNTS}})
-    row["n"] += 1
     if a.backend == "one2any" and not m.symmetric:
         acc = row.setdefault("roc_within_band", {"n": 0})
         acc["n"] += 1
@@ -174,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", default=None, help="one2any checkpoint (default: the bundled one)")
     ap.add_argument("--query-rolls", type=int, default=None, help="one2any query rolls (default: the checkpoint's)")
     ap.add_argument("--min-rotation", type=float, default=0.0, help="only queries at least this far from the reference, deg")
+    ap.add_argument("--settings", default="{}", help="EstimatorSettings.with_updates keys, as JSON (a suite's run)")
     ap.add_argument("--out", default="outputs/diagnose")
     a = ap.parse_args(argv)
     out = Path(a.out)

@@ -24,7 +24,7 @@ from one2any_ros.core.estimator_settings import EstimatorSettings
 from one2any_ros.core.geometry import icp_batched, invert_transform, subsample, transform_points
 from one2any_ros.core.nearest import KDTree
 from one2any_ros.core.reference import Reference, make_reference, require_reference
-from one2any_ros.core.reference_cache import RefCache, axis_spins, build_ref_cache, track_turns
+from one2any_ros.core.reference_cache import RefCache, axis_spins, build_ref_cache, reference_axis, track_turns
 from one2any_ros.core.frame import View
 from one2any_ros.core.verify import DepthTarget, VerifyResult, make_target, verify
 
@@ -119,26 +119,43 @@ class PoseEstimator:
                            thresholds=tuple(t * d for t in s.refine_thresholds[:1]), iterations=s.sweep_iterations,
                            src_feat=lam * c.refine_colour[i] if lam > 0 else None).T
 
-    def _twins(self, T: np.ndarray, q: QueryContext) -> np.ndarray:
-        """Geometric twins of candidates T (k,4,4): the reference's twin motions (symmetry.reference_twins, once per
-        reference: spins about its fitted axis of revolution, quarter turns and flips about its principal axes)
-        applied to each candidate, each settled by a short coloured ICP that starts coarse. Geometry alone cannot
-        tell them apart; appearance and the confidence margin must."""
+    def _twins(self, T: np.ndarray, q: QueryContext, score: Callable[[np.ndarray], VerifyResult]) -> np.ndarray:
+        """Geometric twins of candidates T (k,4,4): the reference's twin motions (symmetry.twins about the axis of
+        revolution cached with the reference: spins about it, quarter turns and flips about its principal axes)
+        applied to each candidate, each settled by a short coloured ICP that starts coarse. With ``twin_keep`` the
+        coarsest stage matches by the frame's table lookup (nearest.VoxelNearest, as the global search's coarse stage)
+        and only the ``twin_keep`` twins that the verifier and appearance together prefer go on (``_twin_rank``): the
+        6-D KD-tree queries of all 32-69 twins were ~90 % of the stage's ~180 ms. Geometry alone cannot tell twins
+        apart (every spin of a cylinder has the same inliers); appearance and the margin must."""
         s, d, c = self.settings, self.reference.diameter, self._cache
         if c.twins is None:
-            from one2any_ros.core.symmetry import TwinSettings, reference_twins
+            from one2any_ros.core.symmetry import TwinSettings, twins
 
             ref = self.reference
-            c.twins = reference_twins(ref.points_C, -ref.T_refcam_C[:3, 3], ref.scale,
-                                      TwinSettings(spin_angles=s.twin_angles, depth_offset=s.twin_depth_offset)).transforms
+            c.twins = twins(ref.points_C, ref.scale, reference_axis(c, ref),
+                            TwinSettings(spin_angles=s.twin_angles, depth_offset=s.twin_depth_offset)).transforms
         if not len(c.twins):
             return np.zeros((0, 4, 4))
         Tv = (T[:, None] @ c.twins[None]).reshape(-1, 4, 4)
         i = subsample(c.refine_points, s.twin_points)
+        thresholds = tuple(t * d for t in s.twin_thresholds)
+        if 0 < s.twin_keep < len(Tv) and s.search.lookup_cell > 0 and len(thresholds) > 1:
+            Tv = icp_batched(c.refine_points[i], q.voxel_nearest(s.search.lookup_cell * d, thresholds[0]), Tv,
+                             thresholds=thresholds[:1], iterations=s.twin_iterations).T
+            Tv, thresholds = Tv[self._twin_rank(Tv, q, score)[: s.twin_keep]], thresholds[1:]
         lam = s.refine_colour_weight * d
         return icp_batched(c.refine_points[i], q.colour_tree(lam) if lam > 0 else q.tree, Tv,
-                           thresholds=tuple(t * d for t in s.twin_thresholds), iterations=s.twin_iterations,
+                           thresholds=thresholds, iterations=s.twin_iterations,
                            src_feat=lam * c.refine_colour[i] if lam > 0 else None).T
+
+    def _twin_rank(self, Tv: np.ndarray, q: QueryContext, score: Callable[[np.ndarray], VerifyResult]) -> np.ndarray:
+        """Twins in the order the final choice would rank them (``_choose``: the verifier's score plus
+        ``appearance_weight`` x the appearance score), best first."""
+        s = self.settings
+        combined = score(Tv).score
+        if s.appearance_weight > 0:
+            combined = combined + s.appearance_weight * self._appearance(Tv, q)
+        return np.argsort(-combined, kind="stable")
 
     def _appearance(self, T: np.ndarray, q: QueryContext) -> np.ndarray:
         from one2any_ros.core import appearance as app
@@ -334,12 +351,21 @@ class PoseEstimator:
 
     def _add_twins(self, c: Candidates, score: Callable[[np.ndarray], VerifyResult], ref: Reference,
                    q: QueryContext, tm: StageTimer) -> None:
-        """Geometric twins of the best ``twin_top_k`` candidates join them, scored the same way."""
-        Tt = self._twins(c.T[np.argsort(-c.score)[: self.settings.twin_top_k]], q)
+        """Geometric twins of the best ``twin_top_k`` candidates join them, scored the same way (also for a plain
+        reference: nothing tells its twins apart, and the rival margin then lowers the confidence). A twin whose
+        verifier confidence is below ``twin_min_confidence`` x the best candidate's (or the gate) does not join: a true
+        twin explains the depth as well as its candidate, and where the verifier's score barely separates poses
+        (small objects) a twin off the surface won on the learned term and failed the gates (0-30 deg, suite v1)."""
+        s = self.settings
+        Tt = self._twins(c.T[np.argsort(-c.score)[: s.twin_top_k]], q, score)
         if not len(Tt):
             return
         vt = score(Tt)
-        tt = self.backend.candidate_term(ref, q, Tt, vt.score) if c.term is not None else None
+        ok = vt.confidence >= max(s.min_confidence, s.twin_min_confidence * float(c.conf.max()))
+        if not ok.any():
+            return
+        Tt, vt = Tt[ok], VerifyResult(*(a[ok] for a in (vt.score, vt.confidence, vt.agree, vt.violation)))
+        tt = self._twin_term(c, ref, q, Tt, vt.score)
         c.T = np.concatenate([c.T, Tt])
         c.verifier_score = np.concatenate([c.verifier_score, vt.score])
         c.score = np.concatenate([c.score, vt.score + (0.0 if tt is None else tt)])
@@ -349,6 +375,24 @@ class PoseEstimator:
         c.agree, c.violation = np.concatenate([c.agree, vt.agree]), np.concatenate([c.violation, vt.violation])
         c.sources = c.sources + ["twin"] * len(Tt)
         tm.lap("twins")
+
+    def _twin_term(self, c: Candidates, ref: Reference, q: QueryContext, Tt: np.ndarray,
+                   vt_score: np.ndarray) -> np.ndarray | None:
+        """The backend's term on the twins (None when the candidates have none), computed only for the twins that
+        appearance will compare (within ``appearance_margin`` of the best verifier score): the others drop out of
+        the choice whatever their term (``_apply_appearance``), and the learned scorer cost up to ~200 ms on 69 twins.
+        The rest get 0."""
+        if c.term is None:
+            return None
+        s = self.settings
+        keep = np.ones(len(Tt), bool)
+        if s.appearance_weight > 0:
+            keep = vt_score >= max(c.verifier_score.max(), vt_score.max()) - s.appearance_margin
+        tt = np.zeros(len(Tt))
+        if keep.any():
+            t = self.backend.candidate_term(ref, q, Tt[keep], vt_score[keep])
+            tt[keep] = 0.0 if t is None else t
+        return tt
 
     def _apply_appearance(self, c: Candidates, q: QueryContext, tm: StageTimer) -> np.ndarray:
         """Texture decides among the candidates geometry cannot tell apart (within ``appearance_margin`` of the

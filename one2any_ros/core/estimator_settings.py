@@ -54,13 +54,19 @@ class EstimatorSettings:
     inlier_threshold: float = 0.03  # band for inliers/residual, x diameter
     # Appearance decides (appearance.py; docs/benchmarks.md, "Appearance"). appearance_weight and confidence_margin
     # are on (chosen on validation objects by tools/probe_appearance.py, confirmed on two seeds of held-out test
-    # objects); twin_top_k is off by default: it adds most of the texture-only gain but ~0.5-1 s per global search.
-    twin_top_k: int = 0  # geometric twins of the best few refined candidates (symmetry.reference_twins):
+    # objects). Twins (twin_top_k 1) are cheap since issue 28 (docs/validation.md, "Twins, cheap"): paired on suite v1,
+    # ADD(-S) 0.688 -> 0.699, 60-90 deg +0.040, confident wrong 100 -> 77, no bin lower beyond its interval, ~1.25x the
+    # median latency (before: ~0.5-1 s per global search). Still off by default: tracking's re-detection runs the
+    # global search too, and three tracking tests moved with twins on; compare_tracking.py has not measured it yet.
+    twin_top_k: int = 0  # geometric twins of the best few refined candidates (symmetry.twins):
     twin_angles: int = 24  # spins by k*360/twin_angles about the reference's axis of revolution when it has one,
     twin_depth_offset: float = 0.5  # quarter turns and flips about its principal axes through a centre this x scale behind
     twin_points: int = 300  # ... each settled by a short coloured ICP, coarse to fine (a turn about an axis
     twin_thresholds: tuple[float, ...] = (0.2, 0.1, 0.05, 0.025)  # off the object's own starts off its place),
     twin_iterations: int = 2  # ... per threshold; they join the final candidates
+    twin_keep: int = 8  # ... the first threshold by table lookup, then only this many, those the verifier and
+    # appearance prefer, go on (0 = all, every stage by KD-tree: the twins' 6-D queries were ~90 % of their ~180 ms)
+    twin_min_confidence: float = 0.5  # ... a twin joins only with this x the best candidate's verifier confidence
     appearance_weight: float = 0.5  # + weight x shrunk ZNCC of the texture (appearance.py) on the final candidates
     appearance_margin: float = 0.1  # ... only among those whose verifier score is within this of the best
     appearance_points: int = 4000  # reference pixels of the appearance model

@@ -10,7 +10,7 @@ from one2any_ros.core import camera
 from one2any_ros.core.estimator_settings import EstimatorSettings
 from one2any_ros.core.geometry import subsample, transform_points
 from one2any_ros.core.reference import Reference
-from one2any_ros.core.symmetry import TwinSettings, principal_turns, reference_twins, turns_about
+from one2any_ros.core.symmetry import RevolutionAxis, principal_turns, revolution_axis, turns_about
 from one2any_ros.core.verify import DepthTarget, make_target
 
 
@@ -29,6 +29,8 @@ class RefCache:
     track_turns: dict = field(default_factory=dict)  # track_turn_deg -> (T,4,4) identity and the tracking turns of C
     spins: dict = field(default_factory=dict)  # (track_spin_deg, step) -> (S,4,4) turns of C about its axis of revolution
     textured: bool = True  # the reference has texture enough for the appearance check (is_textured)
+    axis: RevolutionAxis | None = None  # its axis of revolution (reference_axis; valid once axis_fitted)
+    axis_fitted: bool = False
 
 
 def build_ref_cache(ref: Reference, settings: EstimatorSettings) -> RefCache:
@@ -60,6 +62,22 @@ def build_ref_cache(ref: Reference, settings: EstimatorSettings) -> RefCache:
     return cache
 
 
+def reference_axis(c: RefCache, ref: Reference) -> RevolutionAxis | None:
+    """The reference's axis of revolution (symmetry.revolution_axis), fitted on first use and kept in ``c``: tracking's
+    spins and the twins turn about the same axis, and it is fitted once (~25-50 ms).
+
+    Args:
+        c: the reference's cache (``axis``, ``axis_fitted`` set here).
+        ref: the reference.
+
+    Returns:
+        RevolutionAxis, or None when the visible surface has none.
+    """
+    if not c.axis_fitted:
+        c.axis, c.axis_fitted = revolution_axis(ref.points_C, -ref.T_refcam_C[:3, 3], ref.scale), True
+    return c.axis
+
+
 def axis_spins(c: RefCache, ref: Reference, s: EstimatorSettings) -> np.ndarray:
     """(S,4,4) motions of C that geometry cannot see on a body of revolution: turns about the reference's fitted axis
     (symmetry.fit_revolution_axis) and slides along it, once per reference and setting; none when the reference has
@@ -78,7 +96,7 @@ def axis_spins(c: RefCache, ref: Reference, s: EstimatorSettings) -> np.ndarray:
     if key not in c.spins:
         axis = None
         if s.track_spin_deg > 0 and s.track_spin_step_deg > 0 and s.appearance_weight > 0:
-            axis = reference_twins(ref.points_C, -ref.T_refcam_C[:3, 3], ref.scale, TwinSettings()).axis
+            axis = reference_axis(c, ref)
         if axis is None:
             c.spins[key] = np.zeros((0, 4, 4))
         else:

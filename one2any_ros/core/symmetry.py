@@ -138,12 +138,32 @@ class ReferenceTwins:
     axis: RevolutionAxis | None  # the fitted axis of revolution when kept
 
 
+def revolution_axis(points_C: np.ndarray, camera_C: np.ndarray, scale: float,
+                    settings: TwinSettings = TwinSettings()) -> RevolutionAxis | None:
+    """The reference's axis of revolution when its visible surface has one (the normal lines pass within
+    ``max_axis_residual`` x scale of the fitted axis), else None; fitted once per reference (~25-50 ms) and shared by
+    the twins and tracking's spins (reference_cache.reference_axis).
+
+    Args:
+        points_C: (N, 3) float reference cloud in C, metres.
+        camera_C: (3,) float reference camera centre in C, metres.
+        scale: the reference's radius s, metres.
+        settings: ``normal_neighbours``, ``max_axis_residual`` (``spin_angles`` < 2: no axis).
+
+    Returns:
+        RevolutionAxis, or None (also for fewer than 20 points).
+    """
+    if len(points_C) < 20 or settings.spin_angles < 2:
+        return None
+    normals = estimate_normals(points_C, camera_C, k=settings.normal_neighbours)
+    fit = fit_revolution_axis(points_C, normals, tolerance=0.05 * scale)
+    return fit if fit.residual <= settings.max_axis_residual * scale else None
+
+
 def reference_twins(points_C: np.ndarray, camera_C: np.ndarray, scale: float,
                     settings: TwinSettings = TwinSettings()) -> ReferenceTwins:
-    """The twin motions of a reference cloud (C frame; ``camera_C`` the reference camera's centre in C). When the
-    visible surface has an axis of revolution: spins about it, plus quarter turns and flips about the principal
-    axes (a cylinder's end-for-end flip). Otherwise: turns by every ``spin_angles`` step about each principal
-    axis (a box's or an ellipsoid's face and body axes are close to those of its visible part).
+    """The twin motions of a reference cloud (C frame; ``camera_C`` the reference camera's centre in C): ``twins``
+    about its axis of revolution (``revolution_axis``), fitted here.
 
     Args:
         points_C: (N, 3) float reference cloud in C, metres.
@@ -152,18 +172,33 @@ def reference_twins(points_C: np.ndarray, camera_C: np.ndarray, scale: float,
         settings: angles, tolerances and offsets of the twins.
 
     Returns:
-        ReferenceTwins: transforms (S, 4, 4) float64 motions of C (S = 0 for fewer than 3 points) and the kept
-        RevolutionAxis, or None.
+        ReferenceTwins, as ``twins`` gives it.
+    """
+    return twins(points_C, scale, revolution_axis(points_C, camera_C, scale, settings), settings)
+
+
+def twins(points_C: np.ndarray, scale: float, axis: RevolutionAxis | None,
+          settings: TwinSettings = TwinSettings()) -> ReferenceTwins:
+    """The twin motions of a reference cloud given its axis of revolution (or None). With an axis: spins about it,
+    plus quarter turns and flips about the principal axes (a cylinder's end-for-end flip). Otherwise: turns by every
+    ``spin_angles`` step about each principal axis (a box's or an ellipsoid's face and body axes are close to those
+    of its visible part).
+
+    Args:
+        points_C: (N, 3) float reference cloud in C, metres.
+        scale: the reference's radius s, metres (the turn centre's offset scales with it).
+        axis: the reference's ``revolution_axis``, or None.
+        settings: angles and offsets of the twins.
+
+    Returns:
+        ReferenceTwins: transforms (S, 4, 4) float64 motions of C (S = 0 for fewer than 3 points) and ``axis``.
     """
     parts = []
-    axis = None
-    if len(points_C) >= 20 and settings.spin_angles >= 2:
-        normals = estimate_normals(points_C, camera_C, k=settings.normal_neighbours)
-        fit = fit_revolution_axis(points_C, normals, tolerance=0.05 * scale)
-        if fit.residual <= settings.max_axis_residual * scale:
-            axis = fit
-            ang = 2 * np.pi * np.arange(1, settings.spin_angles) / settings.spin_angles
-            parts.append(turns_about(fit.direction, fit.point, ang))
+    if settings.spin_angles < 2:
+        axis = None
+    if axis is not None:
+        ang = 2 * np.pi * np.arange(1, settings.spin_angles) / settings.spin_angles
+        parts.append(turns_about(axis.direction, axis.point, ang))
     if len(points_C) >= 3:  # without an axis: every turn about each principal axis (a box's, or a poor fit's)
         centre = points_C.mean(axis=0) + np.array([0.0, 0.0, settings.depth_offset * scale])
         parts.append(principal_turns(points_C, centre, settings.discrete_steps if axis else settings.spin_angles))

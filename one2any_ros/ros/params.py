@@ -140,8 +140,11 @@ PARAMS: tuple[Param, ...] = (
     _e("appearance_margin", "... those within this verifier score of the best", (0.0, 10.0)),
     _e("confidence_margin", "confidence falls when a rival pose scores within this of the winner (0 = off)",
        (0.0, 10.0)),
-    _e("twin_top_k", "geometric twins (flips, turns) of the best refined candidates added (0 = off; ~0.5-1 s)",
-       (0, 20)),
+    _e("twin_top_k", "geometric twins (flips, turns) of the best refined candidates added (0 = off)", (0, 20)),
+    _e("twin_keep", "... only this many twins, the best by verifier and appearance after a coarse table-lookup ICP, "
+       "are refined (0 = all: ~0.5-1 s)", (0, 1000)),
+    _e("twin_min_confidence", "... a twin joins only with this x the best candidate's verifier confidence",
+       (0.0, 1.0)),
     _e("sweep_top_k", "spin sweep: best hypotheses turned about the reference's principal axes (0 = off)", (0, 100)),
     *_block("search", "global search: ", (
         ("num_start_rotations", "start rotations of the multi-start ICP", (1, 100_000)),
