@@ -2,7 +2,8 @@
 pose was there and another one scored higher)? Per rotation bin, on a BOP dataset with ground truth.
 
     .venv/bin/python tools/diagnose_pool.py --dataset outputs/datasets/val30 [--backend one2any]
-        [--checkpoint PATH] [--query-rolls N] [--min-rotation 60] [--out outputs/diagnose]
+        [--checkpoint PATH] [--query-rolls N] [--min-rotation 60] [--settings '{"search.icp_keep": 50}']
+        [--out outputs/diagnose]
 
 For every query it runs the global search with ``PoseEstimator.record_pool`` and counts, by ADD(-S) < 0.1 d: the
 chosen pose; any hypothesis before refinement; any refined candidate; any learned (RANSAC) hypothesis; any grid
@@ -42,11 +43,15 @@ LABELS = {"chosen": "chosen pose right", "in_pool": "a right pose in the pool", 
 
 
 def _estimator(a) -> PoseEstimator:
+    from one2any_ros.core.estimator_settings import EstimatorSettings
+
+    settings = EstimatorSettings().with_updates(**json.loads(a.settings))
     if a.backend == "one2any":
         from one2any_ros.core.backends.one2any import One2AnyBackend
 
-        return PoseEstimator(One2AnyBackend(device="cpu", checkpoint=a.checkpoint, query_rolls=a.query_rolls))
-    return PoseEstimator(a.backend)
+        return PoseEstimator(One2AnyBackend(device="cpu", checkpoint=a.checkpoint, query_rolls=a.query_rolls),
+                             settings=settings)
+    return PoseEstimator(a.backend, settings=settings)
 
 
 def roc_accuracy(est: PoseEstimator, view, T_gt: np.ndarray, diameter: float) -> dict[str, float]:
@@ -105,7 +110,7 @@ def diagnose(a) -> dict:
                 continue
             _diagnose_query(a, est, img, T_gt, m, T_C_O, per_bin, rel)
     bar.close()
-    return {"dataset": str(root), "backend": a.backend, "model": est.backend.describe(),
+    return {"dataset": str(root), "backend": a.backend, "model": est.backend.describe(), "settings": a.settings,
             "min_rotation_deg": a.min_rotation, "bins": dict(sorted(per_bin.items(), key=lambda kv: float(kv[0].split("-")[0])))}
 
 
@@ -174,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", default=None, help="one2any checkpoint (default: the bundled one)")
     ap.add_argument("--query-rolls", type=int, default=None, help="one2any query rolls (default: the checkpoint's)")
     ap.add_argument("--min-rotation", type=float, default=0.0, help="only queries at least this far from the reference, deg")
+    ap.add_argument("--settings", default="{}", help="EstimatorSettings.with_updates keys, as JSON (a suite part: "
+                    "--dataset outputs/validation/v1/<part>)")
     ap.add_argument("--out", default="outputs/diagnose")
     a = ap.parse_args(argv)
     out = Path(a.out)
