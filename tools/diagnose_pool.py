@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", default=None, help="one2any checkpoint (default: the bundled one)")
     ap.add_argument("--query-rolls", type=int, default=None, help="one2any query rolls (default: the checkpoint's)")
     ap.add_argument("--min-rotation", type=float, default=0.0, help="only queries at least this far from the reference, deg")
-    ap.add_argument("--settings", default="{}", help="EstimatorSettings.with_updates keys, as JSON (a suite's run)")
+    ap.add_argument("--settings", default="{}", help="EstimatorSettings.with_updates keys, as JSON (a suite part: "
+                    "--dataset outputs/validation/v1/<part>)")
     ap.add_argument("--out", default="outputs/diagnose")
     a = ap.parse_args(argv)
     out = Path(a.out)
