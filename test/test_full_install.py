@@ -361,6 +361,50 @@ def test_node_process_on_the_full_install_path_tracks_a_whole_sequence(frames, t
     assert rc == 0, log.read_text()[-3000:]
 
 
+def test_service_deadlines_run_on_the_steady_clock_under_sim_time(node_factory, ros_context, monkeypatch):
+    """With use_sim_time a bag's /clock jumps from 0 to its stamps (1.7e9 s): a service deadline on ROS time expired at
+    once (the demo's node answered worker_timeout 0.3 s after it started). Deadlines are wall-clock (steady) time."""
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rosgraph_msgs.msg import Clock as ClockMsg
+
+    from one2any_ros.ros import node as node_module
+    from one2any_ros.srv import RemoveReference
+
+    monkeypatch.setattr(node_module, "SERVICE_SLACK_S", 5.0)
+    node = node_factory(use_sim_time=True)
+    source = Node("bag_clock", context=ros_context)
+    pub = source.create_publisher(ClockMsg, "/clock", 10)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(source)
+    release = threading.Event()
+    held = node._submit(lambda: release.wait(30))
+    try:
+        task = executor.create_task(node._references.remove_reference(RemoveReference.Request(object_id="x"),
+                                                                      RemoveReference.Response()))
+        t, k = time.monotonic(), 0
+        while node.get_clock().now().nanoseconds < 1_700_000_000 * 10**9 and time.monotonic() - t < 10:
+            msg = ClockMsg()
+            msg.clock.sec = 1_700_000_000 + 60 * k  # the bag's clock, jumping ahead a minute a message
+            pub.publish(msg)
+            k += 1
+            executor.spin_once(timeout_sec=0.05)
+        assert node.get_clock().now().nanoseconds >= 1_700_000_000 * 10**9, "the node never took the bag's clock"
+        for _ in range(10):  # some wall time with the worker still held: nothing may expire yet
+            executor.spin_once(timeout_sec=0.05)
+        assert not task.done(), task.result().message
+        release.set()
+        executor.spin_until_future_complete(task, timeout_sec=10)
+        assert task.done() and not task.result().message.startswith("worker_timeout"), task.result().message
+    finally:
+        release.set()
+        executor.remove_node(node)
+        executor.remove_node(source)
+        source.destroy_node()
+    assert GraphClient.wait_for(held.done, 10)
+
+
 def test_a_stuck_worker_is_error_and_services_answer_by_their_deadline(node_factory, ros_context, monkeypatch):
     """A worker held by a job that never ends (a library stuck): /diagnostics says ERROR (stuck) and a service that
     needs the worker answers worker_timeout by its deadline; a request not yet taken is withdrawn (nothing changes)."""

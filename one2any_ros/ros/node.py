@@ -237,7 +237,9 @@ class One2AnyNode(Node):
                     "/diagnostics); " + ("it was withdrawn, nothing changed" if withdrawn else
                                          "it is still running and may yet take effect")))
 
-        timer = self.create_timer(deadline, expire, callback_group=self._awaiting_group)
+        # steady time: under use_sim_time a bag's /clock jumps (0 -> its stamps) and a ROS-time deadline expired at once
+        timer = self.create_timer(deadline, expire, callback_group=self._awaiting_group,
+                                  clock=Clock(clock_type=ClockType.STEADY_TIME))
         try:
             return await future
         finally:
