@@ -71,4 +71,6 @@ def test_ros_demo_runs_end_to_end(tmp_path):
     assert summary["n_ok"] >= 6 and summary["tf_received"] == summary["n_ok"]
     assert summary["median_rot_err_deg"] < 3.0 and summary["median_trans_err_mm"] < 5.0
     assert (tmp_path / "overlay_009.png").is_file() or summary["n_ok"] < summary["n_frames"]
-    assert "reference set" in (tmp_path / "node.log").read_text()
+    log = (tmp_path / "node.log").read_text()
+    assert log.count("reference set") == 1, log  # set once: no service deadline expired by the bag's clock jump
+    assert "[WARN]" not in log and "[ERROR]" not in log, log
