@@ -149,13 +149,18 @@ class PoseEstimator:
                            src_feat=lam * c.refine_colour[i] if lam > 0 else None).T
 
     def _twin_rank(self, Tv: np.ndarray, q: QueryContext, score: Callable[[np.ndarray], VerifyResult]) -> np.ndarray:
-        """Twins in the order the final choice would rank them (``_choose``: the verifier's score plus
-        ``appearance_weight`` x the appearance score), best first."""
-        s = self.settings
-        combined = score(Tv).score
-        if s.appearance_weight > 0:
-            combined = combined + s.appearance_weight * self._appearance(Tv, q)
-        return np.argsort(-combined, kind="stable")
+        """Twins in the order the final choice would rank them (``_with_appearance``), best first."""
+        return np.argsort(-self._with_appearance(Tv, q, score)[2], kind="stable")
+
+    def _with_appearance(self, T: np.ndarray, q: QueryContext, score: Callable[[np.ndarray], VerifyResult]
+                         ) -> tuple[VerifyResult, np.ndarray | None, np.ndarray]:
+        """Poses T (k,4,4) weighed as ``_choose`` weighs candidates: (their VerifyResult, their appearance scores or
+        None when the term is off, the verifier's score + ``appearance_weight`` x the appearance score)."""
+        vr = score(T)
+        if self.settings.appearance_weight <= 0:
+            return vr, None, vr.score
+        app = self._appearance(T, q)
+        return vr, app, vr.score + self.settings.appearance_weight * app
 
     def _appearance(self, T: np.ndarray, q: QueryContext) -> np.ndarray:
         from one2any_ros.core import appearance as app
@@ -257,8 +262,7 @@ class PoseEstimator:
         if not len(spins) or not self._cache.textured:
             return
         Ts = c.T[best][None] @ spins
-        vr, app = score(Ts), self._appearance(Ts, q)
-        combined = vr.score + s.appearance_weight * app
+        vr, app, combined = self._with_appearance(Ts, q, score)  # spins exist only with the appearance term on
         j = int(np.argmax(combined))
         if combined[j] > c.verifier_score[best] + s.appearance_weight * app_score[best]:
             margin = c.conf[best] / conf_before[best] if conf_before[best] > 0 else 1.0

@@ -268,6 +268,13 @@ def _write(out_dir: Path, report: dict, rows: list[dict]) -> None:
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
 
 
+_PLOT_STATES = (  # (state, colour, marker, which rows): the plot's points and its legend
+    ("right", "tab:green", "o", lambda r: r["published"] and r["right"]),
+    ("published wrong", "tab:red", "o", lambda r: r["published"] and not r["right"]),
+    ("no pose", "0.4", "x", lambda r: not r["published"]),
+)
+
+
 def plot_sequences(rows: list[dict], path: Path) -> None:
     """One panel per sequence: the rotation error of each frame (capped at 45 deg) coloured by what was published
     (right, wrong, nothing), the frames where the object was out of view shaded."""
@@ -285,19 +292,16 @@ def plot_sequences(rows: list[dict], path: Path) -> None:
         for r in seq:
             if not r["present"]:
                 ax.axvspan(r["im_id"] - 0.5, r["im_id"] + 0.5, color="0.85", lw=0)
-        for state, colour, pick in (("right", "tab:green", lambda r: r["published"] and r["right"]),
-                                    ("published wrong", "tab:red", lambda r: r["published"] and not r["right"]),
-                                    ("no pose", "0.4", lambda r: not r["published"])):
+        for state, colour, marker, pick in _PLOT_STATES:
             pts = [(r["im_id"], min(r["rot_deg"], 45.0) if r["rot_deg"] is not None else (45.0 if r["published"] else 0.0))
                    for r in seq if pick(r)]
             if pts:
-                ax.scatter(*zip(*pts), s=12, color=colour, label=state, marker="x" if state == "no pose" else "o")
+                ax.scatter(*zip(*pts), s=12, color=colour, label=state, marker=marker)
         ax.set_ylim(-2, 48)
         ax.set_ylabel(f"scene {scene_id}\nobj {obj_id}\nrot err deg", fontsize=7)
     from matplotlib.lines import Line2D  # every state in the legend, whichever panel shows it
 
-    handles = [Line2D([], [], ls="", marker=m, color=c, label=n) for n, c, m in (
-        ("right", "tab:green", "o"), ("published wrong", "tab:red", "o"), ("no pose", "0.4", "x"))]
+    handles = [Line2D([], [], ls="", marker=m, color=c, label=n) for n, c, m, _ in _PLOT_STATES]
     axes[0, 0].legend(handles=handles, loc="upper left", fontsize=7, ncol=3)
     axes[-1, 0].set_xlabel("image (grey: the object is out of view)")
     fig.tight_layout()
