@@ -105,6 +105,36 @@ def test_icp_batched_converges_from_nearby_starts():
     assert np.all(res.fitness > 0.9)
 
 
+
+def test_icp_batched_stops_converged_starts_with_the_same_result():
+    """A start whose step left every correspondence as it was would repeat that step: it leaves the batch (fewer
+    questions asked) and ends where every step taken would have left it."""
+    rng = np.random.default_rng(4)
+    a = rng.uniform([-0.1, -0.02, -0.02], [0.1, 0.02, 0.02], (600, 3))
+    b = rng.uniform([-0.1, 0.02, -0.02], [-0.06, 0.12, 0.02], (300, 3))
+    src = np.concatenate([a, b])
+    T = _random_T(rng, 0.2)
+    dst = transform_points(T, src) + rng.normal(0, 0.001, src.shape)
+    starts = np.stack([make_transform(Rotation.from_rotvec(np.deg2rad(deg) * _unit(rng)).as_matrix() @ T[:3, :3],
+                                      T[:3, 3]) for deg in (0, 3, 10, 20)])
+
+    class CountingTree(cKDTree):
+        asked = 0
+
+        def query(self, x, *args, **kw):
+            CountingTree.asked += len(x)
+            return super().query(x, *args, **kw)
+
+    res, asked = [], []
+    for converged in (0.0, 1e-6):
+        CountingTree.asked = 0
+        res.append(icp_batched(src[::3], CountingTree(dst), starts, thresholds=(0.04, 0.02, 0.01), iterations=20,
+                               converged=converged))
+        asked.append(CountingTree.asked)
+    np.testing.assert_allclose(res[1].T, res[0].T, atol=1e-9)
+    np.testing.assert_allclose(res[1].fitness, res[0].fitness)
+    assert asked[1] < 0.6 * asked[0], asked
+
 def _unit(rng):
     v = rng.normal(size=3)
     return v / np.linalg.norm(v)

@@ -5,7 +5,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from one2any_ros.core.geometry import icp_batched
-from one2any_ros.core import nearest
+from one2any_ros.core import nearest, query_threads
 from one2any_ros.core.nearest import KDTree, VoxelNearest
 
 
@@ -104,13 +104,60 @@ def test_queries_can_be_held_to_a_share_of_the_cores():
     OpenMP threads are set through the libgomp it loaded, so that copy must be found; answers do not change."""
     if nearest._PyKDTree is None:
         pytest.skip("pykdtree is not installed")
-    assert nearest._set_omp_threads is not None  # else every process spins every core's thread (94 -> 182 ms)
+    assert query_threads.set_omp_threads is not None  # else every process spins every core's thread (94 -> 182 ms)
     pts = _cloud()
     x = pts + 0.003
     free = KDTree(pts).query(x)
     try:
-        nearest.limit_threads(1)
+        query_threads.limit_threads(1)
         held = KDTree(pts).query(x)
     finally:
-        nearest.limit_threads(None)
+        query_threads.limit_threads(None)
     np.testing.assert_array_equal(free[1], held[1])
+
+
+def test_thread_choice_takes_one_thread_when_the_cores_are_busy():
+    """Busy cores (another process on them): every pair of back-to-back queries says the threaded one took 10x as
+    long; the choice turns to one thread and tries the other setting only now and then. Times are given, not read
+    off a clock, so the test holds on any machine."""
+    choice = query_threads.ThreadChoice(explore_every=8, settled_every=64)
+    key = object()
+    picks = []
+    for _ in range(200):
+        n = choice.pick(2)
+        picks.append(n)
+        choice.record(key, 4000, n, 0.010 if n == 2 else 0.001)
+    assert choice.log_ratio > np.log(3.0)
+    assert picks[-100:].count(1) >= 97  # settled: the other setting once every 64 queries
+
+
+def test_thread_choice_keeps_the_threads_on_free_cores_and_follows_a_change():
+    """Free cores: threads are faster (0.9 vs 1.5 ms) and stay chosen; when the cores turn busy the choice moves to one
+    thread within a few explorations, and back when they are free again."""
+    choice = query_threads.ThreadChoice(explore_every=8, settled_every=64)
+    key = object()
+
+    def run(n_queries: int, many_s: float, one_s: float) -> list[int]:
+        picks = []
+        for _ in range(n_queries):
+            n = choice.pick(2)
+            picks.append(n)
+            choice.record(key, 4000, n, many_s if n == 2 else one_s)
+        return picks
+
+    assert run(100, 0.0009, 0.0015)[-50:].count(2) >= 40
+    assert run(300, 0.012, 0.001)[-100:].count(1) >= 95
+    assert run(600, 0.0009, 0.0015)[-100:].count(2) >= 80
+    assert query_threads.ThreadChoice().pick(1) == 1  # a share of one core: nothing to choose
+
+
+def test_thread_choice_pairs_only_like_queries():
+    """Only two back-to-back queries of the same size on the same tree compare the settings: a big query after a
+    small one on another tree says nothing about threads."""
+    choice = query_threads.ThreadChoice()
+    start = choice.log_ratio
+    choice.record(object(), 4000, 2, 0.001)
+    choice.record(object(), 4000, 1, 0.5)  # another tree
+    choice.record("tree", 100, 2, 0.001)
+    choice.record("tree", 4000, 1, 0.5)  # another size
+    assert choice.log_ratio == start

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
+from one2any_ros.core.query_threads import PARALLEL_MIN_QUERIES
+
 
 def make_transform(R: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Stack rotations and translations into homogeneous transforms.
@@ -295,9 +297,6 @@ class IcpResult:
     rmse: np.ndarray  # (B,) RMS distance of those inliers, metres
 
 
-# KD-tree queries of at least this many points use all cores (cKDTree workers; exact, so the result is the same);
-# below it the threads' start-up costs more than the search (docs/architecture.md, Choices measured in the code).
-PARALLEL_MIN_QUERIES = 1024
 
 
 def icp_batched(
@@ -312,6 +311,7 @@ def icp_batched(
     src_feat: np.ndarray | None = None,
     prune_to: int | None = None,
     eps: float = 0.0,
+    converged: float = 1e-6,
 ) -> IcpResult:
     """Point-to-point ICP from many starts at once, trimmed by a distance threshold stepped coarse to fine.
 
@@ -335,6 +335,10 @@ def icp_batched(
         eps: approximate neighbours (cKDTree's eps: within (1 + eps) x the true nearest distance), which
             prunes the 6-D coloured search hard; a multi-start search that only has to land near the right
             pose before the exact refinement loses nothing by it.
+        converged: a start whose step moved no source point more than this x the threshold stops for the rest of
+            that threshold's steps. Such a step left every correspondence as it was, so every further step at that
+            threshold would repeat it (ICP's fixed point); converged starts leave the batch, so a batch costs what
+            its moving starts cost (0 = every start takes every step).
 
     Returns:
         An ``IcpResult``: T (B', 4, 4) refined src -> dst, fitness (B',) and rmse (B',) metres at the last
@@ -350,8 +354,12 @@ def icp_batched(
             keep = np.argsort(-np.isfinite(d.reshape(B, M)).sum(axis=1), kind="stable")[:prune_to]
             T, B = T[keep], prune_to
             query.keep_first(B * M)
+        moving = np.arange(B)
         for _ in range(iterations):
-            T = _icp_step(T, src, query, thr, max(3, int(min_inlier_frac * M)))
+            T[moving], moved = _icp_step(T[moving], src, query, thr, max(3, int(min_inlier_frac * M)))
+            moving = moving[moved > converged * thr]
+            if not len(moving):
+                break
     return _icp_score(T, src, query, thresholds[-1])
 
 
@@ -368,14 +376,19 @@ class _IcpQuery:
             self.feat = self.feat[:n]
 
     def __call__(self, X: np.ndarray, thr: float) -> tuple[np.ndarray, np.ndarray]:
-        q = X.reshape(-1, 3) if self.feat is None else np.concatenate([X.reshape(-1, 3), self.feat], axis=1)
+        q = X.reshape(-1, 3)
+        if self.feat is not None:  # every start carries the same features: the first rows fit any subset of starts
+            q = np.concatenate([q, self.feat[:len(q)]], axis=1)
         # threads pay off only for big batches: below PARALLEL_MIN_QUERIES their start-up costs more than the search
         return self.tree.query(q, k=1, eps=self.eps, workers=self.workers if len(q) >= PARALLEL_MIN_QUERIES else 1,
                                distance_upper_bound=thr)
 
 
-def _icp_step(T: np.ndarray, src: np.ndarray, query: _IcpQuery, thr: float, min_inliers: int) -> np.ndarray:
-    """One ICP step for every start: (B,4,4) -> (B,4,4); a start with too few inliers stays where it is."""
+def _icp_step(T: np.ndarray, src: np.ndarray, query: _IcpQuery, thr: float,
+              min_inliers: int) -> tuple[np.ndarray, np.ndarray]:
+    """One ICP step for every start: (B,4,4) -> (B,4,4), and how far it moved each start's farthest-moved point
+    (B,), metres (a bound: |dR - I|_F x the points' largest distance from the origin + |dt|); a start with too few
+    inliers stays where it is (moved 0)."""
     B, M = T.shape[0], src.shape[0]
     X = transform_points(T, src)  # (B,M,3)
     d, j = query(X, thr)
@@ -385,7 +398,9 @@ def _icp_step(T: np.ndarray, src: np.ndarray, query: _IcpQuery, thr: float, min_
     enough = inl.sum(axis=1) >= min_inliers
     dT = umeyama_batched(X, query.dst[j], inl.astype(np.float64))
     dT[~enough] = np.eye(4)
-    return dT @ T
+    reach = np.sqrt((X ** 2).sum(axis=2).max(axis=1))
+    moved = np.sqrt(((dT[:, :3, :3] - np.eye(3)) ** 2).sum(axis=(1, 2))) * reach + np.linalg.norm(dT[:, :3, 3], axis=1)
+    return dT @ T, moved
 
 
 def _icp_score(T: np.ndarray, src: np.ndarray, query: _IcpQuery, thr: float) -> IcpResult:

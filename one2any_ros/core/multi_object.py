@@ -32,7 +32,7 @@ from one2any_ros.core.estimator import PoseEstimator, PoseResult, ensure_embeddi
 from one2any_ros.core.estimator_settings import EstimatorSettings
 from one2any_ros.core.frame import Frame, View, check_label, validate_object_id
 from one2any_ros.core.geometry import transform_points
-from one2any_ros.core.nearest import limit_threads
+from one2any_ros.core.query_threads import limit_threads
 from one2any_ros.core.object_processes import HELPER_TIMEOUT_S, HelperStopped, ObjectProcess, SharedFrame
 from one2any_ros.core.reference import Reference, make_reference
 from one2any_ros.core.tracking import Cue, ObjectTrack, estimate_object, predicted_mask

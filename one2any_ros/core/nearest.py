@@ -22,55 +22,18 @@ the nearest point up to about one cell size. Hand-written glue around scipy: no 
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
+
+from one2any_ros.core import query_threads
 
 try:
     from pykdtree.kdtree import KDTree as _PyKDTree
 except ImportError:  # optional: python3-pykdtree on a ROS install; cKDTree gives the same answers
     _PyKDTree = None
-
-_threads: int | None = None  # limit_threads: OpenMP threads of pykdtree's queries in this process (None: OpenMP's)
-
-
-def limit_threads(n: int | None) -> None:
-    """Run this process's KD-tree queries on at most ``n`` threads (None: OpenMP's default, every core). A process
-    that estimates objects while others do (the node's worker beside its helper processes) takes its share of the
-    cores (OpenMP's threads spin while they wait: two processes each spinning every core's thread oversubscribe
-    them; docs/tracking.md, "Step two").
-
-    Args:
-        n: the most threads a query may use, at least 1 (smaller values are raised to 1); None = OpenMP's default.
-    """
-    global _threads
-    _threads = None if n is None else max(1, int(n))
-
-
-def _omp_set_num_threads():
-    """libgomp's omp_set_num_threads as pykdtree loaded it (its wheel bundles its own copy), or None. Hand-written
-    (ctypes): pykdtree has no thread argument, and an OpenMP thread count is per calling thread, so it is set on the
-    thread that queries, before each query (a C call of about a microsecond)."""
-    import ctypes
-    import ctypes.util
-    from pathlib import Path
-
-    if _PyKDTree is None:
-        return None
-    import pykdtree
-
-    root = Path(pykdtree.__file__).resolve().parent
-    for lib in [*sorted((root.parent / "pykdtree.libs").glob("libgomp*.so*")), ctypes.util.find_library("gomp")]:
-        if lib:
-            try:
-                return ctypes.CDLL(str(lib)).omp_set_num_threads
-            except (OSError, AttributeError):
-                continue
-    return None
-
-
-_set_omp_threads = _omp_set_num_threads()
-
 
 class KDTree:
     """Exact nearest neighbours of (N,D) ``points`` with cKDTree's ``query`` signature (k=1 answers as (M,) arrays;
@@ -84,15 +47,23 @@ class KDTree:
 
     def query(self, x: np.ndarray, k: int = 1, eps: float = 0.0, workers: int = 1,
               distance_upper_bound: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
-        """(distances, indices) of the nearest ``k`` points; ``workers`` is cKDTree's (pykdtree's threads:
-        ``limit_threads``, else OpenMP's default)."""
+        """(distances, indices) of the nearest ``k`` points; ``workers`` is cKDTree's. pykdtree's OpenMP threads:
+        one below ``PARALLEL_MIN_QUERIES`` queries, else one or this process's share of the cores, whichever has
+        lately been faster (core/query_threads.py)."""
         x = np.ascontiguousarray(x, dtype=np.float64)
         if _PyKDTree is None:
             return self._tree.query(x, k=k, eps=eps, workers=workers, distance_upper_bound=distance_upper_bound)
         bound = float(distance_upper_bound) if np.isfinite(distance_upper_bound) else None
-        if _threads is not None and _set_omp_threads is not None:
-            _set_omp_threads(_threads)
+        if query_threads.set_omp_threads is None:  # libgomp not found: OpenMP's default, every core
+            d, i = self._tree.query(x, k=k, eps=eps, distance_upper_bound=bound)
+            return d, i.astype(np.intp)
+        big = len(x) >= query_threads.PARALLEL_MIN_QUERIES
+        threads = query_threads.choice.pick(query_threads.share()) if big else 1
+        query_threads.set_omp_threads(threads)
+        start = time.perf_counter()
         d, i = self._tree.query(x, k=k, eps=eps, distance_upper_bound=bound)
+        if big:
+            query_threads.choice.record(self, len(x), threads, time.perf_counter() - start)
         return d, i.astype(np.intp)
 
 

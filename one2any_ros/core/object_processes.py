@@ -172,7 +172,7 @@ def _serve(chan: _Channel) -> None:
     """A helper process: its backend recipe and settings first, then the caller's requests, answered in order,
     until "stop" or the caller is gone."""
     from one2any_ros.core.backends import create_backend
-    from one2any_ros.core.nearest import limit_threads
+    from one2any_ros.core.query_threads import limit_threads
 
     try:
         recipe, settings, threads = chan.recv()
