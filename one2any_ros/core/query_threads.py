@@ -40,9 +40,12 @@ def limit_threads(n: int | None) -> None:
     _share = None if n is None else max(1, int(n))
 
 
+_CORES = max(1, os.cpu_count() or 1)  # read once: os.cpu_count() costs ~20 us, about 2 % of a tracking query
+
+
 def share() -> int:
     """The most threads this process's queries may use (``limit_threads``, else every core)."""
-    return _share if _share is not None else max(1, os.cpu_count() or 1)
+    return _share if _share is not None else _CORES
 
 
 def _omp_set_num_threads():
