@@ -202,7 +202,7 @@ class PoseEstimator:
         appearance score is near 0 at every pose (with a mask, an untrusted tracked pose only hands the frame to the
         global search, so nothing changes there)."""
         s = self.settings
-        if confidence < s.track_min_confidence:
+        if confidence < (s.search_min_confidence if searched else s.track_min_confidence):
             return False
         if s.track_min_appearance <= 0 or appearance is None or (require_trust and not self._cache.textured):
             return True
