@@ -85,7 +85,7 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def test_segmenter_masks_reach_the_estimator_for_the_queries_only(dataset: Path, tmp_path: Path):
-    from one2any_ros.evaluation import evaluate_dataset
+    from one2any_ros.evaluation import evaluate_dataset, format_report_table
 
     runs = {}
     for masks in ("clean", "segmenter"):
@@ -97,6 +97,7 @@ def test_segmenter_masks_reach_the_estimator_for_the_queries_only(dataset: Path,
     (clean, rep_c, rec_c), (seg, rep_s, rec_s) = runs["clean"], runs["segmenter"]
     assert rep_c["query_masks"] == "clean" and rep_c["segmenter_noise"] is None
     assert rep_s["query_masks"] == "segmenter" and rep_s["segmenter_noise"]["shift_px"] == [1, 4]
+    assert "segmenter" in format_report_table(rep_s) and "segmenter" not in format_report_table(rep_c)
     assert set(rep_c) == set(rep_s)
     assert set(clean.masks) == set(seg.masks)
     for key, m in clean.masks.items():
