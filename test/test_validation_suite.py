@@ -62,6 +62,89 @@ def test_mcnemar_is_symmetric_and_one_without_discordant_pairs():
     assert vs.mcnemar_p(0, 12) < 0.001
 
 
+def test_segmenter_parts_reuse_rendered_frames_and_add_300_queries():
+    parts = {p["name"]: p for p in vs.parts()}
+    segmenter = [p for p in parts.values() if p.get("query_masks") == "segmenter"]
+    assert {p["family"] for p in segmenter} == {"shape_asymmetric", "texture_only", "symmetric"}
+    assert sum(p["scenes"] * (p["frames"] - 1) for p in segmenter) >= 300
+    for p in segmenter:  # the same frames as a rendered part: only the masks differ
+        base = parts[p["dataset"]]
+        assert "dataset" not in base
+        assert {k: v for k, v in p.items() if k not in ("dataset", "query_masks")} == {**base, "name": p["name"]}
+    assert vs.SUITE_VERSION == 2
+
+
+def _fake_suite(root: Path, version: int = 1) -> Path:
+    """A suite whose rendered parts are marked complete (no frames): enough for render's reuse and run's plumbing."""
+    for part in (p for p in vs.parts() if "dataset" not in p):
+        (root / part["name"]).mkdir(parents=True)
+        (root / part["name"] / "one2any_suite_part.json").write_text(json.dumps({"suite_version": version, **part}))
+    return root
+
+
+def test_render_links_an_earlier_version_instead_of_rendering(tmp_path: Path, monkeypatch):
+    import one2any_ros.data.generate as generate
+
+    monkeypatch.setattr(generate, "render_dataset", lambda *a, **k: pytest.fail("rendered again"))
+    v1 = _fake_suite(tmp_path / "v1")
+    vs.render(tmp_path / "v2", reuse=v1)
+    meta = json.loads((tmp_path / "v2" / "suite.json").read_text())
+    assert meta["suite_version"] == 2 and meta["parts"] == vs.parts()
+    assert (tmp_path / "v2" / "texture_only_s101").resolve() == (v1 / "texture_only_s101").resolve()
+    vs.render(tmp_path / "v2")  # complete now: nothing to do
+    stale = _fake_suite(tmp_path / "stale")
+    part = json.loads((stale / "symmetric_s202" / "one2any_suite_part.json").read_text())
+    (stale / "symmetric_s202" / "one2any_suite_part.json").write_text(json.dumps({**part, "scenes": 3}))
+    with pytest.raises(ValueError):
+        vs.render(tmp_path / "v3", reuse=stale)
+
+
+def _fake_evaluate(calls: list):
+    """evaluate_dataset's stand-in: one hit per query, a miss where the masks are segmenter-like."""
+    def evaluate_dataset(dataset, *, out_dir, query_masks="clean", **kwargs):
+        calls.append((Path(dataset).name, Path(out_dir).name, query_masks))
+        Path(out_dir).mkdir(parents=True)
+        lines = [json.dumps({"scene_id": 1, "im_id": i, "obj_id": 1, "bin": "0-30", "confidence": 0.9,
+                             "hit": query_masks == "clean" or i > 0}) for i in range(4)]
+        (Path(out_dir) / "queries.jsonl").write_text("\n".join(lines) + "\n")
+    return evaluate_dataset
+
+
+def test_run_evaluates_segmenter_parts_on_their_frames_and_compare_pairs_them(tmp_path: Path, monkeypatch):
+    import one2any_ros.evaluation as evaluation
+
+    calls: list = []
+    monkeypatch.setattr(evaluation, "evaluate_dataset", _fake_evaluate(calls))
+    suite = _fake_suite(tmp_path / "v1")
+    vs.render(suite)
+    vs.run(suite, tmp_path / "A", backend="classic", settings={}, source=None, only=["*_s101"])
+    vs.run(suite, tmp_path / "A", backend="classic", settings={}, source=None, only=["*_segmenter"])
+    assert sorted(calls) == sorted([(f"{f}_s101", f"{f}_s101", "clean") for f in vs.FAMILIES]
+                                   + [(f"{f}_s101", f"{f}_s101_segmenter", "segmenter") for f in vs.FAMILIES])
+    assert len(vs.run_parts(tmp_path / "A")) == 6  # the second run added to the first
+    with pytest.raises(ValueError):  # another setting never joins a run
+        vs.run(suite, tmp_path / "A", backend="classic", settings={"icp_keep": 1}, source=None, only=["x"])
+    same = vs.compare(tmp_path / "A", tmp_path / "A")
+    assert same["n"] == 24 and set(same["query_masks"]) == {"clean", "segmenter"}
+    masks = vs.compare(tmp_path / "A", tmp_path / "A", masks=True)
+    assert masks["n"] == 12 and set(masks["parts"]) == {f"{f}_s101" for f in vs.FAMILIES}
+    assert masks["all"]["A"] == pytest.approx(1.0) and masks["all"]["B"] == pytest.approx(0.75)
+    assert masks["confident_wrong_B"] == 3 and masks["bins"]["0-30"]["confident_wrong_B"] == 3
+
+
+def test_a_version_1_suite_still_runs(tmp_path: Path, monkeypatch):
+    import one2any_ros.evaluation as evaluation
+
+    calls: list = []
+    monkeypatch.setattr(evaluation, "evaluate_dataset", _fake_evaluate(calls))
+    suite = _fake_suite(tmp_path / "v1")
+    rendered = [p for p in vs.parts() if "dataset" not in p]
+    (suite / "suite.json").write_text(json.dumps({"suite_version": 1, "parts": rendered}))
+    vs.run(suite, tmp_path / "A", backend="classic", settings={}, source=None)
+    assert sorted(calls) == sorted((p["name"], p["name"], "clean") for p in rendered)
+    assert vs.compare(tmp_path / "A", tmp_path / "A")["n"] == 4 * len(rendered)
+
+
 @pytest.mark.slow
 def test_a_tiny_suite_renders_runs_and_compares_with_itself(tmp_path: Path, monkeypatch):
     pytest.importorskip("pybullet")
@@ -72,5 +155,10 @@ def test_a_tiny_suite_renders_runs_and_compares_with_itself(tmp_path: Path, monk
     vs.render(tmp_path / "suite")
     vs.run(tmp_path / "suite", tmp_path / "A", backend="classic", settings={}, source=None)
     out = vs.compare(tmp_path / "A", tmp_path / "A")
-    assert out["n"] == 2 and out["take"] is True
+    assert out["n"] == 4 and out["take"] is True  # the rendered part and its segmenter part
     assert np.isclose(out["all"]["B_minus_A"], 0.0)
+    masks = vs.compare(tmp_path / "A", tmp_path / "A", masks=True)
+    assert masks["n"] == 2 and list(masks["parts"]) == ["shape_asymmetric_s101"]
+    records = [json.loads(line) for line in
+               (tmp_path / "A" / "shape_asymmetric_s101_segmenter" / "queries.jsonl").read_text().splitlines()]
+    assert all(0.0 < r["query_mask_iou"] < 1.0 for r in records if r["ok"])

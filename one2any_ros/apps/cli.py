@@ -11,6 +11,7 @@ from pathlib import Path
 
 from one2any_ros.core.backends import BACKENDS
 from one2any_ros.data.objects import FAMILIES
+from one2any_ros.data.segmenter_masks import QUERY_MASKS
 
 
 def _cmd_render(a) -> int:
@@ -41,7 +42,8 @@ def _cmd_eval(a) -> int:
     from one2any_ros.evaluation import evaluate_dataset, format_report_table
 
     report = evaluate_dataset(Path(a.dataset), split=a.split, backend=a.backend, out_dir=Path(a.out),
-                              max_queries=a.max_queries, estimator_kwargs={"device": a.device, "checkpoint": a.checkpoint})
+                              max_queries=a.max_queries, estimator_kwargs={"device": a.device, "checkpoint": a.checkpoint},
+                              query_masks=a.query_masks)
     print(format_report_table(report))
     print(f"report: {Path(a.out) / 'report.json'}  results: {Path(a.out) / 'results.csv'}")
     return 0
@@ -213,6 +215,10 @@ def _add_eval(sub) -> None:
                     help="tracking over each scene's images in frame order, beside one-shot on the same frames")
     sp.add_argument("--masks", default="reference", choices=("reference", "every"),
                     help="with --sequence: a mask with the reference only (the node's default), or with every image")
+    sp.add_argument("--query-masks", default="clean", choices=QUERY_MASKS,
+                    help="each query's mask_visib as it is, or perturbed as an instance segmenter's (a few pixels in "
+                         "or out, jagged, small holes, sometimes a leak; the same masks every run); the reference "
+                         "keeps its clean mask")
 
 
 def _add_bench(sub) -> None:

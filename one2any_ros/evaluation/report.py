@@ -35,7 +35,8 @@ def format_report_table(report: Mapping) -> str:
         f"One2Any one-reference evaluation: backend {report.get('backend')}, split {report.get('split', '?')}, "
         f"{report.get('dataset', '')}",
         f"queries {report.get('n_queries')}  scenes {report.get('n_scenes', '?')}  objects {report.get('n_objects', '?')}  "
-        f"failures {fails.get('count', 0)}" + (f" ({reasons})" if reasons else ""),
+        f"failures {fails.get('count', 0)}" + (f" ({reasons})" if reasons else "")
+        + ("  query masks segmenter-like" if report.get("query_masks") == "segmenter" else ""),
         "",
         f"{'metric':<28}{'value':>12}",
         f"{'ADD(-S) recall @0.1d':<28}{_fmt(report.get('add_s_01d_recall')):>12}",

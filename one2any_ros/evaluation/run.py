@@ -7,6 +7,10 @@ A failed estimate (any One2AnyError, bad query input included) is left out of ``
 counted as a miss: infinite ADD/ADD-S, 180 deg and infinite translation in the medians. Outputs in ``out_dir``:
 ``results.csv`` (BOP CSV), ``report.json`` (the summary returned), ``queries.jsonl`` (one line per query, written as
 it runs) and ``recall_by_bin.png``.
+
+``query_masks="segmenter"`` hands every query a segmenter-like version of its ``mask_visib`` instead
+(data/segmenter_masks.py: border a few pixels off and jagged, small holes, sometimes a leak; the same masks in every
+run); the reference keeps its clean mask, as an operator registers it.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import os
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -28,6 +32,7 @@ from one2any_ros.core.errors import One2AnyError
 from one2any_ros.core.files import write_atomic
 from one2any_ros.core.frame import make_view
 from one2any_ros.core.protocol import rotation_bin
+from one2any_ros.data.segmenter_masks import QUERY_MASKS, SegmenterNoise, mask_iou, segmenter_query_mask
 from one2any_ros.evaluation.plan import EvalModel, ObjectPlan, load_eval_model, plan_dataset, subsample_plans
 from one2any_ros.evaluation.report import write_plots
 from one2any_ros.evaluation.summary import json_safe, summarize
@@ -83,6 +88,8 @@ def evaluate_dataset(
     obj_ids: Iterable[int] | None = None,
     min_query_visib: float = 0.0,
     plot: bool = True,
+    query_masks: str = "clean",
+    segmenter_noise: SegmenterNoise | None = None,
 ) -> dict:
     """Run the one-reference protocol on a BOP dataset root and write results.csv, report.json,
     queries.jsonl and recall_by_bin.png to ``out_dir``. Returns the report (JSON-safe: infinities are null).
@@ -92,9 +99,15 @@ def evaluate_dataset(
     ``PoseEstimator(backend=backend, **estimator_kwargs)``. ``max_queries`` keeps that many queries spread
     evenly over the dataset. ``min_query_visib`` > 0 leaves out queries less visible than that (default:
     every image is a query, BOP's protocol as docs/architecture.md states it). ``scene_ids``/``obj_ids``
-    restrict the run.
+    restrict the run. ``query_masks``: ``"clean"`` (each query's ``mask_visib``) or ``"segmenter"`` (it perturbed as
+    a segmenter would, by ``segmenter_noise``, default ``SegmenterNoise()``; its IoU with the clean mask goes into
+    each query's record as ``query_mask_iou``).
     """
     from one2any_ros.data import bop
+
+    if query_masks not in QUERY_MASKS:
+        raise ValueError(f"query_masks must be one of {QUERY_MASKS}, got {query_masks!r}")
+    noise = (segmenter_noise or SegmenterNoise()) if query_masks == "segmenter" else None
 
     root = Path(dataset)
     out = Path(out_dir)
@@ -106,13 +119,14 @@ def evaluate_dataset(
     plans = subsample_plans(plans, max_queries)
 
     est = estimator if estimator is not None else _make_estimator(backend, estimator_kwargs)
-    run = _run_plans(est, plans, root, models_info, out / "queries.jsonl", progress)
+    run = _run_plans(est, plans, root, models_info, out / "queries.jsonl", progress, noise)
 
     bop.write_results_csv(out / "results.csv", run.rows)
     report = summarize(run.records, run.models)
     report.update(_run_fields(run, est, backend=backend, root=root, split=split, n_scenes=n_scenes,
                               n_objects=len({p.obj_id for p in plans}), n_available=n_available,
-                              max_queries=max_queries, min_query_visib=min_query_visib, skipped=skipped))
+                              max_queries=max_queries, min_query_visib=min_query_visib, skipped=skipped,
+                              noise=noise))
     if plot:
         write_plots(report, run.records, out)
     report = json_safe(report)
@@ -121,7 +135,8 @@ def evaluate_dataset(
 
 
 def _run_fields(run: "_RunResult", est: Any, *, backend: str, root: Path, split: str, n_scenes: int, n_objects: int,
-                n_available: int, max_queries: int | None, min_query_visib: float, skipped: Any) -> dict:
+                n_available: int, max_queries: int | None, min_query_visib: float, skipped: Any,
+                noise: SegmenterNoise | None) -> dict:
     """The report's description of the run (what ran on what, when, under which protocol), in the report's
     key order."""
     return {
@@ -135,6 +150,8 @@ def _run_fields(run: "_RunResult", est: Any, *, backend: str, root: Path, split:
         "n_queries_available": n_available,
         "max_queries": max_queries,
         "min_query_visib": min_query_visib,
+        "query_masks": "clean" if noise is None else "segmenter",
+        "segmenter_noise": None if noise is None else asdict(noise),
         "references": run.references,
         "skipped_objects": skipped,
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -158,8 +175,9 @@ class _RunResult:
 
 
 def _run_plans(est, plans: list[ObjectPlan], root: Path, models_info: Mapping[int, dict], queries_path: Path,
-               progress: bool) -> _RunResult:
-    """Set each plan's reference and estimate its queries, one line per query to ``queries_path`` as it runs."""
+               progress: bool, noise: SegmenterNoise | None = None) -> _RunResult:
+    """Set each plan's reference and estimate its queries, one line per query to ``queries_path`` as it runs;
+    with ``noise``, each query's mask is a segmenter-like one."""
     from one2any_ros.data import bop
 
     run = _RunResult()
@@ -171,8 +189,11 @@ def _run_plans(est, plans: list[ObjectPlan], root: Path, models_info: Mapping[in
             T_ref, ref_failure = _set_reference(est, plan, run.references)
             for im_id, idx in plan.queries:
                 img = bop.load_image(plan.scene, im_id, idx)
-                rec, row = run_query(est, img, T_ref, run.models[plan.obj_id], ref_failure)
                 scene_id = int(plan.scene.scene_id)
+                iou = _segmenter_mask(img, noise, scene_id, int(im_id), plan.obj_id) if noise is not None else None
+                rec, row = run_query(est, img, T_ref, run.models[plan.obj_id], ref_failure)
+                if iou is not None:
+                    rec["query_mask_iou"] = iou
                 rec.update(scene_id=scene_id, im_id=int(im_id), obj_id=plan.obj_id, ref_im_id=int(plan.reference[0]))
                 run.records.append(rec)
                 jl.write(json.dumps(json_safe(rec)) + "\n")
@@ -187,6 +208,13 @@ def _run_plans(est, plans: list[ObjectPlan], root: Path, models_info: Mapping[in
     if bar is not None:
         bar.close()
     return run
+
+
+def _segmenter_mask(img: dict, noise: SegmenterNoise, scene_id: int, im_id: int, obj_id: int) -> float:
+    """Replace the query's mask by its segmenter-like version (in place); returns their IoU."""
+    clean = img["mask"]
+    img["mask"] = segmenter_query_mask(clean, scene_id=scene_id, im_id=im_id, obj_id=obj_id, noise=noise)
+    return mask_iou(clean, img["mask"])
 
 
 def _set_reference(est, plan: ObjectPlan, references: list[dict]) -> tuple[np.ndarray, str | None]:
