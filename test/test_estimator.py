@@ -161,3 +161,26 @@ def test_recorded_pool_holds_what_the_search_weighed(small_pairs):
     app = pool.refined_appearance[pool.chosen]
     assert res.score == pytest.approx(pool.refined_score[pool.chosen] + s.appearance_weight * app)
     assert pool.refined_score[pool.chosen] >= pool.refined_score.max() - s.appearance_margin
+
+
+def test_a_blind_search_winner_meets_its_backends_bar():
+    """Without a mask, a global search's winner needs the backend's own confidence bar (confidences are the
+    backend's): 0.5 for the learned backend, 0.35 (the tracked poses' bar) for the training-free ones, where 0.5 lost
+    right poses beyond the interval (docs/tracking.md); the setting overrides both. Tracked poses keep 0.35."""
+    from one2any_ros.core.backends.classic import ClassicBackend
+    from one2any_ros.core.backends.one2any import One2AnyBackend
+    from one2any_ros.core.estimator_settings import EstimatorSettings
+
+    assert One2AnyBackend.search_min_confidence == 0.5
+    classic = PoseEstimator("classic")
+    assert classic._trusted(0.45, None, True, True)  # the training-free bar: 0.35
+
+    class LearnedBar(ClassicBackend):
+        search_min_confidence = One2AnyBackend.search_min_confidence
+
+    learned = PoseEstimator(LearnedBar())
+    assert not learned._trusted(0.45, None, True, True)  # a blind search's winner at 0.45: not published
+    assert learned._trusted(0.45, None, True, False)  # a tracked pose at 0.45: trusted (track_min_confidence 0.35)
+    assert learned._trusted(0.55, None, True, True)
+    learned.settings = EstimatorSettings().with_updates(search_min_confidence=0.6)
+    assert not learned._trusted(0.55, None, True, True)  # the setting overrides the backend's bar

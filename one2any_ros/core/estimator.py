@@ -202,11 +202,16 @@ class PoseEstimator:
         appearance score is near 0 at every pose (with a mask, an untrusted tracked pose only hands the frame to the
         global search, so nothing changes there)."""
         s = self.settings
-        if confidence < (s.search_min_confidence if searched else s.track_min_confidence):
+        if confidence < (self._search_min_confidence() if searched else s.track_min_confidence):
             return False
         if s.track_min_appearance <= 0 or appearance is None or (require_trust and not self._cache.textured):
             return True
         return bool(appearance >= s.track_min_appearance * (self._appearance_ceiling() if searched else 1.0))
+
+    def _search_min_confidence(self) -> float:
+        """The bar of a global search's winner found without a mask: the setting, else the backend's own."""
+        s = self.settings.search_min_confidence
+        return self.backend.search_min_confidence if s is None else s
 
     def _appearance_ceiling(self) -> float:
         """The most the appearance score can reach for this reference: it is shrunk by n / (n + n0) for n co-visible

@@ -29,8 +29,9 @@ class EstimatorSettings:
     sweep_iterations: int = 4
     refine_colour_weight: float = 0.2  # coloured-ICP feature scale in refinement, x diameter (0 = off)
     track_min_confidence: float = 0.35  # below this the tracked pose is not trusted: global search
-    search_min_confidence: float = 0.35  # a global search's winner found without a segmenter's mask (a predicted
-    # silhouette, a lost object's search region) must reach this confidence (its appearance: as a tracked pose's)
+    search_min_confidence: float | None = None  # a global search's winner found without a segmenter's mask (a
+    # predicted silhouette, a lost object's search region) must reach this confidence (its appearance: as a tracked
+    # pose's); None = the backend's own bar (Backend.search_min_confidence: 0.5 learned, 0.35 classic; docs/tracking.md)
     track_points: int = 800  # tracking refines its best starts like the global refinement (400 points and 5
     track_iterations: int = 8  # iterations lost 0.12 / 0.07 at 30-60 / 60-90 deg from the reference, same mean time)
     track_velocity: bool = True  # tracking starts also from the last pose moved by the last frame's motion (paired,

@@ -114,8 +114,6 @@ PARAMS: tuple[Param, ...] = (
        (0, 1_000_000)),
     _e("min_confidence", "verifier confidence (0..1) needed for a pose", (0.0, 1.0)),
     _e("track_min_confidence", "below this the tracked pose is not trusted and the global search runs", (0.0, 1.0)),
-    _e("search_min_confidence", "a global search's winner found without a mask (an object's predicted silhouette, a "
-       "lost object's search region) is published only at this confidence or above", (0.0, 1.0)),
     _e("track_points", "reference points of the tracking refinement", (3, 100_000)),
     _e("track_iterations", "ICP iterations per threshold of the tracking refinement", (1, 1000)),
     _e("track_min_appearance", "a tracked pose whose appearance score (texture correlation, shrunk ZNCC) is below this "

@@ -91,6 +91,10 @@ class Proposal:
 class Backend(abc.ABC):
     name: str = "base"
     fallback_reason: str = ""  # set when the factory fell back to this backend (reported in diagnostics)
+    # the confidence a global search's winner found without a mask must reach (EstimatorSettings.search_min_confidence
+    # None): confidences are the backend's, so is the bar. 0.35, the tracked poses' bar, for the training-free ones:
+    # 0.5 lost a bin beyond its interval with classic on both seeds of compare_tracking (docs/tracking.md)
+    search_min_confidence: float = 0.35
     recipe: tuple[str, str, str | None] | None = None  # (name, device, checkpoint) that make the same backend in
     # another process (create_backend sets it; the object helper processes need it: core/object_processes.py)
 

@@ -46,6 +46,8 @@ ROC_VERIFIER_MIN_VAL_SPAN_DEG = 180.0
 
 class One2AnyBackend(Backend):
     name = "one2any"
+    search_min_confidence = 0.5  # paired on compare_tracking, two seeds: published wrong 95 -> 76 / 64 -> 60, no bin
+    # lower beyond its interval, the long sequences' one pose while away gone (docs/tracking.md)
 
     def __init__(self, device: str = "auto", checkpoint: str | None = None, *, with_classic: bool = True,
                  roc_to_verifier: bool | None = None, query_rolls: int | None = None, threads: int | None = None,
