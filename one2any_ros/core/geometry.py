@@ -354,12 +354,7 @@ def icp_batched(
             keep = np.argsort(-np.isfinite(d.reshape(B, M)).sum(axis=1), kind="stable")[:prune_to]
             T, B = T[keep], prune_to
             query.keep_first(B * M)
-        moving = np.arange(B)
-        for _ in range(iterations):
-            T[moving], moved = _icp_step(T[moving], src, query, thr, max(3, int(min_inlier_frac * M)))
-            moving = moving[moved > converged * thr]
-            if not len(moving):
-                break
+        _icp_stage(T, src, query, thr, iterations, max(3, int(min_inlier_frac * M)), converged * thr)
     return _icp_score(T, src, query, thresholds[-1])
 
 
@@ -382,6 +377,18 @@ class _IcpQuery:
         # threads pay off only for big batches: below PARALLEL_MIN_QUERIES their start-up costs more than the search
         return self.tree.query(q, k=1, eps=self.eps, workers=self.workers if len(q) >= PARALLEL_MIN_QUERIES else 1,
                                distance_upper_bound=thr)
+
+
+def _icp_stage(T: np.ndarray, src: np.ndarray, query: _IcpQuery, thr: float, iterations: int, min_inliers: int,
+               still: float) -> None:
+    """Up to ``iterations`` ICP steps at threshold ``thr``, in place on T (B,4,4); a start whose step moved no point
+    more than ``still`` metres leaves the batch (its next step would repeat it)."""
+    moving = np.arange(T.shape[0])
+    for _ in range(iterations):
+        T[moving], moved = _icp_step(T[moving], src, query, thr, min_inliers)
+        moving = moving[moved > still]
+        if not len(moving):
+            break
 
 
 def _icp_step(T: np.ndarray, src: np.ndarray, query: _IcpQuery, thr: float,
