@@ -288,7 +288,8 @@ class PoseEstimator:
 
         Ts, sources, vr = self._pool(prop, score, q, tm)
         c = self._refine_best(Ts, sources, vr, score, ref, q, tm)
-        if s.twin_top_k > 0:
+        if s.twin_top_k > 0 and not require_trust:  # a segmenter's mask: without one (tracking's re-detection, a
+            # lost object's search) the twins' appearance contest picked wrong turns (docs/validation.md, "Twins, cheap")
             self._add_twins(c, score, ref, q, tm)
         best, app_score, conf_before = self._choose(c, q, tm)
         if self.record_pool:

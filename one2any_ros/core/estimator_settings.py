@@ -59,8 +59,9 @@ class EstimatorSettings:
     # are on (chosen on validation objects by tools/probe_appearance.py, confirmed on two seeds of held-out test
     # objects). Twins (twin_top_k 1) are cheap since issue 28 (docs/validation.md, "Twins, cheap"): paired on suite v1,
     # ADD(-S) 0.688 -> 0.699, 60-90 deg +0.040, confident wrong 100 -> 77, no bin lower beyond its interval, ~1.25x the
-    # median latency (before: ~0.5-1 s per global search). Still off by default: tracking's re-detection runs the
-    # global search too, and three tracking tests moved with twins on; compare_tracking.py has not measured it yet.
+    # median latency (before: ~0.5-1 s per global search). Still off by default: on tracking they lost a bin beyond
+    # its interval, first without masks (seed 5 30-60), then, run only on a segmenter's mask, with a mask every frame
+    # (seed 3 120-180 -0.049 [-0.098, -0.012], though confident wrong 117 -> 83; docs/validation.md).
     twin_top_k: int = 0  # geometric twins of the best few refined candidates (symmetry.twins):
     twin_angles: int = 24  # spins by k*360/twin_angles about the reference's axis of revolution when it has one,
     twin_depth_offset: float = 0.5  # quarter turns and flips about its principal axes through a centre this x scale behind
