@@ -85,14 +85,18 @@ def test_super_fibonacci_covers_so3():
     assert ang.min(axis=1).max() < 50.0
 
 
-def test_icp_batched_converges_from_nearby_starts():
+def _l_shaped_pair():
+    """(rng, src, T, dst): an asymmetric L-shaped cloud and its copy moved by T with 1 mm noise."""
     rng = np.random.default_rng(4)
-    # an asymmetric L-shaped cloud
     a = rng.uniform([-0.1, -0.02, -0.02], [0.1, 0.02, 0.02], (600, 3))
     b = rng.uniform([-0.1, 0.02, -0.02], [-0.06, 0.12, 0.02], (300, 3))
     src = np.concatenate([a, b])
     T = _random_T(rng, 0.2)
-    dst = transform_points(T, src) + rng.normal(0, 0.001, src.shape)
+    return rng, src, T, transform_points(T, src) + rng.normal(0, 0.001, src.shape)
+
+
+def test_icp_batched_converges_from_nearby_starts():
+    rng, src, T, dst = _l_shaped_pair()
     # starts 15 deg off in random directions
     starts = []
     for _ in range(8):
@@ -105,16 +109,10 @@ def test_icp_batched_converges_from_nearby_starts():
     assert np.all(res.fitness > 0.9)
 
 
-
 def test_icp_batched_stops_converged_starts_with_the_same_result():
     """A start whose step left every correspondence as it was would repeat that step: it leaves the batch (fewer
     questions asked) and ends where every step taken would have left it."""
-    rng = np.random.default_rng(4)
-    a = rng.uniform([-0.1, -0.02, -0.02], [0.1, 0.02, 0.02], (600, 3))
-    b = rng.uniform([-0.1, 0.02, -0.02], [-0.06, 0.12, 0.02], (300, 3))
-    src = np.concatenate([a, b])
-    T = _random_T(rng, 0.2)
-    dst = transform_points(T, src) + rng.normal(0, 0.001, src.shape)
+    rng, src, T, dst = _l_shaped_pair()
     starts = np.stack([make_transform(Rotation.from_rotvec(np.deg2rad(deg) * _unit(rng)).as_matrix() @ T[:3, :3],
                                       T[:3, 3]) for deg in (0, 3, 10, 20)])
 
