@@ -196,8 +196,9 @@ class PoseEstimator:
     def _trusted(self, confidence: float, appearance: float | None, require_trust: bool = False,
                  searched: bool = False) -> bool:
         """Whether a tracked pose (or, with ``require_trust``, any pose found without a segmenter's mask) is trusted:
-        its confidence passes ``track_min_confidence`` and its appearance score passes ``track_min_appearance`` (for
-        a global search's winner, ``searched``, scaled by ``_appearance_ceiling``).
+        its confidence passes ``track_min_confidence`` (a global search's winner, ``searched``: the backend's bar,
+        ``_search_min_confidence``) and its appearance score passes ``track_min_appearance`` (for a global search's
+        winner scaled by ``_appearance_ceiling``).
         Without a mask, a reference with no texture (``texture_min_std``) is trusted on its confidence alone: its
         appearance score is near 0 at every pose (with a mask, an untrusted tracked pose only hands the frame to the
         global search, so nothing changes there)."""
@@ -300,8 +301,9 @@ class PoseEstimator:
         if require_trust and not self._trusted(float(c.conf[best]),
                                                None if app_score is None else float(app_score[best]), True, True):
             self.last_T_C = None
-            raise EstimationFailure("no pose explains the depth and colour where it was (confidence or appearance "
-                                    "below track_min_confidence / track_min_appearance)", reason="lost")
+            raise EstimationFailure("no pose explains the depth and colour where it was (confidence below "
+                                    f"{self._search_min_confidence():.2f} or appearance below track_min_appearance)",
+                                    reason="lost")
         return self._finish(c.T[best], c.result(), best, q, "global", c.sources[best], len(Ts), tm,
                             None if app_score is None else float(app_score[best]))
 
