@@ -161,3 +161,17 @@ def test_thread_choice_pairs_only_like_queries():
     choice.record("tree", 100, 2, 0.001)
     choice.record("tree", 4000, 1, 0.5)  # another size
     assert choice.log_ratio == start
+
+
+def test_query_threads_can_be_fixed_from_the_environment(monkeypatch):
+    """ONE2ANY_QUERY_THREADS fixes the choice (a paired benchmark, a machine whose owner knows its load); a typo is
+    an error, not a silent default."""
+    for mode, want in (("share", 2), ("one", 1)):
+        monkeypatch.setenv("ONE2ANY_QUERY_THREADS", mode)
+        choice = query_threads._choice_from_env()
+        assert [choice.pick(2) for _ in range(300)] == [want] * 300
+    monkeypatch.setenv("ONE2ANY_QUERY_THREADS", "auto")
+    assert type(query_threads._choice_from_env()) is query_threads.ThreadChoice
+    monkeypatch.setenv("ONE2ANY_QUERY_THREADS", "al")
+    with pytest.raises(ValueError, match="ONE2ANY_QUERY_THREADS"):
+        query_threads._choice_from_env()

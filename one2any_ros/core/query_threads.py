@@ -107,4 +107,24 @@ class ThreadChoice:
         self.log_ratio += self.rate * (r - self.log_ratio)
 
 
-choice = ThreadChoice()  # one per process: the cores' contention is the machine's, not a tree's
+class FixedThreads(ThreadChoice):
+    """Always ``many`` (OpenMP's way, every thread of the share) or always one: ``ONE2ANY_QUERY_THREADS`` = ``share``
+    or ``one``, for a paired benchmark or a machine whose owner knows its load."""
+
+    def __init__(self, one: bool) -> None:
+        super().__init__()
+        self.one = one
+
+    def pick(self, many: int) -> int:
+        return 1 if self.one or many <= 1 else many
+
+
+def _choice_from_env() -> ThreadChoice:
+    """``ONE2ANY_QUERY_THREADS``: ``auto`` (default, measured), ``share`` (always the share) or ``one``."""
+    mode = os.environ.get("ONE2ANY_QUERY_THREADS", "auto").strip().lower()
+    if mode not in ("auto", "share", "one"):
+        raise ValueError(f"ONE2ANY_QUERY_THREADS must be auto, share or one, not {mode!r}")
+    return ThreadChoice() if mode == "auto" else FixedThreads(one=mode == "one")
+
+
+choice = _choice_from_env()  # one per process: the cores' contention is the machine's, not a tree's
