@@ -56,6 +56,26 @@ def test_compare_pairs_queries_and_refuses_a_bin_that_loses(tmp_path: Path):
     assert out["take"] is False
 
 
+def test_summary_of_one_run_gives_recall_per_bin_confident_wrong_and_auroc(tmp_path: Path):
+    """docs/benchmarks.md's suite section: one run alone. Right poses at confidence 0.8, wrong ones at 0.6 and one
+    failure (no confidence, counted as 0): every right pose ranks above every wrong one (AUROC 1), one wrong above
+    0.5."""
+    bins = ["0-30", "0-30", "0-30", "90-120", "90-120", "90-120"]
+    hits = [True, True, True, True, False, False]
+    _write_run(tmp_path / "A", hits, bins, [0.8, 0.8, 0.8, 0.8, 0.6, 0.6])
+    lines = (tmp_path / "A" / "shape_asymmetric_s101" / "queries.jsonl").read_text().splitlines()
+    rec = json.loads(lines[-1])
+    rec["confidence"] = None  # a failure
+    (tmp_path / "A" / "shape_asymmetric_s101" / "queries.jsonl").write_text("\n".join(lines[:-1] + [json.dumps(rec)]))
+    out = vs.summary(tmp_path / "A")
+    part = out["parts"]["shape_asymmetric_s101"]
+    assert out["all"]["n"] == 6 and out["all"]["recall"] == pytest.approx(0.667, abs=1e-3)
+    assert part["bins"]["0-30"] == {"n": 3, "recall": 1.0}
+    assert part["bins"]["90-120"]["recall"] == pytest.approx(0.333, abs=1e-3)
+    assert part["confident_wrong"] == 1 and part["auroc"] == 1.0
+    assert vs.auroc(np.array([True, False]), np.array([0.2, 0.9])) == 0.0
+    assert vs.auroc(np.array([True, True]), np.array([0.2, 0.9])) is None  # no wrong pose: nothing to rank
+
 def test_mcnemar_is_symmetric_and_one_without_discordant_pairs():
     assert vs.mcnemar_p(0, 0) == 1.0
     assert vs.mcnemar_p(3, 9) == pytest.approx(vs.mcnemar_p(9, 3))

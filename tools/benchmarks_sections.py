@@ -186,3 +186,23 @@ def open3d_section(d: dict) -> str:
     return render("open3d", command=d["command"], n=next(iter(d["methods"].values()))["n_pairs"],
                   n_objects=d["n_objects"], cpu_count=m["cpu_count"], load=f(load[0], 1),
                   commit=str(m.get("git_commit", "?"))[:7], table=table(head, rows))
+
+
+def validation_section(d: dict) -> str:
+    """validation_suite.json (tools/validation_suite.py summary and compare --masks of one run): the shipped
+    defaults on the validation suite, per part and rotation bin, and what segmenter-like masks cost."""
+    s = d["summary"]
+    head = ["part", "queries", "ADD(-S)@0.1d"] + [f"{b} deg" for b in BINS] + ["confident wrong", "AUROC"]
+    rows = [[name, str(p["n"]), f(p["recall"], 3)] + [f(p["bins"].get(b, {}).get("recall"), 3) for b in BINS]
+            + [str(p["confident_wrong"]), f(p["auroc"])] for name, p in s["parts"].items()]
+    a = s["all"]
+    rows.append(["**all**", str(a["n"]), f"**{f(a['recall'], 3)}**"]
+                + [f(a["bins"].get(b, {}).get("recall"), 3) for b in BINS] + [str(a["confident_wrong"]), f(a["auroc"])])
+    seg = d["segmenter"]
+    groups = [("all", seg["all"])] + [(f"{b} deg", seg["bins"][b]) for b in BINS if b in seg["bins"]]
+    seg_rows = [[name, str(g["n"]), f(g["A"], 3), f(g["B"], 3),
+                 f"{g['B_minus_A']:+.3f} [{g['ci95'][0]:+.3f}, {g['ci95'][1]:+.3f}]"] for name, g in groups]
+    return render("validation", version=s["suite_version"], backend=s["backend"], commit=d["commit"],
+                  n=a["n"], table=table(head, rows),
+                  seg_table=table(["", "queries", "clean", "segmenter-like", "difference [95 %]"], seg_rows),
+                  seg_wrong_a=seg["all"]["confident_wrong_A"], seg_wrong_b=seg["all"]["confident_wrong_B"])

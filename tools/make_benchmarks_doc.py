@@ -23,6 +23,8 @@ produces each one when it is missing or named in --refresh:
   outputs/datasets/val30s1 --out ...` (the validation sets as `one2any render --objects val --scenes 30 --frames 8
   --max-rotation 120 --seed 0|1` makes them; not measured by this script)
 - open3d_comparison.json: `tools/compare_open3d.py` (Open3D optional; not measured by this script)
+- validation_suite.json: {"commit", "summary": `tools/validation_suite.py summary RUN`, "segmenter": `compare RUN RUN
+  --masks`} of one `run` of the suite with the shipped defaults (~10 min on 2 cores; not measured by this script)
 - diagnose_val30.json (+ docs/img/diagnose_val30.png): `tools/diagnose_pool.py --dataset outputs/datasets/val30` with
   the bundled model, on VALIDATION objects (rendered as `one2any_ros.training.promote` renders them when missing)
 
@@ -45,7 +47,7 @@ from benchmarks_measure import (BENCH_BACKENDS, DATA, DEFAULT_DATASET, EVAL_BACK
 from benchmarks_plots import plot_accuracy, plot_ros, plot_stages  # noqa: E402
 from benchmarks_ros_sections import faults_section, objects_section, ros_section  # noqa: E402
 from benchmarks_sections import (accuracy_section, appearance_section, diagnose_section, open3d_section,  # noqa: E402
-                                 search_speed_section, stages_section)
+                                 search_speed_section, stages_section, validation_section)
 from benchmarks_text import f, render  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -77,7 +79,7 @@ def load_inputs() -> dict:
             "benches": {b: r for b in BENCH_BACKENDS if (r := _load(f"bench_{b}.json"))},
             **{k: _load(f"{k}.json") for k in ("ros_bench", "ros_bench_objects", "faults", "appearance",
                                                "global_search_speed", "global_search_speed_classic",
-                                               "open3d_comparison")},
+                                               "open3d_comparison", "validation_suite")},
             "diagnose": _load("diagnose_val30.json")}
 
 
@@ -95,6 +97,7 @@ def render_doc(inputs: dict) -> str:
         "doc", cpu_count=m["cpu_count"], cpu=m["cpu"], memory_gb=f(m["memory_gb"], 0), python=m["python"],
         commit=m.get("git_commit") or "?", timestamp=m.get("timestamp", ""),
         accuracy=accuracy_section(inputs["reports"]), diagnose=diagnose_section(inputs["diagnose"]),
+        validation=validation_section(inputs["validation_suite"]) if inputs["validation_suite"] else "",
         appearance=appearance_section(inputs["appearance"]) if inputs["appearance"] else "",
         stages="".join(stages_section(b) for b in inputs["benches"].values()),
         search_speed=search_speed_section(speed, inputs["global_search_speed_classic"]) if speed else "",

@@ -12,6 +12,8 @@ rendered by a command (never committed), and the paired comparison every accurac
     .venv/bin/python tools/validation_suite.py compare /tmp/A /tmp/B
     # what segmenter-like masks cost: a run's segmenter parts against the clean parts of the same frames
     .venv/bin/python tools/validation_suite.py compare /tmp/A /tmp/A --masks
+    # one run alone (recall per part and bin, confident wrong, confidence AUROC): docs/benchmarks.md's suite section
+    .venv/bin/python tools/validation_suite.py summary /tmp/A
 
 Rendered parts: every family (shape-asymmetric, texture-only, symmetric) x two seeds, 12 scenes of 15 images each
 (frame 0 the reference), rotations from the reference spread over 0-180 deg (so 120-180 has its own bin), occluding
@@ -208,6 +210,38 @@ def compare(a_dir: Path, b_dir: Path, *, confident: float = 0.5, masks: bool = F
     return out
 
 
+def auroc(right: np.ndarray, confidence: np.ndarray) -> float | None:
+    """P(a right pose's confidence > a wrong one's), ties half (Mann-Whitney U / n1 n2, scipy); None without both."""
+    from scipy.stats import mannwhitneyu
+
+    r, w = confidence[right], confidence[~right]
+    return round(float(mannwhitneyu(r, w).statistic / (len(r) * len(w))), 3) if len(r) and len(w) else None
+
+
+def summary(run_dir: Path, *, confident: float = 0.5) -> dict:
+    """One run alone: recall per part and rotation bin, confident wrong poses and the confidence AUROC (right vs
+    wrong) per part - what docs/benchmarks.md shows of the shipped defaults. A failure counts as a miss at
+    confidence 0."""
+    records = load_records(run_dir)
+    meta = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+
+    def stats(rows: list[dict]) -> dict:
+        hit = np.array([r["hit"] for r in rows], bool)
+        conf = np.array([r["confidence"] if r["confidence"] is not None else 0.0 for r in rows])
+        bins = {}
+        for b in sorted({r["bin"] for r in rows}):
+            m = np.array([r["bin"] == b for r in rows])
+            bins[str(b)] = {"n": int(m.sum()), "recall": round(float(hit[m].mean()), 3)}
+        return {"n": len(rows), "recall": round(float(hit.mean()), 3) if len(rows) else None,
+                "confident_wrong": int((~hit & (conf > confident)).sum()), "auroc": auroc(hit, conf), "bins": bins}
+
+    parts = sorted({k[0] for k in records})
+    return {"suite_version": meta.get("suite_version"), "backend": meta.get("backend"),
+            "settings": meta.get("settings", {}), "source": meta.get("source"),
+            "all": stats(list(records.values())),
+            "parts": {name: stats([r for k, r in records.items() if k[0] == name]) for name in parts}}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -226,12 +260,16 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("b", type=Path)
     c.add_argument("--masks", action="store_true",
                    help="A's clean parts against B's segmenter parts on the same frames (A and B may be one run)")
+    m = sub.add_parser("summary", help="one run alone: recall per part and bin, confident wrong, AUROC")
+    m.add_argument("run", type=Path)
     args = p.parse_args(argv)
     if args.cmd == "render":
         render(args.out, args.reuse)
     elif args.cmd == "run":
         run(args.suite, args.out, backend=args.backend, settings=json.loads(args.settings), source=args.source,
             only=args.parts)
+    elif args.cmd == "summary":
+        print(json.dumps(summary(args.run), indent=1))
     else:
         print(json.dumps(compare(args.a, args.b, masks=args.masks), indent=1))
     return 0
