@@ -4,7 +4,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from one2any_ros.core.symmetry import (TwinSettings, estimate_normals, fit_revolution_axis, principal_turns,
-                                  reference_twins, turns_about)
+                                  revolution_axis, turns_about, twins)
 
 CAMERA = np.zeros(3)
 
@@ -61,18 +61,18 @@ def test_a_box_has_no_axis_of_revolution_and_gets_turns_about_its_principal_axes
     pts, nrm = _box()
     vis = _visible(pts, nrm)
     scale = float(np.percentile(np.linalg.norm(vis - np.median(vis, 0), axis=1), 95))
-    tw = reference_twins(vis - vis.mean(0), CAMERA - vis.mean(0), scale)
+    tw = twins(vis - vis.mean(0), scale, revolution_axis(vis - vis.mean(0), CAMERA - vis.mean(0), scale))
     assert tw.axis is None
     assert len(tw.transforms) == 3 * (TwinSettings().spin_angles - 1)
 
 
-def test_reference_twins_of_a_cylinder_spin_about_its_axis():
+def test_twins_of_a_cylinder_spin_about_its_axis():
     a = np.array([0.2, 1.0, 0.3]) / np.linalg.norm([0.2, 1.0, 0.3])
     pts, nrm = _cylinder(a, np.array([0.0, 0.0, 0.5]))
     vis = _visible(pts, nrm)
     mean = vis.mean(0)
     s = TwinSettings(spin_angles=12)
-    tw = reference_twins(vis - mean, CAMERA - mean, 0.06, s)
+    tw = twins(vis - mean, 0.06, revolution_axis(vis - mean, CAMERA - mean, 0.06, s), s)
     assert tw.axis is not None
     assert len(tw.transforms) == (s.spin_angles - 1) + 3 * (s.discrete_steps - 1)
     spins = tw.transforms[: s.spin_angles - 1]

@@ -160,23 +160,6 @@ def revolution_axis(points_C: np.ndarray, camera_C: np.ndarray, scale: float,
     return fit if fit.residual <= settings.max_axis_residual * scale else None
 
 
-def reference_twins(points_C: np.ndarray, camera_C: np.ndarray, scale: float,
-                    settings: TwinSettings = TwinSettings()) -> ReferenceTwins:
-    """The twin motions of a reference cloud (C frame; ``camera_C`` the reference camera's centre in C): ``twins``
-    about its axis of revolution (``revolution_axis``), fitted here.
-
-    Args:
-        points_C: (N, 3) float reference cloud in C, metres.
-        camera_C: (3,) float reference camera centre in C, metres.
-        scale: the reference's radius s, metres (the axis tolerance and the turn centre's offset scale with it).
-        settings: angles, tolerances and offsets of the twins.
-
-    Returns:
-        ReferenceTwins, as ``twins`` gives it.
-    """
-    return twins(points_C, scale, revolution_axis(points_C, camera_C, scale, settings), settings)
-
-
 def twins(points_C: np.ndarray, scale: float, axis: RevolutionAxis | None,
           settings: TwinSettings = TwinSettings()) -> ReferenceTwins:
     """The twin motions of a reference cloud given its axis of revolution (or None). With an axis: spins about it,
