@@ -189,7 +189,7 @@ def test_switched_off_the_hook_leaves_the_estimator_unchanged(box_pair):
     from one2any_ros.core.estimator_settings import EstimatorSettings
 
     shipped = EstimatorSettings()
-    assert (shipped.twin_top_k, shipped.appearance_weight, shipped.confidence_margin) == (0, 0.5, 0.2)
+    assert (shipped.twin_top_k, shipped.appearance_weight, shipped.confidence_margin) == (1, 0.5, 0.2)
     s = shipped.with_updates(appearance_weight=0.0, confidence_margin=0.0, twin_top_k=0)  # without appearance
     _, ref_view, q_view, _, _ = box_pair
     results = []

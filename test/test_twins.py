@@ -151,3 +151,25 @@ def test_a_twin_that_explains_the_depth_worse_does_not_join(scene):
     assert (low < 0.5 * best).any()
     high, best, n = kept[0.5]
     assert n > 0 and (high >= 0.5 * best).all()
+
+
+def _candidates(sources, score):
+    from one2any_ros.core.candidates import Candidates
+
+    k = len(sources)
+    return Candidates(T=np.tile(np.eye(4), (k, 1, 1)), score=np.asarray(score, float), verifier_score=np.zeros(k),
+                      conf=np.full(k, 0.8), agree=np.zeros(k), violation=np.zeros(k), sources=list(sources), term=None)
+
+
+def test_a_twin_wins_only_by_its_texture():
+    """A twin that scores best stays the winner only when its appearance beats the search's own best candidate's
+    by ``twin_min_appearance_gain``; else that candidate wins (the twin stays its rival). With no own candidate
+    compared (all dropped out of the choice) the twin wins on geometry; -2 turns the rule off."""
+    c = _candidates(["grid", "track", "twin", "twin"], [0.70, 0.72, 0.80, 0.75])
+    est = _estimator(twin_min_appearance_gain=0.05)
+    assert est._twin_by_appearance(c, np.array([0.4, 0.5, 0.53, 0.2]), 2) == 1  # 0.03 better: the own candidate
+    assert est._twin_by_appearance(c, np.array([0.4, 0.5, 0.60, 0.2]), 2) == 2  # 0.10 better: the twin
+    c.score[:2] = -np.inf  # the own candidates left the choice (far below the best verifier score)
+    assert est._twin_by_appearance(c, np.array([np.nan, np.nan, 0.1, 0.2]), 2) == 2
+    c.score[:2] = [0.70, 0.72]
+    assert _estimator(twin_min_appearance_gain=-2.0)._twin_by_appearance(c, np.array([0.4, 0.9, 0.1, 0.2]), 2) == 2

@@ -114,12 +114,13 @@ def run(args: argparse.Namespace) -> None:
                     else:
                         r = est.estimate(view, track=not args.oneshot)
                     T, conf, mode, app = r.T_camera_object, float(r.confidence), r.mode, getattr(r, "appearance", None)
+                    source = r.source
                 except Exception:
-                    T, conf, mode, app = None, 0.0, "none", None
+                    T, conf, mode, app, source = None, 0.0, "none", None, None
                 ms = 1000.0 * (time.perf_counter() - t)
                 rows.append({
                     "key": f"{s}/{k}/{i}", "family": FAMILIES[k], "mode": mode, "ms": ms, "confidence": conf,
-                    "appearance": app,
+                    "appearance": app, "source": source,
                     "right": bool(T is not None and metrics.add(T, gt, obj.vertices) < 0.1 * obj.diameter),
                     "from_reference_deg": float(rotation_angle_deg(gt[:3, :3].T @ f0["T_cam_obj"][k][:3, :3])),
                     "rot_deg": 180.0 if T is None else float(rotation_angle_deg(T[:3, :3].T @ gt[:3, :3])),

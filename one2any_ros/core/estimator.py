@@ -314,10 +314,23 @@ class PoseEstimator:
         s = self.settings
         app_score = self._apply_appearance(c, q, tm) if s.appearance_weight > 0 else None
         best = int(np.argmax(c.score))
+        if app_score is not None and c.sources[best] == "twin":
+            best = self._twin_by_appearance(c, app_score, best)
         conf_before = c.conf
         if s.confidence_margin > 0:
             c.conf = self._margin_confidence(c, best)
         return best, app_score, conf_before
+
+    def _twin_by_appearance(self, c: Candidates, app_score: np.ndarray, best: int) -> int:
+        """A twin winner stays the winner only when its texture beats the best other candidate's by
+        ``twin_min_appearance_gain`` (or no other candidate came close enough to be compared): twins are there for
+        texture to decide; where it cannot, the search's own candidate keeps the pose and the twin stays its rival
+        (the margin lowers the confidence)."""
+        own = np.array([src != "twin" for src in c.sources]) & np.isfinite(c.score)
+        if not own.any():
+            return best
+        j = int(np.flatnonzero(own)[np.argmax(c.score[own])])
+        return best if app_score[best] - app_score[j] >= self.settings.twin_min_appearance_gain else j
 
     def _pool(self, prop: Proposal, score: Callable[[np.ndarray], VerifyResult], q: QueryContext,
               tm: StageTimer) -> tuple[np.ndarray, list[str], VerifyResult]:

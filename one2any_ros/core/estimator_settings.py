@@ -57,12 +57,12 @@ class EstimatorSettings:
     inlier_threshold: float = 0.03  # band for inliers/residual, x diameter
     # Appearance decides (appearance.py; docs/benchmarks.md, "Appearance"). appearance_weight and confidence_margin
     # are on (chosen on validation objects by tools/probe_appearance.py, confirmed on two seeds of held-out test
-    # objects). Twins (twin_top_k 1) are cheap since issue 28 (docs/validation.md, "Twins, cheap"): paired on suite v1,
-    # ADD(-S) 0.688 -> 0.699, 60-90 deg +0.040, confident wrong 100 -> 77, no bin lower beyond its interval, ~1.25x the
-    # median latency (before: ~0.5-1 s per global search). Still off by default: on tracking they lost a bin beyond
-    # its interval, first without masks (seed 5 30-60), then, run only on a segmenter's mask, with a mask every frame
-    # (seed 3 120-180 -0.049 [-0.098, -0.012], though confident wrong 117 -> 83; docs/validation.md).
-    twin_top_k: int = 0  # geometric twins of the best few refined candidates (symmetry.twins):
+    # objects). Twins (twin_top_k 1) are on since they win only where the texture decides (twin_min_appearance_gain):
+    # paired on suite v2 (1,512 queries; docs/validation.md, "Twins decide by texture, or not at all") ADD(-S) 0.696
+    # -> 0.715, +0.019 [+0.012, +0.026], 30-60 deg +0.056, no bin or part lower, confident wrong 144 -> 105; on
+    # tracking with a mask every frame no bin lower on two seeds, confident wrong fewer. Before that rule they lost a
+    # bin there (seed 3 120-180 -0.049 [-0.098, -0.012]): twins won on geometry alone and were mostly wrong.
+    twin_top_k: int = 1  # geometric twins of the best few refined candidates (symmetry.twins):
     twin_angles: int = 24  # spins by k*360/twin_angles about the reference's axis of revolution when it has one,
     twin_depth_offset: float = 0.5  # quarter turns and flips about its principal axes through a centre this x scale behind
     twin_points: int = 300  # ... each settled by a short coloured ICP, coarse to fine (a turn about an axis
@@ -71,6 +71,8 @@ class EstimatorSettings:
     twin_keep: int = 8  # ... the first threshold by table lookup, then only this many, those the verifier and
     # appearance prefer, go on (0 = all, every stage by KD-tree: the twins' 6-D queries were ~90 % of their ~180 ms)
     twin_min_confidence: float = 0.5  # ... a twin joins only with this x the best candidate's verifier confidence
+    twin_min_appearance_gain: float = 0.05  # ... and wins only when its appearance (shrunk ZNCC, -1..1) beats the best
+    # own candidate's by this; else that candidate wins and the twin stays its rival (-2 = off: the best score wins)
     appearance_weight: float = 0.5  # + weight x shrunk ZNCC of the texture (appearance.py) on the final candidates
     appearance_margin: float = 0.1  # ... only among those whose verifier score is within this of the best
     appearance_points: int = 4000  # reference pixels of the appearance model

@@ -145,6 +145,8 @@ PARAMS: tuple[Param, ...] = (
        "are refined (0 = all: ~0.5-1 s)", (0, 1000)),
     _e("twin_min_confidence", "... a twin joins only with this x the best candidate's verifier confidence",
        (0.0, 1.0)),
+    _e("twin_min_appearance_gain", "... and wins only when its appearance score (-1..1) beats the search's own best "
+       "candidate's by this; else it stays that candidate's rival (-2 = off)", (-2.0, 2.0)),
     _e("sweep_top_k", "spin sweep: best hypotheses turned about the reference's principal axes (0 = off)", (0, 100)),
     *_block("search", "global search: ", (
         ("num_start_rotations", "start rotations of the multi-start ICP", (1, 100_000)),
