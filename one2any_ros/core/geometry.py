@@ -297,8 +297,6 @@ class IcpResult:
     rmse: np.ndarray  # (B,) RMS distance of those inliers, metres
 
 
-
-
 def icp_batched(
     src: np.ndarray,
     dst_tree: cKDTree,
