@@ -114,13 +114,13 @@ def run(args: argparse.Namespace) -> None:
                     else:
                         r = est.estimate(view, track=not args.oneshot)
                     T, conf, mode, app = r.T_camera_object, float(r.confidence), r.mode, getattr(r, "appearance", None)
-                    source = r.source
+                    source, vconf = r.source, getattr(r, "verifier_confidence", None)
                 except Exception:
-                    T, conf, mode, app, source = None, 0.0, "none", None, None
+                    T, conf, mode, app, source, vconf = None, 0.0, "none", None, None, None
                 ms = 1000.0 * (time.perf_counter() - t)
                 rows.append({
                     "key": f"{s}/{k}/{i}", "family": FAMILIES[k], "mode": mode, "ms": ms, "confidence": conf,
-                    "appearance": app, "source": source,
+                    "verifier_confidence": vconf, "appearance": app, "source": source,
                     "right": bool(T is not None and metrics.add(T, gt, obj.vertices) < 0.1 * obj.diameter),
                     "from_reference_deg": float(rotation_angle_deg(gt[:3, :3].T @ f0["T_cam_obj"][k][:3, :3])),
                     "rot_deg": 180.0 if T is None else float(rotation_angle_deg(T[:3, :3].T @ gt[:3, :3])),
@@ -139,8 +139,13 @@ def compare(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(0)
 
     def summary(x: list[dict], ok: np.ndarray) -> dict:
+        from one2any_ros.core.metrics import confidence_auroc
+
         conf = np.array([r["confidence"] for r in x])
+        published = np.array([r["mode"] != "none" for r in x])
+        auroc = confidence_auroc(conf[published], ok[published])
         return {"add_01d": round(float(ok.mean()), 3), "wrong_at_conf_over_0.5": int((~ok & (conf > 0.5)).sum()),
+                "auroc_published": None if auroc is None else round(auroc, 3),
                 "median_rot_deg": round(float(np.median([r["rot_deg"] for r in x])), 2),
                 "median_mm": round(float(np.median([r["mm"] if r["mm"] is not None else 1e9 for r in x])), 2),
                 "global_share": round(float(np.mean([r["mode"] == "global" for r in x])), 3),

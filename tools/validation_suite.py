@@ -211,11 +211,11 @@ def compare(a_dir: Path, b_dir: Path, *, confident: float = 0.5, masks: bool = F
 
 
 def auroc(right: np.ndarray, confidence: np.ndarray) -> float | None:
-    """P(a right pose's confidence > a wrong one's), ties half (Mann-Whitney U / n1 n2, scipy); None without both."""
-    from scipy.stats import mannwhitneyu
+    """metrics.confidence_auroc, rounded for the summary."""
+    from one2any_ros.core.metrics import confidence_auroc
 
-    r, w = confidence[right], confidence[~right]
-    return round(float(mannwhitneyu(r, w).statistic / (len(r) * len(w))), 3) if len(r) and len(w) else None
+    a = confidence_auroc(confidence, right)
+    return None if a is None else round(a, 3)
 
 
 def summary(run_dir: Path, *, confident: float = 0.5) -> dict:

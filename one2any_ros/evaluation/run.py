@@ -271,7 +271,9 @@ def run_query(est, img: Mapping, T_ref: np.ndarray, model: EvalModel, ref_failur
     rec = {"ok": True, "reason": None, "rel_rot_deg": rel, "bin": rotation_bin(rel), "add_m": e_add, "adds_m": e_adds,
            "err_m": err, "rot_err_deg": rot, "trans_err_m": tra, "hit": metrics.add_s_01d_hit(err, model.diameter_m),
            "hit_add": metrics.add_s_01d_hit(e_add, model.diameter_m), "diameter_m": model.diameter_m,
-           "confidence": conf, "inliers": getattr(res, "inliers", None), "latency_ms": 1000.0 * dt,
+           "confidence": conf, "verifier_confidence": getattr(res, "verifier_confidence", None),
+           "appearance": getattr(res, "appearance", None), "inliers": getattr(res, "inliers", None),
+           "latency_ms": 1000.0 * dt,
            "latency_estimator_ms": (getattr(res, "timings_ms", None) or {}).get("total"),
            "backend": str(getattr(res, "backend", "unknown"))}
     row = {"score": conf, "R": T[:3, :3], "t": T[:3, 3] * 1000.0, "time": dt}

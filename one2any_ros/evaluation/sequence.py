@@ -138,7 +138,8 @@ def _frame_rows(scene, scene_id: int, im_id: int, frame, results: dict, order: l
             except One2AnyError as e:
                 r1 = e
             one_shot = _score(r1, gt, models[oid])
-            row.update({f"oneshot_{k}": one_shot[k] for k in ("right", "published", "confidence", "rot_deg", "mm")})
+            row.update({f"oneshot_{k}": one_shot[k]
+                        for k in ("right", "published", "confidence", "verifier_confidence", "rot_deg", "mm")})
         rows.append(row)
     return rows
 
@@ -159,8 +160,9 @@ def _score(r: Any, gt: np.ndarray | None, model) -> dict:
     """One object-frame: what was published and how wrong it is (a pose while the object is out of view is wrong)."""
     if isinstance(r, Exception):
         return {"published": False, "right": False, "reason": getattr(r, "reason", type(r).__name__), "mode": "none",
-                "rot_deg": None, "mm": None, "confidence": 0.0}
-    out = {"published": True, "reason": "", "mode": r.mode, "confidence": float(r.confidence)}
+                "rot_deg": None, "mm": None, "confidence": 0.0, "verifier_confidence": 0.0}
+    out = {"published": True, "reason": "", "mode": r.mode, "confidence": float(r.confidence),
+           "verifier_confidence": float(getattr(r, "verifier_confidence", None) or r.confidence)}
     if gt is None:
         return {**out, "right": False, "rot_deg": None, "mm": None}
     T = r.T_camera_object
@@ -221,6 +223,10 @@ def summarize_sequences(rows: list[dict]) -> dict:
             "tracking": _auroc([r for r in present if r["published"]], "confidence", "right"),
             "oneshot": _auroc([r for r in present if r.get("oneshot_published")], "oneshot_confidence",
                               "oneshot_right")},
+        "verifier_confidence_auroc": {  # the same for the verifier's alone (before the texture folds in)
+            "tracking": _auroc([r for r in present if r["published"]], "verifier_confidence", "right"),
+            "oneshot": _auroc([r for r in present if r.get("oneshot_published")], "oneshot_verifier_confidence",
+                              "oneshot_right")},
         "published": len(published), "published_wrong": len(wrong),
         "published_wrong_share": round(len(wrong) / len(published), 3) if published else None,
         "published_while_away": sum(1 for r in published if not r["present"]),
@@ -255,7 +261,7 @@ def _write(out_dir: Path, report: dict, rows: list[dict]) -> None:
     report["files"] = {"report": "report.json", "rows": "sequences.csv"}
     keys = ["scene_id", "obj_id", "im_id", "present", "visib_fract", "published", "right", "oneshot_right", "mode",
             "reason", "confidence", "rot_deg", "mm", "oneshot_published", "oneshot_confidence", "oneshot_rot_deg",
-            "oneshot_mm"]
+            "oneshot_mm", "verifier_confidence", "oneshot_verifier_confidence"]
     with open(out_dir / "sequences.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
