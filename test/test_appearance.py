@@ -360,3 +360,30 @@ def test_a_plain_box_lowers_the_confidence(twin_scene):
     assert plain.confidence < 0.5 * min(printed), (plain.confidence, printed)
     unmargined = PoseEstimator("classic", settings=est.settings.with_updates(confidence_margin=0.0))
     assert _fresh_estimate(unmargined, plain_ref, plain_view).confidence > 0.6  # the margin is what lowers it
+
+
+def test_the_published_confidence_folds_in_the_texture(twin_scene):
+    """The confidence a client reads is the verifier's times what the texture leaves of it
+    (``confidence_appearance``): the verifier's alone for a plain reference (its appearance score is noise) or with
+    the setting 0; never above the verifier's; and falling with the appearance score, to 0 where the texture says
+    the pose is wrong (a negative correlation). The gates keep the verifier's (``verifier_confidence``)."""
+    from one2any_ros.core.estimator import PoseEstimator
+    from one2any_ros.core.estimator_settings import EstimatorSettings
+
+    ref, queries, plain_ref, (plain_view, _) = twin_scene
+    est = PoseEstimator("classic", settings=EstimatorSettings().with_updates(**TWINS_ON))
+    assert est.settings.confidence_appearance > 0  # shipped on
+    printed = _fresh_estimate(est, ref, queries["T1"][0])
+    a0, ceiling = est.settings.confidence_appearance, est._appearance_ceiling()
+    assert est._cache.textured and printed.appearance is not None
+    expected = printed.verifier_confidence * min(1.0, max(0.0, printed.appearance / (a0 * ceiling)))
+    assert printed.confidence == pytest.approx(expected, rel=1e-9)
+    assert printed.confidence <= printed.verifier_confidence
+    assert est._appearance_factor(-0.2) == 0.0 and est._appearance_factor(None) == 1.0
+    assert est._appearance_factor(0.2 * a0 * ceiling) == pytest.approx(0.2)
+    assert est._appearance_factor(0.2 * a0 * ceiling) < est._appearance_factor(0.6 * a0 * ceiling) <= 1.0
+    plain = _fresh_estimate(est, plain_ref, plain_view)
+    assert not est._cache.textured and plain.confidence == plain.verifier_confidence
+    off = PoseEstimator("classic", settings=est.settings.with_updates(confidence_appearance=0.0))
+    again = _fresh_estimate(off, ref, queries["T1"][0])
+    assert again.confidence == again.verifier_confidence == pytest.approx(printed.verifier_confidence, rel=1e-6)

@@ -43,6 +43,7 @@ class PoseResult:
     num_hypotheses: int
     timings_ms: dict[str, float] = field(default_factory=dict)
     appearance: float | None = None  # the winner's appearance score (core/appearance.py); None when the term is off
+    verifier_confidence: float | None = None  # the verifier's confidence before the appearance folded in (the gates')
 
 
 class PoseEstimator:
@@ -467,9 +468,23 @@ class PoseEstimator:
                 f"(min {s.min_confidence:.2f})", reason="low_inliers" if inliers < s.min_inliers else "low_confidence")
         self._motion = None if self.last_T_C is None else (T_C, T_C @ invert_transform(self.last_T_C))
         self.last_T_C = T_C
-        return PoseResult(T_camera_object=T_C @ ref.T_C_O, T_camera_C=T_C, confidence=conf, inliers=inliers,
+        return PoseResult(T_camera_object=T_C @ ref.T_C_O, T_camera_C=T_C,
+                          confidence=conf * self._appearance_factor(appearance), inliers=inliers,
                           residual_m=residual, score=float(vr.score[i]), backend=self.backend.name, mode=mode,
-                          source=source, num_hypotheses=n_hyp, timings_ms=dict(tm.ms), appearance=appearance)
+                          source=source, num_hypotheses=n_hyp, timings_ms=dict(tm.ms), appearance=appearance,
+                          verifier_confidence=conf)
+
+    def _appearance_factor(self, appearance: float | None) -> float:
+        """What the texture leaves of the published confidence (``confidence_appearance``): 1 when the winner's
+        appearance score reaches that share of the most this reference can score (``_appearance_ceiling``), falling to
+        0 with it; 1 for a reference without texture (its score is noise) or with the term off. Geometry cannot tell a
+        pose slid or turned along a near-symmetric surface from the right one, and the depth explains both equally
+        well; among tracked poses the appearance ranks right above wrong far better than the verifier (AUROC ~0.84 vs
+        ~0.69), so the number a client thresholds carries both. Decisions do not use it: they test both apart."""
+        a0 = self.settings.confidence_appearance
+        if a0 <= 0 or appearance is None or not self._cache.textured:
+            return 1.0
+        return float(np.clip(appearance / (a0 * self._appearance_ceiling()), 0.0, 1.0))
 
 
 def ensure_embedding(ref: Reference, backend: Backend) -> Reference:

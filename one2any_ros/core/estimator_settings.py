@@ -77,6 +77,10 @@ class EstimatorSettings:
     appearance_margin: float = 0.1  # ... only among those whose verifier score is within this of the best
     appearance_points: int = 4000  # reference pixels of the appearance model
     confidence_margin: float = 0.2  # honest confidence: x clip(gap / margin) to the best rival pose (0 = off)
+    confidence_appearance: float = 0.7  # the published confidence: the verifier's x clip(appearance / (this x the
+    # most this reference can score), 0, 1) for a textured reference (0 = the verifier's alone). Decisions keep the
+    # verifier's confidence and the appearance apart (_trusted); the number a client thresholds folds in the texture,
+    # which tells right from wrong where the depth cannot (docs/validation.md, "A confidence that sees the texture")
     confidence_rival_deg: float = 15.0  # ... a rival is a final candidate this far in rotation from the winner
 
     def with_updates(self, **kw) -> "EstimatorSettings":

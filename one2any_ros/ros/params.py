@@ -140,6 +140,8 @@ PARAMS: tuple[Param, ...] = (
     _e("appearance_margin", "... those within this verifier score of the best", (0.0, 10.0)),
     _e("confidence_margin", "confidence falls when a rival pose scores within this of the winner (0 = off)",
        (0.0, 10.0)),
+    _e("confidence_appearance", "the published confidence falls with the texture's agreement below this x the most "
+       "the reference can score (0 = the verifier's alone)", (0.0, 10.0)),
     _e("twin_top_k", "geometric twins (flips, turns) of the best refined candidates added (0 = off)", (0, 20)),
     _e("twin_keep", "... only this many twins, the best by verifier and appearance after a coarse table-lookup ICP, "
        "are refined (0 = all: ~0.5-1 s)", (0, 1000)),
