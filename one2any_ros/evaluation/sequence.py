@@ -218,15 +218,9 @@ def summarize_sequences(rows: list[dict]) -> dict:
                            "tracking": {"rot_deg": med(both, "rot_deg"), "mm": med(both, "mm")},
                            "oneshot": {"rot_deg": med(both, "oneshot_rot_deg"), "mm": med(both, "oneshot_mm")}},
         # does the confidence tell right from wrong (among published poses of objects in view): tracking's against
-        # one-shot's, on one scale (issue 26, item 4)
-        "confidence_auroc": {
-            "tracking": _auroc([r for r in present if r["published"]], "confidence", "right"),
-            "oneshot": _auroc([r for r in present if r.get("oneshot_published")], "oneshot_confidence",
-                              "oneshot_right")},
-        "verifier_confidence_auroc": {  # the same for the verifier's alone (before the texture folds in)
-            "tracking": _auroc([r for r in present if r["published"]], "verifier_confidence", "right"),
-            "oneshot": _auroc([r for r in present if r.get("oneshot_published")], "oneshot_verifier_confidence",
-                              "oneshot_right")},
+        # one-shot's, on one scale (issue 26, item 4); and the verifier's alone, before the texture folds in
+        "confidence_auroc": _aurocs(present, "confidence"),
+        "verifier_confidence_auroc": _aurocs(present, "verifier_confidence"),
         "published": len(published), "published_wrong": len(wrong),
         "published_wrong_share": round(len(wrong) / len(published), 3) if published else None,
         "published_while_away": sum(1 for r in published if not r["present"]),
@@ -235,6 +229,13 @@ def summarize_sequences(rows: list[dict]) -> dict:
         "drift": {"first_quarter": {"rot_deg": med(drift_first, "rot_deg"), "mm": med(drift_first, "mm")},
                   "last_quarter": {"rot_deg": med(drift_last, "rot_deg"), "mm": med(drift_last, "mm")}},
     }
+
+
+def _aurocs(present: list[dict], confidence: str) -> dict[str, float | None]:
+    """AUROC of ``confidence`` among the published poses of objects in view: tracking's and one-shot's."""
+    return {"tracking": _auroc([r for r in present if r["published"]], confidence, "right"),
+            "oneshot": _auroc([r for r in present if r.get("oneshot_published")], f"oneshot_{confidence}",
+                              "oneshot_right")}
 
 
 def _auroc(rows: list[dict], confidence: str, right: str) -> float | None:
