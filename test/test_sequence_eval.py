@@ -1,5 +1,6 @@
 """``one2any render --sequences`` and ``one2any eval --sequence`` (issue 26): tracking over rendered BOP sequences with
 an occluder and an exit, in frame order, beside one-shot estimation on the same frames."""
+import csv
 import json
 
 import pytest
@@ -32,5 +33,9 @@ def test_sequence_eval_reports_tracking_beside_one_shot(sequences, tmp_path, cap
     b = r["both_published"]
     assert b["object_frames"] > 0 and b["tracking"]["rot_deg"] < 10 and b["oneshot"]["rot_deg"] < 10, b
     assert r["oneshot_median_rot_deg"] is not None and set(r["confidence_auroc"]) == {"tracking", "oneshot"}
+    assert set(r["verifier_confidence_auroc"]) == {"tracking", "oneshot"}
     assert (tmp_path / "sequence.png").is_file() and (tmp_path / "sequences.csv").is_file()
+    with open(tmp_path / "sequences.csv") as fh:  # the published confidence never exceeds the verifier's
+        rows = [row for row in csv.DictReader(fh) if row["published"] == "True"]
+    assert rows and all(float(x["confidence"]) <= float(x["verifier_confidence"]) + 1e-9 for x in rows)
     assert "one-shot on the same frames" in capsys.readouterr().out
