@@ -13,7 +13,8 @@ from one2any_ros.core.errors import EstimationFailure, InputError
 from one2any_ros.core.geometry import transform_points
 from one2any_ros.core.multi_object import MultiObjectEstimator
 from one2any_ros.core.frame import decode_frame
-from one2any_ros.core.tracking import predicted_mask
+from one2any_ros.core.estimator_settings import EstimatorSettings
+from one2any_ros.core.tracking import Cue, _search_view, predicted_mask
 from one2any_ros.ros.cue_buffer import CueBuffer
 
 AWAY = (5, 8)  # object "b" is out of the view on frames 5, 6, 7
@@ -66,6 +67,31 @@ def test_the_predicted_silhouette_is_the_object_and_not_its_neighbour(sequence):
     assert (mask & true).sum() / (mask | true).sum() > 0.6
     assert not (mask & (f1["labels"] == 1)).any()  # the neighbour never leaks in
     assert not (mask & (f1["depth"] == 0)).any()  # only pixels with depth
+
+
+def test_a_lost_objects_search_leaves_out_what_passes_in_front(sequence):
+    """An occluder that hid the object stands in its search region, nearer the camera and bigger than what shows of
+    the object: the search takes the object's visible part, never the occluder (docs/tracking.md)."""
+    objs, frames = sequence
+    m = MultiObjectEstimator("classic", processes=0)
+    ref = m.set_reference("b", _frame(frames[0]), mask_label=2, T_cam_obj=frames[0]["T_cam_obj"][1])
+    f = frames[1]
+    obj = f["labels"] == 2
+    v, u = np.nonzero(obj)
+    front = float(f["depth"][obj & (f["depth"] > 0)].min())
+    depth = f["depth"].copy()  # a slab 0.6 diameters in front of it, over its left half and well beyond
+    slab = np.zeros_like(obj)
+    slab[max(v.min() - 30, 0):v.max() + 30, max(u.min() - 40, 0):(u.min() + u.max()) // 2] = True
+    depth[slab] = front - 0.6 * ref.diameter
+    assert slab.sum() > (obj & ~slab).sum()
+    s = EstimatorSettings()
+    margin = max(s.track_margin * ref.diameter, s.track_margin_min_m)
+    for lost_frames in (0, 3):  # its silhouette widened on the first frame lost, then the box about its last place
+        cue = Cue(seen_T_C=ref.T_refcam_C, lost_frames=lost_frames)
+        mask = _search_view(decode_frame(f["rgb"], depth, None, f["K"]), ref, cue, margin, s.search_radii).mask
+        assert not (mask & slab).any(), lost_frames
+        visible = obj & ~slab
+        assert (mask & visible).sum() > 0.6 * visible.sum(), lost_frames
 
 
 def _published_right(results, f, objs, i) -> bool:

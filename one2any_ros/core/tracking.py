@@ -130,6 +130,21 @@ def predicted_mask(depth_m: np.ndarray, K: np.ndarray, points_cam: np.ndarray, m
     return out
 
 
+def in_front(depth_m: np.ndarray, centre_cam: np.ndarray, reach_m: float) -> np.ndarray:
+    """(H,W) bool: the pixels nearer the camera than any point within ``reach_m`` of ``centre_cam`` can be: whatever
+    stands between the camera and an object centred there, however it has turned.
+
+    Args:
+        depth_m: (H, W) float depth, metres, 0 = invalid.
+        centre_cam: (3,) float the object's centre in the camera, metres.
+        reach_m: its radius about that centre plus the motion allowed, metres.
+
+    Returns:
+        (H, W) bool mask, False where depth is invalid.
+    """
+    return (depth_m > 0) & (depth_m < float(centre_cam[2]) - reach_m)
+
+
 def search_box(centre_cam: np.ndarray, radius_m: float, K: np.ndarray, shape: tuple[int, int]) -> Box | None:
     """The image box of a sphere of ``radius_m`` about ``centre_cam`` (clipped to the image), or None when it lies
     outside the image or behind the camera.
@@ -205,22 +220,26 @@ def _search_view(frame, ref, cue: Cue, margin: float, search_radii: float):
     the tracking margin; after that (or when no depth is there), the object segmented from depth in the image box of
     ``search_radii`` radii about that place (core/box_segment.py: the plane behind or under it removed, the largest
     part near the centre). The pixels of the objects being tracked (``cue.exclude``) are never taken. A silhouette
-    widened further would take the wall behind before the object that moved. EstimationFailure("lost") when neither
-    holds anything."""
+    widened further would take the wall behind before the object that moved. Nor are pixels nearer the camera than
+    any part of the object can be at that place, turned any way and moved by the tracking margin (``in_front``): an
+    occluder passing in front, which hid it and would fill the search region before it (docs/tracking.md, "An
+    occluder passing in front").
+    EstimationFailure("lost") when neither holds anything."""
+    mid = 0.5 * (ref.points_C.min(axis=0) + ref.points_C.max(axis=0))
+    centre = transform_points(cue.seen_T_C, mid[None])[0]
     free = np.ones(frame.depth.shape, bool) if cue.exclude is None else ~cue.exclude
+    free &= ~in_front(frame.depth, centre, float(np.linalg.norm(ref.points_C - mid, axis=1).max()) + margin)
     if cue.lost_frames == 0:
         try:
             return frame.view_of(free & predicted_mask(frame.depth, frame.K,
                                                        transform_points(cue.seen_T_C, ref.points_C), 2 * margin))
         except InputError:
             pass
-    centre = transform_points(cue.seen_T_C, (0.5 * (ref.points_C.min(axis=0) + ref.points_C.max(axis=0)))[None])[0]
     box = search_box(centre, search_radii * ref.diameter / 2, frame.K, frame.depth.shape)
     try:
         if box is None:
             raise InputError("its last place is outside the image", reason="bad_roi")
-        depth = frame.depth if cue.exclude is None else np.where(free, frame.depth, 0).astype(frame.depth.dtype)
-        return frame.view_of(segment_in_box(depth, frame.K, box))
+        return frame.view_of(segment_in_box(np.where(free, frame.depth, 0).astype(frame.depth.dtype), frame.K, box))
     except InputError as e:
         raise EstimationFailure(f"searching where it was last seen: nothing there ({e}); waiting for a mask or a box",
                                 reason="lost") from None
