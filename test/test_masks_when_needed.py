@@ -148,6 +148,26 @@ def test_instance_ids_that_change_every_frame(tracked, sequence):
             assert _right(res[oid], f, objs, i), (k, oid, res[oid])  # each on its own instance: global if need be
 
 
+def test_a_lost_object_is_searched_again_without_the_one_found_beside_it(tracked, sequence):
+    """Two lost objects on one frame: when one is found and the other's search found nothing, the other is searched
+    once more on that frame, never among the found one's pixels; nothing is searched again otherwise."""
+    objs, frames = sequence
+    f = frames[1]
+    res = tracked.estimate_all(_frame(f, labels=None), mask_mode="when_needed")
+    assert all(_right(res[oid], f, objs, i) for i, oid in enumerate("ab"))
+    frame = _frame(frames[2], labels=None)
+    cues = {oid: Cue(seen_T_C=res[oid].T_camera_C, lost_frames=1) for oid in "ab"}  # both lost
+    lost = EstimationFailure("searching where it was last seen: nothing there", reason="lost")
+    again = tracked._search_again(frame, cues, {"a": res["a"], "b": lost})
+    assert list(again) == ["b"] and again["b"].searching
+    labels = frames[2]["labels"]
+    taken = again["b"].exclude
+    assert (taken & (labels == 1)).sum() > 0.8 * ((labels == 1) & (frames[2]["depth"] > 0)).sum()
+    assert not (taken & (labels == 2)).any()
+    assert tracked._search_again(frame, cues, {"a": lost, "b": lost}) == {}  # nothing found: nothing to retry
+    assert tracked._search_again(frame, cues, {"a": res["a"], "b": res["b"]}) == {}  # both found
+
+
 def test_an_untracked_object_takes_the_free_instance_its_verifier_likes(sequence):
     """After a restart (references loaded, no last pose), instance ids: each object finds its own instance."""
     objs, frames = sequence

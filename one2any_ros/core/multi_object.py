@@ -27,7 +27,7 @@ import numpy as np
 
 from one2any_ros.core.backends import Backend, create_backend
 from one2any_ros.core.box_segment import Box
-from one2any_ros.core.errors import InputError, One2AnyError
+from one2any_ros.core.errors import EstimationFailure, InputError, One2AnyError
 from one2any_ros.core.estimator import PoseEstimator, PoseResult, ensure_embedding
 from one2any_ros.core.estimator_settings import EstimatorSettings
 from one2any_ros.core.frame import Frame, View, check_label, validate_object_id
@@ -291,19 +291,34 @@ class MultiObjectEstimator:
         label is missing gives the object empty_mask; "when_needed": the object is tracked without it.
         ``instance_labels``: label values are per-frame instance ids (``_assign_instances``). ``track=False``:
         one-shot (the last pose is not used; the new one is kept).
-        The helpers' objects are estimated while this process estimates its own. Only One2AnyError is caught (bad
-        input, no trustworthy pose; a helper process that stopped: it is started again); anything else is a bug
-        and raises."""
+        The helpers' objects are estimated while this process estimates its own (``_estimate_round``); a lost object
+        whose search found nothing while another lost object was found is searched for once more without the found
+        one's pixels (``_search_again``)."""
         if mask_mode not in MASK_MODES:
             raise ValueError(f"mask_mode must be one of {MASK_MODES}, got {mask_mode!r}")
         near = frame.near_depth()  # shared: computed before the objects start
         cues = self._cues(frame, boxes or {}, mask_mode, instance_labels, track)
         results: dict[str, PoseResult | One2AnyError] = {}
         self._poll_restarts()
+        self._estimate_round(frame, cues, near, results)
+        again = self._search_again(frame, cues, results)
+        if again:
+            self._estimate_round(frame, again, near, results)
+        lost = HelperStopped("the object helper processes were turned off while this frame was estimated: "
+                             f"{self.helper_error}")
+        out = {object_id: results.get(object_id, lost) for object_id in self._objects}
+        for object_id, r in out.items():  # a one-shot pose is a last pose too
+            self._objects[object_id].track.update(r)
+        return out
+
+    def _estimate_round(self, frame: Frame, cues: dict[str, Cue], near: np.ndarray, results: dict) -> None:
+        """The objects of ``cues`` on ``frame``, into ``results``: the helpers' while this process estimates its own.
+        Only One2AnyError is caught (bad input, no trustworthy pose; a helper process that stopped: it is started
+        again); anything else is a bug and raises."""
         asked = self._ask_helpers(frame, cues, results)
         t0 = time.monotonic()
         for obj in self._objects.values():
-            est = self._estimator_here(obj)
+            est = self._estimator_here(obj) if obj.object_id in cues else None
             if est is not None:
                 try:
                     results[obj.object_id] = estimate_object(est, frame, cues[obj.object_id], near)
@@ -324,12 +339,24 @@ class MultiObjectEstimator:
                 bug = bug or e
         if bug is not None:
             raise bug
-        lost = HelperStopped("the object helper processes were turned off while this frame was estimated: "
-                             f"{self.helper_error}")
-        out = {object_id: results.get(object_id, lost) for object_id in self._objects}
-        for object_id, r in out.items():  # a one-shot pose is a last pose too
-            self._objects[object_id].track.update(r)
-        return out
+
+    def _search_again(self, frame: Frame, cues: dict[str, Cue], results: dict) -> dict[str, Cue]:
+        """Cues for one more search, on this frame, of each lost object whose search found nothing while another lost
+        object was found: without the found ones' pixels. Two objects that an arm or an occluder hid come back
+        together, and the first one's search region, about its last place, may hold the other, bigger one (the
+        search takes the largest part there). Empty when there is nothing to search again (the usual case)."""
+        searched = [oid for oid, c in cues.items() if c.searching]
+        found = [oid for oid in searched if isinstance(results.get(oid), PoseResult)]
+        failed = [oid for oid in searched if isinstance(results.get(oid), EstimationFailure)]
+        if not found or not failed:
+            return {}
+        taken = np.zeros(frame.depth.shape, bool)
+        for oid in found:
+            ref = self._objects[oid].reference
+            taken |= predicted_mask(frame.depth, frame.K, transform_points(results[oid].T_camera_C, ref.points_C),
+                                    max(self.settings.track_margin * ref.diameter, self.settings.track_margin_min_m))
+        return {oid: replace(cues[oid], exclude=taken if cues[oid].exclude is None else cues[oid].exclude | taken)
+                for oid in failed}
 
     def _cues(self, frame: Frame, boxes: dict[str, Box], mask_mode: str, instance_labels: bool,
               track: bool) -> dict[str, Cue]:
@@ -409,7 +436,7 @@ class MultiObjectEstimator:
     def _ask_helpers(self, frame: Frame, cues: dict[str, Cue], results: dict) -> list[ObjectProcess]:
         """Send the frame to every helper that holds objects; the ones asked (a stopped one is started again and its
         objects get the error in ``results``)."""
-        busy = [h for h in self._helpers.values() if h.objects and not h.starting]
+        busy = [h for h in self._helpers.values() if any(oid in cues for oid in h.objects) and not h.starting]
         if not busy:
             return []
         self._shared.write(frame)
