@@ -350,11 +350,7 @@ class MultiObjectEstimator:
         failed = [oid for oid in searched if isinstance(results.get(oid), EstimationFailure)]
         if not found or not failed:
             return {}
-        taken = np.zeros(frame.depth.shape, bool)
-        for oid in found:
-            ref = self._objects[oid].reference
-            taken |= predicted_mask(frame.depth, frame.K, transform_points(results[oid].T_camera_C, ref.points_C),
-                                    max(self.settings.track_margin * ref.diameter, self.settings.track_margin_min_m))
+        taken = self._silhouettes(frame, {oid: results[oid].T_camera_C for oid in found})
         return {oid: replace(cues[oid], exclude=taken if cues[oid].exclude is None else cues[oid].exclude | taken)
                 for oid in failed}
 
@@ -391,13 +387,18 @@ class MultiObjectEstimator:
 
     def _tracked_pixels(self, frame: Frame) -> np.ndarray:
         """(H,W) bool: the pixels of every object tracked from the last frame (its predicted silhouette)."""
-        owned = np.zeros(frame.depth.shape, bool)
-        for obj in self._objects.values():
-            if obj.track.last_T_C is not None:
-                ref = obj.reference
-                owned |= predicted_mask(frame.depth, frame.K, transform_points(obj.track.last_T_C, ref.points_C),
-                                        max(self.settings.track_margin * ref.diameter, self.settings.track_margin_min_m))
-        return owned
+        return self._silhouettes(frame, {oid: obj.track.last_T_C for oid, obj in self._objects.items()
+                                         if obj.track.last_T_C is not None})
+
+    def _silhouettes(self, frame: Frame, poses: dict[str, np.ndarray]) -> np.ndarray:
+        """(H,W) bool: the predicted silhouettes (``tracking.predicted_mask``, the tracking margin) of the objects of
+        ``poses`` (object id -> T_camera_C) on ``frame``."""
+        out = np.zeros(frame.depth.shape, bool)
+        for oid, T_C in poses.items():
+            ref = self._objects[oid].reference
+            out |= predicted_mask(frame.depth, frame.K, transform_points(T_C, ref.points_C),
+                                  max(self.settings.track_margin * ref.diameter, self.settings.track_margin_min_m))
+        return out
 
     def _assign_instances(self, frame: Frame, objects: list[TrackedObject],
                           held: set[int]) -> tuple[dict[str, tuple[int, ...]], set[str]]:
