@@ -149,6 +149,7 @@ class GraphClient:
     INPUT_TYPES = {"rgb": Image, "depth": Image, "mask": Image, "camera_info": CameraInfo}
     FRAME_WAIT_S = 10.0  # set_reference_on: how long the node waits for the frame (the request's timeout_s)
     REQUEST_RETRY_S = 10.0  # set_reference_on: how long past its frame wait a request may go unanswered before a retry
+    RESEND_S = 10.0  # an idempotent service (clear, list, parameters) unanswered this long is asked again (``_call``)
 
     def __init__(self, node_name: str = "one2any", namespace: str = "", *, client_name: str = "one2any_client",
                  input_qos: QoSProfile | None = None, inputs: bool = True) -> None:
@@ -346,16 +347,24 @@ class GraphClient:
                 return next(((s, self.poses[s][0]) for s in sent if s in self.poses), None)
         return self.publish_until(msgs, pose, timeout=timeout, repeat_s=repeat_s, stamps=stamps) or (None, None)
 
-    def _call(self, client, request, timeout: float):
+    def _call(self, client, request, timeout: float, *, resend_s: float | None = None):
+        """The service's answer to ``request`` within ``timeout`` s. ``resend_s`` (idempotent services only): the
+        request is sent again when no answer came within that long. A server that has just started may have taken a
+        request before its answer could reach this client, and that answer is lost (the discovery race of ros2/rclpy
+        issue 1181); a request sent again is answered."""
         if not client.wait_for_service(timeout_sec=min(timeout, 10.0)):
             raise TimeoutError(f"service {client.srv_name} is not available")
-        future = client.call_async(request)
-        done = threading.Event()
-        future.add_done_callback(lambda _: done.set())
-        if not done.wait(timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            future = client.call_async(request)
+            done = threading.Event()
+            future.add_done_callback(lambda _: done.set())
+            left = deadline - time.monotonic()
+            if done.wait(max(0.0, min(left, resend_s or left))):
+                return future.result()
             client.remove_pending_request(future)
-            raise TimeoutError(f"service {client.srv_name} did not answer within {timeout:.1f} s")
-        return future.result()
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"service {client.srv_name} did not answer within {timeout:.1f} s")
 
     @staticmethod
     def set_reference_request(*, object_id: str = "", mask_label: int = 0, use_latest_frame: bool = False,
@@ -415,7 +424,7 @@ class GraphClient:
         return self._call(self.remove_ref_client, RemoveReference.Request(object_id=object_id), call_timeout)
 
     def list_references(self, call_timeout: float = 30.0) -> ListReferences.Response:
-        return self._call(self.list_ref_client, ListReferences.Request(), call_timeout)
+        return self._call(self.list_ref_client, ListReferences.Request(), call_timeout, resend_s=self.RESEND_S)
 
     def publish_until_estimates(self, msgs: dict[str, Any], object_ids: list[str], *, timeout: float = 30.0,
                                 repeat_s: float = 2.0) -> tuple[int, dict[str, PoseEstimate]] | tuple[None, None]:
@@ -430,13 +439,13 @@ class GraphClient:
         return self.publish_until(msgs, done, timeout=timeout, repeat_s=repeat_s) or (None, None)
 
     def clear_reference(self, call_timeout: float = 30.0) -> Trigger.Response:
-        return self._call(self.clear_ref_client, Trigger.Request(), call_timeout)
+        return self._call(self.clear_ref_client, Trigger.Request(), call_timeout, resend_s=self.RESEND_S)
 
     def set_parameters(self, call_timeout: float = 30.0, **values) -> list:
         """Set the node's parameters (``search__num_start_rotations`` for ``search.num_start_rotations``)."""
         req = SetParameters.Request(parameters=[
             Parameter(k.replace("__", "."), value=v).to_parameter_msg() for k, v in values.items()])
-        return list(self._call(self.param_client, req, call_timeout).results)
+        return list(self._call(self.param_client, req, call_timeout, resend_s=self.RESEND_S).results)
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=1.0)
