@@ -92,6 +92,13 @@ def test_a_lost_objects_search_leaves_out_what_passes_in_front(sequence):
         assert not (mask & slab).any(), lost_frames
         visible = obj & ~slab
         assert (mask & visible).sum() > 0.6 * visible.sum(), lost_frames
+    # the object itself came half its diameter towards the camera while lost (lifted towards it): the search in the
+    # box about its last place still takes all of it
+    nearer = np.where(obj & (f["depth"] > 0), f["depth"] - 0.5 * ref.diameter, f["depth"]).astype(f["depth"].dtype)
+    seen = obj & (f["depth"] > 0)
+    mask = _search_view(decode_frame(f["rgb"], nearer, None, f["K"]), ref, Cue(seen_T_C=ref.T_refcam_C, lost_frames=3),
+                        margin, s.search_radii).mask
+    assert (mask & seen).sum() > 0.6 * seen.sum()
 
 
 def _published_right(results, f, objs, i) -> bool:

@@ -61,13 +61,15 @@ class BoxSegmentSettings:
 
 def segment_in_box(depth_m: np.ndarray, K: np.ndarray, box: Box,
                    settings: BoxSegmentSettings = BoxSegmentSettings(), *,
-                   rng: np.random.Generator | None = None) -> np.ndarray:
+                   rng: np.random.Generator | None = None, behind_m: float | None = None) -> np.ndarray:
     """The object's pixels inside ``box``, from depth alone.
 
     Args:
         depth_m: (H, W) float32 metres, 0 = invalid (already range-limited).
         K: (3, 3) intrinsics.
         box: the box around the object.
+        behind_m: a depth, metres, the object is known to lie behind: a part whose median depth is nearer is taken
+            only when no part lies behind it (something passing in front of the object), or None.
     Returns:
         (H, W) bool mask, True on the object's pixels (all inside the box).
     Raises:
@@ -81,7 +83,7 @@ def segment_in_box(depth_m: np.ndarray, K: np.ndarray, box: Box,
         raise InputError(f"roi holds {int(valid.sum())} pixels with valid depth (need >= {camera.MIN_MASK_PIXELS})",
                          reason="bad_roi")
     keep = valid & ~_support_plane(d, K, rows, cols, settings, rng or np.random.default_rng(0))
-    part = _best_part(d, keep, settings)
+    part = _best_part(d, keep, settings, behind_m)
     if int(part.sum()) < camera.MIN_MASK_PIXELS:
         raise InputError("nothing in the roi stands out of the plane behind it: is the object inside the box?",
                          reason="bad_roi")
@@ -127,8 +129,9 @@ def _support_plane(d: np.ndarray, K: np.ndarray, rows: slice, cols: slice, s: Bo
     return on
 
 
-def _best_part(d: np.ndarray, keep: np.ndarray, s: BoxSegmentSettings) -> np.ndarray:
-    """The largest part of ``keep`` connected without a depth jump, weighted towards the box's centre."""
+def _best_part(d: np.ndarray, keep: np.ndarray, s: BoxSegmentSettings, behind_m: float | None = None) -> np.ndarray:
+    """The largest part of ``keep`` connected without a depth jump, weighted towards the box's centre; with
+    ``behind_m``, among the parts whose median depth lies behind it when there is one of at least MIN_MASK_PIXELS."""
     thr = s.jump_m + s.jump_rel * d
     jump = np.zeros(d.shape, bool)
     dz_x = np.abs(np.diff(d, axis=1)) > thr[:, 1:]
@@ -145,6 +148,10 @@ def _best_part(d: np.ndarray, keep: np.ndarray, s: BoxSegmentSettings) -> np.nda
     half_diag = 0.5 * np.hypot(h, w)
     dist = np.hypot(centres[1:, 0] - (w - 1) / 2, centres[1:, 1] - (h - 1) / 2) / max(half_diag, 1.0)
     score = stats[1:, cv2.CC_STAT_AREA] * (1.0 - s.centre_weight * np.clip(dist, 0.0, 1.0))
+    if behind_m is not None:
+        behind = np.array([np.median(d[labels == i]) >= behind_m for i in range(1, n)])
+        if (behind & (stats[1:, cv2.CC_STAT_AREA] >= camera.MIN_MASK_PIXELS)).any():
+            score = np.where(behind, score, -1.0)
     part = labels == 1 + int(np.argmax(score))
     # the jump pixels (steep or noisy surface) connected to the part, at its depths, are the object's too
     z_part = np.median(d[part])

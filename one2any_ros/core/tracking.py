@@ -130,19 +130,9 @@ def predicted_mask(depth_m: np.ndarray, K: np.ndarray, points_cam: np.ndarray, m
     return out
 
 
-def in_front(depth_m: np.ndarray, centre_cam: np.ndarray, reach_m: float) -> np.ndarray:
-    """(H,W) bool: the pixels nearer the camera than any point within ``reach_m`` of ``centre_cam`` can be: whatever
-    stands between the camera and an object centred there, however it has turned.
-
-    Args:
-        depth_m: (H, W) float depth, metres, 0 = invalid.
-        centre_cam: (3,) float the object's centre in the camera, metres.
-        reach_m: its radius about that centre plus the motion allowed, metres.
-
-    Returns:
-        (H, W) bool mask, False where depth is invalid.
-    """
-    return (depth_m > 0) & (depth_m < float(centre_cam[2]) - reach_m)
+def in_front(depth_m: np.ndarray, nearest_m: float) -> np.ndarray:
+    """(H,W) bool: the pixels with depth nearer the camera than ``nearest_m`` metres (0 = invalid depth: never)."""
+    return (depth_m > 0) & (depth_m < nearest_m)
 
 
 def search_box(centre_cam: np.ndarray, radius_m: float, K: np.ndarray, shape: tuple[int, int]) -> Box | None:
@@ -220,26 +210,29 @@ def _search_view(frame, ref, cue: Cue, margin: float, search_radii: float):
     the tracking margin; after that (or when no depth is there), the object segmented from depth in the image box of
     ``search_radii`` radii about that place (core/box_segment.py: the plane behind or under it removed, the largest
     part near the centre). The pixels of the objects being tracked (``cue.exclude``) are never taken. A silhouette
-    widened further would take the wall behind before the object that moved. Nor are pixels nearer the camera than
-    any part of the object can be at that place, turned any way and moved by the tracking margin (``in_front``): an
-    occluder passing in front, which hid it and would fill the search region before it (docs/tracking.md, "An
-    occluder passing in front").
-    EstimationFailure("lost") when neither holds anything."""
+    widened further would take the wall behind before the object that moved. What lies nearer the camera than any
+    part of the object could be at that place, turned any way and moved by the tracking margin (``in_front``), is
+    taken only when nothing lies behind that depth: an occluder passing in front hid it and would fill the search
+    region before it, while an object carried towards the camera is still the only thing there (docs/tracking.md,
+    "An occluder passing in front"). EstimationFailure("lost") when neither holds anything."""
     mid = 0.5 * (ref.points_C.min(axis=0) + ref.points_C.max(axis=0))
     centre = transform_points(cue.seen_T_C, mid[None])[0]
+    nearest = float(centre[2]) - float(np.linalg.norm(ref.points_C - mid, axis=1).max()) - margin
     free = np.ones(frame.depth.shape, bool) if cue.exclude is None else ~cue.exclude
-    free &= ~in_front(frame.depth, centre, float(np.linalg.norm(ref.points_C - mid, axis=1).max()) + margin)
     if cue.lost_frames == 0:
         try:
-            return frame.view_of(free & predicted_mask(frame.depth, frame.K,
-                                                       transform_points(cue.seen_T_C, ref.points_C), 2 * margin))
+            region = free & predicted_mask(frame.depth, frame.K, transform_points(cue.seen_T_C, ref.points_C),
+                                           2 * margin)
+            behind = region & ~in_front(frame.depth, nearest)
+            return frame.view_of(behind if behind.sum() >= camera.MIN_MASK_PIXELS else region)
         except InputError:
             pass
     box = search_box(centre, search_radii * ref.diameter / 2, frame.K, frame.depth.shape)
     try:
         if box is None:
             raise InputError("its last place is outside the image", reason="bad_roi")
-        return frame.view_of(segment_in_box(np.where(free, frame.depth, 0).astype(frame.depth.dtype), frame.K, box))
+        depth = frame.depth if cue.exclude is None else np.where(free, frame.depth, 0).astype(frame.depth.dtype)
+        return frame.view_of(segment_in_box(depth, frame.K, box, behind_m=nearest))
     except InputError as e:
         raise EstimationFailure(f"searching where it was last seen: nothing there ({e}); waiting for a mask or a box",
                                 reason="lost") from None
