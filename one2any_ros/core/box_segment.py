@@ -6,7 +6,8 @@ rest is split where the depth jumps, and the largest connected part is the objec
 the box's centre.
 
 No ROS here. Hand-written because no library here segments depth this way: OpenCV gives the connected parts,
-the plane fit is a small vectorised RANSAC (Open3D's segment_plane is not a dependency).
+the plane fit is a small vectorised RANSAC (Open3D's segment_plane is not a dependency), the parts' median
+depths scipy.ndimage's.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 from one2any_ros.core import camera
 from one2any_ros.core.errors import InputError
@@ -149,7 +151,7 @@ def _best_part(d: np.ndarray, keep: np.ndarray, s: BoxSegmentSettings, behind_m:
     dist = np.hypot(centres[1:, 0] - (w - 1) / 2, centres[1:, 1] - (h - 1) / 2) / max(half_diag, 1.0)
     score = stats[1:, cv2.CC_STAT_AREA] * (1.0 - s.centre_weight * np.clip(dist, 0.0, 1.0))
     if behind_m is not None:
-        behind = np.array([np.median(d[labels == i]) >= behind_m for i in range(1, n)])
+        behind = np.asarray(ndimage.median(d, labels, np.arange(1, n))) >= behind_m  # each part's median depth
         if (behind & (stats[1:, cv2.CC_STAT_AREA] >= camera.MIN_MASK_PIXELS)).any():
             score = np.where(behind, score, -1.0)
     part = labels == 1 + int(np.argmax(score))
