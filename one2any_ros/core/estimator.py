@@ -21,7 +21,7 @@ from one2any_ros.core.backends import Backend, Proposal, QueryContext, create_ba
 from one2any_ros.core.candidates import Candidates, HypothesisPool, StageTimer
 from one2any_ros.core.errors import EstimationFailure, InputError
 from one2any_ros.core.estimator_settings import EstimatorSettings
-from one2any_ros.core.geometry import icp_batched, invert_transform, subsample, transform_points
+from one2any_ros.core.geometry import icp_batched, invert_transform, rotation_angle_deg, subsample, transform_points
 from one2any_ros.core.nearest import KDTree
 from one2any_ros.core.reference import Reference, make_reference, require_reference
 from one2any_ros.core.reference_cache import RefCache, axis_spins, build_ref_cache, reference_axis, track_turns
@@ -246,15 +246,60 @@ class PoseEstimator:
         def score(T: np.ndarray) -> VerifyResult:
             return self._score(T, q, qsel, qcol, q.target, None, None)
 
-        c = self._refine_best(starts, ["track"] * len(starts), score(starts), score, ref, q, tm,
-                              n_points=s.track_points, iterations=s.track_iterations)
+        n_tracked, anchored = len(starts), self._anchored_starts(q)
+        if len(anchored):
+            tm.lap("anchored")
+            starts = np.concatenate([starts, anchored])
+        vr = score(starts)
+        # the best anchored hypothesis (by the verifier) is refined beside the best tracked starts, never in place of
+        # one of them, in the same ICP batch (a batch costs its calls, not its points)
+        top = np.concatenate([np.argsort(-vr.score[:n_tracked])[: s.refine_top_k],
+                              n_tracked + np.argsort(-vr.score[n_tracked:])[:1]])
+        c = self._refine_best(starts, ["track"] * n_tracked + ["network"] * len(anchored), vr, score, ref, q, tm,
+                              n_points=s.track_points, iterations=s.track_iterations, top=top)
         best, app_score, conf_before = self._choose(c, q, tm)
+        best = self._tracked_winner(c, best, app_score, conf_before)
         if app_score is not None:
             self._spin_winner(c, best, app_score, conf_before, score, q, tm)
         appearance = None if app_score is None else float(app_score[best])
         if not self._trusted(float(c.conf[best]), appearance, require_trust):
             return None
         return self._finish(c.T[best], c.result(), best, q, "track", "track", len(starts), tm, appearance)
+
+    def _anchored_starts(self, q: QueryContext) -> np.ndarray:
+        """(k,4,4) tracking starts from the backend's anchored hypotheses (``track_network_starts``): none when the
+        backend has none, or when the last pose views the object from farther than the backend's trained span
+        (``Backend.anchored_span_deg``) off the reference's view - a network trained on view changes up to 90 deg
+        proposes noise beyond, and there its candidates cost tracking right poses (docs/tracking.md, "Starts from
+        the reference")."""
+        s, ref, b = self.settings, self.reference, self.backend
+        none = np.zeros((0, 4, 4))
+        if not s.track_network_starts:
+            return none
+        if b.anchored_span_deg is not None and float(
+                rotation_angle_deg(self.last_T_C[:3, :3] @ ref.T_refcam_C[:3, :3].T)) > b.anchored_span_deg:
+            return none
+        prop = b.anchored_hypotheses(ref, q, s.search, ref.diameter)
+        return none if prop is None else prop.T_query_C
+
+    def _tracked_winner(self, c: Candidates, best: int, app_score: np.ndarray | None, conf_before: np.ndarray) -> int:
+        """A candidate from the backend's anchored hypotheses keeps tracking's win only when its appearance is at least
+        the best tracked candidate's; else the best tracked candidate wins, its confidence margin taken among the
+        tracked candidates alone: an anchored candidate that does not win changes nothing. Those hypotheses catch a
+        pose that lags where geometry cannot see the turn (a bowl's near-spherical side); let win on verifier and
+        learned term alone they also beat right tracked poses with a worse texture fit, and counted as rivals they
+        lowered right tracked poses below the trust test (docs/tracking.md, "Starts from the reference")."""
+        anchored = np.array([src == "network" for src in c.sources])
+        own = ~anchored & np.isfinite(c.score)
+        if not anchored.any() or not own.any():
+            return best
+        j = int(np.flatnonzero(own)[np.argmax(c.score[own])])
+        if anchored[best] and app_score is not None and app_score[best] >= app_score[j]:
+            return best
+        c.conf = conf_before
+        if self.settings.confidence_margin > 0:
+            c.conf = self._margin_confidence(c, j, among=own)
+        return j
 
     def _spin_winner(self, c: Candidates, best: int, app_score: np.ndarray, conf_before: np.ndarray,
                      score: Callable[[np.ndarray], VerifyResult], q: QueryContext, tm: StageTimer) -> None:
@@ -358,10 +403,13 @@ class PoseEstimator:
 
     def _refine_best(self, Ts: np.ndarray, sources: list[str], vr: VerifyResult,
                      score: Callable[[np.ndarray], VerifyResult], ref: Reference, q: QueryContext,
-                     tm: StageTimer, *, n_points: int | None = None, iterations: int | None = None) -> Candidates:
-        """The best ``refine_top_k`` hypotheses refined (a refinement is kept only if it scores better: the guard),
-        plus the backend's own term on them (the learned scorer) when it has one."""
-        top = np.argsort(-vr.score)[: self.settings.refine_top_k]
+                     tm: StageTimer, *, n_points: int | None = None, iterations: int | None = None,
+                     top: np.ndarray | None = None) -> Candidates:
+        """The hypotheses ``top`` (indices; None: the best ``refine_top_k`` by the verifier) refined (a refinement is
+        kept only if it scores better: the guard), plus the backend's own term on them (the learned scorer) when it
+        has one."""
+        if top is None:
+            top = np.argsort(-vr.score)[: self.settings.refine_top_k]
         Tr = self._refine(Ts[top], q, n_points=n_points, iterations=iterations)
         vr_r = score(Tr)
         better = vr_r.score >= vr.score[top]  # a tie (a verifier saturated on a flat patch) keeps the refinement
@@ -434,15 +482,18 @@ class PoseEstimator:
         tm.lap("appearance")
         return app_score
 
-    def _margin_confidence(self, c: Candidates, best: int) -> np.ndarray:
+    def _margin_confidence(self, c: Candidates, best: int, among: np.ndarray | None = None) -> np.ndarray:
         """The candidates' confidences with the winner's lowered when a rival pose scores close to it. An ambiguous
         winner reports a low confidence, but the factor alone never fails a pose that passed the gate (geometry is
-        right; which twin is not sure): it bottoms out at min_confidence."""
+        right; which twin is not sure): it bottoms out at min_confidence. ``among``: (k,) bool, the candidates that
+        count as rivals (None = all; the winner must be among them)."""
         from one2any_ros.core.appearance import margin_factor
 
         s = self.settings
         conf = c.conf.copy()
-        f = margin_factor(c.score, c.T, best, margin=s.confidence_margin, min_deg=s.confidence_rival_deg)
+        idx = np.arange(len(c.score)) if among is None else np.flatnonzero(among)
+        f = margin_factor(c.score[idx], c.T[idx], int(np.searchsorted(idx, best)), margin=s.confidence_margin,
+                          min_deg=s.confidence_rival_deg)
         conf[best] = max(conf[best] * f, min(conf[best], s.min_confidence))
         return conf
 

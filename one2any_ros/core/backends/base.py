@@ -95,6 +95,8 @@ class Backend(abc.ABC):
     # None): confidences are the backend's, so is the bar. 0.35, the tracked poses' bar, for the training-free ones:
     # 0.5 lost a bin beyond its interval with classic on both seeds of compare_tracking (docs/tracking.md)
     search_min_confidence: float = 0.35
+    anchored_span_deg: float | None = None  # the view change from the reference (deg) within which
+    # ``anchored_hypotheses`` are offered to tracking; None = any (a learned backend: the span it was trained on)
     recipe: tuple[str, str, str | None] | None = None  # (name, device, checkpoint) that make the same backend in
     # another process (create_backend sets it; the object helper processes need it: core/object_processes.py)
 
@@ -108,6 +110,13 @@ class Backend(abc.ABC):
     def candidate_term(self, ref: Reference, query: QueryContext, T_query_C: np.ndarray, score: np.ndarray) -> np.ndarray | None:
         """A learned term (K,) the backend lends the final ranking of the refined candidates (K,4,4), added to
         their verifier scores ``score`` (K,); None = nothing to add (the default, and ``classic``)."""
+        return None
+
+    def anchored_hypotheses(self, ref: Reference, query: QueryContext, settings: SearchSettings,
+                            diameter: float) -> Proposal | None:
+        """Hypotheses that need no search from a start (a learned backend's, from its ROC prediction): anchored to
+        the reference, they let tracking catch up where its starts from the last pose lag. None (the default, and
+        the training-free backends): the grid is the search, too slow to run on every tracked frame."""
         return None
 
     @abc.abstractmethod

@@ -85,6 +85,8 @@ class One2AnyBackend(Backend):
         self.classic = ClassicBackend() if with_classic else None
         self.val_roc_err = _val_roc_err(self.config)
         self.roc_to_verifier = _roc_trustworthy(self.config) if roc_to_verifier is None else bool(roc_to_verifier)
+        span = ((self.config.get("training") or {}).get("pair_sampler") or {}).get("max_rotation_deg")
+        self.anchored_span_deg = float(span) if isinstance(span, (int, float)) else None  # the view change trained for
         rolls = (self.config.get("inference") or {}).get("query_rolls", 1) if query_rolls is None else query_rolls
         if not isinstance(rolls, int) or not 1 <= rolls <= 4:
             raise One2AnyError(f"query_rolls must be an integer 1-4, got {rolls!r}", reason="bad_parameter")
@@ -153,6 +155,19 @@ class One2AnyBackend(Backend):
                 np.stack([unroll_output(conf[r], r) for r in range(rolls)]), win)
 
     def propose(self, ref: Reference, query: QueryContext, settings: SearchSettings, diameter: float) -> Proposal:
+        prop = self.anchored_hypotheses(ref, query, settings, diameter)
+        if self.classic is not None:
+            t0 = time.perf_counter()
+            grid = self.classic.propose(ref, query, settings, diameter)
+            prop.timings_ms["grid"] = 1000.0 * (time.perf_counter() - t0)
+            prop.T_query_C = np.concatenate([prop.T_query_C, grid.T_query_C])
+            prop.sources = prop.sources + grid.sources
+        return prop
+
+    def anchored_hypotheses(self, ref: Reference, query: QueryContext, settings: SearchSettings,
+                            diameter: float) -> Proposal:
+        """The network's hypotheses alone: RANSAC + Umeyama on its ROC prediction, without the grid. They come from
+        the reference, not from any last pose, so tracking takes them as starts too (``track_network_starts``)."""
         t0 = time.perf_counter()
         roc_grids, conf_grids, win = self.predict(ref, query.view, self.query_rolls)
         t1 = time.perf_counter()
@@ -176,13 +191,7 @@ class One2AnyBackend(Backend):
                 if res.num_inliers >= 3:
                     Ts.append(res.T)
                     sources.append("ransac" if r == 0 else f"ransac_roll{90 * r}")
-        t2 = time.perf_counter()
-        timings = {"network": 1000.0 * (t1 - t0), "ransac": 1000.0 * (t2 - t1)}
-        if self.classic is not None:
-            grid = self.classic.propose(ref, query, settings, diameter)
-            timings["grid"] = 1000.0 * (time.perf_counter() - t2)
-            Ts.extend(grid.T_query_C)
-            sources.extend(grid.sources)
+        timings = {"network": 1000.0 * (t1 - t0), "ransac": 1000.0 * (time.perf_counter() - t1)}
         T = np.stack(Ts) if Ts else np.zeros((0, 4, 4))
         if not self.roc_to_verifier:
             roc_pred = roc_weight = None
