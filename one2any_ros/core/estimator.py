@@ -269,9 +269,8 @@ class PoseEstimator:
     def _anchored_starts(self, q: QueryContext) -> np.ndarray:
         """(k,4,4) tracking starts from the backend's anchored hypotheses (``track_network_starts``): none when the
         backend has none, or when the last pose views the object from farther than the backend's trained span
-        (``Backend.anchored_span_deg``) off the reference's view - a network trained on view changes up to 90 deg
-        proposes noise beyond, and there its candidates cost tracking right poses (docs/tracking.md, "Starts from
-        the reference")."""
+        (``Backend.anchored_span_deg``) off the reference's view: a network trained on view changes up to 90 deg is
+        not asked beyond them (docs/tracking.md, "Starts from the reference")."""
         s, ref, b = self.settings, self.reference, self.backend
         none = np.zeros((0, 4, 4))
         if not s.track_network_starts:
