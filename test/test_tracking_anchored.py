@@ -1,6 +1,6 @@
-"""Tracking's starts from the reference (``track_network_starts``): the learned backend's own hypotheses (RANSAC on
-its ROC prediction) join the starts from the last pose, and one of them wins only where its texture fits at least as
-well as the best tracked candidate's (``PoseEstimator._tracked_winner``). The paired measurement behind it (the long
+"""Tracking's starts from the reference (``track_network_every``): the learned backend's own hypotheses (RANSAC on
+its ROC prediction) join the starts from the last pose on every Nth tracked frame, and one of them wins only where
+its texture fits at least as well as the best tracked candidate's (``PoseEstimator._tracked_winner``). The paired measurement behind it (the long
 rendered sequences, ``compare_tracking`` two seeds) is in docs/tracking.md, "Starts from the reference"."""
 import numpy as np
 import pytest
@@ -75,13 +75,14 @@ def turning_object():
 
 @pytest.mark.slow
 def test_tracking_with_the_learned_backend_starts_from_its_hypotheses_too(turning_object):
-    """With the learned backend every tracked frame verifies the starts from the last pose and the network's own
-    hypotheses (``num_hypotheses`` counts them); switched off, only the former. ``classic`` has none to give. Both
-    stay right on this slowly turning texture-only object."""
+    """With the learned backend a tracked frame verifies the starts from the last pose and, on every
+    ``track_network_every``-th tracked frame, the network's own hypotheses too (``num_hypotheses`` counts them); at 0
+    only the former. ``classic`` has none to give. Every pose stays right on this slowly turning texture-only
+    object."""
     obj, frames = turning_object
     counts = {}
-    for on in (True, False):
-        est = PoseEstimator("one2any", settings=EstimatorSettings().with_updates(track_network_starts=on))
+    for every in (1, 2, 0):
+        est = PoseEstimator("one2any", settings=EstimatorSettings().with_updates(track_network_every=every))
         f0 = frames[0]
         est.set_reference(decode_frame(f0["rgb"], f0["depth"], f0["labels"], f0["K"]).view(
             1, T_cam_obj=f0["T_cam_obj"][0]))
@@ -92,6 +93,7 @@ def test_tracking_with_the_learned_backend_starts_from_its_hypotheses_too(turnin
             assert metrics.add(r.T_camera_object, f["T_cam_obj"][0], obj.vertices) < 0.1 * obj.diameter
             if i:
                 n.append(r.num_hypotheses)
-        counts[on] = n
-    assert min(counts[True]) > max(counts[False]), counts
+        counts[every] = n
+    assert len(counts[1]) == 3 and min(counts[1]) > max(counts[0]), counts
+    assert counts[2][0] > counts[0][0] and counts[2][1] < counts[1][1] and counts[2][2] > counts[0][2], counts
     assert PoseEstimator("classic").backend.anchored_hypotheses(None, None, None, 0.1) is None

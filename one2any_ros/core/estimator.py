@@ -55,6 +55,7 @@ class PoseEstimator:
         self._cache: RefCache | None = None
         self.last_T_C: np.ndarray | None = None  # last good pose of C in the camera (tracking)
         self._motion: tuple[np.ndarray, np.ndarray] | None = None  # (pose, the camera-frame step that led to it)
+        self._tracked_frames = 0  # tracked frames since the reference was set (``track_network_every``)
         self.record_pool = False  # keep the last global search's hypotheses in ``last_pool`` (diagnosis only)
         self.last_pool: HypothesisPool | None = None
 
@@ -67,6 +68,7 @@ class PoseEstimator:
         self._cache = build_ref_cache(ref, self.settings)
         self.reference = ref
         self.last_T_C = self._motion = None
+        self._tracked_frames = 0
         return ref
 
     def clear_reference(self) -> None:
@@ -267,13 +269,15 @@ class PoseEstimator:
         return self._finish(c.T[best], c.result(), best, q, "track", "track", len(starts), tm, appearance)
 
     def _anchored_starts(self, q: QueryContext) -> np.ndarray:
-        """(k,4,4) tracking starts from the backend's anchored hypotheses (``track_network_starts``): none when the
-        backend has none, or when the last pose views the object from farther than the backend's trained span
+        """(k,4,4) tracking starts from the backend's anchored hypotheses, on every ``track_network_every``-th tracked
+        frame (counted from the reference): none on the others, when the backend has none, or when the last pose
+        views the object from farther than the backend's trained span
         (``Backend.anchored_span_deg``) off the reference's view: a network trained on view changes up to 90 deg is
         not asked beyond them (docs/tracking.md, "Starts from the reference")."""
         s, ref, b = self.settings, self.reference, self.backend
         none = np.zeros((0, 4, 4))
-        if not s.track_network_starts:
+        self._tracked_frames += 1
+        if s.track_network_every <= 0 or (self._tracked_frames - 1) % s.track_network_every:
             return none
         if b.anchored_span_deg is not None and float(
                 rotation_angle_deg(self.last_T_C[:3, :3] @ ref.T_refcam_C[:3, :3].T)) > b.anchored_span_deg:

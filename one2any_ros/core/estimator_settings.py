@@ -36,9 +36,10 @@ class EstimatorSettings:
     track_iterations: int = 8  # iterations lost 0.12 / 0.07 at 30-60 / 60-90 deg from the reference, same mean time)
     track_velocity: bool = True  # tracking starts also from the last pose moved by the last frame's motion (paired,
     # 1,040 object-frames, masks on the reference only: ADD 0.612 -> 0.663, no bin lower; every frame 0.666 -> 0.688)
-    track_network_starts: bool = True  # tracking starts also from the backend's anchored hypotheses (the learned
-    # backend's RANSAC on its ROC: from the reference, not the last pose); one wins only where its appearance is at
-    # least the best tracked candidate's (docs/tracking.md, "Starts from the reference")
+    track_network_every: int = 2  # on every this-many-th tracked frame of an object, tracking starts also from the
+    # backend's anchored hypotheses (the learned backend's RANSAC on its ROC: from the reference, not the last pose;
+    # 0 = never); one wins only where its appearance is at least the best tracked candidate's. Every other frame kept
+    # what every frame gained for half its time (docs/tracking.md, "Starts from the reference")
     track_min_appearance: float = 0.3  # a tracked winner whose appearance score (shrunk ZNCC) is below this is not
     # trusted either: the global search takes the frame (0 = off). Among tracked poses it tells right from wrong far
     # better than the confidence (AUROC 0.88 vs 0.69): confident wrong poses 113 -> 43 (classic), 200 -> 140 (auto)

@@ -122,8 +122,9 @@ PARAMS: tuple[Param, ...] = (
        "(0 = the last pose alone)", (0.0, 90.0)),
     _e("track_velocity", "tracking also starts from the last pose moved by the last frame's motion (an object turning "
        "fast runs ahead of the turns)"),
-    _e("track_network_starts", "tracking also starts from the learned backend's own hypotheses (anchored to the "
-       "reference, not the last pose); one wins only where its texture fits at least as well as the best tracked pose"),
+    _e("track_network_every", "on every this-many-th tracked frame, tracking also starts from the learned backend's "
+       "own hypotheses (anchored to the reference, not the last pose; 0 = never); one wins only where its texture "
+       "fits at least as well as the best tracked pose", (0, 1000)),
     _e("track_spin_deg", "tracking's winner turned about the reference's axis of revolution within +- this, verifier "
        "and appearance keeping the best turn: geometry cannot see it (0 = off)", (0.0, 90.0)),
     _e("track_slide", "... and slid along that axis by up to this x diameter (0 = no slides)", (0.0, 1.0)),

@@ -167,7 +167,7 @@ class One2AnyBackend(Backend):
     def anchored_hypotheses(self, ref: Reference, query: QueryContext, settings: SearchSettings,
                             diameter: float) -> Proposal:
         """The network's hypotheses alone: RANSAC + Umeyama on its ROC prediction, without the grid. They come from
-        the reference, not from any last pose, so tracking takes them as starts too (``track_network_starts``)."""
+        the reference, not from any last pose, so tracking takes them as starts too (``track_network_every``)."""
         t0 = time.perf_counter()
         roc_grids, conf_grids, win = self.predict(ref, query.view, self.query_rolls)
         t1 = time.perf_counter()
