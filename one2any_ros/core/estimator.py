@@ -248,10 +248,13 @@ class PoseEstimator:
         def score(T: np.ndarray) -> VerifyResult:
             return self._score(T, q, qsel, qcol, q.target, None, None)
 
-        n_tracked, anchored = len(starts), self._anchored_starts(q)
-        if len(anchored):
+        self._tracked_frames += 1
+        anchored = self._anchored_starts(q)
+        if anchored is None:
+            anchored = np.zeros((0, 4, 4))
+        else:
             tm.lap("anchored")
-            starts = np.concatenate([starts, anchored])
+        n_tracked, starts = len(starts), np.concatenate([starts, anchored])
         vr = score(starts)
         # the best anchored hypothesis (by the verifier) is refined beside the best tracked starts, never in place of
         # one of them, in the same ICP batch (a batch costs its calls, not its points)
@@ -268,22 +271,20 @@ class PoseEstimator:
             return None
         return self._finish(c.T[best], c.result(), best, q, "track", "track", len(starts), tm, appearance)
 
-    def _anchored_starts(self, q: QueryContext) -> np.ndarray:
-        """(k,4,4) tracking starts from the backend's anchored hypotheses, on every ``track_network_every``-th tracked
-        frame (counted from the reference): none on the others, when the backend has none, or when the last pose
-        views the object from farther than the backend's trained span
-        (``Backend.anchored_span_deg``) off the reference's view: a network trained on view changes up to 90 deg is
-        not asked beyond them (docs/tracking.md, "Starts from the reference")."""
+    def _anchored_starts(self, q: QueryContext) -> np.ndarray | None:
+        """(k,4,4) tracking starts from the backend's anchored hypotheses, asked for on every
+        ``track_network_every``-th tracked frame (counted from the reference); None when not asked: on the other
+        frames, or when the last pose views the object from farther than the backend's trained span
+        (``Backend.anchored_span_deg``) off the reference's view (a network trained on view changes up to 90 deg is
+        not asked beyond them; docs/tracking.md, "Starts from the reference"), and when the backend has none."""
         s, ref, b = self.settings, self.reference, self.backend
-        none = np.zeros((0, 4, 4))
-        self._tracked_frames += 1
         if s.track_network_every <= 0 or (self._tracked_frames - 1) % s.track_network_every:
-            return none
+            return None
         if b.anchored_span_deg is not None and float(
                 rotation_angle_deg(self.last_T_C[:3, :3] @ ref.T_refcam_C[:3, :3].T)) > b.anchored_span_deg:
-            return none
+            return None
         prop = b.anchored_hypotheses(ref, q, s.search, ref.diameter)
-        return none if prop is None else prop.T_query_C
+        return None if prop is None else prop.T_query_C
 
     def _tracked_winner(self, c: Candidates, best: int, app_score: np.ndarray | None, conf_before: np.ndarray) -> int:
         """A candidate from the backend's anchored hypotheses keeps tracking's win only when its appearance is at least
