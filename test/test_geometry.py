@@ -133,6 +133,29 @@ def test_icp_batched_stops_converged_starts_with_the_same_result():
     np.testing.assert_allclose(res[1].fitness, res[0].fitness)
     assert asked[1] < 0.6 * asked[0], asked
 
+
+def test_icp_batched_scores_its_result_only_when_asked():
+    """fitness and rmse cost one more query over every start and the estimator reads neither: they are computed on
+    first use, once."""
+    rng, src, T, dst = _l_shaped_pair()
+    starts = np.stack([T, T])
+
+    class CountingTree(cKDTree):
+        asked = 0
+
+        def query(self, x, *args, **kw):
+            CountingTree.asked += len(x)
+            return super().query(x, *args, **kw)
+
+    pts = src[::3]
+    res = icp_batched(pts, CountingTree(dst), starts, thresholds=(0.02,), iterations=1, converged=0.0)
+    assert CountingTree.asked == 2 * len(pts)  # the one step
+    assert np.all(res.fitness > 0.9) and np.all(res.rmse < 0.003)
+    assert CountingTree.asked == 4 * len(pts)  # the step and one scoring query for both scores
+    res.rmse
+    assert CountingTree.asked == 4 * len(pts)
+
+
 def _unit(rng):
     v = rng.normal(size=3)
     return v / np.linalg.norm(v)

@@ -6,6 +6,7 @@ dimension B. Nearest neighbours use scipy's cKDTree (no O(N^2)).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -290,11 +291,28 @@ def super_fibonacci_rotations(n: int) -> np.ndarray:
     return Rotation.from_quat(q).as_matrix()
 
 
-@dataclass
 class IcpResult:
-    T: np.ndarray  # (B,4,4) refined transforms (src -> dst frame)
-    fitness: np.ndarray  # (B,) fraction of src points with a neighbour within the final threshold
-    rmse: np.ndarray  # (B,) RMS distance of those inliers, metres
+    """``T`` (B,4,4): the refined transforms (src -> dst frame); ``fitness`` (B,): the fraction of src points with a
+    neighbour within the final threshold, ``rmse`` (B,): their RMS distance, metres. The two scores cost one more
+    nearest-neighbour query over every start and the estimator asks for neither (the verifier decides), so they are
+    computed on first use."""
+
+    def __init__(self, T: np.ndarray, score: Callable[[], tuple[np.ndarray, np.ndarray]]) -> None:
+        self.T = T
+        self._score = score
+        self._scores: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def fitness(self) -> np.ndarray:
+        if self._scores is None:
+            self._scores = self._score()
+        return self._scores[0]
+
+    @property
+    def rmse(self) -> np.ndarray:
+        if self._scores is None:
+            self._scores = self._score()
+        return self._scores[1]
 
 
 def icp_batched(
@@ -353,7 +371,7 @@ def icp_batched(
             T, B = T[keep], prune_to
             query.keep_first(B * M)
         _icp_stage(T, src, query, thr, iterations, max(3, int(min_inlier_frac * M)), converged * thr)
-    return _icp_score(T, src, query, thresholds[-1])
+    return IcpResult(T, lambda: _icp_score(T, src, query, thresholds[-1]))
 
 
 class _IcpQuery:
@@ -408,7 +426,7 @@ def _icp_step(T: np.ndarray, src: np.ndarray, query: _IcpQuery, thr: float,
     return dT @ T, moved
 
 
-def _icp_score(T: np.ndarray, src: np.ndarray, query: _IcpQuery, thr: float) -> IcpResult:
+def _icp_score(T: np.ndarray, src: np.ndarray, query: _IcpQuery, thr: float) -> tuple[np.ndarray, np.ndarray]:
     """Fitness and inlier RMSE of the final transforms at threshold ``thr``."""
     B, M = T.shape[0], src.shape[0]
     d, _ = query(transform_points(T, src), thr)
@@ -418,7 +436,7 @@ def _icp_score(T: np.ndarray, src: np.ndarray, query: _IcpQuery, thr: float) -> 
     with np.errstate(invalid="ignore"):
         rmse = np.sqrt(np.where(inl, d, 0.0).__pow__(2).sum(axis=1) / np.maximum(inl.sum(axis=1), 1))
     rmse[~inl.any(axis=1)] = np.inf
-    return IcpResult(T=T, fitness=fitness, rmse=rmse)
+    return fitness, rmse
 
 
 def subsample(pts: np.ndarray, n: int, rng: np.random.Generator | None = None) -> np.ndarray:
