@@ -156,6 +156,19 @@ def test_icp_batched_scores_its_result_only_when_asked():
     assert CountingTree.asked == 4 * len(pts)
 
 
+def test_ransac_residuals_by_one_product_are_the_moved_points_distances():
+    """RANSAC's (I,N) residuals come from one matrix product (geometry._residuals); they must be the distances of
+    the moved points, far below any inlier threshold off, at a camera-like half metre."""
+    from one2any_ros.core.geometry import _residuals
+
+    rng = np.random.default_rng(3)
+    src = rng.normal(size=(400, 3)) * 0.05
+    dst = src + np.array([0.1, -0.05, 0.6]) + rng.normal(0, 0.002, src.shape)
+    Ts = umeyama_batched(src[rng.choice(400, size=(64, 3))], dst[rng.choice(400, size=(64, 3))])
+    direct = np.linalg.norm(transform_points(Ts, src) - dst[None], axis=2)
+    np.testing.assert_allclose(_residuals(Ts, src, dst), direct, rtol=0, atol=1e-9)
+
+
 def _unit(rng):
     v = rng.normal(size=3)
     return v / np.linalg.norm(v)

@@ -248,7 +248,7 @@ def ransac_rigid_thresholds(
     idx = np.stack([rng.choice(n, 3, replace=False, p=p) for _ in range(iterations)]) if n <= 64 else \
         rng.choice(n, size=(iterations, 3), p=p)
     Ts = umeyama_batched(src[idx], dst[idx])
-    res = np.linalg.norm(transform_points(Ts, src) - dst[None], axis=2)  # (I,N)
+    res = _residuals(Ts, src, dst)  # (I,N)
     out = []
     for threshold in thresholds:
         score = ((res < threshold) * w[None]).sum(axis=1)
@@ -264,6 +264,19 @@ def ransac_rigid_thresholds(
         rmse = float(np.sqrt(np.mean(r[inl] ** 2))) if inl.any() else float("inf")
         out.append(RansacResult(T=T, inliers=inl, num_inliers=int(inl.sum()), rmse=rmse))
     return out
+
+
+def _residuals(T: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """(I,N) distances |R_i src_n + t_i - dst_n| for I transforms and N correspondences, by one matrix product:
+    |Rp + t - q|^2 = |p|^2 + |t - q|^2 + 2 (R^T t).p - 2 vec(R).vec(q p^T). A batch of (I,N,3) moved points cost ~8 of
+    RANSAC's ~12 ms here; the product's rounding (~1e-8 m on a distance near 0, at half a metre from the camera) is
+    far below any inlier threshold."""
+    R, t = T[:, :3, :3], T[:, :3, 3]
+    left = np.concatenate([R.reshape(len(T), 9), (np.swapaxes(R, 1, 2) @ t[:, :, None])[:, :, 0], t], axis=1)  # (I,15)
+    right = np.concatenate([-2.0 * (dst[:, :, None] * src[:, None, :]).reshape(len(src), 9).T,
+                            2.0 * src.T, -2.0 * dst.T], axis=0)  # (15,N)
+    sq = left @ right + ((src * src).sum(axis=1) + (dst * dst).sum(axis=1))[None] + (t * t).sum(axis=1)[:, None]
+    return np.sqrt(np.maximum(sq, 0.0))
 
 
 def super_fibonacci_rotations(n: int) -> np.ndarray:
