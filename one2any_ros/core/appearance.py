@@ -171,11 +171,13 @@ def appearance_scores(model: AppearanceModel, T_query_C: np.ndarray, query_image
     r = model.signal.astype(np.float64)  # (M,) the same for every pose: its sums are matrix-vector products
     n = w.sum(axis=1)
     nn = np.maximum(n, 1.0)
-    mr, mq = (w @ r) / nn, wq.sum(axis=1) / nn
+    mr, mq = np.einsum("bm,m->b", w, r) / nn, wq.sum(axis=1) / nn
     # the centred sums from raw ones (both signals are about zero-mean and unit contrast: no cancellation to fear),
-    # four passes over (B,M) instead of ten
-    num = wq @ r - n * mr * mq
-    den = np.sqrt(np.maximum(w @ (r * r) - n * mr * mr, 0.0) * np.maximum((wq * wq).sum(axis=1) - n * mq * mq, 0.0))
+    # four passes over (B,M) instead of ten; einsum rather than @, which would wake OpenBLAS's threads (they keep
+    # spinning after a call and take the cores from the KD-tree queries that follow: geometry._residuals)
+    num = np.einsum("bm,m->b", wq, r) - n * mr * mq
+    den = np.sqrt(np.maximum(np.einsum("bm,m->b", w, r * r) - n * mr * mr, 0.0)
+                  * np.maximum((wq * wq).sum(axis=1) - n * mq * mq, 0.0))
     zncc = np.where((n >= settings.min_points) & (den > 1e-9), num / np.maximum(den, 1e-12), 0.0)
     score = zncc * n / (n + settings.n0)
     return AppearanceResult(score=score, zncc=zncc, n=n.astype(np.int64))
