@@ -168,7 +168,7 @@ def appearance_scores(model: AppearanceModel, T_query_C: np.ndarray, query_image
     ok = inside & mask.ravel()[flat] & (zt > 0) & (np.abs(z - zt) < tau)
     w = ok.astype(np.float64)
     wq = w * query_image.ravel()[flat]  # (B,M) the query's signal where co-visible, else 0
-    r = model.signal.astype(np.float64)  # (M,) the same for every pose: its sums are matrix-vector products
+    r = model.signal.astype(np.float64)  # (M,) the same for every pose: its sums are one product per pose batch
     n = w.sum(axis=1)
     nn = np.maximum(n, 1.0)
     mr, mq = np.einsum("bm,m->b", w, r) / nn, wq.sum(axis=1) / nn
