@@ -268,15 +268,16 @@ def ransac_rigid_thresholds(
 
 def _residuals(T: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """(I,N) distances |R_i src_n + t_i - dst_n| for I transforms and N correspondences, by one matrix product:
-    |Rp + t - q|^2 = |p|^2 + |t - q|^2 + 2 (R^T t).p - 2 vec(R).vec(q p^T). A batch of (I,N,3) moved points cost ~9 of
-    RANSAC's ~17 ms here (600 correspondences); the product's rounding (~1e-8 m on a distance near 0, at half a metre from the camera) is
-    far below any inlier threshold."""
+    |Rp + t - q|^2 = |p|^2 + |t - q|^2 + 2 (R^T t).p - 2 vec(R).vec(q p^T). A batch of (I,N,3) moved points cost ~9
+    of RANSAC's ~17 ms here (600 correspondences); the product's rounding (~1e-8 m on a distance near 0, at half a
+    metre from the camera) is far below any inlier threshold."""
     R, t = T[:, :3, :3], T[:, :3, 3]
     left = np.concatenate([R.reshape(len(T), 9), (np.swapaxes(R, 1, 2) @ t[:, :, None])[:, :, 0], t], axis=1)  # (I,15)
     right = np.concatenate([-2.0 * (dst[:, :, None] * src[:, None, :]).reshape(len(src), 9).T,
                             2.0 * src.T, -2.0 * dst.T], axis=0)  # (15,N)
     # einsum, not @: a product this size runs on OpenBLAS's threads, which keep spinning after it and took the cores
-    # from the next KD-tree queries (the multi-start ICP: 88 -> 132 ms on the bundled sample); einsum stays on this thread
+    # from the next KD-tree queries (the multi-start ICP: 88 -> 132 ms on the bundled sample); einsum stays on this
+    # thread
     sq = np.einsum("ik,kn->in", left, right) + ((src * src).sum(axis=1) + (dst * dst).sum(axis=1))[None] \
         + (t * t).sum(axis=1)[:, None]
     return np.sqrt(np.maximum(sq, 0.0))
