@@ -109,19 +109,22 @@ def test_icp_batched_converges_from_nearby_starts():
     assert np.all(res.fitness > 0.9)
 
 
+class CountingTree(cKDTree):
+    """A cKDTree that counts the points it was asked about (``asked``: reset it before use)."""
+
+    asked = 0
+
+    def query(self, x, *args, **kw):
+        CountingTree.asked += len(x)
+        return super().query(x, *args, **kw)
+
+
 def test_icp_batched_stops_converged_starts_with_the_same_result():
     """A start whose step left every correspondence as it was would repeat that step: it leaves the batch (fewer
     questions asked) and ends where every step taken would have left it."""
     rng, src, T, dst = _l_shaped_pair()
     starts = np.stack([make_transform(Rotation.from_rotvec(np.deg2rad(deg) * _unit(rng)).as_matrix() @ T[:3, :3],
                                       T[:3, 3]) for deg in (0, 3, 10, 20)])
-
-    class CountingTree(cKDTree):
-        asked = 0
-
-        def query(self, x, *args, **kw):
-            CountingTree.asked += len(x)
-            return super().query(x, *args, **kw)
 
     res, asked = [], []
     for converged in (0.0, 1e-6):
@@ -140,14 +143,8 @@ def test_icp_batched_scores_its_result_only_when_asked():
     rng, src, T, dst = _l_shaped_pair()
     starts = np.stack([T, T])
 
-    class CountingTree(cKDTree):
-        asked = 0
-
-        def query(self, x, *args, **kw):
-            CountingTree.asked += len(x)
-            return super().query(x, *args, **kw)
-
     pts = src[::3]
+    CountingTree.asked = 0
     res = icp_batched(pts, CountingTree(dst), starts, thresholds=(0.02,), iterations=1, converged=0.0)
     assert CountingTree.asked == 2 * len(pts)  # the one step
     assert np.all(res.fitness > 0.9) and np.all(res.rmse < 0.003)
