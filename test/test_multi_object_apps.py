@@ -36,7 +36,8 @@ def test_demo_two_objects_through_the_graph(tmp_path, capsys):
 
 @pytest.mark.parametrize("masks", ["every", "reference"])
 def test_bench_objects_gives_per_object_numbers(tmp_path, masks):
-    """With every frame's label image, and (issue 26) with the reference frame's only: the node tracks without."""
+    """With every frame's label image, and (issue 26) with the reference frame's only: the node tracks without, and
+    finds the first object again after it left the view and came back."""
     pytest.importorskip("pybullet")
     from one2any_ros.ros_tools.bench.objects import objects_report_name, run_objects_bench
     from one2any_ros.ros_tools.bench.report import format_objects_report
@@ -45,16 +46,25 @@ def test_bench_objects_gives_per_object_numbers(tmp_path, masks):
                           masks=masks)
     assert r["node_alive"] and r["n_objects"] == 2
     assert json.loads((tmp_path / objects_report_name(2, masks)).read_text())["n_objects"] == 2
-    calibration, load = r["phases"]
+    calibration, load, leave = r["phases"]
     assert calibration["frames_with_every_pose"] >= 2 and calibration["per_frame_ms"]["median"] > 0
     assert set(load["objects"]) == {"1", "2"}
     for o in load["objects"].values():
         assert o["poses"] > 0 and o["poses_per_s"] > 0 and o["latency_ms"]["median"] > 0
         assert o["within_tolerance"] >= 0.8 * o["poses"], o
         assert o["published_wrong"] <= 0.2 * o["poses"], o
+    # the first object leaves the view for 4 frames and comes back: nothing published for it while away, right again
+    # within the 5 frames it is back (a mask with every frame, or its last place without one), the other tracked on
+    first = leave["first_object"]
+    assert first["away_frames"] == 4 and first["frames_back"] == 5, first
+    assert first["poses_while_away"] == 0 and leave["objects"]["1"]["published_wrong"] == 0, leave
+    assert first["frames_to_reacquire"] is not None, leave
+    assert leave["objects"]["2"]["poses"] >= 0.8 * leave["frames_sent"], leave
     s = r["summary"]
     assert s["per_frame_ms"] > 0 and s["poses_per_s_per_object"] > 0 and s["latency_ms_p99"] >= s["latency_ms_median"]
-    assert "obj_2:" in format_objects_report(r)
+    assert s["poses_while_away"] == 0 and s["frames_to_reacquire"] == first["frames_to_reacquire"]
+    printed = format_objects_report(r)
+    assert "obj_2:" in printed and "obj_1 left the view for 4 frames: poses published while away 0" in printed
 
 
 def test_objects_options_on_the_command_line(capsys):

@@ -109,16 +109,25 @@ def objects_section(d: dict) -> str:
         rows.append([str(n), ", ".join(o["name"] for o in r["objects"]), f(cost, 0, " ms"),
                      f(cost / base if base else None, 2, "x"), f(cost / (n * base) if base else None, 2),
                      f(s["poses_per_s_per_object"], 1), f"{f(s['latency_ms_median'], 0)} / {f(s['latency_ms_p99'], 0)}",
-                     f"{s['within_tolerance']}/{s['poses']}", f(r["phases"][1]["node_cpu_percent"], 0, " %"),
-                     f(r["machine"]["load_avg_1m"], 1)])
+                     f"{s['within_tolerance']}/{s['poses']}", _left_and_back(s),
+                     f(r["phases"][1]["node_cpu_percent"], 0, " %"), f(r["machine"]["load_avg_1m"], 1)])
     top = runs[-1]
     diam = [o["diameter_mm"] / 10 for o in top["objects"]]
     head = ["N", "objects", "per-frame cost", "vs N = 1", "vs N x (N = 1)", "poses/s per object (30 Hz in)",
-            "latency median / p99 ms", "correct poses", "CPU node", "load avg"]
+            "latency median / p99 ms", "correct poses", "the first object away: poses while away / frames to right "
+            "again", "CPU node", "load avg"]
     return render("objects", backend=top.get("backend"), duration=top["duration_s"], device=top.get("device"),
                   counts=", ".join(str(r["n_objects"]) for r in runs), cpu_count=top["machine"]["cpu_count"],
                   half_cores=top["machine"]["cpu_count"] // 2, sizes=f"{min(diam):.0f}-{max(diam):.0f}",
                   table=table(head, rows), verdict=_objects_verdict(runs, base))
+
+
+def _left_and_back(s: dict) -> str:
+    """The leave-and-return phase's two numbers ("-" for a report from before the phase was measured)."""
+    if "poses_while_away" not in s:
+        return "-"
+    back = s["frames_to_reacquire"]
+    return f"{s['poses_while_away']} / {'not found' if back is None else back}"
 
 
 def _objects_verdict(runs: list[dict], base: float | None) -> str:

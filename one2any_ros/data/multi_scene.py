@@ -18,9 +18,10 @@ from one2any_ros.data.objects import ObjectSpec
 def render_multi_object_frames(objects: list[ObjectSpec], poses: list[list[np.ndarray]], K: np.ndarray, width: int,
                                height: int, *, seed: int = 0, depth_noise: bool = False,
                                light: dict | None = None) -> list[dict]:
-    """``poses[f][k]``: object k's (4,4) pose in the camera at frame f (metres). Returns per frame {rgb (H,W,3)
-    uint8, depth (H,W) float32 m (0 = nothing), labels (H,W) uint16 (k+1 = object k, 0 = background), K,
-    T_cam_obj: list of each object's pose, masks_full: list of each object's whole silhouette (bool, as if alone)}.
+    """``poses[f][k]``: object k's (4,4) pose in the camera at frame f (metres), or None where it is not in the frame.
+    Returns per frame {rgb (H,W,3) uint8, depth (H,W) float32 m (0 = nothing), labels (H,W) uint16 (k+1 = object k,
+    0 = background), K, T_cam_obj: list of each object's pose (NaN where it is not in the frame), masks_full: list of
+    each object's whole silhouette (bool, as if alone)}.
     One ``light`` (keys as ``scene.random_light``'s; None: one drawn from ``seed``) for every object and frame: a
     workcell's lamp does not move between frames (a light drawn per object and frame had changed an object's colours
     from one frame to the next, which no camera sees and the appearance check paid for)."""
@@ -36,13 +37,17 @@ def render_multi_object_frames(objects: list[ObjectSpec], poses: list[list[np.nd
             labels = np.zeros((height, width), np.uint16)
             full = []
             for label, (obj, T) in enumerate(zip(objects, frame_poses), start=1):
+                if T is None:  # not in this frame (it left the view)
+                    full.append(np.zeros((height, width), bool))
+                    continue
                 out = r.render(obj, T, K, width, height, background="none", depth_noise=depth_noise, light=light)
                 full.append(np.asarray(out["mask"], bool))
                 d = np.where(out["mask"], out["depth"], np.inf)
                 nearer = out["mask"] & ((depth == 0) | (d < depth))
                 rgb[nearer], depth[nearer], labels[nearer] = out["rgb"][nearer], out["depth"][nearer], label
             frames.append({"rgb": rgb, "depth": depth, "labels": labels, "K": np.asarray(K, np.float64),
-                           "T_cam_obj": [np.asarray(T, np.float64) for T in frame_poses], "masks_full": full})
+                           "T_cam_obj": [np.full((4, 4), np.nan) if T is None else np.asarray(T, np.float64)
+                                         for T in frame_poses], "masks_full": full})
     return frames
 
 
@@ -168,14 +173,16 @@ def _add_wall(frames: list[dict], z: float, rng: np.random.Generator) -> None:
 
 
 def multi_object_scene(n_objects: int, n_frames: int, *, width: int = 640, height: int = 480, step_deg: float = 7.0,
-                       seed: int = SCENE_SEED, slots: int | None = None,
-                       wall: bool = True) -> tuple[list[ObjectSpec], list[dict]]:
+                       seed: int = SCENE_SEED, slots: int | None = None, wall: bool = True,
+                       without_first: tuple[int, ...] = ()) -> tuple[list[ObjectSpec], list[dict]]:
     """The first ``n_objects`` of SCENE_OBJECTS shape-asymmetric TEST-split objects (never trained or tuned on) side
     by side, each turning ``step_deg`` per frame, rendered into ``n_frames`` frames: (objects, frames as
     ``data.multi_scene.render_multi_object_frames`` gives them: rgb, depth m, labels (k+1 = object k), K,
     T_cam_obj[k]). ``slots``: lay out the row for this many objects (default ``n_objects``) and fill the first
     ones, so scenes with 1, 2 and 4 objects show the same objects at the same size (the benchmark compares
-    their costs). Deterministic in ``seed``."""
+    their costs). ``without_first``: frame indices rendered once more after the ``n_frames``, in that order, with
+    the first object gone from the view (it left; the others as in those frames): the benchmark's leave-and-return.
+    Deterministic in ``seed`` (the extra frames change none of the others)."""
     from one2any_ros.data.objects import make_object, split_ids
 
     slots = slots or n_objects
@@ -187,7 +194,8 @@ def multi_object_scene(n_objects: int, n_frames: int, *, width: int = 640, heigh
     centres = _row_layout(pool, K, width, height)
     poses = _turning_poses(pool, centres, n_frames, step_deg, rng)
     objects = pool[:n_objects]
-    frames = render_multi_object_frames(objects, [p[:n_objects] for p in poses], K, width, height, seed=seed)
+    poses = [p[:n_objects] for p in poses] + [[None] + poses[f][1:n_objects] for f in without_first]
+    frames = render_multi_object_frames(objects, poses, K, width, height, seed=seed)
     if wall:
         _add_wall(frames, centres[0][2] + max(o.diameter for o in pool) / 2 + WALL_GAP_M, rng)
     return objects, frames

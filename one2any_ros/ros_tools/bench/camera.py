@@ -36,6 +36,7 @@ class CameraSpec:
     stamps: str | None = None  # write 'stamp_ns frame' lines of every published frame here
     scene: str | None = None  # play this scene (save_scene's .npz) instead of the bundled sample
     masks: bool = True  # False: rgb, depth and camera_info only (no segmenter)
+    order: tuple[int, ...] | None = None  # the scene frames in the order shown, round and round (None: PING_PONG)
 
 
 def save_scene(path: Path, frames: list[dict]) -> Path:
@@ -59,7 +60,7 @@ def _messages(spec: CameraSpec) -> dict:
     from one2any_ros.ros_tools.harness import frame_messages
 
     frames = load_scene(spec.scene) if spec.scene else load_sample_sequence()["frames"]
-    return {i: frame_messages(frames[i], 0, frame_id=FRAME_ID.format(i)) for i in sorted(set(PING_PONG))}
+    return {i: frame_messages(frames[i], 0, frame_id=FRAME_ID.format(i)) for i in sorted(set(spec.order or PING_PONG))}
 
 
 def _publishers(node, spec: CameraSpec) -> dict:
@@ -82,6 +83,7 @@ def _play(pubs: dict, msgs: dict, spec: CameraSpec, stop: threading.Event) -> di
     from one2any_ros.ros import conversions as conv
 
     period, n, skipped, publish_ms, stamps = 1.0 / spec.rate, 0, 0, [], []
+    order = spec.order or PING_PONG
     t0 = time.monotonic()
     k = 0  # schedule slot
     try:
@@ -95,7 +97,7 @@ def _play(pubs: dict, msgs: dict, spec: CameraSpec, stop: threading.Event) -> di
                 missed = int((now - due) / period)
                 skipped += missed
                 k += missed
-            i = PING_PONG[int((time.monotonic() - t0) / spec.hold) % len(PING_PONG)]
+            i = order[int((time.monotonic() - t0) / spec.hold) % len(order)]
             stamp_ns = time.time_ns()
             stamp = conv.ns_to_stamp(stamp_ns)
             stamps.append((stamp_ns, i))
@@ -136,14 +138,15 @@ class Camera:
     """The camera process, started for one phase."""
 
     def __init__(self, rate: float, duration: float, hold: float, log_path: Path, *, scene: Path | None = None,
-                 masks: bool = True) -> None:
+                 masks: bool = True, order: tuple[int, ...] | None = None) -> None:
         from one2any_ros.ros.transport import transport_env
 
         self.stamps_path = log_path.with_name(log_path.stem + "_stamps.txt")
         self.stamps_path.unlink(missing_ok=True)
         # rounded as the camera's command line always had them (milliseconds are plenty for a rate and a duration)
         spec = CameraSpec(rate=round(rate, 3), duration=round(duration, 3), hold=round(hold, 3), namespace=NAMESPACE,
-                          stamps=str(self.stamps_path), scene=str(scene) if scene else None, masks=masks)
+                          stamps=str(self.stamps_path), scene=str(scene) if scene else None, masks=masks,
+                          order=tuple(order) if order else None)
         self.args = [sys.executable, "-m", "one2any_ros.ros_tools.bench.camera", json.dumps(asdict(spec))]
         env = transport_env()
         env.setdefault("PYTHONUNBUFFERED", "1")

@@ -1,6 +1,8 @@
 """The several-objects run of ``one2any bench --ros --objects N``: a rendered scene of N held-out objects on one
 labelled stream, the node holding one reference per label; the per-frame cost with frames one at a time, then poses
-per second per object and latency at 30 Hz -> ``<out>/ros_bench_objects_<N>[_reference].json``."""
+per second per object and latency at 30 Hz, then the first object leaving the view and coming back (frames one at
+a time: no pose while it is away, frames until its pose is right again) ->
+``<out>/ros_bench_objects_<N>[_reference].json``."""
 from __future__ import annotations
 
 import json
@@ -18,6 +20,11 @@ from one2any_ros.ros_tools.bench.rig import MemorySampler
 OBJECTS_PREFIX = "obj_"  # TF child frames of the benchmark's objects: obj_1, obj_2, ...
 OBJECTS_CALIBRATION_HZ = 1.0  # frames one at a time even for four objects (a few times one object's cost)
 OBJECTS_RATE_HZ = 30.0
+# the leave-and-return phase (issue 26): the first object in view on these scene frames, gone from the view on
+# these (the scene rendered again without it, the others turning on), then back, turned on by as many steps
+LEAVE_SHOWN = (1, 2, 3, 4)
+LEAVE_AWAY = (5, 6, 7, 8)
+LEAVE_BACK = (9, 8, 7, 6, 5)
 
 
 def run_objects_bench(n_objects: int, *, backend: str = "auto", device: str = "auto", checkpoint: str | None = None,
@@ -36,7 +43,7 @@ def run_objects_bench(n_objects: int, *, backend: str = "auto", device: str = "a
     say = print if verbose else (lambda *a, **k: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    specs, frames = multi_object_scene(n_objects, max(PING_PONG) + 1, slots=SCENE_OBJECTS)
+    specs, frames = multi_object_scene(n_objects, max(PING_PONG) + 1, slots=SCENE_OBJECTS, without_first=LEAVE_AWAY)
     scene = save_scene(out_dir / "ros_bench_objects_scene.npz", frames)
     ids = [str(k + 1) for k in range(n_objects)]
     node, params = start_node(out_dir, "ros_bench_objects", backend=backend, device=device, checkpoint=checkpoint,
@@ -68,7 +75,8 @@ def run_objects_bench(n_objects: int, *, backend: str = "auto", device: str = "a
         calibration_s = calibration_s or len(PING_PONG) / OBJECTS_CALIBRATION_HZ
         report["phases"] = [run.phase("frames one at a time", OBJECTS_CALIBRATION_HZ, calibration_s,
                                       1.0 / OBJECTS_CALIBRATION_HZ, say),
-                            run.phase(f"{OBJECTS_RATE_HZ:.0f} Hz", OBJECTS_RATE_HZ, duration, hold, say)]
+                            run.phase(f"{OBJECTS_RATE_HZ:.0f} Hz", OBJECTS_RATE_HZ, duration, hold, say),
+                            run.leave_and_return(max(PING_PONG) + 1, say)]
         report["summary"] = _objects_summary(report["phases"])
         report["node_alive"] = node.alive()
     finally:
@@ -91,12 +99,14 @@ class _ObjectsRun:
         self.scene, self.mem, self.out_dir = scene, mem, out_dir
         self.wall_minus_mono = time.time() - time.monotonic()  # receipt times (monotonic) -> wall clock, like stamps
 
-    def phase(self, name: str, rate: float, duration: float, hold: float, say) -> dict:
-        """The camera at ``rate`` Hz for ``duration`` s, each scene frame shown ``hold`` s; what came back."""
+    def phase(self, name: str, rate: float, duration: float, hold: float, say,
+              order: tuple[int, ...] | None = None) -> dict:
+        """The camera at ``rate`` Hz for ``duration`` s, each scene frame shown ``hold`` s (the frames of ``order``,
+        default ``PING_PONG``, round and round); what came back."""
         d0 = self.client.wait_diagnostics(timeout=3) or {}
         cpu0, t0 = self.mem.cpu_s(), time.monotonic()
         cam = Camera(rate, duration, hold, self.out_dir / "ros_bench_objects_camera.log", scene=self.scene,
-                     masks=self.masks)
+                     masks=self.masks, order=order)
         cam_res = cam.result(duration + 60)
         node_cpu = 100 * (self.mem.cpu_s() - cpu0) / (time.monotonic() - t0)
         time.sleep(2.0)  # the last poses and one more /diagnostics
@@ -120,8 +130,22 @@ class _ObjectsRun:
             "object " + ", ".join(f"{oid} {o['poses_per_s']:.1f}" for oid, o in per_object.items())
             + f"; latency median {ph['latency_ms'].get('median', float('nan')):.0f} ms "
               f"p99 {ph['latency_ms'].get('p99', float('nan')):.0f} ms")
+        self.last_got, self.last_shown = got, shown
         return ph
 
+    def leave_and_return(self, first_away: int, say) -> dict:
+        """The first object leaves the view and comes back (``LEAVE_*``; the scene's frames from ``first_away`` on
+        are ``LEAVE_AWAY`` without it), frames one at a time, so every frame is estimated: the phase's numbers, and
+        ``first_object``: poses published for it while it was away (any is wrong), and the frames after its return
+        until its pose is right (0: on the frame it came back; None: not within the phase)."""
+        order = LEAVE_SHOWN + tuple(first_away + j for j in range(len(LEAVE_AWAY))) + LEAVE_BACK
+        ph = self.phase("the first object leaves and returns", OBJECTS_CALIBRATION_HZ,
+                        (len(order) - 1) / OBJECTS_CALIBRATION_HZ, 1.0 / OBJECTS_CALIBRATION_HZ, say, order=order)
+        ph["first_object"] = _return_of(self.ids[0], self.specs[0], self.frames, self.last_shown, self.last_got)
+        f = ph["first_object"]
+        say(f"    {OBJECTS_PREFIX}{self.ids[0]} away {f['away_frames']} frames: poses while away {f['poses_while_away']}"
+            f", right again {f['frames_to_reacquire']} frame(s) after its return")
+        return ph
     def _object(self, oid: str, k: int, got: dict, shown: dict[int, int], seconds: float) -> dict:
         """One object's poses in a phase: rate, latency (stamp -> estimate here), node latency, errors."""
         from one2any_ros.core.geometry import rotation_angle_deg
@@ -133,6 +157,9 @@ class _ObjectsRun:
         errs, wrong, spec = [], 0, self.specs[k]
         for s, e, _ in mine:
             T, G = conv.pose_to_matrix(e.pose), self.frames[shown[s]]["T_cam_obj"][k]
+            if not np.isfinite(G).all():  # a pose for an object that is not in the frame
+                wrong += 1
+                continue
             errs.append((float(rotation_angle_deg(T[:3, :3].T @ G[:3, :3])), float(1000 * np.linalg.norm(T[:3, 3] - G[:3, 3]))))
             wrong += add(T, G, spec.vertices) > 0.1 * spec.diameter
         return {"poses": len(mine), "poses_per_s": len(mine) / seconds, "latency_ms": stats(latency),
@@ -143,9 +170,34 @@ class _ObjectsRun:
                 "_latency": latency}
 
 
+def _return_of(oid: str, spec, frames: list[dict], shown: dict[int, int], got: dict) -> dict:
+    """What the node published for object ``oid`` (``spec``: its ObjectSpec) around the frames it was away (its
+    ground truth NaN): poses while away, and frames from its return to its first right pose (ADD < 0.1 d)."""
+    from one2any_ros.core.metrics import add
+    from one2any_ros.ros import conversions as conv
+
+    k = int(oid) - 1
+    stamps = sorted(shown)
+    away = [np.isnan(frames[shown[s]]["T_cam_obj"][k]).any() for s in stamps]
+    out = {"away_frames": int(sum(away)), "poses_while_away": sum((s, oid) in got for s, a in zip(stamps, away) if a),
+           "frames_to_reacquire": None}
+    if not any(away):
+        return out
+    back = stamps[len(away) - away[::-1].index(True):]  # the frames after the last one it was away
+    for n, s in enumerate(back):
+        if (s, oid) in got:
+            T, G = conv.pose_to_matrix(got[(s, oid)][0].pose), frames[shown[s]]["T_cam_obj"][k]
+            if add(T, G, spec.vertices) < 0.1 * spec.diameter:
+                out["frames_to_reacquire"] = n
+                break
+    out["frames_back"] = len(back)
+    return out
+
+
 def _objects_summary(phases: list[dict]) -> dict:
-    """The numbers the docs' table shows: per-frame cost with frames one at a time, the rest under load."""
-    cal, load = phases
+    """The numbers the docs' table shows: per-frame cost with frames one at a time, the rest under load, and the
+    first object's leave-and-return."""
+    cal, load, leave = phases
     objs = load["objects"].values()
     return {"per_frame_ms": cal["per_frame_ms"].get("median"), "per_frame_ms_p90": cal["per_frame_ms"].get("p90"),
             "poses_per_s_per_object": float(np.mean([o["poses_per_s"] for o in objs])),
@@ -153,4 +205,6 @@ def _objects_summary(phases: list[dict]) -> dict:
             "frames_per_s": load["frames_per_s"],
             "ms_per_frame_under_load": 1000.0 / load["frames_per_s"] if load["frames_per_s"] else None,
             "within_tolerance": sum(o["within_tolerance"] for o in objs),
-            "poses": sum(o["poses"] for o in objs), "tolerance": [ROT_TOL_DEG, TRANS_TOL_MM]}
+            "poses": sum(o["poses"] for o in objs), "tolerance": [ROT_TOL_DEG, TRANS_TOL_MM],
+            "poses_while_away": leave["first_object"]["poses_while_away"],
+            "frames_to_reacquire": leave["first_object"]["frames_to_reacquire"]}

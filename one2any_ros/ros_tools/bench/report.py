@@ -43,4 +43,10 @@ def format_objects_report(r: dict) -> str:
                      f"{o.get('published_wrong', 0)}/{o['poses']}, latency median "
                      f"{o['latency_ms'].get('median', float('nan')):.0f} ms, median error "
                      f"{o['rot_err_deg'].get('median', float('nan')):.1f} deg / {o['trans_err_mm'].get('median', float('nan')):.1f} mm")
+    if len(r["phases"]) > 2:
+        f = r["phases"][2]["first_object"]
+        lines.append(f"{OBJECTS_PREFIX}{r['objects'][0]['object_id']} left the view for {f['away_frames']} frames: "
+                     f"poses published while away {f['poses_while_away']}; right again "
+                     + ("not within the phase" if f["frames_to_reacquire"] is None else
+                        f"{f['frames_to_reacquire']} frame(s) after its return"))
     return "\n".join(lines)
