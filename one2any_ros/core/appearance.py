@@ -36,7 +36,9 @@ from one2any_ros.core.metrics import rotation_errors_deg
 class AppearanceSettings:
     max_points: int = 4000  # reference pixels sampled (full resolution, evenly over the mask)
     smooth: float = 0.01  # pre-smoothing sigma, x the object's size in pixels (sqrt of mask area); >= 0.7 px
-    window: float = 0.15  # local mean / contrast normalisation sigma, x the object's size in pixels
+    window: float = 0.10  # local mean / contrast normalisation sigma, x the object's size in pixels. Narrow enough
+    # that a turning body's shading (fixed to the light, not the texture) drops out: at 0.15 it pulled tracking's
+    # choice toward the pose that lags the turn (docs/tracking.md, "Shading in the appearance signal")
     n0: float = 50.0  # shrinkage: zncc * n / (n + n0), n = co-visible points
     min_points: int = 10  # fewer co-visible points than this: score 0
 

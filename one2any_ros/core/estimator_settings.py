@@ -40,9 +40,10 @@ class EstimatorSettings:
     # backend's anchored hypotheses (the learned backend's RANSAC on its ROC: from the reference, not the last pose;
     # 0 = never); one wins only where its appearance is at least the best tracked candidate's. Every other frame kept
     # what every frame gained for half its time (docs/tracking.md, "Starts from the reference")
-    track_min_appearance: float = 0.3  # a tracked winner whose appearance score (shrunk ZNCC) is below this is not
+    track_min_appearance: float = 0.25  # a tracked winner whose appearance score (shrunk ZNCC) is below this is not
     # trusted either: the global search takes the frame (0 = off). Among tracked poses it tells right from wrong far
-    # better than the confidence (AUROC 0.88 vs 0.69): confident wrong poses 113 -> 43 (classic), 200 -> 140 (auto)
+    # better than the confidence (AUROC 0.88 vs 0.69): confident wrong poses 113 -> 43 (classic), 200 -> 140 (auto).
+    # 0.3 with the appearance window 0.15; the narrower window (shading out) scores right poses a little lower
     texture_min_std: float = 6.0  # a reference whose grey levels vary less than this (0-255) over its pixels has no
     # texture to check: without a mask its poses are trusted on the confidence alone (with a mask nothing changes:
     # paired on 1,032 object-frames of plain objects, trusting them there lost 0.011 ADD and added 27 confident wrong)
