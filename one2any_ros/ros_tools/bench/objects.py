@@ -98,6 +98,8 @@ class _ObjectsRun:
         self.specs, self.masks = specs, masks
         self.scene, self.mem, self.out_dir = scene, mem, out_dir
         self.wall_minus_mono = time.time() - time.monotonic()  # receipt times (monotonic) -> wall clock, like stamps
+        self.last_got: dict = {}  # the last phase's poses ((stamp, object id) -> (estimate, receipt)) and frames shown
+        self.last_shown: dict[int, int] = {}
 
     def phase(self, name: str, rate: float, duration: float, hold: float, say,
               order: tuple[int, ...] | None = None) -> dict:
@@ -146,6 +148,7 @@ class _ObjectsRun:
         say(f"    {OBJECTS_PREFIX}{self.ids[0]} away {f['away_frames']} frames: poses while away {f['poses_while_away']}"
             f", right again {f['frames_to_reacquire']} frame(s) after its return")
         return ph
+
     def _object(self, oid: str, k: int, got: dict, shown: dict[int, int], seconds: float) -> dict:
         """One object's poses in a phase: rate, latency (stamp -> estimate here), node latency, errors."""
         from one2any_ros.core.geometry import rotation_angle_deg
