@@ -6,6 +6,7 @@ dimension B. Nearest neighbours use scipy's cKDTree (no O(N^2)).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -317,18 +318,17 @@ class IcpResult:
     def __init__(self, T: np.ndarray, score: Callable[[], tuple[np.ndarray, np.ndarray]]) -> None:
         self.T = T
         self._score = score
-        self._scores: tuple[np.ndarray, np.ndarray] | None = None
+
+    @cached_property
+    def _scores(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._score()
 
     @property
     def fitness(self) -> np.ndarray:
-        if self._scores is None:
-            self._scores = self._score()
         return self._scores[0]
 
     @property
     def rmse(self) -> np.ndarray:
-        if self._scores is None:
-            self._scores = self._score()
         return self._scores[1]
 
 

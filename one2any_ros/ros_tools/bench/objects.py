@@ -143,7 +143,7 @@ class _ObjectsRun:
         order = LEAVE_SHOWN + tuple(first_away + j for j in range(len(LEAVE_AWAY))) + LEAVE_BACK
         ph = self.phase("the first object leaves and returns", OBJECTS_CALIBRATION_HZ,
                         (len(order) - 1) / OBJECTS_CALIBRATION_HZ, 1.0 / OBJECTS_CALIBRATION_HZ, say, order=order)
-        ph["first_object"] = _return_of(self.ids[0], self.specs[0], self.frames, self.last_shown, self.last_got)
+        ph["first_object"] = _return_of(0, self.ids[0], self.specs[0], self.frames, self.last_shown, self.last_got)
         f = ph["first_object"]
         say(f"    {OBJECTS_PREFIX}{self.ids[0]} away {f['away_frames']} frames: poses while away {f['poses_while_away']}"
             f", right again {f['frames_to_reacquire']} frame(s) after its return")
@@ -173,13 +173,13 @@ class _ObjectsRun:
                 "_latency": latency}
 
 
-def _return_of(oid: str, spec, frames: list[dict], shown: dict[int, int], got: dict) -> dict:
-    """What the node published for object ``oid`` (``spec``: its ObjectSpec) around the frames it was away (its
-    ground truth NaN): poses while away, and frames from its return to its first right pose (ADD < 0.1 d)."""
+def _return_of(k: int, oid: str, spec, frames: list[dict], shown: dict[int, int], got: dict) -> dict:
+    """What the node published for the scene's object ``k`` (id ``oid``, ``spec`` its ObjectSpec) around the frames
+    it was away (its ground truth NaN): poses while away, and frames from its return to its first right pose (ADD <
+    0.1 d)."""
     from one2any_ros.core.metrics import add
     from one2any_ros.ros import conversions as conv
 
-    k = int(oid) - 1
     stamps = sorted(shown)
     away = [np.isnan(frames[shown[s]]["T_cam_obj"][k]).any() for s in stamps]
     out = {"away_frames": int(sum(away)), "poses_while_away": sum((s, oid) in got for s, a in zip(stamps, away) if a),
