@@ -142,19 +142,21 @@ def umeyama_batched(src: np.ndarray, dst: np.ndarray, w: np.ndarray | None = Non
     B, N, _ = src.shape
     if w is None:
         w = np.ones((B, N))
-    wsum = w.sum(axis=1, keepdims=True)  # (B,1)
-    ok = wsum[:, 0] > 1e-12
-    wn = w / np.where(wsum > 1e-12, wsum, 1.0)
+    wsum = w.sum(axis=1)
+    ok = wsum > 1e-12
+    wn = w / np.where(ok, wsum, 1.0)[:, None]
     mu_s = (wn[:, None, :] @ src)[:, 0]  # stacked matmul rather than einsum: several times faster here
     mu_d = (wn[:, None, :] @ dst)[:, 0]
-    S = np.swapaxes((dst - mu_d[:, None]) * wn[:, :, None], 1, 2) @ (src - mu_s[:, None])  # (B,3,3) cross-covariance
+    # cross-covariance sum_n w_n d_n s_n^T - mu_d mu_s^T, not sum_n w_n (d_n - mu_d)(s_n - mu_s)^T: the same matrix to
+    # ~1e-13 relative for objects in front of a camera, without two (B,N,3) subtractions broadcast over their last axis
+    # of 3 (numpy's slowest case): the fit 0.15 -> 0.09 ms for 6 starts x 800 points, 0.56 -> 0.39 ms for 100 x 150
+    S = (np.swapaxes(dst, 1, 2) * wn[:, None, :]) @ src - mu_d[:, :, None] * mu_s[:, None, :]  # (B,3,3)
     U, _, Vt = np.linalg.svd(S)
-    d = np.sign(np.linalg.det(U @ Vt))
-    D = np.zeros((B, 3, 3))
-    D[:, 0, 0] = 1.0
-    D[:, 1, 1] = 1.0
-    D[:, 2, 2] = np.where(d == 0, 1.0, d)
-    R = U @ D @ Vt
+    R = U @ Vt
+    flip = np.linalg.det(R) < 0  # a reflection: the rotation nearest to it turns the weakest direction back
+    if flip.any():
+        U[flip, :, 2] *= -1.0
+        R[flip] = U[flip] @ Vt[flip]
     t = mu_d - (R @ mu_s[:, :, None])[:, :, 0]
     T = make_transform(R, t)
     T[~ok] = np.eye(4)
@@ -417,18 +419,19 @@ def _icp_stage(T: np.ndarray, src: np.ndarray, query: _IcpQuery, thr: float, ite
     """Up to ``iterations`` ICP steps at threshold ``thr``, in place on T (B,4,4); a start whose step moved no point
     more than ``still`` metres leaves the batch (its next step would repeat it)."""
     moving = np.arange(T.shape[0])
+    src_reach = float(np.sqrt(np.einsum("ij,ij->i", src, src).max()))
     for _ in range(iterations):
-        T[moving], moved = _icp_step(T[moving], src, query, thr, min_inliers)
+        T[moving], moved = _icp_step(T[moving], src, query, thr, min_inliers, src_reach)
         moving = moving[moved > still]
         if not len(moving):
             break
 
 
 def _icp_step(T: np.ndarray, src: np.ndarray, query: _IcpQuery, thr: float,
-              min_inliers: int) -> tuple[np.ndarray, np.ndarray]:
+              min_inliers: int, src_reach: float) -> tuple[np.ndarray, np.ndarray]:
     """One ICP step for every start: (B,4,4) -> (B,4,4), and how far it moved each start's farthest-moved point
-    (B,), metres (a bound: |dR - I|_F x the points' largest distance from the origin + |dt|); a start with too few
-    inliers stays where it is (moved 0)."""
+    (B,), metres (a bound: |dR - I|_F x the moved points' largest distance from the origin, itself bounded by
+    ``src_reach`` (the source's) + |t|, + |dt|); a start with too few inliers stays where it is (moved 0)."""
     B, M = T.shape[0], src.shape[0]
     X = transform_points(T, src)  # (B,M,3)
     d, j = query(X, thr)
@@ -438,7 +441,7 @@ def _icp_step(T: np.ndarray, src: np.ndarray, query: _IcpQuery, thr: float,
     enough = inl.sum(axis=1) >= min_inliers
     dT = umeyama_batched(X, query.dst[j], inl.astype(np.float64))
     dT[~enough] = np.eye(4)
-    reach = np.sqrt((X ** 2).sum(axis=2).max(axis=1))
+    reach = src_reach + np.linalg.norm(T[:, :3, 3], axis=1)  # a rotation keeps norms (|X| exactly: 10 % of a step)
     moved = np.sqrt(((dT[:, :3, :3] - np.eye(3)) ** 2).sum(axis=(1, 2))) * reach + np.linalg.norm(dT[:, :3, 3], axis=1)
     return dT @ T, moved
 
