@@ -383,13 +383,14 @@ def icp_batched(
     B, M = T.shape[0], src.shape[0]
     feat = None if src_feat is None else np.broadcast_to(src_feat, (B,) + src_feat.shape).reshape(B * M, -1)
     query = _IcpQuery(dst_tree, feat, workers=workers, eps=eps)
+    src_reach = float(np.sqrt(np.einsum("ij,ij->i", src, src).max()))  # the source's largest norm (_icp_step)
     for stage, thr in enumerate(thresholds):
         if stage == 1 and prune_to is not None and prune_to < B:
             d, _ = query(transform_points(T, src), thr)
             keep = np.argsort(-np.isfinite(d.reshape(B, M)).sum(axis=1), kind="stable")[:prune_to]
             T, B = T[keep], prune_to
             query.keep_first(B * M)
-        _icp_stage(T, src, query, thr, iterations, max(3, int(min_inlier_frac * M)), converged * thr)
+        _icp_stage(T, src, query, thr, iterations, max(3, int(min_inlier_frac * M)), converged * thr, src_reach)
     return IcpResult(T, lambda: _icp_score(T, src, query, thresholds[-1]))
 
 
@@ -415,11 +416,10 @@ class _IcpQuery:
 
 
 def _icp_stage(T: np.ndarray, src: np.ndarray, query: _IcpQuery, thr: float, iterations: int, min_inliers: int,
-               still: float) -> None:
+               still: float, src_reach: float) -> None:
     """Up to ``iterations`` ICP steps at threshold ``thr``, in place on T (B,4,4); a start whose step moved no point
     more than ``still`` metres leaves the batch (its next step would repeat it)."""
     moving = np.arange(T.shape[0])
-    src_reach = float(np.sqrt(np.einsum("ij,ij->i", src, src).max()))
     for _ in range(iterations):
         T[moving], moved = _icp_step(T[moving], src, query, thr, min_inliers, src_reach)
         moving = moving[moved > still]
@@ -441,7 +441,7 @@ def _icp_step(T: np.ndarray, src: np.ndarray, query: _IcpQuery, thr: float,
     enough = inl.sum(axis=1) >= min_inliers
     dT = umeyama_batched(X, query.dst[j], inl.astype(np.float64))
     dT[~enough] = np.eye(4)
-    reach = src_reach + np.linalg.norm(T[:, :3, 3], axis=1)  # a rotation keeps norms (|X| exactly: 10 % of a step)
+    reach = src_reach + np.linalg.norm(T[:, :3, 3], axis=1)  # rotations keep norms; max |X| cost 10 % of a step
     moved = np.sqrt(((dT[:, :3, :3] - np.eye(3)) ** 2).sum(axis=(1, 2))) * reach + np.linalg.norm(dT[:, :3, 3], axis=1)
     return dT @ T, moved
 
