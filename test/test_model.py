@@ -374,6 +374,21 @@ def test_learned_backend_reports_its_stages_and_an_honest_total(tmp_path):
     assert res.timings_ms["total"] <= wall_ms + 0.5
 
 
+def test_query_input_from_the_estimators_depth_mask_is_the_same():
+    """The estimator hands the network the object depth mask its points came from (QueryContext.depth_mask) rather
+    than sorting the depths again: the input must not change by a bit."""
+    from one2any_ros.core.estimator import PoseEstimator
+
+    view = _sphere_view(shift=(7, -4))
+    est = PoseEstimator("classic")
+    q = est._context(view)
+    np.testing.assert_array_equal(q.depth_mask(), camera.object_depth_mask(view.depth, view.K, view.mask))
+    x, win = inputs.query_input(view, 0.05, 32)
+    x2, win2 = inputs.query_input(view, 0.05, 32, q.depth_mask())
+    np.testing.assert_array_equal(x, x2)
+    assert win == win2
+
+
 def _rot90_view(view, k):
     """The same frame seen by a camera rolled by k x 90 deg: the images turned by np.rot90, K with them."""
     from one2any_ros.core.frame import make_view

@@ -64,6 +64,28 @@ def test_comparison_images_see_a_right_pose_and_a_flip():
     assert np.allclose(dd[2][inside], 0.05 / 0.14, atol=0.02)
 
 
+def test_comparison_images_keep_the_nearest_point_of_each_cell():
+    """Two layers of the reference land on the same cells: the front layer's colour and depth must win whichever
+    comes first in the cloud; of points at the same depth, the last in the cloud's order (numpy's repeated writes)."""
+    rgb, depth, mask, pts, cols = _box_scene()
+    centre = pts.mean(0)
+    front = pts[::4] - centre  # both layers within REFERENCE_POINTS: none is subsampled away
+    back = front + [0.0, 0.0, 0.03]
+    red, blue = np.tile([1.0, 0.0, 0.0], (len(front), 1)), np.tile([0.0, 0.0, 1.0], (len(front), 1))
+    sq = scorer_query(depth, mask, colour_features(rgb, mask), K, 0.14, grid=16)
+    right = np.eye(4)
+    right[:3, 3] = centre
+    for order in (slice(None), slice(None, None, -1)):
+        cloud, colours = np.concatenate([front, back])[order], np.concatenate([red, blue])[order]
+        sref = scorer_reference(cloud, colours, diameter=0.14)
+        x = comparison_images(right[None], sref, sq)[0]
+        seen = x[9] > 0
+        assert seen.sum() > 20 and np.allclose(x[5:8][:, seen], np.array([1.0, 0.0, 0.0])[:, None])
+    same = np.concatenate([front, front])  # every cell's points tie in depth: the second copy (blue) is written last
+    x = comparison_images(right[None], scorer_reference(same, np.concatenate([red, blue]), 0.14), sq)[0]
+    assert np.allclose(x[5:8][:, x[9] > 0], np.array([0.0, 0.0, 1.0])[:, None])
+
+
 def test_scorer_forward_and_a_tiny_training_run_ranks_the_right_hypothesis():
     torch.manual_seed(0)
     model = HypothesisScorer(TINY)

@@ -272,12 +272,13 @@ def crop_box(mask: np.ndarray, *, pad: float = 1.2) -> tuple[int, int, int]:
     Returns:
         (u0, v0, side), pixels; the box may extend past the image (callers pad with zeros).
     """
-    v, u = np.nonzero(mask)
-    if v.size == 0:
+    box = mask_box(mask)
+    if box is None:
         raise InputError("mask is empty", reason="empty_mask")
-    cu = 0.5 * (u.min() + u.max())
-    cv = 0.5 * (v.min() + v.max())
-    side = max(int(np.ceil(pad * max(u.max() - u.min() + 1, v.max() - v.min() + 1))), 8)
+    r0, r1, c0, c1 = box  # the mask's first and one-past-last rows and columns
+    cu = 0.5 * (c0 + c1 - 1)
+    cv = 0.5 * (r0 + r1 - 1)
+    side = max(int(np.ceil(pad * max(c1 - c0, r1 - r0))), 8)
     return int(round(cu - side / 2)), int(round(cv - side / 2)), side
 
 

@@ -62,6 +62,13 @@ class QueryContext:
     _lookups: dict = field(default_factory=dict)
     appearance_images: dict = field(default_factory=dict)  # AppearanceSettings -> the query's appearance image
 
+    def depth_mask(self) -> np.ndarray:
+        """(H, W) bool: the pixels of ``points`` (``camera.object_depth_mask`` of the view, which they were
+        back-projected from), rebuilt from ``pixels`` rather than computed again (the network's input needs it)."""
+        out = np.zeros(self.view.mask.shape[:2], bool)
+        out[self.pixels[:, 0], self.pixels[:, 1]] = True
+        return out
+
     def colour_tree(self, scale: float) -> KDTree:
         """KD-tree over [xyz, scale * colour] for coloured ICP (built once per frame and scale)."""
         if scale not in self._colour_trees:

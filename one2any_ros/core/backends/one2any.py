@@ -139,12 +139,14 @@ class One2AnyBackend(Backend):
         return {k: torch.from_numpy(np.asarray(emb[k]))[None].to(self.device) for k in EMBEDDING_KEYS}
 
     # --- query -------------------------------------------------------------------------------------
-    def predict(self, ref: Reference, view: View, rolls: int = 1) -> tuple[np.ndarray, np.ndarray, CropWindow]:
+    def predict(self, ref: Reference, view: View, rolls: int = 1, valid: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, CropWindow]:
         """The network's output over the query crop: (ROC (R,3,G,G) in reference-radius units, confidence
         (R,1,G,G) in 0..1, the crop window), one row per roll (the crop turned by r x 90 deg, its output turned
-        back), all rolls in one batched pass. G = input_size / output_stride."""
+        back), all rolls in one batched pass. G = input_size / output_stride. ``valid``: the view's object depth
+        mask when known (``query_input``)."""
         emb = self._embedding(ref)
-        x, win = query_input(view, ref.scale, self.input_size)
+        x, win = query_input(view, ref.scale, self.input_size, valid)
         xs = np.stack([roll_query_input(x, r) for r in range(rolls)])
         with torch.inference_mode():
             out = self.model.decode(torch.from_numpy(xs).to(self.device),
@@ -169,7 +171,7 @@ class One2AnyBackend(Backend):
         """The network's hypotheses alone: RANSAC + Umeyama on its ROC prediction, without the grid. They come from
         the reference, not from any last pose, so tracking takes them as starts too (``track_network_every``)."""
         t0 = time.perf_counter()
-        roc_grids, conf_grids, win = self.predict(ref, query.view, self.query_rolls)
+        roc_grids, conf_grids, win = self.predict(ref, query.view, self.query_rolls, query.depth_mask())
         t1 = time.perf_counter()
         Ts, sources = [], []
         n_points = RANSAC_POINTS if self.query_rolls == 1 else ROLL_RANSAC_POINTS

@@ -232,13 +232,15 @@ def reference_input(ref: Reference, size: int) -> tuple[np.ndarray, np.ndarray, 
     return x, v, win
 
 
-def query_input(view: View, scale: float, size: int) -> tuple[np.ndarray, CropWindow]:
+def query_input(view: View, scale: float, size: int, valid: np.ndarray | None = None) -> tuple[np.ndarray, CropWindow]:
     """The query's network input: (x (8,N,N), window). ``scale`` = the reference's s (metres).
 
     Args:
         view: the query view.
         scale: the reference's radius s, metres.
         size: N, the network input's side, pixels.
+        valid: (H, W) bool ``camera.object_depth_mask`` of the view when the caller already has it (the estimator's
+            ``QueryContext.depth_mask``: its depth-cluster sort is most of this function's time), else None.
 
     Returns:
         (x, window): (8, N, N) float32 (``query_arrays``) and the CropWindow.
@@ -248,9 +250,10 @@ def query_input(view: View, scale: float, size: int) -> tuple[np.ndarray, CropWi
     """
     win = crop_window(view.mask, size)
     mask = crop_nearest(view.mask, win)
-    valid = crop_nearest(camera.object_depth_mask(view.depth, view.K, view.mask), win)
+    if valid is None:
+        valid = camera.object_depth_mask(view.depth, view.K, view.mask)
     xyz = crop_xyz(view.depth, view.K, win)
-    return query_arrays(crop_rgb(view.rgb, win), xyz, mask, valid, scale), win
+    return query_arrays(crop_rgb(view.rgb, win), xyz, mask, crop_nearest(valid, win), scale), win
 
 
 QUERY_XY_CHANNELS = (4, 5)  # the x, y camera-frame coordinates among query_arrays' 8 channels

@@ -195,13 +195,18 @@ def comparison_images(T_query_C: np.ndarray, ref: ScorerReference, query: Scorer
     lin = (np.arange(B)[:, None] * G * G + rr * G + cc)[ok]
     zo = z[ok]
     col = np.broadcast_to(ref.colours[None], P.shape)[ok]
-    order = np.argsort(-zo, kind="stable")  # far first: the nearest point is written last and wins
+    # the nearest point of each cell wins (z-buffering; of equal depths the last in the reference's order, as numpy
+    # writes repeated indices in order): each cell's least depth by one unbuffered minimum, then only the points
+    # that reach it written (a stable depth sort of all B x M points did the same at 6x the cost)
+    near = np.full(B * G * G, np.inf)
+    np.minimum.at(near, lin, zo)
+    win_pts = np.flatnonzero(zo == near[lin])
     rz = np.zeros(B * G * G, np.float32)
     rcol = np.zeros((B * G * G, 3), np.float32)
     cov = np.zeros(B * G * G, np.float32)
-    rz[lin[order]] = zo[order]
-    rcol[lin[order]] = col[order]
-    cov[lin[order]] = 1.0
+    rz[lin[win_pts]] = zo[win_pts]
+    rcol[lin[win_pts]] = col[win_pts]
+    cov[lin[win_pts]] = 1.0
     rz, rcol, cov = rz.reshape(B, G, G), rcol.reshape(B, G, G, 3), cov.reshape(B, G, G)
     rdr = np.where(cov > 0, (rz - query.median_depth) / ref.diameter, 0.0)
     dd = np.where((cov > 0) & query.has_depth[None], np.clip(rdr - query.rel_depth[None], -1.0, 1.0), 0.0)
