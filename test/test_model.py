@@ -370,7 +370,13 @@ def test_learned_backend_reports_its_stages_and_an_honest_total(tmp_path):
     res = est.estimate(_sphere_view(shift=(2, 0)))
     wall_ms = 1000.0 * (time.perf_counter() - t0)
     assert {"network", "ransac", "grid", "hypotheses"} <= set(res.timings_ms)
-    assert res.timings_ms["hypotheses"] >= res.timings_ms["network"] + res.timings_ms["grid"]
+    network = res.timings_ms["network"] + res.timings_ms["ransac"]
+    # with a second core the network runs beside the grid (core/background.py): the stage lasts the longer of the two
+    assert res.timings_ms["hypotheses"] >= max(network, res.timings_ms["grid"])
+    from one2any_ros.core.background import overlap_pays
+
+    if not overlap_pays():
+        assert res.timings_ms["hypotheses"] >= network + res.timings_ms["grid"]
     assert res.timings_ms["total"] <= wall_ms + 0.5
 
 

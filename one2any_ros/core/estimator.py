@@ -400,8 +400,7 @@ class PoseEstimator:
             vv = score(Tv)
             Ts = np.concatenate([Ts, Tv])
             sources += ["sweep"] * len(Tv)
-            vr = VerifyResult(*(np.concatenate([a, b]) for a, b in zip(
-                (vr.score, vr.confidence, vr.agree, vr.violation), (vv.score, vv.confidence, vv.agree, vv.violation))))
+            vr = vr + vv
             tm.lap("sweep")
         return Ts, sources, vr
 

@@ -22,8 +22,9 @@ HIT_FRACTION = 0.1
 
 # Latency stages of one estimate, in pipeline order (one2any bench, tools/make_benchmarks_doc.py). "network",
 # "ransac" and "grid" are the learned backend's parts of "hypotheses" (the decoder's forward pass, RANSAC on its
-# ROC, the classic grid pooled with it); "anchored" is tracking's ask for the network and its RANSAC alone
-# (``track_network_every``); "rerank" is its hypothesis scorer on the refined candidates.
+# ROC, the classic grid pooled with it; with a second core the network and RANSAC run beside the grid, so "hypotheses"
+# is the longer of the two, not their sum: core/background.py); "anchored" is tracking's ask for the network and its
+# RANSAC alone (``track_network_every``); "rerank" is its hypothesis scorer on the refined candidates.
 STAGES: tuple[str, ...] = ("decode", "prepare", "network", "ransac", "grid", "hypotheses", "anchored", "verify",
                            "sweep", "refine", "rerank", "total")
 

@@ -62,6 +62,12 @@ class VerifyResult:
     agree: np.ndarray  # (B,) mean agreement fraction of the two directions
     violation: np.ndarray  # (B,) mean free-space violation fraction
 
+    def __add__(self, other: "VerifyResult") -> "VerifyResult":
+        """The two batches' results one after the other (as if verified in one batch: each pose is scored alone)."""
+        return VerifyResult(*(np.concatenate([a, b]) for a, b in zip(
+            (self.score, self.confidence, self.agree, self.violation),
+            (other.score, other.confidence, other.agree, other.violation))))
+
 
 def near_depth(depth: np.ndarray, *, window: int = 5) -> np.ndarray:
     """(H,W) nearest valid depth in a ``window`` x ``window`` neighbourhood (0 = none): the free-space test's

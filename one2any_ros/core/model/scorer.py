@@ -163,7 +163,7 @@ def scorer_query(depth: np.ndarray, mask: np.ndarray, colour: np.ndarray, K: np.
     valid = mask[rows, cols] & (d > 0)
     med = float(np.median(d[valid])) if valid.any() else float(np.median(qd[qd > 0])) if (qd > 0).any() else 1.0
     qdr = np.where(qd > 0, (qd - med) / diameter, 0.0).astype(np.float32)
-    qcol = crop_nearest(colour.astype(np.float32), win).transpose(2, 0, 1)
+    qcol = crop_nearest(colour, win).astype(np.float32, copy=False).transpose(2, 0, 1)  # the crop, not the frame, cast
     return ScorerQuery(window=win, channels=np.concatenate([qcol, qdr[None], qm[None]]).astype(np.float32),
                        rel_depth=qdr, has_depth=qd > 0, median_depth=med, K=np.asarray(K, np.float64))
 

@@ -1,0 +1,57 @@
+"""One call on a thread of its own, joined later (``BackgroundCall``): the learned backend's hypotheses beside the ICP.
+
+The network's hypotheses (the decoder's forward pass and RANSAC on its ROC, ~17 ms on one CPU core) do not depend on
+the multi-start ICP that runs beside them: the classic grid in a global search, the tracked starts' refinement in
+tracking. torch releases Python's GIL while it computes, so with a second core the two overlap; the ICP's KD-tree
+queries hold the GIL (pykdtree), so overlapping two ICPs would not (measured: docs/tracking.md, "The network beside
+the ICP"). Results do not depend on it: the two computations share nothing they write.
+
+Hand-written (a plain thread per call) rather than a ``concurrent.futures`` pool: a pool made before a helper process
+forks has no thread in the child, and a thread's start (~0.1 ms) is nothing beside the call.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from one2any_ros.core import query_threads
+
+T = TypeVar("T")
+
+
+def overlap_pays() -> bool:
+    """Whether this process may use more than one core (``query_threads.share``): on one, a second thread only
+    takes turns with the first."""
+    return query_threads.share() > 1
+
+
+class BackgroundCall(Generic[T]):
+    """``fn(*args)`` started now on a daemon thread; ``result()`` waits for it and returns its value or raises its
+    exception (in the caller's thread, as if called there)."""
+
+    def __init__(self, fn: Callable[..., T], *args) -> None:
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True, name="one2any-background")
+        self._thread.start()
+
+    def _run(self, fn: Callable[..., T], args: tuple) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as e:  # handed to the caller by result(), never lost in the thread
+            self._error = e
+
+    def result(self) -> T:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
+def started(fn: Callable[..., T], *args, background: bool) -> Callable[[], T]:
+    """``fn(*args)``'s result as a callable: computed on a thread of its own from now when ``background``, else
+    computed when called (on the caller's thread, no thread made)."""
+    if background:
+        return BackgroundCall(fn, *args).result
+    return lambda: fn(*args)
