@@ -112,10 +112,12 @@ class VoxelNearest:
         """(distances (K,), indices (K,)) like cKDTree.query with k=1: distance inf and index len(data) where the
         nearest point is farther than ``distance_upper_bound`` or the query lies outside the grid."""
         xyz = np.asarray(x)[:, :3]
-        c = self._cells(xyz)
-        inside = np.all((c >= 0) & (c < self.shape), axis=1)
-        j = self._nearest[np.where(inside, c @ self._strides, 0)]
-        d = np.sqrt(np.einsum("ij,ij->i", xyz - self.data[j], xyz - self.data[j]))
+        # column by column: numpy's (N, 3) broadcasts and reductions over a last axis of 3 cost ~2.5x as much
+        cx, cy, cz = (np.floor((xyz[:, a] - self.lo[a]) / self.cell).astype(np.intp) for a in range(3))
+        inside = (cx >= 0) & (cx < self.shape[0]) & (cy >= 0) & (cy < self.shape[1]) & (cz >= 0) & (cz < self.shape[2])
+        j = self._nearest[np.where(inside, cx * self._strides[0] + cy * self._strides[1] + cz, 0)]
+        diff = xyz - self.data[j]
+        d = np.sqrt(np.einsum("ij,ij->i", diff, diff))
         far = ~inside | (d > distance_upper_bound)
         d[far] = np.inf
         j[far] = len(self.data)
