@@ -20,7 +20,43 @@ def test_a_background_call_returns_its_value_and_raises_its_error_in_the_caller(
     with pytest.raises(ValueError, match="no depth"):
         background.BackgroundCall(fails).result()
     inline = background.started(lambda: threading.current_thread(), background=False)
-    assert inline() is threading.current_thread()
+    assert inline.result() is threading.current_thread()
+
+
+def test_the_queries_beside_a_background_call_teach_the_thread_choice_nothing(monkeypatch):
+    """While the network runs beside the ICP, the KD-tree's query times say nothing about the machine's load: the
+    thread choice does not learn from them; after it (result or error) it does again."""
+    from one2any_ros.core import nearest, query_threads
+
+    if nearest._PyKDTree is None or query_threads.set_omp_threads is None:
+        pytest.skip("pykdtree with libgomp not installed: cKDTree's workers are not chosen by measurement")
+    monkeypatch.setattr(query_threads, "_share", 2)
+    recorded = []
+
+    class Recording(query_threads.FixedThreads):
+        def record(self, key, queries, threads, seconds):
+            recorded.append(threads)
+
+    monkeypatch.setattr(query_threads, "choice", Recording(one=False))
+    monkeypatch.setattr(query_threads, "set_omp_threads", lambda n: None)
+    tree = nearest.KDTree(np.random.default_rng(0).random((500, 3)))
+    x = np.random.default_rng(1).random((query_threads.PARALLEL_MIN_QUERIES, 3))
+    gate = threading.Event()
+    call = background.BackgroundCall(gate.wait)
+    tree.query(x)
+    gate.set()
+    call.result()
+    tree.query(x)
+
+    def fails():
+        raise RuntimeError("decoder")
+
+    failing = background.BackgroundCall(fails)
+    tree.query(x)
+    with pytest.raises(RuntimeError):
+        failing.result()
+    tree.query(x)
+    assert recorded == [2, 2] and not query_threads.busy_beside()
 
 
 def test_overlap_only_pays_with_more_than_one_core(monkeypatch):

@@ -28,12 +28,16 @@ def overlap_pays() -> bool:
 
 class BackgroundCall(Generic[T]):
     """``fn(*args)`` started now on a daemon thread; ``result()`` waits for it and returns its value or raises its
-    exception (in the caller's thread, as if called there)."""
+    exception (in the caller's thread, as if called there). Until then this process's KD-tree query times teach the
+    thread choice nothing (``query_threads.beside_own_work``): whoever starts one must call ``result()`` or
+    ``wait()`` on every path, errors included."""
 
     def __init__(self, fn: Callable[..., T], *args) -> None:
         self._value: T | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True, name="one2any-background")
+        self._beside: query_threads.beside_own_work | None = query_threads.beside_own_work()
+        self._beside.__enter__()
         self._thread.start()
 
     def _run(self, fn: Callable[..., T], args: tuple) -> None:
@@ -42,16 +46,34 @@ class BackgroundCall(Generic[T]):
         except BaseException as e:  # handed to the caller by result(), never lost in the thread
             self._error = e
 
-    def result(self) -> T:
+    def wait(self) -> None:
+        """Wait for the call to end (its error, if any, kept for ``result``)."""
         self._thread.join()
+        if self._beside is not None:
+            self._beside.__exit__(None, None, None)
+            self._beside = None
+
+    def result(self) -> T:
+        self.wait()
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]
 
 
-def started(fn: Callable[..., T], *args, background: bool) -> Callable[[], T]:
-    """``fn(*args)``'s result as a callable: computed on a thread of its own from now when ``background``, else
-    computed when called (on the caller's thread, no thread made)."""
-    if background:
-        return BackgroundCall(fn, *args).result
-    return lambda: fn(*args)
+class InlineCall(Generic[T]):
+    """``BackgroundCall``'s interface for a call made on the caller's thread when its result is asked for."""
+
+    def __init__(self, fn: Callable[..., T], *args) -> None:
+        self._fn, self._args = fn, args
+
+    def wait(self) -> None:
+        """Nothing runs until ``result``."""
+
+    def result(self) -> T:
+        return self._fn(*self._args)
+
+
+def started(fn: Callable[..., T], *args, background: bool) -> BackgroundCall[T] | InlineCall[T]:
+    """``fn(*args)`` as a call whose ``result()`` gives its value: computed on a thread of its own from now when
+    ``background``, else on the caller's thread when asked for (no thread made)."""
+    return BackgroundCall(fn, *args) if background else InlineCall(fn, *args)

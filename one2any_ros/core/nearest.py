@@ -59,10 +59,11 @@ class KDTree:
             return d, i.astype(np.intp)
         big = len(x) >= query_threads.PARALLEL_MIN_QUERIES
         threads = query_threads.choice.pick(query_threads.share()) if big else 1
+        measured = big and not query_threads.busy_beside()  # our own second thread is not the machine's load
         query_threads.set_omp_threads(threads)
         start = time.perf_counter()
         d, i = self._tree.query(x, k=k, eps=eps, distance_upper_bound=bound)
-        if big:
+        if measured:
             query_threads.choice.record(self, len(x), threads, time.perf_counter() - start)
         return d, i.astype(np.intp)
 

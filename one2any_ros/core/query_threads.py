@@ -48,6 +48,30 @@ def share() -> int:
     return _share if _share is not None else _CORES
 
 
+_beside = 0  # background calls of this process now running (core/background.py)
+
+
+class beside_own_work:
+    """While this process computes on a second thread (the network beside the ICP: core/background.py), its queries
+    times say nothing about other processes' load: ``ThreadChoice`` does not learn from them (it would mistake our own
+    network for a busy machine and keep the tracked frames after a global search on one thread). They keep the
+    choice's threads: on one thread beside the network the grid took 114-119 ms instead of 77-90 (docs/tracking.md,
+    "The network beside the ICP")."""
+
+    def __enter__(self) -> None:
+        global _beside
+        _beside += 1
+
+    def __exit__(self, *exc) -> None:
+        global _beside
+        _beside -= 1
+
+
+def busy_beside() -> bool:
+    """Whether a background call of this process is running (``beside_own_work``)."""
+    return _beside > 0
+
+
 def _omp_set_num_threads():
     """libgomp's omp_set_num_threads as pykdtree loaded it (its wheel bundles its own copy), or None. Hand-written
     (ctypes): pykdtree has no thread argument, and an OpenMP thread count is per calling thread, so it is set on the

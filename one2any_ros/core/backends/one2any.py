@@ -164,11 +164,15 @@ class One2AnyBackend(Backend):
         network = started(self.anchored_hypotheses, ref, query, settings, diameter,
                           background=self.classic is not None and overlap_pays())
         if self.classic is None:
-            return network()
+            return network.result()
         t0 = time.perf_counter()
-        grid = self.classic.propose(ref, query, settings, diameter)
+        try:
+            grid = self.classic.propose(ref, query, settings, diameter)
+        except BaseException:
+            network.wait()  # never leave it running past the frame
+            raise
         grid_ms = 1000.0 * (time.perf_counter() - t0)
-        prop = network()
+        prop = network.result()
         prop.timings_ms["grid"] = grid_ms
         prop.T_query_C = np.concatenate([prop.T_query_C, grid.T_query_C])
         prop.sources = prop.sources + grid.sources
