@@ -31,7 +31,8 @@ def test_valid_view_decodes_mm_and_m():
     ("empty_mask", "empty_mask"), ("tiny_mask", "tiny_mask"), ("size_mismatch", "size_mismatch"),
     ("zero_depth", "no_depth_in_mask"), ("nan_depth", "no_depth_in_mask"), ("bad_dtype", "bad_depth_encoding"),
     ("wrong_encoding", "bad_depth_encoding"), ("no_K", "missing_camera_info"), ("singular_K", "bad_intrinsics"),
-    ("nan_K", "bad_intrinsics"), ("rgb_size", "size_mismatch"), ("depth_3d", "bad_depth_shape"),
+    ("nan_K", "bad_intrinsics"), ("huge_K", "bad_intrinsics"), ("rgb_size", "size_mismatch"),
+    ("depth_3d", "bad_depth_shape"),
 ])
 def test_bad_inputs_raise_typed_errors(case, reason):
     rgb, depth, mask = _arrays()
@@ -57,6 +58,8 @@ def test_bad_inputs_raise_typed_errors(case, reason):
         kw["K"] = np.zeros((3, 3))
     elif case == "nan_K":
         k = K.copy(); k[0, 0] = np.nan; kw["K"] = k
+    elif case == "huge_K":  # finite, but its determinant overflows: no camera's
+        k = K.copy(); k[0, 0] = k[1, 1] = 1e200; kw["K"] = k
     elif case == "rgb_size":
         kw["rgb"] = rgb[:, :-2]
     elif case == "depth_3d":

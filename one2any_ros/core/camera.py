@@ -35,8 +35,10 @@ def validate_intrinsics(K: np.ndarray | None) -> np.ndarray:
     if not np.all(np.isfinite(K)):
         raise InputError("intrinsics K contain NaN/inf", reason="bad_intrinsics")
     fx, fy = K[0, 0], K[1, 1]
-    if fx <= 1e-6 or fy <= 1e-6 or abs(np.linalg.det(K)) < 1e-9:
-        raise InputError(f"intrinsics K are singular (fx={fx}, fy={fy})", reason="bad_intrinsics")
+    with np.errstate(over="ignore"):  # a K whose determinant overflows is no camera's: rejected below
+        det = np.linalg.det(K)
+    if fx <= 1e-6 or fy <= 1e-6 or not np.isfinite(det) or abs(det) < 1e-9:
+        raise InputError(f"intrinsics K are singular or out of range (fx={fx}, fy={fy})", reason="bad_intrinsics")
     return K
 
 
