@@ -51,24 +51,24 @@ def share() -> int:
 _beside = 0  # background calls of this process now running (core/background.py)
 
 
-class beside_own_work:
-    """While this process computes on a second thread (the network beside the ICP: core/background.py), its queries
-    times say nothing about other processes' load: ``ThreadChoice`` does not learn from them (it would mistake our own
-    network for a busy machine and keep the tracked frames after a global search on one thread). They keep the
-    choice's threads: on one thread beside the network the grid took 114-119 ms instead of 77-90 (docs/tracking.md,
-    "The network beside the ICP")."""
+def own_work_started() -> None:
+    """This process now also computes on a second thread (the network beside the grid: core/background.py). Until
+    ``own_work_ended``, the times of its queries say nothing about other processes' load, so ``ThreadChoice`` does
+    not learn from them (it would mistake our own network for a busy machine and keep the tracked frames after a
+    global search on one thread). The queries keep the choice's threads: on one thread beside the network the grid
+    took 114-119 ms instead of 77-90 (docs/tracking.md, "The network beside the ICP")."""
+    global _beside
+    _beside += 1
 
-    def __enter__(self) -> None:
-        global _beside
-        _beside += 1
 
-    def __exit__(self, *exc) -> None:
-        global _beside
-        _beside -= 1
+def own_work_ended() -> None:
+    """The second thread's call of ``own_work_started`` has ended."""
+    global _beside
+    _beside = max(0, _beside - 1)
 
 
 def busy_beside() -> bool:
-    """Whether a background call of this process is running (``beside_own_work``)."""
+    """Whether a background call of this process is running (``own_work_started``)."""
     return _beside > 0
 
 
