@@ -92,7 +92,11 @@ def stages_section(b: dict) -> str:
     m = b.get("model") or {}
     ck = m.get("checkpoint")
     model = render("stages_model", checkpoint=os.path.relpath(ck, ROOT), device=m.get("device", "?")) if ck else ""
+    mach = b.get("machine") or {}
+    measured = (f", at commit `{str(mach.get('git_commit'))[:7]}` ({mach.get('timestamp', '')}, load average "
+                f"{f(mach.get('load_avg_1m'), 1)} at the start)") if mach.get("git_commit") else ""
     return render("stages", backend=b["backend"], model=model, width=b["image_size"][0], height=b["image_size"][1],
+                  measured=measured,
                   encode_ms=f(b["reference_encode_ms"], 0), n_queries=b["n_queries"], repeats=b["repeats"],
                   table=table(["stage", "global median", "global p90", "tracking median", "tracking p90"], rows))
 

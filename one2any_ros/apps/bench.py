@@ -68,8 +68,10 @@ def run_bench(backend: str = "auto", *, repeats: int = 2, out_dir: Path | None =
     encode_ms = 1000 * (time.perf_counter() - t0)
     raws = [_raw(f) for f in frames[1:]]
     _run(est, raws[:1], track=False, repeats=1)  # warm-up (allocations, lazy imports)
+    from one2any_ros.ros_tools.bench.common import machine  # the commit and load a report was measured on
+
     report = {"backend": est.backend.name, "model": est.backend.describe(), "image_size": list(frames[0]["depth"].shape[::-1]),
-              "reference_encode_ms": encode_ms, "n_queries": len(raws), "repeats": repeats}
+              "reference_encode_ms": encode_ms, "n_queries": len(raws), "repeats": repeats, "machine": machine()}
     for mode, track in (("global", False), ("tracking", True)):
         st = _stats(_run(est, raws, track=track, repeats=repeats))
         st["fps"] = 1000.0 / st["total"]["median_ms"]
