@@ -189,7 +189,16 @@ def open3d_section(d: dict) -> str:
         "shape-asymmetric", "texture-only", "median rot / trans err"]
     return render("open3d", command=d["command"], n=next(iter(d["methods"].values()))["n_pairs"],
                   n_objects=d["n_objects"], cpu_count=m["cpu_count"], load=f(load[0], 1),
-                  commit=str(m.get("git_commit", "?"))[:7], table=table(head, rows))
+                  commit=str(m.get("git_commit", "?"))[:7], table=table(head, rows), ratios=open3d_ratios(d))
+
+
+def open3d_ratios(d: dict) -> str:
+    """Each project row's median time per pair as a multiple of each Open3D row's (issue 28 asks <= 2.5x)."""
+    ms = {d["labels"].get(k, k): r["median_ms"] for k, r in d["methods"].items()}
+    ours = {k: v for k, v in ms.items() if k.startswith("project")}
+    peers = {k: v for k, v in ms.items() if not k.startswith("project")}
+    parts = [f"{o} {v / pv:.1f}x {p}" for o, v in ours.items() for p, pv in peers.items() if v and pv]
+    return "Median time per pair as a multiple of Open3D's: " + "; ".join(parts) + "." if parts else ""
 
 
 def validation_section(d: dict) -> str:
