@@ -152,8 +152,15 @@ class PoseEstimator:
                            src_feat=lam * c.refine_colour[i] if lam > 0 else None).T
 
     def _twin_rank(self, Tv: np.ndarray, q: QueryContext, score: Callable[[np.ndarray], VerifyResult]) -> np.ndarray:
-        """Twins in the order the final choice would rank them (``_with_appearance``), best first."""
-        return np.argsort(-self._with_appearance(Tv, q, score)[2], kind="stable")
+        """Twins in the order the final choice would rank them (``_with_appearance``), best first; their appearance
+        on every k-th of the reference's appearance points (``twin_rank_points``, the shrinkage's n0 scaled alike):
+        the ranking only picks the ``twin_keep`` that go on, and the choice scores those on every point."""
+        s = self.settings
+        vr = score(Tv)
+        if s.appearance_weight <= 0:
+            return np.argsort(-vr.score, kind="stable")
+        return np.argsort(-(vr.score + s.appearance_weight * self._appearance(Tv, q, points=s.twin_rank_points)),
+                          kind="stable")
 
     def _with_appearance(self, T: np.ndarray, q: QueryContext, score: Callable[[np.ndarray], VerifyResult]
                          ) -> tuple[VerifyResult, np.ndarray | None, np.ndarray]:
@@ -165,7 +172,11 @@ class PoseEstimator:
         app = self._appearance(T, q)
         return vr, app, vr.score + self.settings.appearance_weight * app
 
-    def _appearance(self, T: np.ndarray, q: QueryContext) -> np.ndarray:
+    def _appearance(self, T: np.ndarray, q: QueryContext, points: int = 0) -> np.ndarray:
+        """Appearance scores of poses T (k,4,4); ``points`` > 0: on every k-th of the reference's appearance points,
+        about that many, with the shrinkage's n0 scaled by the same share (``twin_rank_points``)."""
+        from dataclasses import replace
+
         from one2any_ros.core import appearance as app
 
         ref, c = self.reference, self._cache
@@ -176,7 +187,14 @@ class PoseEstimator:
             q.appearance_images[aset] = app.appearance_image(q.view.rgb, q.view.mask, aset)
         img = q.appearance_images[aset]
         tau = max(self.settings.verifier.tau * ref.diameter, self.settings.verifier.tau_min_m)
-        return app.appearance_scores(c.appearance, T, img, q.view.depth, q.view.mask, q.view.K, tau, aset).score
+        model, used = c.appearance, aset
+        if 0 < points < len(model.points_C):
+            if points not in c.appearance_subsets:
+                k = len(model.points_C) // points
+                c.appearance_subsets[points] = app.AppearanceModel(points_C=model.points_C[::k], signal=model.signal[::k])
+            sub = c.appearance_subsets[points]
+            model, used = sub, replace(aset, n0=aset.n0 * len(sub.points_C) / len(c.appearance.points_C))
+        return app.appearance_scores(model, T, img, q.view.depth, q.view.mask, q.view.K, tau, used).score
 
     def estimate(self, view: View, *, track: bool = False, near_depth: np.ndarray | None = None,
                  require_trust: bool = False) -> PoseResult:

@@ -75,6 +75,9 @@ class EstimatorSettings:
     twin_iterations: int = 2  # ... per threshold; they join the final candidates
     twin_keep: int = 8  # ... the first threshold by table lookup, then only this many, those the verifier and
     # appearance prefer, go on (0 = all, every stage by KD-tree: the twins' 6-D queries were ~90 % of their ~180 ms)
+    twin_rank_points: int = 1000  # ... that ranking scores appearance on about this many of the reference's
+    # appearance points (every k-th; 0 = all): twins 39-42 -> 28-31 ms; suite v2 every bin and part the same hits,
+    # 13 of 1,512 errors moved, confident wrong 5 -> 5 (docs/tracking.md, "The network beside the ICP")
     twin_min_confidence: float = 0.5  # ... a twin joins only with this x the best candidate's verifier confidence
     twin_min_appearance_gain: float = 0.05  # ... and wins only when its appearance (shrunk ZNCC, -1..1) beats the best
     # own candidate's by this; else that candidate wins and the twin stays its rival (-2 = off: the best score wins)

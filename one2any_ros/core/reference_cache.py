@@ -25,6 +25,7 @@ class RefCache:
     refine_colour: np.ndarray
     sweep: np.ndarray  # (S,4,4) spins of C about its principal axes through the cloud's centre
     appearance: object | None = None  # appearance.AppearanceModel, built on first use (appearance_weight > 0)
+    appearance_subsets: dict = field(default_factory=dict)  # points -> every k-th of its points (twin_rank_points)
     twins: np.ndarray | None = None  # (S,4,4) the reference's twin motions of C, built on first use (twin_top_k > 0)
     track_turns: dict = field(default_factory=dict)  # track_turn_deg -> (T,4,4) identity and the tracking turns of C
     spins: dict = field(default_factory=dict)  # (track_spin_deg, step) -> (S,4,4) turns of C about its axis of revolution

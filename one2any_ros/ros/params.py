@@ -148,6 +148,8 @@ PARAMS: tuple[Param, ...] = (
     _e("twin_top_k", "geometric twins (flips, turns) of the best refined candidates added (0 = off)", (0, 20)),
     _e("twin_keep", "... only this many twins, the best by verifier and appearance after a coarse table-lookup ICP, "
        "are refined (0 = all: ~0.5-1 s)", (0, 1000)),
+    _e("twin_rank_points", "... that ranking scores appearance on about this many of the reference's appearance "
+       "points (every k-th; 0 = all)", (0, 1_000_000)),
     _e("twin_min_confidence", "... a twin joins only with this x the best candidate's verifier confidence",
        (0.0, 1.0)),
     _e("twin_min_appearance_gain", "... and wins only when its appearance score (-1..1) beats the search's own best "
