@@ -19,8 +19,6 @@ def test_a_background_call_returns_its_value_and_raises_its_error_in_the_caller(
 
     with pytest.raises(ValueError, match="no depth"):
         background.BackgroundCall(fails).result()
-    inline = background.started(lambda: threading.current_thread(), background=False)
-    assert inline.result() is threading.current_thread()
 
 
 def test_the_queries_beside_a_background_call_teach_the_thread_choice_nothing(monkeypatch):

@@ -52,6 +52,7 @@ def run_bench(backend: str = "auto", *, repeats: int = 2, out_dir: Path | None =
               device: str = "auto", checkpoint: str | None = None) -> dict:
     """Benchmark on the bundled sample (reference = frame 0, queries = the rest)."""
     from one2any_ros.data.sample import load_sample_sequence
+    from one2any_ros.ros_tools.bench.common import machine  # the commit and load a report was measured on
 
     if threads:
         try:
@@ -68,8 +69,6 @@ def run_bench(backend: str = "auto", *, repeats: int = 2, out_dir: Path | None =
     encode_ms = 1000 * (time.perf_counter() - t0)
     raws = [_raw(f) for f in frames[1:]]
     _run(est, raws[:1], track=False, repeats=1)  # warm-up (allocations, lazy imports)
-    from one2any_ros.ros_tools.bench.common import machine  # the commit and load a report was measured on
-
     report = {"backend": est.backend.name, "model": est.backend.describe(), "image_size": list(frames[0]["depth"].shape[::-1]),
               "reference_encode_ms": encode_ms, "n_queries": len(raws), "repeats": repeats, "machine": machine()}
     for mode, track in (("global", False), ("tracking", True)):

@@ -59,22 +59,3 @@ class BackgroundCall(Generic[T]):
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]
-
-
-class InlineCall(Generic[T]):
-    """``BackgroundCall``'s interface for a call made on the caller's thread when its result is asked for."""
-
-    def __init__(self, fn: Callable[..., T], *args) -> None:
-        self._fn, self._args = fn, args
-
-    def wait(self) -> None:
-        """Nothing runs until ``result``."""
-
-    def result(self) -> T:
-        return self._fn(*self._args)
-
-
-def started(fn: Callable[..., T], *args, background: bool) -> BackgroundCall[T] | InlineCall[T]:
-    """``fn(*args)`` as a call whose ``result()`` gives its value: computed on a thread of its own from now when
-    ``background``, else on the caller's thread when asked for (no thread made)."""
-    return BackgroundCall(fn, *args) if background else InlineCall(fn, *args)

@@ -12,7 +12,7 @@ the object is "lost".
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -155,28 +155,23 @@ class PoseEstimator:
         """Twins in the order the final choice would rank them (``_with_appearance``), best first; their appearance
         on every k-th of the reference's appearance points (``twin_rank_points``, the shrinkage's n0 scaled alike):
         the ranking only picks the ``twin_keep`` that go on, and the choice scores those on every point."""
-        s = self.settings
-        vr = score(Tv)
-        if s.appearance_weight <= 0:
-            return np.argsort(-vr.score, kind="stable")
-        return np.argsort(-(vr.score + s.appearance_weight * self._appearance(Tv, q, points=s.twin_rank_points)),
+        return np.argsort(-self._with_appearance(Tv, q, score, points=self.settings.twin_rank_points)[2],
                           kind="stable")
 
-    def _with_appearance(self, T: np.ndarray, q: QueryContext, score: Callable[[np.ndarray], VerifyResult]
-                         ) -> tuple[VerifyResult, np.ndarray | None, np.ndarray]:
+    def _with_appearance(self, T: np.ndarray, q: QueryContext, score: Callable[[np.ndarray], VerifyResult],
+                         points: int = 0) -> tuple[VerifyResult, np.ndarray | None, np.ndarray]:
         """Poses T (k,4,4) weighed as ``_choose`` weighs candidates: (their VerifyResult, their appearance scores or
-        None when the term is off, the verifier's score + ``appearance_weight`` x the appearance score)."""
+        None when the term is off, the verifier's score + ``appearance_weight`` x the appearance score);
+        ``points``: as ``_appearance``'s."""
         vr = score(T)
         if self.settings.appearance_weight <= 0:
             return vr, None, vr.score
-        app = self._appearance(T, q)
+        app = self._appearance(T, q, points)
         return vr, app, vr.score + self.settings.appearance_weight * app
 
     def _appearance(self, T: np.ndarray, q: QueryContext, points: int = 0) -> np.ndarray:
         """Appearance scores of poses T (k,4,4); ``points`` > 0: on every k-th of the reference's appearance points,
         about that many, with the shrinkage's n0 scaled by the same share (``twin_rank_points``)."""
-        from dataclasses import replace
-
         from one2any_ros.core import appearance as app
 
         ref, c = self.reference, self._cache

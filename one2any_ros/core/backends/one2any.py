@@ -18,7 +18,7 @@ from one2any_ros.core.errors import CheckpointError, One2AnyError
 from one2any_ros.core.geometry import ransac_rigid_thresholds, subsample
 from one2any_ros.core.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from one2any_ros.core.model.device import resolve_device
-from one2any_ros.core.background import overlap_pays, started
+from one2any_ros.core.background import BackgroundCall, overlap_pays
 from one2any_ros.core.model.inputs import CropWindow, output_at_pixels, query_input, reference_input, roll_query_input, unroll_output
 from one2any_ros.core.model.network import EMBEDDING_KEYS, confidence_from_log_b
 from one2any_ros.core.model.scorer import DEFAULT_SCORER, ScorerReference, comparison_images, load_scorer, scorer_query, scorer_reference
@@ -161,18 +161,18 @@ class One2AnyBackend(Backend):
         """The network's hypotheses, then the classic grid's. With a second core the network runs on a thread of
         its own beside the grid (core/background.py): the same hypotheses, its ~17 ms hidden behind the grid's
         multi-start ICP; "network" and "ransac" then time its own work, not the wait."""
-        network = started(self.anchored_hypotheses, ref, query, settings, diameter,
-                          background=self.classic is not None and overlap_pays())
         if self.classic is None:
-            return network.result()
+            return self.anchored_hypotheses(ref, query, settings, diameter)
+        beside = BackgroundCall(self.anchored_hypotheses, ref, query, settings, diameter) if overlap_pays() else None
         t0 = time.perf_counter()
         try:
             grid = self.classic.propose(ref, query, settings, diameter)
         except BaseException:
-            network.wait()  # never leave it running past the frame
+            if beside is not None:
+                beside.wait()  # never leave it running past the frame
             raise
         grid_ms = 1000.0 * (time.perf_counter() - t0)
-        prop = network.result()
+        prop = beside.result() if beside is not None else self.anchored_hypotheses(ref, query, settings, diameter)
         prop.timings_ms["grid"] = grid_ms
         prop.T_query_C = np.concatenate([prop.T_query_C, grid.T_query_C])
         prop.sources = prop.sources + grid.sources
