@@ -79,8 +79,12 @@ def appearance_image(rgb: np.ndarray, mask: np.ndarray,
     s_sm = max(0.7, settings.smooth * size)
     s_win = max(2.0, settings.window * size)
 
+    weights: dict[float, np.ndarray] = {}  # the mask's own blur, once per sigma (the two window blurs share it)
+
     def mblur(x: np.ndarray, s: float) -> np.ndarray:  # masked Gaussian mean (background never leaks in)
-        return cv2.GaussianBlur(x * m, (0, 0), s) / np.maximum(cv2.GaussianBlur(m, (0, 0), s), 1e-6)
+        if s not in weights:
+            weights[s] = np.maximum(cv2.GaussianBlur(m, (0, 0), s), 1e-6)
+        return cv2.GaussianBlur(x * m, (0, 0), s) / weights[s]
 
     gs = mblur(g, s_sm)
     mu = mblur(gs, s_win)

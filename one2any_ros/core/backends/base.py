@@ -61,6 +61,8 @@ class QueryContext:
     _colour_trees: dict = field(default_factory=dict)
     _lookups: dict = field(default_factory=dict)
     appearance_images: dict = field(default_factory=dict)  # AppearanceSettings -> the query's appearance image
+    scorer_queries: dict = field(default_factory=dict)  # (diameter, grid) -> a learned scorer's query half (the
+    # global search asks the scorer twice per frame: its refined candidates, then the twins)
 
     def depth_mask(self) -> np.ndarray:
         """(H, W) bool: the pixels of ``points`` (``camera.object_depth_mask`` of the view, which they were

@@ -223,8 +223,10 @@ class One2AnyBackend(Backend):
         """The scorer's raw logits (B,) for hypotheses (B,4,4) with verifier scores (B,)."""
         if self._scorer_ref is None or self._scorer_ref[0] is not ref:
             self._scorer_ref = (ref, scorer_reference(ref.points_C, ref.colour_C, ref.diameter))
-        v = query.view
-        sq = scorer_query(v.depth, v.mask, query.target.colour, v.K, ref.diameter, self.scorer.cfg.grid)
+        v, key = query.view, (ref.diameter, self.scorer.cfg.grid)
+        if key not in query.scorer_queries:
+            query.scorer_queries[key] = scorer_query(v.depth, v.mask, query.target.colour, v.K, *key)
+        sq = query.scorer_queries[key]
         images = comparison_images(np.asarray(T_query_C, np.float64), self._scorer_ref[1], sq)
         with torch.inference_mode():
             out = self.scorer(torch.from_numpy(images), torch.from_numpy(np.asarray(score, np.float32)))
