@@ -46,6 +46,7 @@ IMPORT_TO_DEPENDENCY = {
     "tqdm": "python3-tqdm",
     "matplotlib": "python3-matplotlib",
     "psutil": "python3-psutil",
+    "numba": "python3-numba",
     "torch": "python3-torch",
     "trimesh": "python3-trimesh-pip",
     "pybullet": "python3-pybullet-pip",

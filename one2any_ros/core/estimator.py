@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from one2any_ros.core import camera
+from one2any_ros.core import camera, icp_kernels
 from one2any_ros.core.backends import Backend, Proposal, QueryContext, create_backend
 from one2any_ros.core.candidates import Candidates, HypothesisPool, StageTimer
 from one2any_ros.core.errors import EstimationFailure, InputError
@@ -65,6 +65,7 @@ class PoseEstimator:
         is from another backend). Resets tracking."""
         ref = ensure_embedding(view_or_ref if isinstance(view_or_ref, Reference) else make_reference(view_or_ref),
                                self.backend)
+        icp_kernels.warm_up()  # the ICP's compiled step, now rather than on the first frame
         self._cache = build_ref_cache(ref, self.settings)
         self.reference = ref
         self.last_T_C = self._motion = None

@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 from scipy.spatial import cKDTree
 
+from one2any_ros.core import icp_kernels
 from one2any_ros.core.query_threads import PARALLEL_MIN_QUERIES
 
 
@@ -380,6 +381,7 @@ def icp_batched(
         threshold; B' = min(B, prune_to) when pruned after the first threshold, else B.
     """
     T = np.array(T0, dtype=np.float64, copy=True)
+    src = np.ascontiguousarray(src, dtype=np.float64)
     B, M = T.shape[0], src.shape[0]
     feat = None if src_feat is None else np.broadcast_to(src_feat, (B,) + src_feat.shape).reshape(B * M, -1)
     query = _IcpQuery(dst_tree, feat, workers=workers, eps=eps)
@@ -398,18 +400,22 @@ class _IcpQuery:
     """Nearest target of each moved source point, with its features appended when the ICP is coloured."""
 
     def __init__(self, dst_tree: cKDTree, feat: np.ndarray | None, *, workers: int, eps: float) -> None:
-        self.tree, self.feat, self.workers, self.eps = dst_tree, feat, workers, eps
-        self.dst = dst_tree.data[:, :3]
+        self.tree, self.workers, self.eps = dst_tree, workers, eps
+        self.dst = np.ascontiguousarray(dst_tree.data[:, :3])  # one layout for the compiled step (icp_kernels)
+        # coloured: one (B*M, 3+F) array of queries whose feature columns are written once; each step writes only the
+        # positions (a fresh concatenation per step copied the features again: 6-D batches of up to 15,000 rows)
+        self.buf = None if feat is None else np.concatenate([np.zeros((len(feat), 3)), feat], axis=1)
 
     def keep_first(self, n: int) -> None:
         """Drop the features of pruned starts (every start carries the same features, so the first n do)."""
-        if self.feat is not None:
-            self.feat = self.feat[:n]
+        if self.buf is not None:
+            self.buf = self.buf[:n]
 
     def __call__(self, X: np.ndarray, thr: float) -> tuple[np.ndarray, np.ndarray]:
         q = X.reshape(-1, 3)
-        if self.feat is not None:  # every start carries the same features: the first rows fit any subset of starts
-            q = np.concatenate([q, self.feat[:len(q)]], axis=1)
+        if self.buf is not None:  # every start carries the same features: the first rows fit any subset of starts
+            self.buf[:len(q), :3] = q
+            q = self.buf[:len(q)]
         # threads pay off only for big batches: below PARALLEL_MIN_QUERIES their start-up costs more than the search
         return self.tree.query(q, k=1, eps=self.eps, workers=self.workers if len(q) >= PARALLEL_MIN_QUERIES else 1,
                                distance_upper_bound=thr)
@@ -431,7 +437,18 @@ def _icp_step(T: np.ndarray, src: np.ndarray, query: _IcpQuery, thr: float,
               min_inliers: int, src_reach: float) -> tuple[np.ndarray, np.ndarray]:
     """One ICP step for every start: (B,4,4) -> (B,4,4), and how far it moved each start's farthest-moved point
     (B,), metres (a bound: |dR - I|_F x the moved points' largest distance from the origin, itself bounded by
-    ``src_reach`` (the source's) + |t|, + |dt|); a start with too few inliers stays where it is (moved 0)."""
+    ``src_reach`` (the source's) + |t|, + |dt|); a start with too few inliers stays where it is (moved 0).
+    Compiled (``icp_kernels``) where numba is installed, else this NumPy step: the same fit to ~1e-12 m."""
+    if icp_kernels.AVAILABLE:
+        X = icp_kernels.transform_batch(T, src)
+        d, j = query(X, thr)
+        return icp_kernels.fit_steps(T, X, query.dst, d, j.astype(np.int64, copy=False), min_inliers, src_reach)
+    return _icp_step_numpy(T, src, query, thr, min_inliers, src_reach)
+
+
+def _icp_step_numpy(T: np.ndarray, src: np.ndarray, query: _IcpQuery, thr: float,
+                    min_inliers: int, src_reach: float) -> tuple[np.ndarray, np.ndarray]:
+    """``_icp_step`` without numba: transform, query, ``umeyama_batched``."""
     B, M = T.shape[0], src.shape[0]
     X = transform_points(T, src)  # (B,M,3)
     d, j = query(X, thr)
