@@ -64,21 +64,43 @@ def test_transform_batch_is_transform_points():
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_horns_rotation_is_umeyamas_proper_rotation(seed):
+def test_horns_rotation_is_umeyamas_proper_rotation(seed, monkeypatch):
     """Correspondences of a mirrored, noisy cloud make the best orthogonal fit a reflection: Umeyama turns its weakest
-    direction back, Horn's quaternion is a rotation by construction; they agree."""
+    direction back, Horn's quaternion is a rotation by construction; they agree (weighted too)."""
     rng = np.random.default_rng(seed)
     x = rng.normal(0, 0.05, (60, 3)) * [1.0, 0.6, 0.2]
     R = Rotation.random(random_state=seed).as_matrix()
-    y = x @ R.T + rng.normal(0, 0.002, x.shape)
+    y = x @ R.T + rng.normal(0, 0.002, x.shape) + [0.0, 0.0, 0.5]
     if seed % 2:
         y[:, 2] *= -1.0  # a mirror image: no rotation fits it well
-    X = x[None]
+    w = rng.uniform(0.0, 1.0, (1, len(x)))
     T = np.eye(4)[None]
-    dT_umeyama = geometry.umeyama_batched(X, y[None])
-    dT, _ = icp_kernels.fit_steps(T, X, y, np.zeros(len(x)), np.arange(len(x)), 3, 0.1)
-    np.testing.assert_allclose(dT[0], dT_umeyama[0], rtol=0, atol=1e-9)
+    dT, _ = icp_kernels.fit_steps(T, x[None], y, np.zeros(len(x)), np.arange(len(x)), 3, 0.1)
+    fits = icp_kernels.weighted_fits(x[None], y[None], w)
+    monkeypatch.setattr(icp_kernels, "AVAILABLE", False)  # geometry's NumPy Umeyama
+    np.testing.assert_allclose(dT[0], geometry.umeyama_batched(x[None], y[None])[0], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(fits[0], geometry.umeyama_batched(x[None], y[None], w)[0], rtol=0, atol=1e-9)
     assert np.linalg.det(dT[0, :3, :3]) == pytest.approx(1.0)
+
+
+def test_the_compiled_fits_and_residuals_are_geometrys(monkeypatch):
+    """umeyama_batched (RANSAC's minimal samples, its refits) and RANSAC's residuals, compiled and in NumPy; a batch
+    element with no weight is the identity in both; RANSAC finds the same inliers."""
+    rng = np.random.default_rng(7)
+    src = rng.normal(0, 0.05, (40, 200, 3))
+    dst = src @ Rotation.random(random_state=1).as_matrix().T + [0.02, -0.01, 0.6] + rng.normal(0, 0.001, src.shape)
+    w = rng.uniform(0, 1, (40, 200))
+    w[3] = 0.0
+    T = geometry.make_transform(Rotation.random(5, random_state=2).as_matrix(), rng.normal(0, 0.1, (5, 3)))
+    fits, res = geometry.umeyama_batched(src, dst, w), geometry._residuals(T, src[0], dst[0])
+    ransac = geometry.ransac_rigid(src[0], dst[0], threshold=0.004)
+    monkeypatch.setattr(icp_kernels, "AVAILABLE", False)
+    np.testing.assert_allclose(fits, geometry.umeyama_batched(src, dst, w), rtol=0, atol=1e-9)
+    assert np.array_equal(fits[3], np.eye(4))
+    np.testing.assert_allclose(res, geometry._residuals(T, src[0], dst[0]), rtol=0, atol=1e-7)
+    plain = geometry.ransac_rigid(src[0], dst[0], threshold=0.004)
+    assert np.array_equal(ransac.inliers, plain.inliers)
+    np.testing.assert_allclose(ransac.T, plain.T, rtol=0, atol=1e-9)
 
 
 def test_icp_ends_where_the_numpy_icp_ends(monkeypatch):

@@ -143,6 +143,10 @@ def umeyama_batched(src: np.ndarray, dst: np.ndarray, w: np.ndarray | None = Non
     B, N, _ = src.shape
     if w is None:
         w = np.ones((B, N))
+    if icp_kernels.AVAILABLE:  # compiled: one pass per problem, Horn's closed form (the same fit to ~1e-12 m)
+        f64 = np.float64
+        return icp_kernels.weighted_fits(np.ascontiguousarray(src, f64), np.ascontiguousarray(dst, f64),
+                                         np.ascontiguousarray(w, f64))
     wsum = w.sum(axis=1)
     ok = wsum > 1e-12
     wn = w / np.where(ok, wsum, 1.0)[:, None]
@@ -275,6 +279,10 @@ def _residuals(T: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     |Rp + t - q|^2 = |p|^2 + |t - q|^2 + 2 (R^T t).p - 2 vec(R).vec(q p^T). A batch of (I,N,3) moved points cost ~9
     of RANSAC's ~17 ms here (600 correspondences); the product's rounding (~1e-8 m on a distance near 0, at half a
     metre from the camera) is far below any inlier threshold."""
+    if icp_kernels.AVAILABLE:  # compiled: each distance directly, no (I,N,3) batch and no product's rounding
+        f64 = np.float64
+        return icp_kernels.residuals(np.ascontiguousarray(T, f64), np.ascontiguousarray(src, f64),
+                                     np.ascontiguousarray(dst, f64))
     R, t = T[:, :3, :3], T[:, :3, 3]
     left = np.concatenate([R.reshape(len(T), 9), (np.swapaxes(R, 1, 2) @ t[:, :, None])[:, :, 0], t], axis=1)  # (I,15)
     right = np.concatenate([-2.0 * (dst[:, :, None] * src[:, None, :]).reshape(len(src), 9).T,

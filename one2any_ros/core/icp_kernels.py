@@ -89,6 +89,74 @@ def _leading_quaternion(N: np.ndarray) -> np.ndarray:
 
 
 @_njit
+def _horn_fit(sums: np.ndarray, out: np.ndarray) -> None:
+    """The rigid fit from a weighted sample's sums, written into ``out`` (4, 4): ``sums`` = (total weight, the source's
+    weighted sum (3), the target's (3), sum w * source_a * target_b (9, row-major)); Horn's M[a, b] = cov(source_a,
+    target_b)."""
+    w = 1.0 / sums[0]
+    s0, s1, s2, d0, d1, d2 = sums[1] * w, sums[2] * w, sums[3] * w, sums[4] * w, sums[5] * w, sums[6] * w
+    sxx, sxy, sxz = sums[7] * w - s0 * d0, sums[8] * w - s0 * d1, sums[9] * w - s0 * d2
+    syx, syy, syz = sums[10] * w - s1 * d0, sums[11] * w - s1 * d1, sums[12] * w - s1 * d2
+    szx, szy, szz = sums[13] * w - s2 * d0, sums[14] * w - s2 * d1, sums[15] * w - s2 * d2
+    N = np.empty((4, 4))
+    N[0, 0], N[0, 1], N[0, 2], N[0, 3] = sxx + syy + szz, syz - szy, szx - sxz, sxy - syx
+    N[1, 1], N[1, 2], N[1, 3] = sxx - syy - szz, sxy + syx, szx + sxz
+    N[2, 2], N[2, 3] = -sxx + syy - szz, syz + szy
+    N[3, 3] = -sxx - syy + szz
+    for p in range(4):
+        for q in range(p + 1, 4):
+            N[q, p] = N[p, q]
+    qw, qx, qy, qz = _leading_quaternion(N)
+    out[0, 0], out[0, 1], out[0, 2] = qw * qw + qx * qx - qy * qy - qz * qz, 2 * (qx * qy - qw * qz), 2 * (qx * qz + qw * qy)
+    out[1, 0], out[1, 1], out[1, 2] = 2 * (qx * qy + qw * qz), qw * qw - qx * qx + qy * qy - qz * qz, 2 * (qy * qz - qw * qx)
+    out[2, 0], out[2, 1], out[2, 2] = 2 * (qx * qz - qw * qy), 2 * (qy * qz + qw * qx), qw * qw - qx * qx - qy * qy + qz * qz
+    out[0, 3] = d0 - (out[0, 0] * s0 + out[0, 1] * s1 + out[0, 2] * s2)
+    out[1, 3] = d1 - (out[1, 0] * s0 + out[1, 1] * s1 + out[1, 2] * s2)
+    out[2, 3] = d2 - (out[2, 0] * s0 + out[2, 1] * s1 + out[2, 2] * s2)
+    out[3, 0], out[3, 1], out[3, 2], out[3, 3] = 0.0, 0.0, 0.0, 1.0
+
+
+@_njit
+def _accumulate(sums: np.ndarray, w: float, x0: float, x1: float, x2: float, y0: float, y1: float, y2: float) -> None:
+    sums[0] += w
+    sums[1] += w * x0
+    sums[2] += w * x1
+    sums[3] += w * x2
+    sums[4] += w * y0
+    sums[5] += w * y1
+    sums[6] += w * y2
+    sums[7] += w * x0 * y0
+    sums[8] += w * x0 * y1
+    sums[9] += w * x0 * y2
+    sums[10] += w * x1 * y0
+    sums[11] += w * x1 * y1
+    sums[12] += w * x1 * y2
+    sums[13] += w * x2 * y0
+    sums[14] += w * x2 * y1
+    sums[15] += w * x2 * y2
+
+
+@_njit
+def weighted_fits(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``geometry.umeyama_batched``: (B, 4, 4) rigid fits with ``dst ~ R src + t`` of (B, N, 3) pairs weighted by
+    (B, N); identity where the total weight is (near) zero."""
+    B, N = src.shape[0], src.shape[1]
+    out = np.empty((B, 4, 4))
+    sums = np.empty(16)
+    for b in range(B):
+        sums[:] = 0.0
+        for n in range(N):
+            if w[b, n] != 0.0:
+                _accumulate(sums, w[b, n], src[b, n, 0], src[b, n, 1], src[b, n, 2], dst[b, n, 0], dst[b, n, 1],
+                            dst[b, n, 2])
+        if sums[0] > 1e-12:
+            _horn_fit(sums, out[b])
+        else:
+            out[b] = np.eye(4)
+    return out
+
+
+@_njit
 def fit_steps(T: np.ndarray, X: np.ndarray, dst: np.ndarray, dist: np.ndarray, nearest: np.ndarray,
               min_inliers: int, src_reach: float) -> tuple:
     """One ICP step of every start from its neighbours: (the moved T (B, 4, 4), how far each step moved the start's
@@ -101,69 +169,45 @@ def fit_steps(T: np.ndarray, X: np.ndarray, dst: np.ndarray, dist: np.ndarray, n
     B, M = X.shape[0], X.shape[1]
     out = T.copy()
     moved = np.zeros(B)
-    N = np.empty((4, 4))
+    sums = np.empty(16)
+    dT = np.empty((4, 4))
     for b in range(B):
-        n = 0
-        s0 = s1 = s2 = d0 = d1 = d2 = 0.0
-        c00 = c01 = c02 = c10 = c11 = c12 = c20 = c21 = c22 = 0.0
+        sums[:] = 0.0
         for m in range(M):
             k = b * M + m
             if dist[k] < np.inf:
                 j = nearest[k]
-                x0, x1, x2 = X[b, m, 0], X[b, m, 1], X[b, m, 2]
-                y0, y1, y2 = dst[j, 0], dst[j, 1], dst[j, 2]
-                n += 1
-                s0 += x0
-                s1 += x1
-                s2 += x2
-                d0 += y0
-                d1 += y1
-                d2 += y2
-                c00 += x0 * y0
-                c01 += x0 * y1
-                c02 += x0 * y2
-                c10 += x1 * y0
-                c11 += x1 * y1
-                c12 += x1 * y2
-                c20 += x2 * y0
-                c21 += x2 * y1
-                c22 += x2 * y2
-        if n < min_inliers or n == 0:
+                _accumulate(sums, 1.0, X[b, m, 0], X[b, m, 1], X[b, m, 2], dst[j, 0], dst[j, 1], dst[j, 2])
+        if sums[0] < min_inliers or sums[0] == 0.0:
             continue
-        w = 1.0 / n
-        s0, s1, s2, d0, d1, d2 = s0 * w, s1 * w, s2 * w, d0 * w, d1 * w, d2 * w
-        # Horn's M[a, b] = cov(source_a, target_b)
-        sxx, sxy, sxz = c00 * w - s0 * d0, c01 * w - s0 * d1, c02 * w - s0 * d2
-        syx, syy, syz = c10 * w - s1 * d0, c11 * w - s1 * d1, c12 * w - s1 * d2
-        szx, szy, szz = c20 * w - s2 * d0, c21 * w - s2 * d1, c22 * w - s2 * d2
-        N[0, 0], N[0, 1], N[0, 2], N[0, 3] = sxx + syy + szz, syz - szy, szx - sxz, sxy - syx
-        N[1, 1], N[1, 2], N[1, 3] = sxx - syy - szz, sxy + syx, szx + sxz
-        N[2, 2], N[2, 3] = -sxx + syy - szz, syz + szy
-        N[3, 3] = -sxx - syy + szz
-        for p in range(4):
-            for q in range(p + 1, 4):
-                N[q, p] = N[p, q]
-        qw, qx, qy, qz = _leading_quaternion(N)
-        r00, r01, r02 = qw * qw + qx * qx - qy * qy - qz * qz, 2 * (qx * qy - qw * qz), 2 * (qx * qz + qw * qy)
-        r10, r11, r12 = 2 * (qx * qy + qw * qz), qw * qw - qx * qx + qy * qy - qz * qz, 2 * (qy * qz - qw * qx)
-        r20, r21, r22 = 2 * (qx * qz - qw * qy), 2 * (qy * qz + qw * qx), qw * qw - qx * qx - qy * qy + qz * qz
-        t0 = d0 - (r00 * s0 + r01 * s1 + r02 * s2)
-        t1 = d1 - (r10 * s0 + r11 * s1 + r12 * s2)
-        t2 = d2 - (r20 * s0 + r21 * s1 + r22 * s2)
-        dev = ((r00 - 1) ** 2 + r01 ** 2 + r02 ** 2 + r10 ** 2 + (r11 - 1) ** 2 + r12 ** 2 + r20 ** 2 + r21 ** 2
-               + (r22 - 1) ** 2)
+        _horn_fit(sums, dT)
+        dev = 0.0
+        for a in range(3):
+            for c in range(3):
+                e = dT[a, c] - (1.0 if a == c else 0.0)
+                dev += e * e
         reach = src_reach + np.sqrt(T[b, 0, 3] ** 2 + T[b, 1, 3] ** 2 + T[b, 2, 3] ** 2)
-        moved[b] = np.sqrt(dev) * reach + np.sqrt(t0 * t0 + t1 * t1 + t2 * t2)
-        for c in range(4):
-            a0, a1, a2 = T[b, 0, c], T[b, 1, c], T[b, 2, c]
-            out[b, 0, c] = r00 * a0 + r01 * a1 + r02 * a2
-            out[b, 1, c] = r10 * a0 + r11 * a1 + r12 * a2
-            out[b, 2, c] = r20 * a0 + r21 * a1 + r22 * a2
-        out[b, 0, 3] += t0
-        out[b, 1, 3] += t1
-        out[b, 2, 3] += t2
+        moved[b] = np.sqrt(dev) * reach + np.sqrt(dT[0, 3] ** 2 + dT[1, 3] ** 2 + dT[2, 3] ** 2)
+        for a in range(3):
+            for c in range(4):
+                out[b, a, c] = dT[a, 0] * T[b, 0, c] + dT[a, 1] * T[b, 1, c] + dT[a, 2] * T[b, 2, c]
+            out[b, a, 3] += dT[a, 3]
     return out, moved
 
+
+@_njit
+def residuals(T: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """``geometry._residuals``: (I, N) distances |R_i src_n + t_i - dst_n|, computed directly."""
+    I, N = T.shape[0], src.shape[0]
+    out = np.empty((I, N))
+    for i in range(I):
+        for n in range(N):
+            acc = 0.0
+            for a in range(3):
+                e = T[i, a, 0] * src[n, 0] + T[i, a, 1] * src[n, 1] + T[i, a, 2] * src[n, 2] + T[i, a, 3] - dst[n, a]
+                acc += e * e
+            out[i, n] = np.sqrt(acc)
+    return out
 
 def warm_up() -> None:
     """Compile the kernels (first use after an install: ~3 s) or load them from numba's cache (~0.2 s) now, once per
@@ -172,7 +216,9 @@ def warm_up() -> None:
     global _warm
     if _warm or not AVAILABLE:
         return
-    T, src = np.eye(4)[None].copy(), np.zeros((3, 3))
+    T, src = np.eye(4)[None].copy(), np.eye(3)
     X = transform_batch(T, src)
-    fit_steps(T, X, np.zeros((3, 3)), np.zeros(3), np.zeros(3, np.int64), 3, 0.0)
+    fit_steps(T, X, src, np.zeros(3), np.arange(3, dtype=np.int64), 3, 0.0)
+    weighted_fits(X, X, np.ones((1, 3)))
+    residuals(T, src, src)
     _warm = True
