@@ -58,6 +58,7 @@ class PoseEstimator:
         self._tracked_frames = 0  # tracked frames since the reference was set (``track_network_every``)
         self.record_pool = False  # keep the last global search's hypotheses in ``last_pool`` (diagnosis only)
         self.last_pool: HypothesisPool | None = None
+        icp_kernels.warm_up()  # the ICP's compiled loops, once per process: now rather than on the first frame
 
     # --- reference -----------------------------------------------------------------------------------
     def set_reference(self, view_or_ref: View | Reference) -> Reference:
@@ -65,7 +66,6 @@ class PoseEstimator:
         is from another backend). Resets tracking."""
         ref = ensure_embedding(view_or_ref if isinstance(view_or_ref, Reference) else make_reference(view_or_ref),
                                self.backend)
-        icp_kernels.warm_up()  # the ICP's compiled step, now rather than on the first frame
         self._cache = build_ref_cache(ref, self.settings)
         self.reference = ref
         self.last_T_C = self._motion = None

@@ -211,8 +211,8 @@ def residuals(T: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 def warm_up() -> None:
     """Compile the kernels (first use after an install: ~3 s) or load them from numba's cache (~0.2 s) now, once per
-    process, with the argument types ``geometry._icp_step`` passes: called when a reference is set, so that the first
-    frame after it is not the one that waits. A no-op without numba."""
+    process, with the argument types ``geometry._icp_step`` passes: called when a ``PoseEstimator`` is made (a node
+    makes its estimators at start), so that no frame is the one that waits. A no-op without numba."""
     global _warm
     if _warm or not AVAILABLE:
         return
