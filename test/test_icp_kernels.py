@@ -117,3 +117,20 @@ def test_icp_ends_where_the_numpy_icp_ends(monkeypatch):
     plain = icp_batched(src, cKDTree(dst), starts, thresholds=(0.04, 0.02, 0.01), iterations=8)
     np.testing.assert_allclose(compiled.T, plain.T, rtol=0, atol=1e-8)
     np.testing.assert_allclose(compiled.T[0], T_true, atol=1e-6)
+
+
+def test_without_a_place_for_numbas_cache_the_kernels_still_compile(monkeypatch):
+    """A read-only install with no user cache directory: numba cannot cache, so it refuses ``cache=True``; the kernels
+    are compiled per process instead of failing the import (and with it the whole package)."""
+    import importlib
+
+    from numba.core import caching
+
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
+    fresh = importlib.reload(icp_kernels)
+    try:
+        T, src = np.eye(4)[None].copy(), np.eye(3)
+        np.testing.assert_allclose(fresh.transform_batch(T, src)[0], src)
+    finally:
+        monkeypatch.undo()
+        importlib.reload(icp_kernels)  # the cached kernels again, for the tests after this one

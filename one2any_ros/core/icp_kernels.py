@@ -20,7 +20,7 @@ import numpy as np
 
 try:
     import numba
-except ImportError:  # optional at run time: geometry falls back to its NumPy step
+except Exception:  # optional at run time (missing, or built for another NumPy): geometry's NumPy step instead
     numba = None
 
 AVAILABLE = numba is not None
@@ -28,7 +28,14 @@ _warm = False
 
 
 def _njit(fn):
-    return numba.njit(cache=True, nogil=True)(fn) if numba is not None else fn
+    """numba's compiler with its on-disk cache; where the install has no writable place for one (a read-only package
+    and no user cache directory: numba refuses to decorate), compiled once per process instead."""
+    if numba is None:
+        return fn
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError:
+        return numba.njit(nogil=True)(fn)
 
 
 @_njit
