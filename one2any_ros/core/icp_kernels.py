@@ -1,12 +1,13 @@
-"""Compiled inner loops of the batched ICP (``geometry.icp_batched``): moving the source points of every start, and
-fitting every start's step to its nearest neighbours, one pass over the points each.
+"""Compiled inner loops of the batched ICP (``geometry.icp_batched``) and of RANSAC (``geometry.ransac_rigid``):
+moving the source points of every start, fitting every start's step to its nearest neighbours, weighted rigid fits
+of many small problems at once (``geometry.umeyama_batched``), and RANSAC's residuals; one pass over the points each.
 
 Why compiled: between two KD-tree queries a step of the multi-start ICP did ~20 NumPy operations on (B, M, 3)
 arrays (the transform, masks, gathers, the Umeyama fit's means and covariance, a batched 3 x 3 SVD): ~25 % of the
-ICP's time beside the queries, 0.95 ms per step for 100 starts x 150 points, 0.18 ms for 6 x 800. Here each is one
-loop (0.16 / 0.03 ms; docs/tracking.md, "The ICP step compiled"). numba compiles them on first use and caches the
+ICP's time beside the queries, 0.95-1.5 ms per step for 100 starts x 150 points, 0.22 ms for 6 x 800. Here each is
+one loop (0.16 / 0.03 ms; docs/tracking.md, "The ICP step compiled"). numba compiles them on first use and caches the
 machine code beside this file (or in numba's user cache when the package is read-only). Without numba
-(``AVAILABLE`` False) ``geometry`` keeps its NumPy step: the same fit to ~1e-12 m (tested to 1e-9; not where the
+(``AVAILABLE`` False) ``geometry`` keeps its NumPy code: the same fits to ~1e-12 m (tested to 1e-9; not where the
 neighbours collapse onto a line and the best rotation is not unique).
 
 The rotation of each step is Horn's closed form (1987): the unit quaternion that maximises the alignment is the
@@ -75,7 +76,7 @@ def _leading_quaternion(N: np.ndarray) -> np.ndarray:
                     t = -t
                 c = 1.0 / np.sqrt(t * t + 1.0)
                 s = t * c
-                for k in range(4):  # columns p, q of N V-rotated, then rows
+                for k in range(4):  # N's columns p, q rotated, then its rows, then V's columns
                     akp, akq = N[k, p], N[k, q]
                     N[k, p] = c * akp - s * akq
                     N[k, q] = s * akp + c * akq
