@@ -23,9 +23,9 @@ def _starts(rng, B, spread=0.02):
 def _query(rng, coloured: bool, B: int, M: int):
     dst = rng.normal(0, 0.05, (2000, 3)) + [0.0, 0.0, 0.6]
     if not coloured:
-        return geometry._IcpQuery(KDTree(dst), None, workers=1, eps=0.0)
-    feat = np.broadcast_to(rng.uniform(0, 0.02, (M, 3)), (B, M, 3)).reshape(B * M, 3)
-    return geometry._IcpQuery(KDTree(np.c_[dst, rng.uniform(0, 0.02, (2000, 3))]), feat, workers=1, eps=0.0)
+        return geometry._IcpQuery(KDTree(dst), None, B, workers=1, eps=0.0)
+    return geometry._IcpQuery(KDTree(np.c_[dst, rng.uniform(0, 0.02, (2000, 3))]), rng.uniform(0, 0.02, (M, 3)), B,
+                              workers=1, eps=0.0)
 
 
 @pytest.mark.parametrize("coloured", [False, True], ids=["xyz", "xyz+colour"])

@@ -391,8 +391,7 @@ def icp_batched(
     T = np.array(T0, dtype=np.float64, copy=True)
     src = np.ascontiguousarray(src, dtype=np.float64)
     B, M = T.shape[0], src.shape[0]
-    feat = None if src_feat is None else np.broadcast_to(src_feat, (B,) + src_feat.shape).reshape(B * M, -1)
-    query = _IcpQuery(dst_tree, feat, workers=workers, eps=eps)
+    query = _IcpQuery(dst_tree, src_feat, B, workers=workers, eps=eps)
     src_reach = float(np.sqrt(np.einsum("ij,ij->i", src, src).max()))  # the source's largest norm (_icp_step)
     for stage, thr in enumerate(thresholds):
         if stage == 1 and prune_to is not None and prune_to < B:
@@ -407,12 +406,17 @@ def icp_batched(
 class _IcpQuery:
     """Nearest target of each moved source point, with its features appended when the ICP is coloured."""
 
-    def __init__(self, dst_tree: cKDTree, feat: np.ndarray | None, *, workers: int, eps: float) -> None:
+    def __init__(self, dst_tree: cKDTree, src_feat: np.ndarray | None, starts: int, *, workers: int, eps: float) -> None:
+        """``src_feat``: (M, F) features of the source points (coloured ICP) or None; ``starts``: B."""
         self.tree, self.workers, self.eps = dst_tree, workers, eps
         self.dst = np.ascontiguousarray(dst_tree.data[:, :3])  # one layout for the compiled step (icp_kernels)
         # coloured: one (B*M, 3+F) array of queries whose feature columns are written once; each step writes only the
         # positions (a fresh concatenation per step copied the features again: 6-D batches of up to 15,000 rows)
-        self.buf = None if feat is None else np.concatenate([np.zeros((len(feat), 3)), feat], axis=1)
+        self.buf = None
+        if src_feat is not None:
+            M, F = src_feat.shape
+            self.buf = np.zeros((starts * M, 3 + F))
+            self.buf.reshape(starts, M, 3 + F)[:, :, 3:] = src_feat
 
     def keep_first(self, n: int) -> None:
         """Drop the features of pruned starts (every start carries the same features, so the first n do)."""
