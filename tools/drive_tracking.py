@@ -18,31 +18,14 @@ import time
 
 import numpy as np
 
-N_FRAMES = 30
-AWAY = range(15, 20)  # frames object c spends out of view
-
-
-def scene(seed: int):
-    """(objects, frames): three test-split objects, back and forth, c away for AWAY."""
-    from one2any_ros.data.multi_scene import pose_from_rotvec, render_multi_object_frames
-    from one2any_ros.data.objects import make_object, split_ids
-
-    objs = [make_object(i) for i in split_ids("test", 3, seed=seed, family="shape_asymmetric")]
-    K = np.array([[280.0, 0, 159.5], [0, 280.0, 119.5], [0, 0, 1]])
-    poses = []
-    for f in range(N_FRAMES):
-        sw = np.sin(2 * np.pi * f / N_FRAMES)  # up to ~7 deg a frame, within ~50 deg of the reference view
-        poses.append([pose_from_rotvec([90 + 35 * sw, 25 * sw, 0], [-0.2 + 0.002 * f, 0.0, 0.62]),
-                      pose_from_rotvec([60, 30 - 35 * sw, 20 * sw], [0.0, 0.01 - 0.001 * f, 0.6]),
-                      pose_from_rotvec([35 * sw, 80, 10], [0.2 + (0.6 if f in AWAY else 0.0), -0.01, 0.64])])
-    return objs, render_multi_object_frames(objs, poses, K, 320, 240, seed=seed)
-
-
 def run(tag: str, objs, frames, out: str, params: dict, *, mask_every: bool, permute: bool, seed: int) -> None:
     """One node, one pass over the frames; prints the run's line."""
     from one2any_ros.core import metrics
     from one2any_ros.ros import conversions as conv
+    from one2any_ros.data.multi_scene import SIDE_BY_SIDE_AWAY
     from one2any_ros.ros_tools.harness import GraphClient, NodeProcess, frame_messages
+
+    away = range(*SIDE_BY_SIDE_AWAY)  # frames object c spends out of view
 
     rng = np.random.default_rng(seed)
     node = NodeProcess(namespace="/cam", params={"object_frame_prefix": "obj_", "max_frame_age_ms": 3000,
@@ -78,7 +61,7 @@ def run(tag: str, objs, frames, out: str, params: dict, *, mask_every: bool, per
                 got = {o: e for (s, o), e in cl.object_estimates.items() if s == st}
             for i, o in enumerate("abc"):
                 e = got.get(o)
-                if o == "c" and k in AWAY:
+                if o == "c" and k in away:
                     hits[o].append("X" if e is not None else "_")
                     continue
                 ok = e is not None and metrics.add(conv.pose_to_matrix(e.pose), f["T_cam_obj"][i],
@@ -102,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seed", type=int, default=8, help="which test objects, which noise and which permutations")
     args = p.parse_args(argv)
+    from one2any_ros.data.multi_scene import side_by_side_sequence
+
     out = tempfile.mkdtemp(prefix="drive_tracking_")
-    objs, frames = scene(args.seed)
+    objs, frames = side_by_side_sequence(args.seed)
     run("reference_only", objs, frames, out, {}, mask_every=False, permute=False, seed=args.seed)
     run("permuted", objs, frames, out, {"instance_labels": True}, mask_every=True, permute=True, seed=args.seed)
     print("node logs:", out)

@@ -35,7 +35,8 @@ from one2any_ros.core.geometry import transform_points
 from one2any_ros.core.query_threads import limit_threads
 from one2any_ros.core.object_processes import HELPER_TIMEOUT_S, HelperStopped, ObjectProcess, SharedFrame
 from one2any_ros.core.reference import Reference, make_reference
-from one2any_ros.core.tracking import Cue, ObjectTrack, estimate_object, predicted_mask
+from one2any_ros.core.tracking import (Cue, ObjectTrack, claimed_masks, estimate_object, predicted_mask,
+                                      track_margin_m)
 
 MAX_OBJECTS = 8
 MASK_MODES = ("when_needed", "every_frame")  # docs/ros.md, Masks only when needed
@@ -366,7 +367,7 @@ class MultiObjectEstimator:
                 [o for o in self._objects.values() if o.mask_label == 0] if len(self._objects) > 1 else []
             held = set() if instance_labels else {o.mask_label for o in self._objects.values() if o.mask_label}
             assigned, guessed = self._assign_instances(frame, matched, held) if matched else ({}, set())
-        cues, owned = {}, None
+        cues = {}
         for oid, obj in self._objects.items():
             if frame.labels is None:
                 labels: tuple[int, ...] = ()
@@ -377,18 +378,37 @@ class MultiObjectEstimator:
             else:
                 labels = ()
             cue = obj.track.cue(labels, boxes.get(oid)) if track else Cue(labels=labels, box=boxes.get(oid))
-            cue = replace(cue, need_mask=mask_mode == "every_frame" and frame.labels is not None,
-                          trust_labels=oid in guessed)
-            if cue.searching:  # it is looked for where it was: not among the pixels of the objects being tracked
-                owned = self._tracked_pixels(frame) if owned is None else owned
-                cue = replace(cue, exclude=owned)
-            cues[oid] = cue
-        return cues
+            cues[oid] = replace(cue, need_mask=mask_mode == "every_frame" and frame.labels is not None,
+                                trust_labels=oid in guessed)
+        return self._share_pixels(frame, cues)
 
-    def _tracked_pixels(self, frame: Frame) -> np.ndarray:
-        """(H,W) bool: the pixels of every object tracked from the last frame (its predicted silhouette)."""
-        return self._silhouettes(frame, {oid: obj.track.last_T_C for oid, obj in self._objects.items()
-                                         if obj.track.last_T_C is not None})
+    def _share_pixels(self, frame: Frame, cues: dict[str, Cue]) -> dict[str, Cue]:
+        """The objects' predicted pixels shared out (``tracking.claimed_masks``) among every object with a place on
+        this frame: the tracked ones at their last pose, the lost ones being searched for at their last accepted pose
+        (one coming back there takes its own pixels back from a neighbour). A tracked object without a mask or a box
+        is estimated on its share (``Cue.region``); a lost one is looked for where it was, but not among the tracked
+        objects' shares (``Cue.exclude``). One tracked object and nobody lost: nothing to share (it predicts its own
+        pixels, in its own process)."""
+        tracked = [oid for oid, c in cues.items() if c.last_T_C is not None]
+        searching = [oid for oid, c in cues.items() if c.searching]
+        if not searching and len(tracked) < 2:
+            return cues
+        clouds = {}
+        for oid in tracked + searching:
+            c, ref = cues[oid], self._objects[oid].reference
+            T_C = c.last_T_C if c.last_T_C is not None else c.seen_T_C
+            clouds[oid] = (transform_points(T_C, ref.points_C), track_margin_m(self.settings, ref.diameter))
+        shares = claimed_masks(frame.depth, frame.K, clouds)
+        owned = np.zeros(frame.depth.shape, bool)
+        for oid in tracked:
+            owned |= shares[oid]
+        out = dict(cues)
+        for oid in tracked:
+            if not cues[oid].has_mask_or_box and not cues[oid].need_mask:
+                out[oid] = replace(cues[oid], region=shares[oid])
+        for oid in searching:
+            out[oid] = replace(cues[oid], exclude=owned)
+        return out
 
     def _silhouettes(self, frame: Frame, poses: dict[str, np.ndarray]) -> np.ndarray:
         """(H,W) bool: the predicted silhouettes (``tracking.predicted_mask``, the tracking margin) of the objects of
@@ -396,8 +416,7 @@ class MultiObjectEstimator:
         out = np.zeros(frame.depth.shape, bool)
         for oid, T_C in poses.items():
             ref = self._objects[oid].reference
-            out |= predicted_mask(frame.depth, frame.K, transform_points(T_C, ref.points_C),
-                                  max(self.settings.track_margin * ref.diameter, self.settings.track_margin_min_m))
+            out |= predicted_mask(frame.depth, frame.K, transform_points(T_C, ref.points_C), track_margin_m(self.settings, ref.diameter))
         return out
 
     def _assign_instances(self, frame: Frame, objects: list[TrackedObject],
@@ -416,7 +435,7 @@ class MultiObjectEstimator:
                 continue
             ref = obj.reference
             sil = predicted_mask(labelled_depth, frame.K, transform_points(obj.track.last_T_C, ref.points_C),
-                                 max(self.settings.track_margin * ref.diameter, self.settings.track_margin_min_m))
+                                 track_margin_m(self.settings, ref.diameter))
             overlap = np.bincount(frame.labels[sil], minlength=len(counts))
             for v in instances:
                 if overlap[v]:

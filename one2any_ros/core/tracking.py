@@ -43,7 +43,8 @@ class Cue:
     accepted pose, kept while it is lost (searching there); ``lost_frames``: frames since it was lost (the search
     widens); ``need_mask``: no mask or box is empty_mask (mask_mode every_frame); ``trust_labels``: the labels are
     guesses (instances nobody holds), so a pose on them must pass the trust test too; ``exclude``: (H,W) bool, pixels
-    a search must not take (the objects being tracked)."""
+    a search must not take (the objects being tracked); ``region``: (H,W) bool, its predicted pixels already shared
+    out with the other objects (``claimed_masks``), or None to predict them here."""
 
     labels: tuple[int, ...] = ()
     box: Box | None = None
@@ -53,6 +54,7 @@ class Cue:
     need_mask: bool = False
     trust_labels: bool = False
     exclude: np.ndarray | None = None
+    region: np.ndarray | None = None
 
     @property
     def has_mask_or_box(self) -> bool:
@@ -90,10 +92,7 @@ class ObjectTrack:
 
 def predicted_mask(depth_m: np.ndarray, K: np.ndarray, points_cam: np.ndarray, margin_m: float) -> np.ndarray:
     """(H,W) bool: the pixels an object whose surface points are ``points_cam`` (camera frame, metres; its reference
-    cloud at its last pose) may cover now. Its silhouette is the points' projection, widened by ``margin_m`` (the motion
-    allowed between frames) in the image; a pixel in it is kept only when its depth lies within ``margin_m`` of those
-    points, so a neighbour, the gripper in front or the wall behind does not leak in. Hand-written: OpenCV gives the
-    dilation, ``nearest.KDTree`` (pykdtree) the nearest-point test.
+    cloud at its last pose) may cover now (``predicted_pixels``).
 
     Args:
         depth_m: (H, W) float depth, metres, 0 = invalid.
@@ -104,14 +103,32 @@ def predicted_mask(depth_m: np.ndarray, K: np.ndarray, points_cam: np.ndarray, m
     Returns:
         (H, W) bool mask; all False when no point projects into the image in front of the camera.
     """
+    out = np.zeros(depth_m.shape, bool)
+    pix, _ = predicted_pixels(depth_m, K, points_cam, margin_m)
+    out[pix[:, 0], pix[:, 1]] = True
+    return out
+
+
+def predicted_pixels(depth_m: np.ndarray, K: np.ndarray, points_cam: np.ndarray,
+                     margin_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels an object may cover now, with how far each lies from its surface. Its silhouette is the points'
+    projection, widened by ``margin_m`` (the motion allowed between frames) in the image; a pixel in it is kept only
+    when its depth lies within ``margin_m`` of those points, so the wall behind does not leak in (a neighbour within
+    the margin is left to ``claimed_masks``). Hand-written: OpenCV gives the dilation, ``nearest.KDTree`` (pykdtree)
+    the nearest-point test.
+
+    Returns:
+        ((n, 2) int row, column of each pixel; (n,) float distance of its depth point to the nearest surface point,
+        metres, each <= margin_m). Empty when no point projects into the image in front of the camera.
+    """
     h, w = depth_m.shape
-    out = np.zeros((h, w), bool)
+    none = (np.zeros((0, 2), np.intp), np.zeros(0))
     pts = points_cam[subsample(points_cam, MAX_SILHOUETTE_POINTS)]
     uv, z = camera.project(pts, K)
     inside = np.isfinite(uv).all(axis=1) & (z > 0)
     inside &= (uv[:, 0] > -0.5) & (uv[:, 0] < w - 0.5) & (uv[:, 1] > -0.5) & (uv[:, 1] < h - 0.5)
     if not inside.any():
-        return out
+        return none
     u, v = np.rint(uv[inside]).astype(int).T
     r = int(np.clip(np.ceil(K[0, 0] * margin_m / max(float(z[inside].min()), 1e-3)), 2, MAX_DILATION_PX))
     r0, r1 = max(v.min() - r, 0), min(v.max() + r + 1, h)
@@ -123,11 +140,39 @@ def predicted_mask(depth_m: np.ndarray, K: np.ndarray, points_cam: np.ndarray, m
     region[r0:r1, c0:c1] = sil.astype(bool)
     q, pix = camera.backproject(depth_m, K, region)
     if not len(q):
-        return out
+        return none
     dist, _ = KDTree(pts).query(q, k=1, distance_upper_bound=margin_m)
     near = np.isfinite(dist)
-    out[pix[near, 0], pix[near, 1]] = True
-    return out
+    return pix[near], dist[near]
+
+
+def claimed_masks(depth_m: np.ndarray, K: np.ndarray,
+                  clouds: dict[str, tuple[np.ndarray, float]]) -> dict[str, np.ndarray]:
+    """Each object's predicted pixels (``predicted_pixels``; ``clouds``: object id -> (its surface points in the
+    camera, metres: its reference cloud at its last pose; its margin, metres)), a pixel that several may cover going
+    to the object whose surface lies nearest it. Objects that touch lie within each other's margin: alone, a tracked
+    object's pixels took its neighbour's near side (and a neighbour coming back beside it), its pose drifted toward
+    it and its confidence fell (docs/tracking.md, "Neighbours that touch").
+
+    Returns:
+        object id -> (H, W) bool mask; no two masks share a pixel, and together they cover what the predicted masks
+        cover.
+    """
+    best = np.full(depth_m.shape, np.inf, np.float32)
+    owner = np.full(depth_m.shape, -1, np.int16)
+    for i, (points_cam, margin_m) in enumerate(clouds.values()):
+        pix, dist = predicted_pixels(depth_m, K, points_cam, margin_m)
+        rows, cols = pix[:, 0], pix[:, 1]
+        nearer = dist < best[rows, cols]
+        best[rows[nearer], cols[nearer]] = dist[nearer]
+        owner[rows[nearer], cols[nearer]] = i
+    return {oid: owner == i for i, oid in enumerate(clouds)}
+
+
+def track_margin_m(settings, diameter: float) -> float:
+    """The motion allowed an object between frames, metres: ``track_margin`` x its diameter, at least
+    ``track_margin_min_m`` (its predicted pixels lie within it of its surface)."""
+    return max(settings.track_margin * diameter, settings.track_margin_min_m)
 
 
 def in_front(depth_m: np.ndarray, nearest_m: float) -> np.ndarray:
@@ -187,9 +232,10 @@ def estimate_object(est: PoseEstimator, frame, cue: Cue, near: np.ndarray | None
         return _best_of_labels(est, frame, cue, near)
     if cue.need_mask:
         raise InputError("the mask has no pixels of it", reason="empty_mask")
-    margin = max(s.track_margin * ref.diameter, s.track_margin_min_m)
+    margin = track_margin_m(s, ref.diameter)
     if cue.last_T_C is not None:
-        mask = predicted_mask(frame.depth, frame.K, transform_points(cue.last_T_C, ref.points_C), margin)
+        mask = cue.region if cue.region is not None else \
+            predicted_mask(frame.depth, frame.K, transform_points(cue.last_T_C, ref.points_C), margin)
         try:
             view = frame.view_of(mask)
         except InputError as e:

@@ -116,6 +116,30 @@ def tracking_sequence(n_frames: int = 12, *, width: int = 320, height: int = 240
     return objs, frames
 
 
+SIDE_BY_SIDE_FRAMES = 30
+SIDE_BY_SIDE_AWAY = (15, 20)  # frames the third object spends out of view (first, end)
+
+
+def side_by_side_sequence(seed: int = 8, n_frames: int = SIDE_BY_SIDE_FRAMES,
+                          away: tuple[int, int] = SIDE_BY_SIDE_AWAY) -> tuple[list[ObjectSpec], list[dict]]:
+    """Three unseen (test-split, shape-asymmetric) objects side by side, each touching the next, turning back and
+    forth (up to ~7 deg a frame, within ~50 deg of the reference view) and drifting; the third leaves the view on
+    frames ``away`` and comes back where it left, turned ~35 deg (tools/drive_tracking.py over the wire; the library's
+    test of neighbours that touch). Frame 0 is the reference. (objects, frames as ``render_multi_object_frames``)."""
+    from one2any_ros.data.objects import make_object, split_ids
+
+    objs = [make_object(i) for i in split_ids("test", 3, seed=seed, family="shape_asymmetric")]
+    K = np.array([[280.0, 0, 159.5], [0, 280.0, 119.5], [0, 0, 1]])
+    poses = []
+    for f in range(n_frames):
+        sw = np.sin(2 * np.pi * f / SIDE_BY_SIDE_FRAMES)
+        gone = 0.6 if away[0] <= f < away[1] else 0.0
+        poses.append([pose_from_rotvec([90 + 35 * sw, 25 * sw, 0], [-0.2 + 0.002 * f, 0.0, 0.62]),
+                      pose_from_rotvec([60, 30 - 35 * sw, 20 * sw], [0.0, 0.01 - 0.001 * f, 0.6]),
+                      pose_from_rotvec([35 * sw, 80, 10], [0.2 + gone, -0.01, 0.64])])
+    return objs, render_multi_object_frames(objs, poses, K, 320, 240, seed=seed)
+
+
 SCENE_FX_640 = 600.0  # the bundled sample's focal length at 640 px wide: the same camera, scaled to the image
 WALL_GAP_M = 0.25  # how far the wall stands behind the objects' backs
 SCENE_OBJECTS = 4  # the scene's objects are drawn from this many, so fewer objects are a subset of more
