@@ -416,7 +416,8 @@ class MultiObjectEstimator:
         out = np.zeros(frame.depth.shape, bool)
         for oid, T_C in poses.items():
             ref = self._objects[oid].reference
-            out |= predicted_mask(frame.depth, frame.K, transform_points(T_C, ref.points_C), track_margin_m(self.settings, ref.diameter))
+            out |= predicted_mask(frame.depth, frame.K, transform_points(T_C, ref.points_C),
+                                  track_margin_m(self.settings, ref.diameter))
         return out
 
     def _assign_instances(self, frame: Frame, objects: list[TrackedObject],
