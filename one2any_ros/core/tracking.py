@@ -114,8 +114,8 @@ def predicted_pixels(depth_m: np.ndarray, K: np.ndarray, points_cam: np.ndarray,
     """The pixels an object may cover now, with how far each lies from its surface. Its silhouette is the points'
     projection, widened by ``margin_m`` (the motion allowed between frames) in the image; a pixel in it is kept only
     when its depth lies within ``margin_m`` of those points, so the wall behind does not leak in (a neighbour within
-    the margin is left to ``claimed_masks``). Hand-written: OpenCV gives the dilation, ``nearest.KDTree`` (pykdtree)
-    the nearest-point test.
+    the margin is left to ``claimed_masks``). Hand-written: OpenCV gives the widening (a distance transform),
+    ``nearest.KDTree`` (pykdtree) the nearest-point test.
 
     Returns:
         ((n, 2) int row, column of each pixel; (n,) float distance of its depth point to the nearest surface point,
@@ -133,11 +133,10 @@ def predicted_pixels(depth_m: np.ndarray, K: np.ndarray, points_cam: np.ndarray,
     r = int(np.clip(np.ceil(K[0, 0] * margin_m / max(float(z[inside].min()), 1e-3)), 2, MAX_DILATION_PX))
     r0, r1 = max(v.min() - r, 0), min(v.max() + r + 1, h)
     c0, c1 = max(u.min() - r, 0), min(u.max() + r + 1, w)
-    sil = np.zeros((r1 - r0, c1 - c0), np.uint8)
-    sil[v - r0, u - c0] = 1
-    sil = cv2.dilate(sil, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    region = np.zeros((h, w), bool)
-    region[r0:r1, c0:c1] = sil.astype(bool)
+    free = np.ones((r1 - r0, c1 - c0), np.uint8)
+    free[v - r0, u - c0] = 0
+    region = np.zeros((h, w), bool)  # within r pixels of a projected point: one distance transform (a dilation by a
+    region[r0:r1, c0:c1] = cv2.distanceTransform(free, cv2.DIST_L2, cv2.DIST_MASK_PRECISE) <= r + 0.5  # disc: 5x)
     q, pix = camera.backproject(depth_m, K, region)
     if not len(q):
         return none
