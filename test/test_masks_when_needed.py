@@ -139,6 +139,37 @@ def test_neighbours_that_touch_keep_their_own_pixels(side_by_side):
     assert any(back[:2]) and all(back[back.index(True):]), right["c"]
 
 
+def test_a_box_around_an_object_that_touches_a_known_one_leaves_that_one_out(side_by_side):
+    """b's box holds a strip of a, which touches it at b's depth: depth alone kept it with b (10 % of b's reference
+    points were a's). Set after a and c, b's segment leaves out their pixels (their clouds at their poses on this
+    frame): its reference is b's surface."""
+    from one2any_ros.core import camera
+
+    objs, frames, _ = side_by_side
+    f0 = frames[0]
+    box = _box_of(f0["labels"] == 2)
+
+    def own_share(ref) -> float:  # the share of the reference's points that lie on b's pixels of the frame
+        uv, _ = camera.project(transform_points(ref.T_refcam_C, ref.points_C), f0["K"])
+        u, v = np.rint(uv).astype(int).T
+        return float(np.mean(f0["labels"][v, u] == 2))
+
+    alone = MultiObjectEstimator("classic", processes=0)
+    before = own_share(alone.set_reference("b", _frame(f0, labels=None), box=box))
+    assert before < 0.95, before  # what it is for (0.90 here)
+    alone.close()
+    m = MultiObjectEstimator("classic", processes=0)
+    m.set_reference("a", _frame(f0), mask_label=1, T_cam_obj=f0["T_cam_obj"][0])
+    m.set_reference("c", _frame(f0), mask_label=3, T_cam_obj=f0["T_cam_obj"][2])
+    ref = m.set_reference("b", _frame(f0, labels=None), box=box, T_cam_obj=f0["T_cam_obj"][1])
+    assert own_share(ref) > 0.98, own_share(ref)
+    m.close()
+    # the segment itself: all of b that the box holds, none of a
+    b = f0["labels"] == 2
+    view = _frame(f0, labels=None).view(None, box=box, others=(f0["labels"] == 1) | (f0["labels"] == 3))
+    assert (view.mask & b).sum() / (view.mask | b).sum() > 0.95
+
+
 def test_a_lost_objects_search_leaves_out_what_passes_in_front(sequence):
     """An occluder that hid the object stands in its search region, nearer the camera and bigger than what shows of
     the object: the search takes the object's visible part, never the occluder (docs/tracking.md)."""

@@ -90,11 +90,14 @@ class Frame:
             self._near["near"] = near_depth(self.depth)
         return self._near["near"]
 
-    def view(self, mask_label: int | None, *, T_cam_obj: np.ndarray | None = None, box: Box | None = None) -> View:
+    def view(self, mask_label: int | None, *, T_cam_obj: np.ndarray | None = None, box: Box | None = None,
+             others: np.ndarray | None = None) -> View:
         """The View of one object (InputError with the reason when its pixels are unusable). With a ``box``
         (``Box.is_set``): the label's pixels inside it (none there: empty_mask), or, when the label has no pixel in
         the whole image (no segmenter ran, or it missed the object), the object segmented from depth inside the box
-        (``box_segment.segment_in_box``; bad_roi when the box is outside the image or holds no usable depth)."""
+        (``box_segment.segment_in_box``; bad_roi when the box is outside the image or holds no usable depth), never
+        taking ``others``' pixels ((H,W) bool: the objects known on this frame, which a box around a neighbour that
+        touches them holds too)."""
         mask = self.mask_for(mask_label)
         if box is not None and box.is_set:
             rows, cols = box.pixels(*self.depth.shape)
@@ -103,7 +106,8 @@ class Frame:
                 inside[rows, cols] = True
                 mask = mask & inside
             else:
-                mask = segment_in_box(self.depth, self.K, box)
+                depth = self.depth if others is None else np.where(others, 0, self.depth).astype(self.depth.dtype)
+                mask = segment_in_box(depth, self.K, box)
         return self.view_of(mask, T_cam_obj=T_cam_obj)
 
     def view_of(self, mask: np.ndarray, *, T_cam_obj: np.ndarray | None = None) -> View:

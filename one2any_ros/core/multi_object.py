@@ -127,7 +127,8 @@ class MultiObjectEstimator:
         its place of estimation; a new one goes where the fewest objects are (this process first)."""
         self.check_new(object_id, mask_label)
         if isinstance(source, Frame):
-            source = source.view(mask_label, T_cam_obj=T_cam_obj, box=box)
+            others = self._known_pixels(source, object_id) if box is not None and box.is_set else None
+            source = source.view(mask_label, T_cam_obj=T_cam_obj, box=box, others=others)
         seen_now = not isinstance(source, Reference)
         ref = source if isinstance(source, Reference) else make_reference(source)
         old = self._objects.get(object_id)
@@ -139,6 +140,22 @@ class MultiObjectEstimator:
         self._objects.pop(object_id, None)  # a replaced object moves to the end, like a new one
         self._objects[object_id] = obj
         return obj.reference
+
+    def _known_pixels(self, frame: Frame, object_id: str) -> np.ndarray | None:
+        """(H,W) bool: the pixels of the other objects with a pose on the last frame (their reference clouds there,
+        within ``track_margin_min_m``: on the frame they were set from, their own surfaces), which an object set from a
+        box must not take (a box around it holds a neighbour that touches it; depth alone does not part them). None
+        when there are none."""
+        poses = {oid: o.track.last_T_C for oid, o in self._objects.items()
+                 if oid != object_id and o.track.last_T_C is not None}
+        if not poses:
+            return None
+        out = np.zeros(frame.depth.shape, bool)
+        for oid, T_C in poses.items():
+            ref = self._objects[oid].reference
+            out |= predicted_mask(frame.depth, frame.K, transform_points(T_C, ref.points_C),
+                                  self.settings.track_margin_min_m)
+        return out
 
     def _shards(self) -> int:
         """Places of estimation: this process, and the helpers when the backend can be made again in another."""
