@@ -170,6 +170,39 @@ def test_a_box_around_an_object_that_touches_a_known_one_leaves_that_one_out(sid
     assert (view.mask & b).sum() / (view.mask | b).sum() > 0.95
 
 
+def test_a_detectors_box_leaves_out_the_tracked_neighbour(side_by_side, monkeypatch):
+    """A detector's box around b holds strips of a and c, which touch it; a and c are tracked: b is estimated on
+    its box's segment without their shares of the frame."""
+    from one2any_ros.core import tracking
+
+    objs, frames, _ = side_by_side
+    f0, f1 = frames[0], frames[1]
+    m = MultiObjectEstimator("classic", processes=0)
+    for oid, label in (("a", 1), ("b", 2), ("c", 3)):
+        m.set_reference(oid, _frame(f0), mask_label=label, T_cam_obj=f0["T_cam_obj"][label - 1])
+    views = {}
+    estimate = tracking.PoseEstimator.estimate
+
+    def spy(est, view, **kw):
+        views.setdefault(est.reference.diameter, view.mask.copy())
+        return estimate(est, view, **kw)
+
+    monkeypatch.setattr(tracking.PoseEstimator, "estimate", spy)
+    b = f1["labels"] == 2
+    box = _box_of(b)
+    res = m.estimate_all(_frame(f1, labels=None), mask_mode="when_needed", boxes={"b": box})
+    m.close()
+    inside = np.zeros_like(b)
+    inside[box.y:box.y + box.height, box.x:box.x + box.width] = True
+    view = views[m.get("b").reference.diameter]
+    in_box = {k: ((f1["labels"] == k) & inside).sum() for k in (1, 3)}
+    assert in_box[1] > 100  # the box holds a's strip (before: most of it in b's view)
+    for k in (1, 3):  # nothing of a or c but a few pixels on the line where they touch b
+        assert (view & (f1["labels"] == k)).sum() <= 0.05 * in_box[k] + 5, k
+    assert (view & b).sum() / (view | b).sum() > 0.9
+    assert _right(res["b"], f1, objs, 1)
+
+
 def test_a_lost_objects_search_leaves_out_what_passes_in_front(sequence):
     """An occluder that hid the object stands in its search region, nearer the camera and bigger than what shows of
     the object: the search takes the object's visible part, never the occluder (docs/tracking.md)."""

@@ -401,30 +401,41 @@ class MultiObjectEstimator:
 
     def _share_pixels(self, frame: Frame, cues: dict[str, Cue]) -> dict[str, Cue]:
         """The objects' predicted pixels shared out (``tracking.claimed_masks``) among every object with a place on
-        this frame: the tracked ones at their last pose, the lost ones being searched for at their last accepted pose
-        (one coming back there takes its own pixels back from a neighbour). A tracked object without a mask or a box
-        is estimated on its share (``Cue.region``); a lost one is looked for where it was, but not among the tracked
-        objects' shares (``Cue.exclude``). One tracked object and nobody lost: nothing to share (it predicts its own
-        pixels, in its own process)."""
+        this frame: the tracked ones at their last pose, the lost ones at their last accepted pose (one coming back
+        there takes its own pixels back from a neighbour). A tracked object without a mask or a box is estimated on
+        its share (``Cue.region``); a lost one is looked for where it was, but not among the tracked objects' shares,
+        and an object found in a detector's box is segmented there without the other tracked objects' shares
+        (``Cue.exclude``: a box around it holds a neighbour that touches it). One tracked object and nobody lost or
+        boxed: nothing to share (it predicts its own pixels, in its own process)."""
         tracked = [oid for oid, c in cues.items() if c.last_T_C is not None]
         searching = [oid for oid, c in cues.items() if c.searching]
-        if not searching and len(tracked) < 2:
+        boxed = [oid for oid, c in cues.items() if c.box is not None and c.box.is_set and not c.labels]
+        if not searching and len(tracked) < 2 and not any(set(tracked) - {oid} for oid in boxed):
             return cues
+        placed = tracked + [oid for oid, c in cues.items()
+                            if c.last_T_C is None and c.seen_T_C is not None and (oid in searching or oid in boxed)]
         clouds = {}
-        for oid in tracked + searching:
+        for oid in placed:
             c, ref = cues[oid], self._objects[oid].reference
             T_C = c.last_T_C if c.last_T_C is not None else c.seen_T_C
             clouds[oid] = (transform_points(T_C, ref.points_C), track_margin_m(self.settings, ref.diameter))
         shares = claimed_masks(frame.depth, frame.K, clouds)
-        owned = np.zeros(frame.depth.shape, bool)
-        for oid in tracked:
-            owned |= shares[oid]
-        out = dict(cues)
+
+        def tracked_shares(but: str | None = None) -> np.ndarray:
+            out = np.zeros(frame.depth.shape, bool)
+            for oid in tracked:
+                if oid != but:
+                    out |= shares[oid]
+            return out
+
+        out, owned = dict(cues), tracked_shares()
         for oid in tracked:
             if not cues[oid].has_mask_or_box and not cues[oid].need_mask:
                 out[oid] = replace(cues[oid], region=shares[oid])
         for oid in searching:
             out[oid] = replace(cues[oid], exclude=owned)
+        for oid in boxed:
+            out[oid] = replace(cues[oid], exclude=tracked_shares(but=oid))
         return out
 
     def _silhouettes(self, frame: Frame, poses: dict[str, np.ndarray]) -> np.ndarray:

@@ -43,8 +43,8 @@ class Cue:
     accepted pose, kept while it is lost (searching there); ``lost_frames``: frames since it was lost (the search
     widens); ``need_mask``: no mask or box is empty_mask (mask_mode every_frame); ``trust_labels``: the labels are
     guesses (instances nobody holds), so a pose on them must pass the trust test too; ``exclude``: (H,W) bool, pixels
-    a search must not take (the objects being tracked); ``region``: (H,W) bool, its predicted pixels already shared
-    out with the other objects (``claimed_masks``), or None to predict them here."""
+    a search or a box must not take (the other objects being tracked); ``region``: (H,W) bool, its predicted pixels
+    already shared out with the other objects (``claimed_masks``), or None to predict them here."""
 
     labels: tuple[int, ...] = ()
     box: Box | None = None
@@ -290,7 +290,7 @@ def _best_of_labels(est: PoseEstimator, frame, cue: Cue, near: np.ndarray | None
     for label in cue.labels or (None,):
         est.last_T_C = cue.last_T_C
         try:
-            r = est.estimate(frame.view(label, box=cue.box), track=True, near_depth=near,
+            r = est.estimate(frame.view(label, box=cue.box, others=cue.exclude), track=True, near_depth=near,
                              require_trust=cue.trust_labels)
         except One2AnyError as e:
             error = error or e
