@@ -7,7 +7,8 @@ is tracked without one, from its own silhouette predicted at its last pose and c
   pose on the last frame, and its last accepted pose while it is lost;
 - ``estimate_object`` picks the view from the cue:
   a mask or a box: tracking with the global search behind it (``detected`` when the global search decided);
-  nothing, but a pose on the last frame: its predicted silhouette (``predicted_mask``), tracking, then the global
+  nothing, but a pose on the last frame: its predicted silhouette (``predicted_mask``; shared with the objects that
+  touch it by whose surface lies nearest, ``claimed_masks``), tracking, then the global
   search on the same pixels, both held to the estimator's trust test: a pose that fails is ``lost`` at once, never
   carried forward;
   nothing, and lost: a search where it was last seen (``_search_view``), publishing nothing until a pose there passes
@@ -28,6 +29,7 @@ from one2any_ros.core import camera
 from one2any_ros.core.box_segment import Box, segment_in_box
 from one2any_ros.core.errors import EstimationFailure, InputError, One2AnyError
 from one2any_ros.core.estimator import PoseEstimator, PoseResult
+from one2any_ros.core.estimator_settings import EstimatorSettings
 from one2any_ros.core.geometry import subsample, transform_points
 from one2any_ros.core.nearest import KDTree
 
@@ -133,10 +135,11 @@ def predicted_pixels(depth_m: np.ndarray, K: np.ndarray, points_cam: np.ndarray,
     r = int(np.clip(np.ceil(K[0, 0] * margin_m / max(float(z[inside].min()), 1e-3)), 2, MAX_DILATION_PX))
     r0, r1 = max(v.min() - r, 0), min(v.max() + r + 1, h)
     c0, c1 = max(u.min() - r, 0), min(u.max() + r + 1, w)
+    # within r pixels of a projected point: one distance transform (5x a dilation by a disc of radius r)
     free = np.ones((r1 - r0, c1 - c0), np.uint8)
     free[v - r0, u - c0] = 0
-    region = np.zeros((h, w), bool)  # within r pixels of a projected point: one distance transform (a dilation by a
-    region[r0:r1, c0:c1] = cv2.distanceTransform(free, cv2.DIST_L2, cv2.DIST_MASK_PRECISE) <= r + 0.5  # disc: 5x)
+    region = np.zeros((h, w), bool)
+    region[r0:r1, c0:c1] = cv2.distanceTransform(free, cv2.DIST_L2, cv2.DIST_MASK_PRECISE) <= r + 0.5
     q, pix = camera.backproject(depth_m, K, region)
     if not len(q):
         return none
@@ -168,7 +171,7 @@ def claimed_masks(depth_m: np.ndarray, K: np.ndarray,
     return {oid: owner == i for i, oid in enumerate(clouds)}
 
 
-def track_margin_m(settings, diameter: float) -> float:
+def track_margin_m(settings: EstimatorSettings, diameter: float) -> float:
     """The motion allowed an object between frames, metres: ``track_margin`` x its diameter, at least
     ``track_margin_min_m`` (its predicted pixels lie within it of its surface)."""
     return max(settings.track_margin * diameter, settings.track_margin_min_m)
