@@ -142,20 +142,12 @@ class MultiObjectEstimator:
         return obj.reference
 
     def _known_pixels(self, frame: Frame, object_id: str) -> np.ndarray | None:
-        """(H,W) bool: the pixels of the other objects with a pose on the last frame (their reference clouds there,
-        within ``track_margin_min_m``: on the frame they were set from, their own surfaces), which an object set from a
-        box must not take (a box around it holds a neighbour that touches it; depth alone does not part them). None
-        when there are none."""
+        """(H,W) bool: the pixels of the other objects with a pose on the last frame (``_surfaces``; on the frame they
+        were set from, their own surfaces), which an object set from a box must not take (a box around it holds a
+        neighbour that touches it; depth alone does not part them). None when there are none."""
         poses = {oid: o.track.last_T_C for oid, o in self._objects.items()
                  if oid != object_id and o.track.last_T_C is not None}
-        if not poses:
-            return None
-        out = np.zeros(frame.depth.shape, bool)
-        for oid, T_C in poses.items():
-            ref = self._objects[oid].reference
-            out |= predicted_mask(frame.depth, frame.K, transform_points(T_C, ref.points_C),
-                                  self.settings.track_margin_min_m)
-        return out
+        return self._surfaces(frame, poses) if poses else None
 
     def _shards(self) -> int:
         """Places of estimation: this process, and the helpers when the backend can be made again in another."""
@@ -360,7 +352,7 @@ class MultiObjectEstimator:
 
     def _search_again(self, frame: Frame, cues: dict[str, Cue], results: dict) -> dict[str, Cue]:
         """Cues for one more search, on this frame, of each lost object whose search found nothing while another lost
-        object was found: without the found ones' pixels. Two objects that an arm or an occluder hid come back
+        object was found: without the found ones' pixels (``_surfaces``, at the poses just found). Two objects that an arm or an occluder hid come back
         together, and the first one's search region, about its last place, may hold the other, bigger one (the
         search takes the largest part there). Empty when there is nothing to search again (the usual case)."""
         searched = [oid for oid, c in cues.items() if c.searching]
@@ -368,7 +360,7 @@ class MultiObjectEstimator:
         failed = [oid for oid in searched if isinstance(results.get(oid), EstimationFailure)]
         if not found or not failed:
             return {}
-        taken = self._silhouettes(frame, {oid: results[oid].T_camera_C for oid in found})
+        taken = self._surfaces(frame, {oid: results[oid].T_camera_C for oid in found})
         return {oid: replace(cues[oid], exclude=taken if cues[oid].exclude is None else cues[oid].exclude | taken)
                 for oid in failed}
 
@@ -438,14 +430,15 @@ class MultiObjectEstimator:
             out[oid] = replace(cues[oid], exclude=tracked_shares(but=oid))
         return out
 
-    def _silhouettes(self, frame: Frame, poses: dict[str, np.ndarray]) -> np.ndarray:
-        """(H,W) bool: the predicted silhouettes (``tracking.predicted_mask``, the tracking margin) of the objects of
-        ``poses`` (object id -> T_camera_C) on ``frame``."""
+    def _surfaces(self, frame: Frame, poses: dict[str, np.ndarray]) -> np.ndarray:
+        """(H,W) bool: the pixels of the objects of ``poses`` (object id -> T_camera_C, a pose on this frame), those
+        within ``track_margin_min_m`` of their reference clouds there: their own surfaces, not the neighbours that
+        touch them (which the tracking margin, the motion allowed between frames, would take too)."""
         out = np.zeros(frame.depth.shape, bool)
         for oid, T_C in poses.items():
             ref = self._objects[oid].reference
             out |= predicted_mask(frame.depth, frame.K, transform_points(T_C, ref.points_C),
-                                  track_margin_m(self.settings, ref.diameter))
+                                  self.settings.track_margin_min_m)
         return out
 
     def _assign_instances(self, frame: Frame, objects: list[TrackedObject],
