@@ -21,8 +21,8 @@ import numpy as np
 def run(tag: str, objs, frames, out: str, params: dict, *, mask_every: bool, permute: bool, seed: int) -> None:
     """One node, one pass over the frames; prints the run's line."""
     from one2any_ros.core import metrics
-    from one2any_ros.ros import conversions as conv
     from one2any_ros.data.multi_scene import SIDE_BY_SIDE_AWAY
+    from one2any_ros.ros import conversions as conv
     from one2any_ros.ros_tools.harness import GraphClient, NodeProcess, frame_messages
 
     away = range(*SIDE_BY_SIDE_AWAY)  # frames object c spends out of view

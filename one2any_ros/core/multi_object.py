@@ -352,9 +352,10 @@ class MultiObjectEstimator:
 
     def _search_again(self, frame: Frame, cues: dict[str, Cue], results: dict) -> dict[str, Cue]:
         """Cues for one more search, on this frame, of each lost object whose search found nothing while another lost
-        object was found: without the found ones' pixels (``_surfaces``, at the poses just found). Two objects that an arm or an occluder hid come back
-        together, and the first one's search region, about its last place, may hold the other, bigger one (the
-        search takes the largest part there). Empty when there is nothing to search again (the usual case)."""
+        object was found: without the found ones' pixels (``_surfaces``, at the poses just found). Two objects that
+        an arm or an occluder hid come back together, and the first one's search region, about its last place, may
+        hold the other, bigger one (the search takes the largest part there). Empty when there is nothing to search
+        again (the usual case)."""
         searched = [oid for oid, c in cues.items() if c.searching]
         found = [oid for oid in searched if isinstance(results.get(oid), PoseResult)]
         failed = [oid for oid in searched if isinstance(results.get(oid), EstimationFailure)]
@@ -404,30 +405,25 @@ class MultiObjectEstimator:
         boxed = [oid for oid, c in cues.items() if c.box is not None and c.box.is_set and not c.labels]
         if not searching and len(tracked) < 2 and not any(set(tracked) - {oid} for oid in boxed):
             return cues
-        placed = tracked + [oid for oid, c in cues.items()
-                            if c.last_T_C is None and c.seen_T_C is not None and (oid in searching or oid in boxed)]
+        placed = tracked + [oid for oid in searching + boxed
+                            if cues[oid].last_T_C is None and cues[oid].seen_T_C is not None]
         clouds = {}
         for oid in placed:
             c, ref = cues[oid], self._objects[oid].reference
             T_C = c.last_T_C if c.last_T_C is not None else c.seen_T_C
             clouds[oid] = (transform_points(T_C, ref.points_C), track_margin_m(self.settings, ref.diameter))
         shares = claimed_masks(frame.depth, frame.K, clouds)
-
-        def tracked_shares(but: str | None = None) -> np.ndarray:
-            out = np.zeros(frame.depth.shape, bool)
-            for oid in tracked:
-                if oid != but:
-                    out |= shares[oid]
-            return out
-
-        out, owned = dict(cues), tracked_shares()
+        owned = np.zeros(frame.depth.shape, bool)
+        for oid in tracked:
+            owned |= shares[oid]
+        out = dict(cues)
         for oid in tracked:
             if not cues[oid].has_mask_or_box and not cues[oid].need_mask:
                 out[oid] = replace(cues[oid], region=shares[oid])
         for oid in searching:
             out[oid] = replace(cues[oid], exclude=owned)
-        for oid in boxed:
-            out[oid] = replace(cues[oid], exclude=tracked_shares(but=oid))
+        for oid in boxed:  # the others' shares (shares never overlap)
+            out[oid] = replace(cues[oid], exclude=owned & ~shares[oid] if oid in shares else owned)
         return out
 
     def _surfaces(self, frame: Frame, poses: dict[str, np.ndarray]) -> np.ndarray:
