@@ -76,6 +76,26 @@ def test_a_box_without_depth_or_without_an_object_is_bad_roi():
     assert e.value.reason == "bad_roi"
 
 
+def test_a_thin_object_whose_depth_the_sensor_broke_up_is_kept_whole():
+    """A pen at 54 cm before a wall, four pixels wide, its depth dropped on two rows of every five (as a sensor drops
+    it on a thin or small object's edges): its pieces are joined across gaps of up to two pixels without depth, so
+    the whole pen is found; a piece as near but three pixels beyond its end stays out."""
+    depth = np.full((240, 320), 0.84, np.float32)
+    pen = np.zeros(depth.shape, bool)
+    for k in range(53):  # a diagonal stick, rows 100-152
+        pen[100 + k, 140 + k // 2: 144 + k // 2] = True
+    beyond = np.zeros(depth.shape, bool)
+    beyond[153:156, 166:170] = True  # where the stick would go on
+    depth[pen | beyond] = 0.54
+    dropped = pen & ((np.arange(240)[:, None] % 5) >= 3)  # rows 103-104, ..., 148-149 and 150-152: no depth
+    dropped[150:153] = pen[150:153]
+    depth[dropped] = 0.0
+    seg = segment_in_box(depth, K, Box(125, 90, 60, 75))
+    kept = pen & (depth > 0)
+    assert (seg & kept).sum() == kept.sum()  # all 120 (one piece alone: 12, under MIN_MASK_PIXELS)
+    assert not (seg & beyond).any() and not (seg & (depth > 0.8)).any()
+
+
 def test_a_frames_view_in_a_box(scenes):
     """The label's pixels inside the box; none there: empty_mask; the label absent from the image: from depth."""
     _, _, img = scenes[0]
