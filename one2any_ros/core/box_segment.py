@@ -3,7 +3,8 @@
 
 Inside the box: the plane behind or under the object (a table, a wall), fitted to the box's rim, is removed, the
 rest is split where the depth jumps, and the largest connected part is the object, preferring the part nearest
-the box's centre.
+the box's centre; the pieces at its depths that a sensor's dropout cut off it (gaps of up to two pixels without
+depth) are joined to it.
 
 No ROS here. Hand-written because no library here segments depth this way: OpenCV gives the connected parts,
 the plane fit is a small vectorised RANSAC (Open3D's segment_plane is not a dependency), the parts' median
