@@ -215,6 +215,31 @@ def test_an_empty_mask_does_not_stop_tracking(referenced, frames):
     assert rot < ROT_TOL_DEG and trans < TRANS_TOL_MM
 
 
+def _twice_as_fine(frame: dict) -> dict:
+    """The frame as a camera twice as fine sees it (1280x960): each pixel a 2x2 block, the intrinsics to match."""
+    fine = dict(frame)
+    for key in ("rgb", "depth", "mask"):
+        fine[key] = np.repeat(np.repeat(np.asarray(frame[key]), 2, axis=0), 2, axis=1)
+    K = np.array(frame["K"], np.float64)
+    K[:2, :2] *= 2
+    K[:2, 2] = 2 * K[:2, 2] + 0.5
+    fine["K"] = K
+    return fine
+
+
+def test_a_camera_wider_than_max_image_width_is_estimated_at_the_working_width(own_client, frames):
+    """1280x960 frames (``max_image_width`` 640, the default): decimated to 640x480 before estimation, a reference
+    whose roi is in the camera's pixels (unscaled, it would hold none of the object), then a pose on a later frame."""
+    client, f0 = own_client, _twice_as_fine(frames[0])
+    v, u = np.nonzero(f0["mask"])
+    roi = (int(u.min()) - 8, int(v.min()) - 8, int(u.max() - u.min()) + 16, int(v.max() - v.min()) + 16)
+    res = client.set_reference_on(frame_messages(f0, time.time_ns()), T_cam_obj=frames[0]["T_cam_obj"], roi=roi)
+    assert res.success, res.message
+    _, pose = pose_on(client, _twice_as_fine(frames[2]))
+    rot, trans = pose_errors(conv.pose_to_matrix(pose.pose), frames[2]["T_cam_obj"])
+    assert rot < ROT_TOL_DEG and trans < TRANS_TOL_MM
+
+
 def test_missing_camera_info_is_reported(own_client, frames):
     """On a node of its own: the images it leaves waiting for their camera_info in the node's synchronizer would
     hold back an older frame that a later test sends (the 10 s old one of the stale_frame case)."""

@@ -36,6 +36,14 @@ class Box:
     def is_set(self) -> bool:
         return self.width > 0
 
+    def scaled(self, stride: int) -> Box:
+        """The box on a frame decimated by ``stride`` (``frame.at_working_width``): the pixels there that its pixels
+        fall in. An unset or empty box stays as it is, and one outside the image stays outside."""
+        if stride == 1 or self.width <= 0 or self.height <= 0:
+            return self
+        x, y = self.x // stride, self.y // stride
+        return Box(x, y, -(-(self.x + self.width) // stride) - x, -(-(self.y + self.height) // stride) - y)
+
     def pixels(self, height: int, width: int) -> tuple[slice, slice]:
         """(rows, columns) of the box inside an image of ``height`` x ``width``; InputError(reason="bad_roi") when it
         is empty or lies outside the image."""

@@ -4,6 +4,7 @@ rules for object ids and mask labels.
 - ``decode_frame`` -> ``Frame``: one synchronized RGB-D (+ label image) frame, decoded once (rgb uint8, depth in
   metres, labels uint8/uint16, the free-space depth the verifier needs); every object's ``View`` is a selection of
   its pixels (``Frame.view`` by label or box, ``Frame.view_of`` by a mask).
+- ``at_working_width``: a frame wider than the node's ``max_image_width``, decimated once before anything else.
 - ``make_view`` -> ``View``: one validated RGB-D + mask observation (the reference, one-shot estimation).
 - ``validate_object_id``, ``check_label``: what an object may be called and which label values can occur.
 
@@ -13,8 +14,9 @@ conversions all take frames and views from here. No ROS here.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+import cv2
 import numpy as np
 
 from one2any_ros.core import camera
@@ -56,6 +58,7 @@ class Frame:
     K: np.ndarray
     min_depth: float = 0.1
     max_depth: float = 4.0
+    stride: int = 1  # the camera's pixels per pixel here, across and down (``at_working_width``)
     _near: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -184,6 +187,38 @@ def decode_frame(rgb: np.ndarray | None, depth: np.ndarray, labels: np.ndarray |
     rgb_u8, depth_m = decode_images(rgb, depth, shape, depth_scale_m=depth_scale_m, depth_encoding=depth_encoding,
                                     min_depth=min_depth, max_depth=max_depth)
     return Frame(rgb=rgb_u8, depth=depth_m, labels=lab, K=K, min_depth=min_depth, max_depth=max_depth)
+
+
+def at_working_width(frame: Frame, max_width: int) -> Frame:
+    """``frame`` decimated by the smallest whole stride that makes it at most ``max_width`` pixels wide (itself when it
+    is no wider, or ``max_width`` is 0). Every per-frame stage (the predicted silhouettes and their sharing, the query
+    cloud and its colour, the appearance signal, a box's depth segment) costs in proportion to an object's pixels, the
+    appearance signal's windows more (they widen with the object), while what the estimator uses is a few hundred to
+    a few thousand of them: a 1280 x 720 camera cost 2.3x the time per object of the same scene at 640 x 480 for the
+    same poses (docs/tracking.md, "A camera's resolution"). Poses are metric, so only the intrinsics change.
+
+    Args:
+        frame: the decoded frame.
+        max_width: the widest frame estimated as it is, pixels; 0 = every frame at full resolution.
+
+    Returns:
+        The frame with ``stride`` times fewer pixels across and down (the last ``width % stride`` columns and
+        ``height % stride`` rows dropped): rgb averaged over each stride x stride block (cv2.INTER_AREA), depth and
+        labels the block's centre pixel (a measurement and a label as they came, never a blend across an edge), K
+        for the blocks' centres; ``stride`` multiplied by it.
+    """
+    h, w = frame.depth.shape
+    if max_width <= 0 or w <= max_width:
+        return frame
+    k = min(-(-w // max_width), h)  # (an image a few rows high keeps one)
+    H, W, o = h // k, w // k, k // 2
+    K = frame.K.copy()
+    K[:2, :2] /= k
+    K[:2, 2] = (K[:2, 2] - (k - 1) / 2) / k  # pixel u' covers the camera's u = k u' .. k u' + k - 1
+    labels = None if frame.labels is None else np.ascontiguousarray(frame.labels[o:H * k:k, o:W * k:k])
+    return replace(frame, rgb=cv2.resize(frame.rgb[:H * k, :W * k], (W, H), interpolation=cv2.INTER_AREA),
+                   depth=np.ascontiguousarray(frame.depth[o:H * k:k, o:W * k:k]), labels=labels, K=K,
+                   stride=frame.stride * k, _near={})
 
 
 @dataclass(frozen=True)

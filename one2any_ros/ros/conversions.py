@@ -18,7 +18,7 @@ from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 
 from one2any_ros.core.box_segment import Box
 from one2any_ros.core.errors import InputError
-from one2any_ros.core.frame import Frame, decode_frame
+from one2any_ros.core.frame import Frame, at_working_width, decode_frame
 from one2any_ros.core.frame import View, make_view
 
 # encoding -> (dtype, channels)
@@ -284,11 +284,13 @@ def _decoded_messages(msgs: dict) -> tuple[np.ndarray, np.ndarray, str, np.ndarr
     return rgb, depth, encoding, mask, K
 
 
-def frame_from_messages(msgs: dict, *, min_depth: float, max_depth: float) -> Frame:
-    """One decoded frame of {rgb, depth, mask (label image), camera_info} messages, shared by every object;
-    InputError (reason) when unusable."""
+def frame_from_messages(msgs: dict, *, min_depth: float, max_depth: float, max_width: int = 0) -> Frame:
+    """One decoded frame of {rgb, depth, mask (label image), camera_info} messages, shared by every object, decimated
+    to at most ``max_width`` pixels across (``frame.at_working_width``; 0 = as it came); InputError (reason) when
+    unusable."""
     rgb, depth, encoding, labels, K = _decoded_messages(msgs)
-    return decode_frame(rgb, depth, labels, K, depth_encoding=encoding, min_depth=min_depth, max_depth=max_depth)
+    return at_working_width(decode_frame(rgb, depth, labels, K, depth_encoding=encoding, min_depth=min_depth,
+                                         max_depth=max_depth), max_width)
 
 
 def view_from_messages(msgs: dict, *, min_depth: float, max_depth: float, T_cam_obj: np.ndarray | None = None) -> View:

@@ -51,9 +51,11 @@ class CueInputs:
         self._box_buffer.stop()
 
 
-def boxes_of(msgs: dict, object_ids) -> dict[str, Box]:
-    """{object id: Box} of the frame's Detection2DArray (none: {})."""
-    return {} if msgs.get("boxes") is None else conv.boxes_from_detections(msgs["boxes"], object_ids)
+def boxes_of(msgs: dict, object_ids, stride: int = 1) -> dict[str, Box]:
+    """{object id: Box} of the frame's Detection2DArray (none: {}), on the frame decimated by ``stride``."""
+    if msgs.get("boxes") is None:
+        return {}
+    return {oid: box.scaled(stride) for oid, box in conv.boxes_from_detections(msgs["boxes"], object_ids).items()}
 
 
 def _buffer_into(buffer: CueBuffer) -> Callable:

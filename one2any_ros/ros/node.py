@@ -152,10 +152,13 @@ class One2AnyNode(Node):
         self._stats.frame_received((now - stamp) / 1e6 if now > 0 else None, stamp)
 
     def read_frame(self, frame: Frame, s: params.NodeSettings, *, need_mask_s: float = 0.0) -> tuple[dict, object]:
-        """The frame's messages (with its cues: CueInputs.messages) and the decoded frame, once its age is checked."""
+        """The frame's messages (with its cues: CueInputs.messages) and the decoded frame at the working width
+        (``max_image_width``; boxes from either are in the camera's pixels: ``Box.scaled`` by its ``stride``), once its
+        age is checked."""
         self._check_age(frame, s)
         msgs = self._cues.messages(frame, s, need_mask_s=need_mask_s)
-        return msgs, conv.frame_from_messages(msgs, min_depth=s.min_depth, max_depth=s.max_depth)
+        return msgs, conv.frame_from_messages(msgs, min_depth=s.min_depth, max_depth=s.max_depth,
+                                              max_width=s.max_image_width)
 
     def _start_worker(self) -> threading.Thread:
         worker = threading.Thread(target=self._worker_main, name="one2any_worker", daemon=True)
@@ -268,7 +271,7 @@ class One2AnyNode(Node):
                 if not len(objs):
                     raise NoReferenceError("no reference is set: call ~/set_reference")
                 objs.set_settings(s.estimator)
-                results = objs.estimate_all(qframe, track=True, boxes=boxes_of(msgs, objs.object_ids),
+                results = objs.estimate_all(qframe, track=True, boxes=boxes_of(msgs, objs.object_ids, qframe.stride),
                                             mask_mode=s.mask_mode, instance_labels=s.instance_labels)
                 self._table.report_helpers()  # a helper that could not be started again turns them off: said once
                 refs = {oid: objs.get(oid).reference for oid in results}

@@ -38,6 +38,7 @@ class NodeSettings:
     sync_slop: float = 0.05
     min_depth: float = 0.1
     max_depth: float = 4.0
+    max_image_width: int = 640
     max_frame_age_ms: int = 500
     mask_mode: str = "when_needed"
     mask_wait_ms: int = 100
@@ -99,6 +100,9 @@ PARAMS: tuple[Param, ...] = (
     Param("sync_slop", 0.05, "s: rgb, depth, mask and camera_info stamps of one frame lie within this", (0.0, 10.0)),
     Param("min_depth", 0.1, "m: nearer depth is invalid", (0.0, 100.0)),
     Param("max_depth", 4.0, "m: farther depth is invalid", (0.0, 100.0)),
+    Param("max_image_width", 640, "px: a wider frame is decimated by the smallest whole stride that makes it at most "
+          "this wide before anything is estimated on it (poses are metric and keep their accuracy; the cost per object "
+          "follows its pixels); 0 = full resolution", (0, 100_000)),
     Param("max_frame_age_ms", 500, "ms: frames whose stamp is older than this (node clock) are skipped; 0 = off",
           (0, 3_600_000)),
     Param("mask_mode", "when_needed", "when_needed: frames are rgb + depth + camera_info, a mask or a box is used "

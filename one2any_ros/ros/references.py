@@ -149,8 +149,9 @@ class ReferenceServices:
         T_cam_obj = conv.request_pose_to_matrix(req.object_pose) if req.has_object_pose else None
         box = conv.roi_to_box(req.roi)
         msgs, qframe = self._node.read_frame(frame, s, need_mask_s=0.0 if box.is_set else REFERENCE_MASK_WAIT_S)
+        box = box.scaled(qframe.stride)  # the roi is in the camera's pixels
         if not box.is_set:  # no roi: a detector's box for this object, if one came with the frame
-            box = boxes_of(msgs, [oid]).get(oid, box)
+            box = boxes_of(msgs, [oid], qframe.stride).get(oid, box)
         if qframe.labels is None and not box.is_set:
             raise InputError("no mask (on `mask`) or box (roi, or on `boxes`) came with the frame stamped "
                              f"{conv.stamp_text(frame.stamp_ns)} s: nothing says which pixels are the object",
