@@ -238,6 +238,22 @@ def _add_bench(sub) -> None:
     sp.add_argument("--masks", default="every", choices=("every", "reference"),
                     help="with --ros --objects: the label image with every frame, or with the reference frame only "
                          "(the node tracks without masks, as a workcell runs it)")
+    sp.add_argument("--size", default=(640, 480), type=_size, metavar="WxH",
+                    help="with --ros --objects: the rendered camera's size (a RealSense's colour stream: 1280x720)")
+    sp.add_argument("--max-image-width", type=int, default=None, metavar="PX",
+                    help="with --ros --objects: the node's max_image_width (default: its own, 640; 0 = full "
+                         "resolution)")
+
+
+def _size(text: str) -> tuple[int, int]:
+    """(width, height) of "WxH" (``bench --size``)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 1280x720") from None
+    if not (64 <= w <= 8192 and 48 <= h <= 8192):
+        raise argparse.ArgumentTypeError(f"{text!r}: width 64..8192 and height 48..8192")
+    return w, h
 
 
 def build_parser() -> argparse.ArgumentParser:

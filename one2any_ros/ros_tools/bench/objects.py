@@ -29,13 +29,15 @@ LEAVE_BACK = (9, 8, 7, 6, 5)
 
 def run_objects_bench(n_objects: int, *, backend: str = "auto", device: str = "auto", checkpoint: str | None = None,
                       duration: float = 25.0, out_dir: Path = Path("outputs/bench"), hold: float = 0.5,
-                      calibration_s: float | None = None, verbose: bool = True, masks: str = "every") -> dict:
+                      calibration_s: float | None = None, verbose: bool = True, masks: str = "every",
+                      size: tuple[int, int] = (640, 480), max_image_width: int | None = None) -> dict:
     """The node with ``n_objects`` references on one labelled stream: per-frame cost (frames one at a time), then
     ``duration`` s at 30 Hz (poses/s per object, latency). Writes ``<out_dir>/ros_bench_objects_<N>.json``
     (``..._<N>_reference.json`` with ``masks`` "reference": the label image only with the reference frame, then
     rgb + depth + camera_info alone: the node tracks every object without one, as a workcell runs it).
     ``calibration_s`` defaults to one whole turn back and forth, so the load phase starts where the object is (a
-    jump would cost a global search inside the measurement)."""
+    jump would cost a global search inside the measurement). ``size``: the rendered camera's (width, height), the
+    report's name saying it when it is not 640x480; ``max_image_width``: the node's parameter (None: its default)."""
     from one2any_ros.data.multi_scene import SCENE_OBJECTS, multi_object_scene
     from one2any_ros.ros_tools.demo_graph import estimate_receipts
     from one2any_ros.ros_tools.harness import GraphClient, frame_messages
@@ -43,14 +45,17 @@ def run_objects_bench(n_objects: int, *, backend: str = "auto", device: str = "a
     say = print if verbose else (lambda *a, **k: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    specs, frames = multi_object_scene(n_objects, max(PING_PONG) + 1, slots=SCENE_OBJECTS, without_first=LEAVE_AWAY)
+    specs, frames = multi_object_scene(n_objects, max(PING_PONG) + 1, width=size[0], height=size[1],
+                                       slots=SCENE_OBJECTS, without_first=LEAVE_AWAY)
     scene = save_scene(out_dir / "ros_bench_objects_scene.npz", frames)
     ids = [str(k + 1) for k in range(n_objects)]
+    extra = {} if max_image_width is None else {"max_image_width": int(max_image_width)}
     node, params = start_node(out_dir, "ros_bench_objects", backend=backend, device=device, checkpoint=checkpoint,
-                              object_frame_prefix=OBJECTS_PREFIX)
+                              object_frame_prefix=OBJECTS_PREFIX, **extra)
     client = GraphClient(namespace=NAMESPACE, client_name="one2any_bench")
     receipts = estimate_receipts(client)
     report: dict = {"machine": machine(), "n_objects": n_objects, "duration_s": duration, "hold_s": hold,
+                    "size": f"{size[0]}x{size[1]}",
                     "masks": "reference frame only" if masks == "reference" else "every frame",
                     "node_params": params, "objects": [
                         {"object_id": oid, "mask_label": k + 1, "name": o.name, "obj_id": o.obj_id,
@@ -81,12 +86,13 @@ def run_objects_bench(n_objects: int, *, backend: str = "auto", device: str = "a
         report["node_alive"] = node.alive()
     finally:
         stop_run(mem, client, node, report)
-    (out_dir / objects_report_name(n_objects, masks)).write_text(json.dumps(report, indent=2))
+    (out_dir / objects_report_name(n_objects, masks, size)).write_text(json.dumps(report, indent=2))
     return report
 
 
-def objects_report_name(n_objects: int, masks: str = "every") -> str:
-    return f"ros_bench_objects_{n_objects}{'_reference' if masks == 'reference' else ''}.json"
+def objects_report_name(n_objects: int, masks: str = "every", size: tuple[int, int] = (640, 480)) -> str:
+    suffix = "" if tuple(size) == (640, 480) else f"_{size[0]}x{size[1]}"
+    return f"ros_bench_objects_{n_objects}{'_reference' if masks == 'reference' else ''}{suffix}.json"
 
 
 class _ObjectsRun:
