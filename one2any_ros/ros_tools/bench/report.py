@@ -30,8 +30,10 @@ def format_report(r: dict) -> str:
 def format_objects_report(r: dict) -> str:
     """The several-objects report: the summary, then one line per object."""
     s = r["summary"]
-    lines = [f"ROS node, {r['n_objects']} object(s) on one stream, masks: {r.get('masks', 'every frame')}: backend "
-             f"{r.get('backend')} on {r.get('device')}, {r['machine']['cpu_count']} CPU cores",
+    mw = r.get("node_params", {}).get("max_image_width")
+    camera = f"{r.get('size', '640x480')}" + ("" if mw is None else f" (max_image_width {mw})")
+    lines = [f"ROS node, {r['n_objects']} object(s) on one {camera} stream, masks: {r.get('masks', 'every frame')}: "
+             f"backend {r.get('backend')} on {r.get('device')}, {r['machine']['cpu_count']} CPU cores",
              f"per-frame cost (frames one at a time): median {s['per_frame_ms'] or float('nan'):.0f} ms, p90 "
              f"{s['per_frame_ms_p90'] or float('nan'):.0f} ms",
              f"{r['phases'][1]['name']} in: {s['poses_per_s_per_object']:.1f} poses/s per object "

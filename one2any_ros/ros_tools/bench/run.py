@@ -11,8 +11,7 @@ from one2any_ros.ros_tools.bench.soak import run_ros_bench
 
 def main(args) -> int:
     """Run what ``args`` (the CLI's namespace: backend, device, checkpoint, out, duration, objects, masks, size,
-    max_image_width) asks for;
-    0 when the node was still alive at the end, else 1."""
+    max_image_width) asks for; 0 when the node was still alive at the end, else 1."""
     if getattr(args, "objects", None):
         masks = getattr(args, "masks", "every")
         size = tuple(getattr(args, "size", (640, 480)))
@@ -27,4 +26,3 @@ def main(args) -> int:
     print(format_report(report))
     print(f"-> {Path(args.out) / 'ros_bench.json'}")
     return 0 if report.get("node_alive") else 1
-
