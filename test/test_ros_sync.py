@@ -182,6 +182,9 @@ def test_updated_settings_swaps_whole_and_validates():
         params.updated_settings(base, {"min_depth": 5.0})
     with pytest.raises(ValueError, match="refine_thresholds"):
         params.updated_settings(base, {"refine_thresholds": []})
+    with pytest.raises(ValueError, match="max_image_width"):
+        params.updated_settings(base, {"max_image_width": 100})
+    assert params.updated_settings(base, {"max_image_width": 0}).max_image_width == 0
 
 
 def test_default_reference_path_is_per_node_full_name(monkeypatch, tmp_path):

@@ -23,6 +23,9 @@ from one2any_ros.core.multi_object import MASK_MODES
 DEVICES = ("auto", "cpu", "cuda")
 
 
+MIN_IMAGE_WIDTH = 160  # the narrowest working width max_image_width may ask for (0 = full resolution)
+
+
 @dataclass(frozen=True)
 class NodeSettings:
     backend: str = "auto"
@@ -245,4 +248,7 @@ def updated_settings(base: NodeSettings, changes: dict[str, Any]) -> NodeSetting
     new = replace(base, estimator=base.estimator.with_updates(**est_kw), **node_kw)
     if not new.min_depth < new.max_depth:
         raise ValueError(f"min_depth ({new.min_depth}) must be smaller than max_depth ({new.max_depth})")
+    if 0 < new.max_image_width < MIN_IMAGE_WIDTH:
+        raise ValueError(f"max_image_width ({new.max_image_width}) must be 0 (full resolution) or at least "
+                         f"{MIN_IMAGE_WIDTH} px: objects narrower than a few dozen pixels give no pose")
     return new
