@@ -72,7 +72,8 @@ class BoxSegmentSettings:
 
 def segment_in_box(depth_m: np.ndarray, K: np.ndarray, box: Box,
                    settings: BoxSegmentSettings = BoxSegmentSettings(), *,
-                   rng: np.random.Generator | None = None, behind_m: float | None = None) -> np.ndarray:
+                   rng: np.random.Generator | None = None, behind_m: float | None = None,
+                   exclude: np.ndarray | None = None) -> np.ndarray:
     """The object's pixels inside ``box``, from depth alone.
 
     Args:
@@ -81,6 +82,7 @@ def segment_in_box(depth_m: np.ndarray, K: np.ndarray, box: Box,
         box: the box around the object.
         behind_m: a depth, metres, the object is known to lie behind: a part whose median depth is nearer is taken
             only when no part lies behind it (something passing in front of the object), or None.
+        exclude: (H, W) bool, pixels never taken (read as without depth: the objects already known there), or None.
     Returns:
         (H, W) bool mask, True on the object's pixels (all inside the box).
     Raises:
@@ -89,6 +91,8 @@ def segment_in_box(depth_m: np.ndarray, K: np.ndarray, box: Box,
     h, w = depth_m.shape
     rows, cols = box.pixels(h, w)
     d = np.asarray(depth_m[rows, cols], np.float32)
+    if exclude is not None:
+        d = np.where(exclude[rows, cols], np.float32(0), d)
     valid = d > 0
     if int(valid.sum()) < camera.MIN_MASK_PIXELS:
         raise InputError(f"roi holds {int(valid.sum())} pixels with valid depth (need >= {camera.MIN_MASK_PIXELS})",

@@ -109,8 +109,7 @@ class Frame:
                 inside[rows, cols] = True
                 mask = mask & inside
             else:
-                depth = self.depth if others is None else np.where(others, 0, self.depth).astype(self.depth.dtype)
-                mask = segment_in_box(depth, self.K, box)
+                mask = segment_in_box(self.depth, self.K, box, exclude=others)
         return self.view_of(mask, T_cam_obj=T_cam_obj)
 
     def view_of(self, mask: np.ndarray, *, T_cam_obj: np.ndarray | None = None) -> View:

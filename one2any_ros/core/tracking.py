@@ -279,8 +279,7 @@ def _search_view(frame, ref, cue: Cue, margin: float, search_radii: float):
     try:
         if box is None:
             raise InputError("its last place is outside the image", reason="bad_roi")
-        depth = frame.depth if cue.exclude is None else np.where(free, frame.depth, 0).astype(frame.depth.dtype)
-        return frame.view_of(segment_in_box(depth, frame.K, box, behind_m=nearest))
+        return frame.view_of(segment_in_box(frame.depth, frame.K, box, behind_m=nearest, exclude=cue.exclude))
     except InputError as e:
         raise EstimationFailure(f"searching where it was last seen: nothing there ({e}); waiting for a mask or a box",
                                 reason="lost") from None
