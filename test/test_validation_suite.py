@@ -56,6 +56,25 @@ def test_compare_pairs_queries_and_refuses_a_bin_that_loses(tmp_path: Path):
     assert out["take"] is False
 
 
+def test_compare_over_several_draws_averages_each_query_and_counts_every_draws_confident_wrong(tmp_path: Path):
+    """Two draws a side (``run --draw``), paired by position: B loses a quarter of 90-120 in one draw and nothing in
+    the other, so each of those queries is right in half of B's draws: B - A is -0.125, and the confident wrong
+    poses are those of both draws. Unequal numbers of draws are refused."""
+    n = 200
+    bins = ["0-30"] * n + ["90-120"] * n
+    _write_run(tmp_path / "A0", [True] * (2 * n), bins, [0.9] * (2 * n))
+    _write_run(tmp_path / "A1", [True] * (2 * n), bins, [0.9] * (2 * n))
+    _write_run(tmp_path / "B0", [True] * n + [i % 4 != 0 for i in range(n)], bins, [0.9] * (2 * n))
+    _write_run(tmp_path / "B1", [True] * (2 * n), bins, [0.9] * (2 * n))
+    out = vs.compare([tmp_path / "A0", tmp_path / "A1"], [tmp_path / "B0", tmp_path / "B1"])
+    assert out["draws"] == 2 and out["n"] == 2 * n
+    wide = out["bins"]["90-120"]
+    assert wide["B_minus_A"] == pytest.approx(-0.125) and wide["loses_beyond_interval"]
+    assert out["confident_wrong_B"] == n // 4 and out["take"] is False
+    with pytest.raises(ValueError, match="one to one"):
+        vs.compare([tmp_path / "A0", tmp_path / "A1"], [tmp_path / "B0"])
+
+
 def test_summary_of_one_run_gives_recall_per_bin_confident_wrong_and_auroc(tmp_path: Path):
     """docs/benchmarks.md's suite section: one run alone. Right poses at confidence 0.8, wrong ones at 0.6 and one
     failure (no confidence, counted as 0): every right pose ranks above every wrong one (AUROC 1), one wrong above

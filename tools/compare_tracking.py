@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 BINS = ((0, 30), (30, 60), (60, 90), (90, 120), (120, 180))
+BOOTSTRAP_DRAWS = 4000
 FAMILIES = ("shape_asymmetric", "texture_only")
 
 
@@ -83,6 +84,11 @@ def run(args: argparse.Namespace) -> None:
 
     if args.masks == "first":  # (a checkout before issue 26 has no core/tracking.py)
         from one2any_ros.core.tracking import ObjectTrack, estimate_object
+    if args.draw:
+        from one2any_ros.core import geometry
+        if not hasattr(geometry, "SUBSAMPLE_SEED"):
+            raise SystemExit(f"--draw {args.draw}: this checkout's geometry has no SUBSAMPLE_SEED")
+        geometry.SUBSAMPLE_SEED = args.draw
     settings = EstimatorSettings().with_updates(**json.loads(args.settings))
     backend = create_backend(args.backend)
     rows = []
@@ -129,44 +135,88 @@ def run(args: argparse.Namespace) -> None:
     print(f"{len(rows)} object-frames -> {args.out}")
 
 
+def _load_draws(files: str) -> list[dict[str, dict]]:
+    """Each comma-separated file's rows by key (one file per draw)."""
+    return [{r["key"]: r for r in map(json.loads, Path(f).read_text().splitlines())} for f in files.split(",")]
+
+
+def summary(per_draw: list[list[dict]]) -> dict:
+    """One side's numbers over the rows of all its draws (the longest wrong run: the longest in any draw)."""
+    from one2any_ros.core.metrics import confidence_auroc
+
+    x = [r for rows in per_draw for r in rows]
+    ok = np.array([r["right"] for r in x])
+    conf = np.array([r["confidence"] for r in x])
+    published = np.array([r["mode"] != "none" for r in x])
+    auroc = confidence_auroc(conf[published], ok[published])
+    return {"add_01d": round(float(ok.mean()), 3), "wrong_at_conf_over_0.5": int((~ok & (conf > 0.5)).sum()),
+            "auroc_published": None if auroc is None else round(auroc, 3),
+            "median_rot_deg": round(float(np.median([r["rot_deg"] for r in x])), 2),
+            "median_mm": round(float(np.median([r["mm"] if r["mm"] is not None else 1e9 for r in x])), 2),
+            "global_share": round(float(np.mean([r["mode"] == "global" for r in x])), 3),
+            "published_wrong": int(sum(r["mode"] != "none" and not r["right"] for r in x)),
+            "published": int(sum(r["mode"] != "none" for r in x)),
+            "longest_wrong_run": max(_longest_wrong_run(rows) for rows in per_draw),
+            "ms_median": round(float(np.median([r["ms"] for r in x])), 1),
+            "ms_mean": round(float(np.mean([r["ms"] for r in x])), 1)}
+
+
 def compare(args: argparse.Namespace) -> None:
-    a_rows = {r["key"]: r for r in map(json.loads, Path(args.a).read_text().splitlines())}
-    b_rows = {r["key"]: r for r in map(json.loads, Path(args.b).read_text().splitlines())}
-    keys = sorted(set(a_rows) & set(b_rows))
-    a, b = [a_rows[k] for k in keys], [b_rows[k] for k in keys]
-    ok_a, ok_b = (np.array([r["right"] for r in x]) for x in (a, b))
-    rel = np.array([r["from_reference_deg"] for r in a])
+    """B against A per bin. With several draws (``run --draw``) per side, paired by position, an object-frame's
+    difference is its mean over the draws and the summaries pool every draw's rows: a change is judged by what it
+    does on average over equally good draws, not on one draw that earlier choices were made on."""
+    a_draws, b_draws = _load_draws(args.a), _load_draws(args.b)
+    if len(a_draws) != len(b_draws):
+        raise SystemExit(f"A has {len(a_draws)} draws and B {len(b_draws)}: pair them one to one")
+    keys = sorted(set.intersection(*(set(x) for x in a_draws + b_draws)))
+    a, b = ([[x[k] for k in keys] for x in draws] for draws in (a_draws, b_draws))
+    out = {"n": len(keys), "draws": len(a_draws), "A": summary(a), "B": summary(b), "bins": {}}
+    # an object-frame's share of its draws that were right, per side
+    ok_a, ok_b = (np.mean([[r["right"] for r in rows] for rows in x], axis=0) for x in (a, b))
+    rel = np.array([r["from_reference_deg"] for r in a[0]])
     rng = np.random.default_rng(0)
-
-    def summary(x: list[dict], ok: np.ndarray) -> dict:
-        from one2any_ros.core.metrics import confidence_auroc
-
-        conf = np.array([r["confidence"] for r in x])
-        published = np.array([r["mode"] != "none" for r in x])
-        auroc = confidence_auroc(conf[published], ok[published])
-        return {"add_01d": round(float(ok.mean()), 3), "wrong_at_conf_over_0.5": int((~ok & (conf > 0.5)).sum()),
-                "auroc_published": None if auroc is None else round(auroc, 3),
-                "median_rot_deg": round(float(np.median([r["rot_deg"] for r in x])), 2),
-                "median_mm": round(float(np.median([r["mm"] if r["mm"] is not None else 1e9 for r in x])), 2),
-                "global_share": round(float(np.mean([r["mode"] == "global" for r in x])), 3),
-                "published_wrong": int(sum(r["mode"] != "none" and not r["right"] for r in x)),
-                "published": int(sum(r["mode"] != "none" for r in x)),
-                "longest_wrong_run": _longest_wrong_run(x),
-                "ms_median": round(float(np.median([r["ms"] for r in x])), 1),
-                "ms_mean": round(float(np.mean([r["ms"] for r in x])), 1)}
-
-    out = {"n": len(keys), "A": summary(a, ok_a), "B": summary(b, ok_b), "bins": {}}
+    sequence = np.array([k.rsplit("/", 1)[0] for k in keys])  # "scene/object": one tracked sequence
     for lo, hi in BINS:
         m = (rel >= lo) & (rel < hi)
         if not m.any():
             continue
-        d = ok_b[m].astype(float) - ok_a[m].astype(float)
-        boot = [rng.choice(d, len(d)).mean() for _ in range(2000)]
-        out["bins"][f"{lo}-{hi}"] = {"n": int(m.sum()), "A": round(float(ok_a[m].mean()), 3),
-                                     "B": round(float(ok_b[m].mean()), 3), "B_minus_A": round(float(d.mean()), 3),
-                                     "ci95": [round(float(np.percentile(boot, 2.5)), 3),
-                                              round(float(np.percentile(boot, 97.5)), 3)]}
+        d = ok_b[m] - ok_a[m]
+        lo95, hi95 = sequence_interval(d, sequence[m], rng)
+        frames = rng.choice(d, (BOOTSTRAP_DRAWS, len(d))).mean(axis=1)
+        out["bins"][f"{lo}-{hi}"] = {"n": int(m.sum()), "sequences": int(len(set(sequence[m]))),
+                                     "A": round(float(ok_a[m].mean()), 3), "B": round(float(ok_b[m].mean()), 3),
+                                     "B_minus_A": round(float(d.mean()), 3), "ci95": [lo95, hi95],
+                                     "ci95_object_frames": [round(float(np.percentile(frames, 2.5)), 3),
+                                                            round(float(np.percentile(frames, 97.5)), 3)],
+                                     "loses_beyond_interval": bool(hi95 < 0)}
+    out["take"] = not any(b["loses_beyond_interval"] for b in out["bins"].values())
     print(json.dumps(out, indent=1))
+
+
+def sequence_interval(d: np.ndarray, sequence: np.ndarray, rng: np.random.Generator,
+                      draws: int = BOOTSTRAP_DRAWS) -> tuple[float, float]:
+    """95 % bootstrap interval of mean(d) that resamples whole sequences (a cluster bootstrap), not object-frames.
+
+    A track's frames are not independent: once a track leaves its basin the frames after it follow, so a change
+    flips runs of frames together, and a bootstrap over object-frames gives intervals too narrow for that
+    (docs/tracking.md, "How wide a tracking comparison's interval is"). Here each draw takes as many sequences as
+    the bin has, with replacement, and the mean over all their object-frames in the bin.
+
+    Args:
+        d: (N,) per object-frame differences B - A (-1, 0 or 1).
+        sequence: (N,) the sequence each object-frame belongs to.
+        rng: random generator (seeded by the caller: the same interval every run).
+        draws: bootstrap draws.
+
+    Returns:
+        (low, high), rounded to 3 decimals.
+    """
+    _, idx = np.unique(sequence, return_inverse=True)
+    sums = np.bincount(idx, weights=d)
+    counts = np.bincount(idx).astype(float)
+    pick = rng.integers(0, len(sums), (draws, len(sums)))
+    boot = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
+    return round(float(np.percentile(boot, 2.5)), 3), round(float(np.percentile(boot, 97.5)), 3)
 
 
 def _longest_wrong_run(rows: list[dict]) -> int:
@@ -196,9 +246,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="a mask on every frame, or on the reference only (tracked without one after it)")
     r.add_argument("--plain", action="store_true", help="objects painted one colour (no texture)")
     r.add_argument("--source", help="another checkout whose one2any_ros to measure (a worktree of a commit)")
+    r.add_argument("--draw", type=int, default=0,
+                   help="another equally good draw of the subsampled points (geometry.SUBSAMPLE_SEED; 0 = the default)")
     c = sub.add_parser("compare", help="paired comparison of two result files (B against A)")
-    c.add_argument("a")
-    c.add_argument("b")
+    c.add_argument("a", help="A's result file, or several (one per --draw) separated by commas")
+    c.add_argument("b", help="B's, the same draws in the same order")
     args = p.parse_args(argv)
     (run if args.cmd == "run" else compare)(args)
     return 0

@@ -97,16 +97,23 @@ def _query_masks(part: dict) -> str:
 
 
 def run(suite: Path, out: Path, *, backend: str, settings: dict, source: str | None,
-        only: list[str] | None = None) -> None:
+        only: list[str] | None = None, draw: int = 0) -> None:
     """``one2any eval``'s protocol on every part (``only``: the parts whose names match one of these patterns);
     per-query records in ``out/<part>/queries.jsonl``, the parts run listed in ``out/run.json`` (a later run of
-    other parts into the same ``out``, same backend, settings and source, adds to them)."""
+    other parts into the same ``out``, same backend, settings and source, adds to them). ``draw``: another equally
+    good draw of the subsampled points (``geometry.SUBSAMPLE_SEED``; 0 = the default), to see what a change does
+    beyond the one draw earlier choices were made on (docs/validation.md, "The rule")."""
     _use_source(source)
+    from one2any_ros.core import geometry
     from one2any_ros.core.estimator_settings import EstimatorSettings
     from one2any_ros.evaluation import evaluate_dataset
 
     meta = json.loads((suite / "suite.json").read_text())
     run_meta = {"suite_version": meta["suite_version"], "backend": backend, "settings": settings, "source": source}
+    if draw:
+        if not hasattr(geometry, "SUBSAMPLE_SEED"):
+            raise SystemExit(f"--draw {draw}: this checkout's geometry has no SUBSAMPLE_SEED")
+        geometry.SUBSAMPLE_SEED = run_meta["draw"] = draw
     done = _earlier_parts(out, run_meta)
     kwargs = {"settings": EstimatorSettings().with_updates(**settings)}
     for part in meta["parts"]:
@@ -164,7 +171,8 @@ def mcnemar_p(b_only: int, a_only: int) -> float:
 
 
 def paired_bin(a_hit: np.ndarray, b_hit: np.ndarray, rng: np.random.Generator) -> dict:
-    """One bin of the paired comparison: both recalls, B - A with a bootstrap 95 % interval, McNemar's p."""
+    """One bin of the paired comparison: both recalls, B - A with a bootstrap 95 % interval, McNemar's p (with several
+    draws a side, hits are shares of right draws and the p is the sign test on the queries whose shares differ)."""
     d = b_hit.astype(float) - a_hit.astype(float)
     boot = rng.choice(d, (BOOTSTRAP_DRAWS, len(d))).mean(axis=1) if len(d) else np.zeros(1)
     def mean(x: np.ndarray) -> float | None:
@@ -176,29 +184,38 @@ def paired_bin(a_hit: np.ndarray, b_hit: np.ndarray, rng: np.random.Generator) -
             "loses_beyond_interval": bool(np.percentile(boot, 97.5) < 0)}
 
 
-def compare(a_dir: Path, b_dir: Path, *, confident: float = 0.5, masks: bool = False) -> dict:
+def compare(a_dir: Path | list[Path], b_dir: Path | list[Path], *, confident: float = 0.5,
+            masks: bool = False) -> dict:
     """B against A on the queries both ran, per rotation bin, per part and per kind of query mask, and the confident
     wrong poses (overall and per group). ``masks``: A's clean parts against B's segmenter parts on the same frames
-    (A and B may be one run) - what segmenter-like masks cost."""
+    (A and B may be one run) - what segmenter-like masks cost. Several runs per side (``run --draw``, paired by
+    position): a query's hit is its share of right draws, and the confident wrong poses are counted over every draw
+    (docs/validation.md, "Another draw of the same points")."""
+    a_dirs, b_dirs = ([d] if isinstance(d, Path) else list(d) for d in (a_dir, b_dir))
+    if len(a_dirs) != len(b_dirs):
+        raise ValueError(f"A has {len(a_dirs)} runs and B {len(b_dirs)}: pair the draws one to one")
     if masks:
-        a, b = load_records(a_dir, query_masks="clean"), load_records(b_dir, query_masks="segmenter")
+        a_runs = [load_records(d, query_masks="clean") for d in a_dirs]
+        b_runs = [load_records(d, query_masks="segmenter") for d in b_dirs]
     else:
-        a, b = load_records(a_dir), load_records(b_dir)
-    keys = sorted(set(a) & set(b))
+        a_runs, b_runs = [load_records(d) for d in a_dirs], [load_records(d) for d in b_dirs]
+    a = a_runs[0]
+    keys = sorted(set.intersection(*(set(r) for r in a_runs + b_runs)))
     rng = np.random.default_rng(0)
-    hit = {name: np.array([r[k]["hit"] for k in keys], bool) for name, r in (("A", a), ("B", b))}
-    wrong = {}
-    for name, r in (("A", a), ("B", b)):
-        conf = np.array([r[k]["confidence"] if r[k]["confidence"] is not None else 0.0 for k in keys])
-        wrong[name] = ~hit[name] & (conf > confident)
+    hit, wrong = {}, {}
+    for name, runs in (("A", a_runs), ("B", b_runs)):
+        hits = np.array([[r[k]["hit"] for k in keys] for r in runs], bool)
+        conf = np.array([[r[k]["confidence"] if r[k]["confidence"] is not None else 0.0 for k in keys] for r in runs])
+        hit[name] = hits.mean(axis=0) if len(runs) > 1 else hits[0]
+        wrong[name] = (~hits & (conf > confident)).sum(axis=0)
 
     def group(m: np.ndarray) -> dict:
         return {**paired_bin(hit["A"][m], hit["B"][m], rng),
                 "confident_wrong_A": int(wrong["A"][m].sum()), "confident_wrong_B": int(wrong["B"][m].sum())}
 
-    defs = run_parts(b_dir)
+    defs = run_parts(b_dirs[0])
     kinds = ["segmenter" if masks else _query_masks(defs.get(k[0], {})) for k in keys]
-    out = {"n": len(keys), "pairing": "A clean, B segmenter masks" if masks else "same part",
+    out = {"n": len(keys), "draws": len(a_dirs), "pairing": "A clean, B segmenter masks" if masks else "same part",
            "all": group(np.ones(len(keys), bool)), "bins": {}, "parts": {}, "query_masks": {}}
     for key, groups in (("bins", [a[k]["bin"] for k in keys]), ("parts", [k[0] for k in keys]), ("query_masks", kinds)):
         groups = np.array(groups)
@@ -242,6 +259,11 @@ def summary(run_dir: Path, *, confident: float = 0.5) -> dict:
             "parts": {name: stats([r for k, r in records.items() if k[0] == name]) for name in parts}}
 
 
+def _paths(text: str) -> list[Path]:
+    """Comma-separated run directories."""
+    return [Path(p) for p in text.split(",")]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -254,10 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--backend", default="auto")
     u.add_argument("--settings", default="{}", help="EstimatorSettings.with_updates keys, as JSON")
     u.add_argument("--source", help="another checkout whose one2any_ros to measure (a worktree of a commit)")
+    u.add_argument("--draw", type=int, default=0,
+                   help="another equally good draw of the subsampled points (geometry.SUBSAMPLE_SEED; 0 = the default)")
     u.add_argument("--parts", nargs="+", metavar="PATTERN", help="only the parts whose names match (shell patterns)")
     c = sub.add_parser("compare", help="B against A, paired")
-    c.add_argument("a", type=Path)
-    c.add_argument("b", type=Path)
+    c.add_argument("a", type=_paths, help="A's run, or several (one per --draw) separated by commas")
+    c.add_argument("b", type=_paths, help="B's, the same draws in the same order")
     c.add_argument("--masks", action="store_true",
                    help="A's clean parts against B's segmenter parts on the same frames (A and B may be one run)")
     m = sub.add_parser("summary", help="one run alone: recall per part and bin, confident wrong, AUROC")
@@ -267,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         render(args.out, args.reuse)
     elif args.cmd == "run":
         run(args.suite, args.out, backend=args.backend, settings=json.loads(args.settings), source=args.source,
-            only=args.parts)
+            only=args.parts, draw=args.draw)
     elif args.cmd == "summary":
         print(json.dumps(summary(args.run), indent=1))
     else:
