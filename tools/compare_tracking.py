@@ -1,11 +1,14 @@
 """Tracking, measured paired: two settings or two commits on the same rendered object-frames, per bin of rotation
-from the reference, with a bootstrap interval (docs/tracking.md).
+from the reference, with a bootstrap interval over whole sequences (docs/tracking.md).
 
     # per object-frame results (JSON lines) of this checkout, then of another one (a commit in a worktree)
     .venv/bin/python tools/compare_tracking.py run --out /tmp/new.jsonl --backend auto --seed 3
     git worktree add /tmp/old <commit>
     .venv/bin/python tools/compare_tracking.py run --out /tmp/old.jsonl --backend auto --seed 3 --source /tmp/old
     .venv/bin/python tools/compare_tracking.py compare /tmp/old.jsonl /tmp/new.jsonl
+    # the rule's comparison: three draws of the subsampled points a side (run ... --draw 1, --draw 2), paired
+    .venv/bin/python tools/compare_tracking.py compare /tmp/old.jsonl,/tmp/old1.jsonl,/tmp/old2.jsonl \
+        /tmp/new.jsonl,/tmp/new1.jsonl,/tmp/new2.jsonl
 
 The sequences: ``--scenes`` scenes of two VALIDATION objects (one shape-asymmetric, one texture-only: never the
 test split), each turning 4-8 deg a frame about its own random axis and drifting ~4 mm a frame, ``--frames``
