@@ -1,6 +1,5 @@
 """tools/compare_open3d.py: its command line, the message and exit code 2 when Open3D is missing (Open3D is not in
 the default install), and, where Open3D is installed, one small real run (skipped otherwise)."""
-import importlib.util
 import json
 import subprocess
 import sys
@@ -8,22 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tool_modules import load_tool
 
 REPO = Path(__file__).resolve().parent.parent
 TOOL = REPO / "tools" / "compare_open3d.py"
 
 
-def _tool():
-    """The tool as a module (tools/ is not a package): parse_args and the table have no side effects."""
-    spec = importlib.util.spec_from_file_location("compare_open3d", TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, mod)  # dataclasses look their module up there
-    spec.loader.exec_module(sys.modules[spec.name])
-    return sys.modules[spec.name]
-
-
 def test_arguments():
-    tool = _tool()
+    tool = load_tool("compare_open3d")
     a = tool.parse_args([])
     assert a.backend == ["auto"] and a.max_pairs is None and a.icp == "point-to-plane" and a.voxel_fraction == 0.05
     a = tool.parse_args(["--backend", "auto", "classic", "--max-pairs", "5", "--cores", "1", "--icp", "point-to-point"])

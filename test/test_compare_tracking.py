@@ -1,27 +1,15 @@
 """The paired tracking comparison's statistics (tools/compare_tracking.py, docs/tracking.md "How wide a tracking
 comparison's interval is"): the interval resamples whole sequences, and several draws per side are paired and
 averaged. Synthetic rows: no rendering, no estimation."""
-import importlib.util
 import json
-import sys
 from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tool_modules import load_tool
 
-TOOL = Path(__file__).resolve().parent.parent / "tools" / "compare_tracking.py"
-
-
-def _tool():
-    """The tool as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("compare_tracking", TOOL)
-    sys.modules.setdefault(spec.name, importlib.util.module_from_spec(spec))
-    spec.loader.exec_module(sys.modules[spec.name])
-    return sys.modules[spec.name]
-
-
-ct = _tool()
+ct = load_tool("compare_tracking")
 
 
 def test_flips_in_runs_widen_the_interval_beyond_the_object_frames_one():

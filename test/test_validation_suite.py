@@ -1,26 +1,14 @@
 """The validation suite's definition and its paired comparison (tools/validation_suite.py, docs/validation.md):
 >= 1,000 queries over every family with a 120-180 deg bin, and a comparison that pairs queries, finds a loss beyond
 its interval and counts confident wrong poses. The full suite is not rendered here (minutes): one tiny part is."""
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tool_modules import load_tool
 
-TOOL = Path(__file__).resolve().parent.parent / "tools" / "validation_suite.py"
-
-
-def _tool():
-    """The tool as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("validation_suite", TOOL)
-    sys.modules.setdefault(spec.name, importlib.util.module_from_spec(spec))
-    spec.loader.exec_module(sys.modules[spec.name])
-    return sys.modules[spec.name]
-
-
-vs = _tool()
+vs = load_tool("validation_suite")
 
 
 def test_the_suite_has_a_thousand_queries_over_every_family_and_the_wide_bins():
