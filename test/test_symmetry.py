@@ -4,7 +4,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from one2any_ros.core.symmetry import (TwinSettings, estimate_normals, fit_revolution_axis, principal_turns,
-                                  revolution_axis, turns_about, twins)
+                                  revolution_axis, rotation_cube, sphere_fit, turns_about, turns_by, twins)
 
 CAMERA = np.zeros(3)
 
@@ -93,3 +93,33 @@ def test_turns_about_and_principal_turns():
     pts = np.random.default_rng(0).normal(size=(200, 3)) * [3, 2, 1]
     assert principal_turns(pts, np.zeros(3), 4).shape == (9, 4, 4)
     assert principal_turns(pts, np.zeros(3), 1).shape == (0, 4, 4)
+
+
+def test_the_centre_of_a_seen_piece_of_a_sphere_and_none_for_a_cylinder():
+    """``sphere_fit``: every normal line of a sphere's visible cap (normals estimated from noisy points) passes within
+    a few per cent of its radius of the centre; a cylinder's side and a box are far from any one point."""
+    rng = np.random.default_rng(2)
+    centre, r = np.array([0.02, -0.01, 0.5]), 0.05
+    d = rng.normal(size=(6000, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    cap = _visible(centre + r * d, d)
+    cap = cap + rng.normal(0, 0.0005, cap.shape)
+    fit = sphere_fit(cap, estimate_normals(cap, CAMERA))
+    assert np.linalg.norm(fit.centre - centre) < 0.1 * r and fit.residual < 0.1 * r
+    pts, nrm = _cylinder(np.array([1.0, 0.2, 0.1]) / np.linalg.norm([1.0, 0.2, 0.1]), centre, r=r)
+    side = _visible(pts, nrm)
+    assert sphere_fit(side, estimate_normals(side, CAMERA)).residual > 0.3 * r
+    pts, nrm = _box()
+    face = _visible(pts, nrm)
+    assert sphere_fit(face, estimate_normals(face, CAMERA)).residual > 0.3 * 0.06
+
+
+def test_the_pattern_search_turns():
+    """``rotation_cube``: 27 distinct turns, the centre first (a tie keeps it); ``turns_by`` turns about a point and
+    agrees with ``turns_about`` for turns about one line."""
+    cube = rotation_cube(np.radians(6.0))
+    assert cube.shape == (27, 3) and not cube[0].any() and len(np.unique(cube, axis=0)) == 27
+    p = np.array([0.1, -0.2, 0.3])
+    T = turns_by(cube, p)
+    assert np.allclose(T[:, :3, :3] @ p + T[:, :3, 3], p)  # the centre stays
+    assert np.allclose(turns_by(np.outer([0.3, -0.5], [0, 0, 1.0]), p), turns_about(np.array([0, 0, 1.0]), p, np.array([0.3, -0.5])))

@@ -162,6 +162,26 @@ def test_tracking_follows_a_turn_about_an_axis_of_revolution():
     assert max(unspun) > 12.0, unspun  # the case is one the spin must fix: without it, the pose lags
 
 
+def test_tracking_follows_a_bowl_turning_about_its_axis():
+    """A texture-only bowl turning 6 deg a frame about its own axis: its visible outside is nearly a piece of a sphere,
+    so the axis of revolution fitted to it is arbitrary and the spins about it missed the turn (measured here without
+    the sphere's turns: errors up to ~9 deg, mean ~5). Turning the winner about the sphere's centre, appearance
+    choosing (``track_sphere_max_residual``), follows it (measured: at most ~2 deg, mean ~1). Paired on the long
+    sequences and ~1,040 object-frames: docs/tracking.md, "A bowl turned about its centre"."""
+    from one2any_ros.core.reference_cache import reference_sphere
+
+    _, frames = _spin_about_axis(2570518, 6.0)
+    turned = _rotation_errors_without_masks(frames)
+    unturned = _rotation_errors_without_masks(frames, track_sphere_max_residual=0.0)
+    assert max(turned) < 5.0 and np.mean(turned) < 0.5 * np.mean(unturned), (turned, unturned)
+    est = PoseEstimator("classic")
+    f0 = frames[0]
+    ref = est.set_reference(decode_frame(f0["rgb"], f0["depth"], f0["labels"], f0["K"]).view(
+        1, T_cam_obj=f0["T_cam_obj"][0]))
+    assert reference_sphere(est._cache, ref, 0.2) is not None  # the case is the sphere's
+    assert reference_sphere(est._cache, ref, 0.0) is None
+
+
 def test_a_small_lost_object_is_found_again_without_a_mask():
     """A 6 cm object ~190 pixels large, lost, then searched for where it was last seen (no mask): the appearance
     score is shrunk by n / (n + 50) for n co-visible points, so a small object's true pose could not pass

@@ -24,7 +24,9 @@ from one2any_ros.core.estimator_settings import EstimatorSettings
 from one2any_ros.core.geometry import icp_batched, invert_transform, rotation_angle_deg, subsample, transform_points
 from one2any_ros.core.nearest import KDTree
 from one2any_ros.core.reference import Reference, make_reference, require_reference
-from one2any_ros.core.reference_cache import RefCache, axis_spins, build_ref_cache, reference_axis, track_turns
+from one2any_ros.core.reference_cache import (RefCache, axis_spins, build_ref_cache, reference_axis, reference_sphere,
+                                             track_turns)
+from one2any_ros.core.symmetry import rotation_cube, turns_by
 from one2any_ros.core.frame import View
 from one2any_ros.core.verify import DepthTarget, VerifyResult, make_target, verify
 
@@ -280,6 +282,7 @@ class PoseEstimator:
         best = self._tracked_winner(c, best, app_score, conf_before)
         if app_score is not None:
             self._spin_winner(c, best, app_score, conf_before, score, q, tm)
+            self._sphere_winner(c, best, app_score, score, q, tm)
         appearance = None if app_score is None else float(app_score[best])
         if not self._trusted(float(c.conf[best]), appearance, require_trust):
             return None
@@ -338,6 +341,38 @@ class PoseEstimator:
             margin = c.conf[best] / conf_before[best] if conf_before[best] > 0 else 1.0
             c.T[best], app_score[best], c.conf[best] = Ts[j], app[j], vr.confidence[j] * margin
         tm.lap("spin")
+
+    def _sphere_winner(self, c: Candidates, best: int, app_score: np.ndarray,
+                       score: Callable[[np.ndarray], VerifyResult], q: QueryContext, tm: StageTimer) -> None:
+        """Turn tracking's winner about the centre of the sphere the reference's visible surface lies on (when it
+        does, within ``track_sphere_max_residual``, and has texture): a pattern search over turns about x, y and z
+        (``track_sphere_steps_deg``, each step's 27 turns about the best so far), appearance alone choosing on
+        ``twin_rank_points`` of its points. The best turn replaces the winner when its appearance on every point is
+        higher and its verifier score at most ``track_sphere_verifier_slack`` lower. Every turn about that centre
+        keeps a sphere's surface, so neither ICP nor the verifier sees them (its noise of +-0.03 between turns 3 deg
+        apart chose poses 15-25 deg off on the long sets' bowls), while the texture peaks at the truth; the axis of
+        revolution fitted to such a piece is arbitrary, so ``_spin_winner`` turns about the wrong line there
+        (docs/tracking.md, "A bowl turned about its centre")."""
+        s = self.settings
+        if not s.track_sphere_steps_deg or not self._cache.textured:
+            return
+        centre = reference_sphere(self._cache, self.reference, s.track_sphere_max_residual)
+        if centre is None:
+            return
+        X = np.eye(4)  # the best turn of C so far
+        for step in s.track_sphere_steps_deg:
+            Xs = X[None] @ turns_by(rotation_cube(np.radians(step)), centre)
+            app = self._appearance(c.T[best][None] @ Xs, q, points=s.twin_rank_points)
+            X = Xs[int(np.argmax(app))]
+        T = c.T[best] @ X
+        vr, app = score(np.stack([c.T[best], T])), self._appearance(T[None], q)  # the winner as it is now (spun)
+        margin = c.conf[best] / vr.confidence[0] if vr.confidence[0] > 0 else 1.0  # the rival margin _choose applied
+        conf = vr.confidence[1] * margin
+        if (app[0] > app_score[best] and vr.score[1] >= vr.score[0] - s.track_sphere_verifier_slack
+                and (self._trusted(conf, app[0]) or not self._trusted(c.conf[best], app_score[best]))):
+            # (a turn never makes a trusted pose untrusted: the track would be lost for a texture's guess)
+            c.T[best], app_score[best], c.conf[best] = T, app[0], conf
+        tm.lap("sphere")
 
     def _global_search(self, ref: Reference, q: QueryContext, qsel: np.ndarray, qcol: np.ndarray,
                        tm: StageTimer, *, require_trust: bool = False) -> PoseResult:

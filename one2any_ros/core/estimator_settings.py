@@ -54,6 +54,14 @@ class EstimatorSettings:
     track_spin_step_deg: float = 2.5  # ... steps of this; verifier + appearance keep the best (0 = off; docs/tracking.md)
     track_slide: float = 0.0  # ... and slid along that axis by +-1/3, 2/3, 1 x this x diameter (0 = off: measured, not
     # taken: seed 3 ADD 0.699 -> 0.713, seed 5 0.773 -> 0.768 with 30-60 deg lower beyond its interval; docs/tracking.md)
+    track_sphere_max_residual: float = 0.2  # a reference whose visible surface is a piece of a sphere (its normal lines
+    # within this x scale of one point: a bowl's outside) and has texture: tracking's winner is turned about that
+    # point by a pattern search (steps below), appearance alone choosing, the verifier a guard. Its fitted axis of
+    # revolution is arbitrary there, so the spins above missed the turns (0 = off; docs/tracking.md, "A bowl turned
+    # about its centre")
+    track_sphere_steps_deg: tuple[float, ...] = (6.0, 3.0, 1.5)  # ... the search's steps, each about x, y, z
+    track_sphere_verifier_slack: float = 0.05  # ... a turn is kept only when its verifier score is at most this below
+    # the winner's and its appearance (on every point) above
     track_margin: float = 0.2  # without a mask, the object's pixels are those within this (x diameter; at least
     track_margin_min_m: float = 0.01  # this) of its reference cloud at the last pose: the motion allowed per frame
     search_radii: float = 3.0  # a lost object is searched for within this many radii of where it was last seen

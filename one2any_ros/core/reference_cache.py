@@ -10,7 +10,8 @@ from one2any_ros.core import camera
 from one2any_ros.core.estimator_settings import EstimatorSettings
 from one2any_ros.core.geometry import subsample, transform_points
 from one2any_ros.core.reference import Reference
-from one2any_ros.core.symmetry import RevolutionAxis, principal_turns, revolution_axis, turns_about
+from one2any_ros.core.symmetry import (RevolutionAxis, SphereFit, TwinSettings, estimate_normals, principal_turns,
+                                       revolution_axis, sphere_fit, turns_about)
 from one2any_ros.core.verify import DepthTarget, make_target
 
 
@@ -32,6 +33,8 @@ class RefCache:
     textured: bool = True  # the reference has texture enough for the appearance check (is_textured)
     axis: RevolutionAxis | None = None  # its axis of revolution (reference_axis; valid once axis_fitted)
     axis_fitted: bool = False
+    sphere: SphereFit | None = None  # the point nearest its normal lines (reference_sphere; fitted on first use)
+    normals: np.ndarray | None = None  # (N,3) of ref.points_C (reference_normals), for the axis and the sphere
 
 
 def build_ref_cache(ref: Reference, settings: EstimatorSettings) -> RefCache:
@@ -60,6 +63,7 @@ def build_ref_cache(ref: Reference, settings: EstimatorSettings) -> RefCache:
                      sweep=spin_sweep(ref.points_C, settings.sweep_angles),
                      textured=is_textured(ref.view.rgb, ref.view.mask, settings.texture_min_std))
     axis_spins(cache, ref, settings)  # the axis fit (~25-50 ms) here, not on the first tracked frame
+    reference_sphere(cache, ref, settings.track_sphere_max_residual)  # and the sphere's
     return cache
 
 
@@ -75,8 +79,37 @@ def reference_axis(c: RefCache, ref: Reference) -> RevolutionAxis | None:
         RevolutionAxis, or None when the visible surface has none.
     """
     if not c.axis_fitted:
-        c.axis, c.axis_fitted = revolution_axis(ref.points_C, -ref.T_refcam_C[:3, 3], ref.scale), True
+        c.axis, c.axis_fitted = revolution_axis(ref.points_C, -ref.T_refcam_C[:3, 3], ref.scale,
+                                                normals=reference_normals(c, ref)), True
     return c.axis
+
+
+def reference_normals(c: RefCache, ref: Reference) -> np.ndarray:
+    """(N, 3) unit normals of ``ref.points_C`` facing its camera (``estimate_normals`` with the twins'
+    ``normal_neighbours``), estimated once (~15 ms) for the axis and the sphere fits."""
+    if c.normals is None:
+        c.normals = estimate_normals(ref.points_C, -ref.T_refcam_C[:3, 3], k=TwinSettings().normal_neighbours)
+    return c.normals
+
+
+def reference_sphere(c: RefCache, ref: Reference, max_residual: float) -> np.ndarray | None:
+    """The centre (3,) metres in C of the sphere the reference's visible surface lies on, when its normal lines pass
+    within ``max_residual`` x scale of one point (a bowl's outside, a ball), else None; fitted on first use and kept
+    in ``c`` (~10 ms: normals of the reference cloud).
+
+    Args:
+        c: the reference's cache (``sphere`` set here).
+        ref: the reference.
+        max_residual: x the reference's scale s; <= 0: None.
+
+    Returns:
+        (3,) float64 centre in C, metres, or None.
+    """
+    if max_residual <= 0 or len(ref.points_C) < 20:
+        return None
+    if c.sphere is None:
+        c.sphere = sphere_fit(ref.points_C, reference_normals(c, ref))
+    return c.sphere.centre if c.sphere.residual <= max_residual * ref.scale else None
 
 
 def axis_spins(c: RefCache, ref: Reference, s: EstimatorSettings) -> np.ndarray:

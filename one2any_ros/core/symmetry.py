@@ -116,7 +116,50 @@ def turns_about(axis: np.ndarray, point: np.ndarray, angles_rad: np.ndarray) -> 
     Returns:
         (k, 4, 4) float64 rigid transforms.
     """
-    R = Rotation.from_rotvec(np.outer(angles_rad, axis)).as_matrix()
+    return turns_by(np.outer(angles_rad, axis), point)
+
+
+@dataclass(frozen=True)
+class SphereFit:
+    centre: np.ndarray  # (3,) the point nearest every normal line, metres
+    residual: float  # median distance of the normal lines from it, metres
+
+
+def sphere_fit(points: np.ndarray, normals: np.ndarray) -> SphereFit:
+    """The point nearest all normal lines of an oriented cloud in least squares (sum of (I - n n^T)(x - p) = 0), and
+    how near they pass. On a piece of a sphere (a bowl's outside, a ball) every normal line passes through its centre,
+    so every turn about that point keeps the surface: the axis of revolution fitted to such a piece is arbitrary (on
+    the long sets' bowls 30-50 deg off the true one) and only texture can tell its turns apart.
+    Hand-written: a 3 x 3 linear solve, no library call fits it.
+
+    Args:
+        points: (N, 3) float cloud, metres, N >= 3.
+        normals: (N, 3) float unit normals (``estimate_normals``).
+
+    Returns:
+        SphereFit: centre (3,) float64 metres, residual float metres (inf when the lines are all parallel).
+    """
+    P = np.asarray(points, np.float64)
+    Nn = np.asarray(normals, np.float64)
+    A = np.eye(3)[None] - Nn[:, :, None] * Nn[:, None, :]  # (N,3,3) projectors off each normal line
+    S = A.sum(axis=0)
+    if np.linalg.cond(S) > 1e8:
+        return SphereFit(centre=P.mean(axis=0), residual=float("inf"))
+    x = np.linalg.solve(S, np.einsum("nij,nj->i", A, P))
+    return SphereFit(centre=x, residual=float(np.median(np.linalg.norm(np.cross(x - P, Nn), axis=1))))
+
+
+def rotation_cube(step_rad: float) -> np.ndarray:
+    """(27, 3) rotation vectors: 0 first, then every combination of -step, 0, +step about x, y, z (a pattern
+    search's neighbourhood in rotation; the centre first so that a tie keeps it)."""
+    a = np.array([0.0, -step_rad, step_rad])
+    g = np.stack(np.meshgrid(a, a, a, indexing="ij"), axis=-1).reshape(-1, 3)
+    return g
+
+
+def turns_by(rotvecs: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """(k,4,4) rigid turns by each rotation vector (k,3) (radians) about ``point`` (3,) metres."""
+    R = Rotation.from_rotvec(np.asarray(rotvecs, np.float64)).as_matrix()
     T = np.tile(np.eye(4), (len(R), 1, 1))
     T[:, :3, :3] = R
     T[:, :3, 3] = point - R @ point
@@ -139,7 +182,7 @@ class ReferenceTwins:
 
 
 def revolution_axis(points_C: np.ndarray, camera_C: np.ndarray, scale: float,
-                    settings: TwinSettings = TwinSettings()) -> RevolutionAxis | None:
+                    settings: TwinSettings = TwinSettings(), normals: np.ndarray | None = None) -> RevolutionAxis | None:
     """The reference's axis of revolution when its visible surface has one (the normal lines pass within
     ``max_axis_residual`` x scale of the fitted axis), else None; fitted once per reference (~25-50 ms) and shared by
     the twins and tracking's spins (reference_cache.reference_axis).
@@ -149,13 +192,15 @@ def revolution_axis(points_C: np.ndarray, camera_C: np.ndarray, scale: float,
         camera_C: (3,) float reference camera centre in C, metres.
         scale: the reference's radius s, metres.
         settings: ``normal_neighbours``, ``max_axis_residual`` (``spin_angles`` < 2: no axis).
+        normals: (N, 3) the cloud's ``estimate_normals`` with ``normal_neighbours`` when the caller has them.
 
     Returns:
         RevolutionAxis, or None (also for fewer than 20 points).
     """
     if len(points_C) < 20 or settings.spin_angles < 2:
         return None
-    normals = estimate_normals(points_C, camera_C, k=settings.normal_neighbours)
+    if normals is None:
+        normals = estimate_normals(points_C, camera_C, k=settings.normal_neighbours)
     fit = fit_revolution_axis(points_C, normals, tolerance=0.05 * scale)
     return fit if fit.residual <= settings.max_axis_residual * scale else None
 

@@ -135,6 +135,9 @@ PARAMS: tuple[Param, ...] = (
     _e("track_spin_deg", "tracking's winner turned about the reference's axis of revolution within +- this, verifier "
        "and appearance keeping the best turn: geometry cannot see it (0 = off)", (0.0, 90.0)),
     _e("track_slide", "... and slid along that axis by up to this x diameter (0 = no slides)", (0.0, 1.0)),
+    _e("track_sphere_max_residual", "a textured reference whose visible surface is a piece of a sphere (its normal lines "
+       "within this x its radius of one point: a bowl's outside): tracking's winner is also turned about that point, "
+       "appearance choosing (0 = off)", (0.0, 1.0)),
     _e("track_margin", "without a mask, an object's pixels are those within this (x diameter) of its reference cloud "
        "at the last pose: the motion allowed between frames", (0.01, 2.0)),
     _e("search_radii", "a lost object is searched for within this many object radii of where it was last seen",
