@@ -1,6 +1,6 @@
 """The paired tracking comparison's statistics (tools/compare_tracking.py, docs/tracking.md "How wide a tracking
 comparison's interval is"): the interval resamples whole sequences, and several draws per side are paired and
-averaged. Synthetic rows: no rendering, no estimation."""
+averaged. Synthetic rows: no estimation (one test renders a frame to check the families asked for)."""
 import json
 from argparse import Namespace
 from pathlib import Path
@@ -59,3 +59,14 @@ def test_draws_must_pair_one_to_one(tmp_path):
     a = _rows(tmp_path / "a.jsonl", [True] * 4)
     with pytest.raises(SystemExit, match="pair them"):
         ct.compare(Namespace(a=a, b=f"{a},{a}"))
+
+
+def test_families_choose_the_two_objects():
+    """``run --families``: the two objects of each scene come from the families asked for (a change that reaches
+    symmetric bodies - tracking's sphere turns - is measured on them too; they are scored by ADD-S)."""
+    pytest.importorskip("pybullet")
+    from one2any_ros.data.objects import TEXTURE_ONLY_SHAPES, family_of
+
+    [(objs, frames)] = ct.sequences(1, 1, 3, families=("symmetric", "texture_only"))
+    assert objs[0].symmetric and not objs[1].symmetric and len(frames) == 1
+    assert family_of(objs[1].symmetric, objs[1].name in TEXTURE_ONLY_SHAPES) == "texture_only"

@@ -15,6 +15,8 @@ test split), each turning 4-8 deg a frame about its own random axis and drifting
 frames at 320x240 with sensor noise, a correct mask every frame (tracking's best case); frame 0 is the reference
 (its pose known). Each later frame is estimated with ``track=True`` (or, ``--oneshot``, from nothing). An
 object-frame hidden by the other object is skipped. 26 scenes x 21 frames give ~1,040 object-frames.
+``--families symmetric,symmetric``: two objects of other families instead (a symmetric object - shape and texture -
+is scored by ADD-S, every other by ADD).
 """
 from __future__ import annotations
 
@@ -41,9 +43,10 @@ def _use_source(source: str | None) -> None:
         sys.path.insert(0, str(Path(source).resolve()))
 
 
-def sequences(n_scenes: int, n_frames: int, seed: int, plain: bool = False) -> list[tuple[list, list[dict]]]:
+def sequences(n_scenes: int, n_frames: int, seed: int, plain: bool = False,
+              families: tuple[str, ...] = FAMILIES) -> list[tuple[list, list[dict]]]:
     """[(objects, frames)] as the module docstring says; ``plain``: each object painted one colour (its texture's
-    mean), an object without texture."""
+    mean), an object without texture; ``families``: the two objects' (``objects.FAMILIES``)."""
     from dataclasses import replace
 
     from one2any_ros.data.multi_scene import render_multi_object_frames
@@ -51,11 +54,11 @@ def sequences(n_scenes: int, n_frames: int, seed: int, plain: bool = False) -> l
     from one2any_ros.data.render import axis_angle_to_matrix, random_rotation
 
     rng = np.random.default_rng(seed)
-    ids = {f: split_ids("val", 2 * n_scenes + 2, seed=seed, family=f) for f in FAMILIES}
+    ids = {f: split_ids("val", 2 * n_scenes + 2, seed=seed, family=f) for f in families}
     K = np.array([[300.0, 0, 159.5], [0, 300.0, 119.5], [0, 0, 1]])
     out = []
     for s in range(n_scenes):
-        objs = [make_object(ids[f][(2 * s + k) % len(ids[f])]) for k, f in enumerate(FAMILIES)]
+        objs = [make_object(ids[f][(2 * s + k) % len(ids[f])]) for k, f in enumerate(families)]
         if plain:
             objs = [replace(o, texture=np.full_like(o.texture, o.texture.reshape(-1, 3).mean(axis=0))) for o in objs]
         centres = [np.array([-0.1, 0.0, 0.6]), np.array([0.1, 0.0, 0.62])]
@@ -96,7 +99,8 @@ def run(args: argparse.Namespace) -> None:
     settings = EstimatorSettings().with_updates(**json.loads(args.settings))
     backend = create_backend(args.backend)
     rows = []
-    for s, (objs, frames) in enumerate(sequences(args.scenes, args.frames, args.seed, args.plain)):
+    families = tuple(args.families.split(","))
+    for s, (objs, frames) in enumerate(sequences(args.scenes, args.frames, args.seed, args.plain, families)):
         for k, obj in enumerate(objs):
             est = PoseEstimator(backend, settings=settings)
             f0 = frames[0]
@@ -110,6 +114,7 @@ def run(args: argparse.Namespace) -> None:
                 except Exception:  # hidden by the other object
                     continue
                 gt = f["T_cam_obj"][k]
+                add = metrics.add_s if obj.symmetric else metrics.add
                 if args.oneshot:
                     est.last_T_C = None
                 t = time.perf_counter()
@@ -129,9 +134,9 @@ def run(args: argparse.Namespace) -> None:
                     T, conf, mode, app, source, vconf = None, 0.0, "none", None, None, None
                 ms = 1000.0 * (time.perf_counter() - t)
                 rows.append({
-                    "key": f"{s}/{k}/{i}", "family": FAMILIES[k], "mode": mode, "ms": ms, "confidence": conf,
+                    "key": f"{s}/{k}/{i}", "family": families[k], "mode": mode, "ms": ms, "confidence": conf,
                     "verifier_confidence": vconf, "appearance": app, "source": source,
-                    "right": bool(T is not None and metrics.add(T, gt, obj.vertices) < 0.1 * obj.diameter),
+                    "right": bool(T is not None and add(T, gt, obj.vertices) < 0.1 * obj.diameter),
                     "from_reference_deg": float(rotation_angle_deg(gt[:3, :3].T @ f0["T_cam_obj"][k][:3, :3])),
                     "rot_deg": 180.0 if T is None else float(rotation_angle_deg(T[:3, :3].T @ gt[:3, :3])),
                     "mm": None if T is None else 1000.0 * float(np.linalg.norm(T[:3, 3] - gt[:3, 3]))})
@@ -250,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--masks", choices=("every", "first"), default="every",
                    help="a mask on every frame, or on the reference only (tracked without one after it)")
     r.add_argument("--plain", action="store_true", help="objects painted one colour (no texture)")
+    r.add_argument("--families", default=",".join(FAMILIES),
+                   help="the two objects' families, comma-separated (symmetric ones scored by ADD-S)")
     r.add_argument("--source", help="another checkout whose one2any_ros to measure (a worktree of a commit)")
     r.add_argument("--draw", type=int, default=0,
                    help="another equally good draw of the subsampled points (geometry.SUBSAMPLE_SEED; 0 = the default)")
