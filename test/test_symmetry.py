@@ -123,3 +123,33 @@ def test_the_pattern_search_turns():
     T = turns_by(cube, p)
     assert np.allclose(T[:, :3, :3] @ p + T[:, :3, 3], p)  # the centre stays
     assert np.allclose(turns_by(np.outer([0.3, -0.5], [0, 0, 1.0]), p), turns_about(np.array([0, 0, 1.0]), p, np.array([0.3, -0.5])))
+
+
+def test_a_reference_is_turned_about_a_sphere_only_when_it_is_near_and_fits():
+    """``reference_sphere``: a bowl-like cap (its centre within the object) passes; a shallow dome (a cap of a sphere
+    ten times the object's size: every normal line passes near a point far behind it) does not - its turns would slide
+    the object far - and neither does anything at ``max_residual`` 0."""
+    from types import SimpleNamespace
+
+    from one2any_ros.core.reference_cache import reference_sphere
+
+    rng = np.random.default_rng(4)
+
+    def reference(radius: float, half_angle_deg: float):
+        xy = rng.uniform(-1, 1, size=(8000, 2))
+        xy = xy[np.linalg.norm(xy, axis=1) < 1] * np.tan(np.radians(half_angle_deg))
+        d = np.column_stack([xy, -np.ones(len(xy))])  # the cap facing a camera on -z
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        pts = radius * d
+        pts -= pts.mean(axis=0)  # C's origin at the cloud's centroid, as make_reference puts it
+        T = np.eye(4)
+        T[:3, 3] = [0.0, 0.0, 0.6]
+        scale = float(np.linalg.norm(pts, axis=1).max())
+        return SimpleNamespace(points_C=pts, T_refcam_C=T, scale=scale), SimpleNamespace(sphere=None, normals=None)
+
+    bowl, cache = reference(0.05, 70.0)
+    assert reference_sphere(cache, bowl, 0.2) is not None
+    assert reference_sphere(cache, bowl, 0.0) is None
+    dome, cache = reference(0.5, 5.7)  # ~5 cm across, like the bowl, on a 50 cm sphere
+    assert cache.sphere is None and reference_sphere(cache, dome, 0.2) is None
+    assert cache.sphere.residual < 0.2 * dome.scale  # it fits: the distance from the object is what rules it out

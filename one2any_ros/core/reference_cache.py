@@ -84,6 +84,10 @@ def reference_axis(c: RefCache, ref: Reference) -> RevolutionAxis | None:
     return c.axis
 
 
+SPHERE_MAX_CENTRE = 2.0  # x scale: a sphere centred farther from C's origin is a gently curved patch (a shallow dome),
+# whose turns would slide the object far; every bowl, ellipsoid and capsule that passed the test was within 1.05
+
+
 def reference_normals(c: RefCache, ref: Reference) -> np.ndarray:
     """(N, 3) unit normals of ``ref.points_C`` facing its camera (``estimate_normals`` with the twins'
     ``normal_neighbours``), estimated once (~15 ms) for the axis and the sphere fits."""
@@ -103,13 +107,15 @@ def reference_sphere(c: RefCache, ref: Reference, max_residual: float) -> np.nda
         max_residual: x the reference's scale s; <= 0: None.
 
     Returns:
-        (3,) float64 centre in C, metres, or None.
+        (3,) float64 centre in C, metres, or None (also when it lies farther than SPHERE_MAX_CENTRE x scale from C's
+        origin).
     """
     if max_residual <= 0 or len(ref.points_C) < 20:
         return None
     if c.sphere is None:
         c.sphere = sphere_fit(ref.points_C, reference_normals(c, ref))
-    return c.sphere.centre if c.sphere.residual <= max_residual * ref.scale else None
+    near = np.linalg.norm(c.sphere.centre) <= SPHERE_MAX_CENTRE * ref.scale
+    return c.sphere.centre if c.sphere.residual <= max_residual * ref.scale and near else None
 
 
 def axis_spins(c: RefCache, ref: Reference, s: EstimatorSettings) -> np.ndarray:
