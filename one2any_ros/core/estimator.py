@@ -24,9 +24,8 @@ from one2any_ros.core.estimator_settings import EstimatorSettings
 from one2any_ros.core.geometry import icp_batched, invert_transform, rotation_angle_deg, subsample, transform_points
 from one2any_ros.core.nearest import KDTree
 from one2any_ros.core.reference import Reference, make_reference, require_reference
-from one2any_ros.core.reference_cache import (RefCache, axis_spins, build_ref_cache, reference_axis, reference_sphere,
+from one2any_ros.core.reference_cache import (RefCache, axis_spins, build_ref_cache, reference_axis, sphere_turns,
                                              track_turns)
-from one2any_ros.core.symmetry import rotation_cube, turns_by
 from one2any_ros.core.frame import View
 from one2any_ros.core.verify import DepthTarget, VerifyResult, make_target, verify
 
@@ -354,16 +353,17 @@ class PoseEstimator:
         revolution fitted to such a piece is arbitrary, so ``_spin_winner`` turns about the wrong line there
         (docs/tracking.md, "A bowl turned about its centre")."""
         s = self.settings
-        if not s.track_sphere_steps_deg or not self._cache.textured:
+        neighbourhoods = sphere_turns(self._cache, self.reference, s)
+        if not neighbourhoods or not self._cache.textured:
             return
-        centre = reference_sphere(self._cache, self.reference, s.track_sphere_max_residual)
-        if centre is None:
+        X, moved = np.eye(4), False  # the best turn of C so far
+        for turns in neighbourhoods:
+            Xs = X[None] @ turns
+            j = int(np.argmax(self._appearance(c.T[best][None] @ Xs, q, points=s.twin_rank_points)))
+            X, moved = Xs[j], moved or j > 0  # turns[0] is the identity: a tie keeps the pose
+        if not moved:  # the winner as it is: nothing to weigh
+            tm.lap("sphere")
             return
-        X = np.eye(4)  # the best turn of C so far
-        for step in s.track_sphere_steps_deg:
-            Xs = X[None] @ turns_by(rotation_cube(np.radians(step)), centre)
-            app = self._appearance(c.T[best][None] @ Xs, q, points=s.twin_rank_points)
-            X = Xs[int(np.argmax(app))]
         T = c.T[best] @ X
         vr, app = score(np.stack([c.T[best], T])), self._appearance(T[None], q)  # the winner as it is now (spun)
         margin = c.conf[best] / vr.confidence[0] if vr.confidence[0] > 0 else 1.0  # the rival margin _choose applied

@@ -11,7 +11,7 @@ from one2any_ros.core.estimator_settings import EstimatorSettings
 from one2any_ros.core.geometry import subsample, transform_points
 from one2any_ros.core.reference import Reference
 from one2any_ros.core.symmetry import (RevolutionAxis, SphereFit, TwinSettings, estimate_normals, principal_turns,
-                                       revolution_axis, sphere_fit, turns_about)
+                                       revolution_axis, rotation_cube, sphere_fit, turns_about, turns_by)
 from one2any_ros.core.verify import DepthTarget, make_target
 
 
@@ -35,6 +35,7 @@ class RefCache:
     axis_fitted: bool = False
     sphere: SphereFit | None = None  # the point nearest its normal lines (reference_sphere; fitted on first use)
     normals: np.ndarray | None = None  # (N,3) of ref.points_C (reference_normals), for the axis and the sphere
+    sphere_turns: dict = field(default_factory=dict)  # (max_residual, steps) -> [(27,4,4) per step] about its centre
 
 
 def build_ref_cache(ref: Reference, settings: EstimatorSettings) -> RefCache:
@@ -63,7 +64,7 @@ def build_ref_cache(ref: Reference, settings: EstimatorSettings) -> RefCache:
                      sweep=spin_sweep(ref.points_C, settings.sweep_angles),
                      textured=is_textured(ref.view.rgb, ref.view.mask, settings.texture_min_std))
     axis_spins(cache, ref, settings)  # the axis fit (~25-50 ms) here, not on the first tracked frame
-    reference_sphere(cache, ref, settings.track_sphere_max_residual)  # and the sphere's
+    sphere_turns(cache, ref, settings)  # and the sphere's
     return cache
 
 
@@ -99,7 +100,7 @@ def reference_normals(c: RefCache, ref: Reference) -> np.ndarray:
 def reference_sphere(c: RefCache, ref: Reference, max_residual: float) -> np.ndarray | None:
     """The centre (3,) metres in C of the sphere the reference's visible surface lies on, when its normal lines pass
     within ``max_residual`` x scale of one point (a bowl's outside, a ball), else None; fitted on first use and kept
-    in ``c`` (~10 ms: normals of the reference cloud).
+    in ``c`` (~1 ms beside the normals, which the axis fit shares).
 
     Args:
         c: the reference's cache (``sphere`` set here).
@@ -116,6 +117,27 @@ def reference_sphere(c: RefCache, ref: Reference, max_residual: float) -> np.nda
         c.sphere = sphere_fit(ref.points_C, reference_normals(c, ref))
     near = np.linalg.norm(c.sphere.centre) <= SPHERE_MAX_CENTRE * ref.scale
     return c.sphere.centre if c.sphere.residual <= max_residual * ref.scale and near else None
+
+
+def sphere_turns(c: RefCache, ref: Reference, s: EstimatorSettings) -> list[np.ndarray]:
+    """Tracking's sphere search's neighbourhoods, once per reference and setting: for each of
+    ``track_sphere_steps_deg``, the (27, 4, 4) turns of C by -step, 0, +step about x, y and z through the reference's
+    sphere centre (``reference_sphere``; the identity first); [] when it has none.
+
+    Args:
+        c: the reference's cache (the result is kept in ``c.sphere_turns``).
+        ref: the reference.
+        s: ``track_sphere_max_residual`` and ``track_sphere_steps_deg`` (degrees).
+
+    Returns:
+        list of (27, 4, 4) float64 rigid motions of C, metres.
+    """
+    key = (s.track_sphere_max_residual, tuple(s.track_sphere_steps_deg))
+    if key not in c.sphere_turns:
+        centre = reference_sphere(c, ref, s.track_sphere_max_residual)
+        c.sphere_turns[key] = [] if centre is None else [turns_by(rotation_cube(np.radians(step)), centre)
+                                                         for step in s.track_sphere_steps_deg]
+    return c.sphere_turns[key]
 
 
 def axis_spins(c: RefCache, ref: Reference, s: EstimatorSettings) -> np.ndarray:
